@@ -1,0 +1,72 @@
+"""The `netdsl` command line: build, count, solve, train.
+
+Heavy imports (torch, sympy passes) happen inside each command so `netdsl --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from netdsl.errors import NetdslError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="compile a spec to a torch.nn.Module and show shapes and parameters")
+    p.add_argument("spec", help="path to a .net spec")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a declared parameter or input size (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
+
+    def run(args: argparse.Namespace) -> int:
+        from netdsl.commands.build import run_build
+
+        return run_build(args)
+
+    p.set_defaults(func=run)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    try:
+        from netdsl.train.command import add_arguments, run
+    except ImportError:  # the training package is optional at this stage of the pipeline
+        return
+    p = sub.add_parser("train", help="train specs on the colourization task")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netdsl", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_build(sub)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, not only before the subcommand.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    args.debug = debug
+    try:
+        return int(args.func(args) or 0)
+    except NetdslError as err:
+        if debug:
+            raise
+        print(err.render(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

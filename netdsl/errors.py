@@ -1,0 +1,73 @@
+"""netdsl's one error type: every failure a user can cause ends up here, with a place and a hint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A 1-based source range; `end_column` is exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+class NetdslError(Exception):
+    """An error in a user's input (spec, flag, data file, checkpoint).
+
+    `span` locates it in the spec file `path` when it comes from spec text; `hint` says what to do.
+    The CLI renders it as ``file:line:col: error: message``, the source line and carets.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        span: Span | None = None,
+        hint: str | None = None,
+        *,
+        path: str | None = None,
+        source: str | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.path = path
+        self.source = source
+        self.notes = notes
+
+    def with_source(self, path: str | None, source: str | None) -> "NetdslError":
+        """Attach the file this error's span points into, unless one is attached already."""
+        if self.path is None:
+            self.path = path
+        if self.source is None:
+            self.source = source
+        return self
+
+    def render(self) -> str:
+        """`file:line:col: error: …`, then the source line with carets, notes and the hint."""
+        where = self.path or "<input>"
+        out: list[str] = []
+        if self.span is not None:
+            out.append(f"{where}:{self.span.line}:{self.span.column}: error: {self.message}")
+            lines = (self.source or "").splitlines()
+            if 1 <= self.span.line <= len(lines):
+                text = lines[self.span.line - 1].expandtabs(1)
+                out.append(f"  {self.span.line:>4} | {text}")
+                if self.span.end_line == self.span.line:
+                    width = max(1, self.span.end_column - self.span.column)
+                else:
+                    width = max(1, len(text) - self.span.column + 1)
+                out.append("       | " + " " * (self.span.column - 1) + "^" * width)
+        else:
+            out.append(f"{where}: error: {self.message}")
+        out.extend(f"  note: {n}" for n in self.notes)
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.render()

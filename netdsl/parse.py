@@ -1,0 +1,294 @@
+"""Text to `ir.Spec`. The only module that touches Lark: its trees and exceptions stop here."""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import lark
+from lark import Token, Tree
+
+from netdsl import ir
+from netdsl.errors import NetdslError, Span
+
+MAX_SPEC_BYTES = 1_000_000
+
+# Human names for the terminals Lark reports as expected.
+_TERMINAL_NAMES = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": 'a string ("...")',
+    "COMPARE": "a comparison (==, <, ...)", "PIPE": "'|>'", "ARROW": "'->'", "_NL": "end of line",
+    "$END": "end of file", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
+    "COMMA": "','", "EQUAL": "'='", "COLON": "':'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
+    "SLASH": "'/'", "PERCENT": "'%'", "QMARK": "'?'", "__ANON_0": "'//'", "__ANON_1": "'**'",
+}
+
+
+def _grammar_text() -> str:
+    # Installed wheels carry the grammar inside the package; a checkout keeps it at the top.
+    packaged = resources.files("netdsl").joinpath("grammar/netdsl.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "grammar" / "netdsl.lark").read_text(encoding="utf-8")
+
+
+class _NewlineFilter:
+    """Drop newlines inside brackets and around `->`/`|>`/`,`/`=` so statements can wrap."""
+
+    always_accept: tuple[str, ...] = ()
+    _OPEN = {"LPAR", "LSQB"}
+    _CLOSE = {"RPAR", "RSQB"}
+    _JOINERS = {"ARROW", "PIPE", "COMMA", "EQUAL"}
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        held: Token | None = None
+        prev: str | None = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if depth > 0 or prev in self._JOINERS:
+                    continue
+                held = held or tok
+                continue
+            if held is not None:
+                if tok.type not in ("ARROW", "PIPE"):
+                    yield held
+                held = None
+            if tok.type in self._OPEN:
+                depth += 1
+            elif tok.type in self._CLOSE:
+                depth = max(0, depth - 1)
+            prev = tok.type
+            yield tok
+        if held is not None:
+            yield held
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(_grammar_text(), parser="lalr", lexer="basic",
+                     propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+
+
+def _span(x: Tree | Token) -> Span:
+    if isinstance(x, Token):
+        return Span(x.line or 1, x.column or 1, x.end_line or x.line or 1, x.end_column or (x.column or 1) + 1)
+    m = x.meta
+    if getattr(m, "empty", True):
+        return Span(1, 1, 1, 2)
+    return Span(m.line, m.column, m.end_line, m.end_column)
+
+
+def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslError:
+    lines = text.splitlines() or [""]
+    if isinstance(err, lark.exceptions.UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
+        span = Span(err.line, err.column, err.line, err.column + 1)
+        hint = "netdsl accepts names, integers, numbers like 0.5, \"strings\", operators and # comments"
+        return NetdslError(f"unexpected character {ch!r}", span, hint)
+    if isinstance(err, lark.exceptions.UnexpectedToken):
+        tok = err.token
+        expected = sorted({_TERMINAL_NAMES.get(t, repr(t).strip("'")) for t in err.expected})
+        exp = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
+        if tok.type == "$END":
+            line = len(lines)
+            col = len(lines[-1]) + 1
+            return NetdslError("unexpected end of file", Span(line, max(col, 1), line, col + 1),
+                               f"the spec stops in the middle of a statement; expected {exp}")
+        if tok.type == "FLOAT":
+            return NetdslError(f"a fractional number ({tok}) is not allowed here", _span(tok),
+                               "sizes, channels and parameters are integers")
+        what = "end of line" if tok.type == "_NL" else f"{str(tok)!r}"
+        span = _span(tok)
+        if tok.type == "_NL":
+            line = tok.line or 1
+            col = len(lines[line - 1]) + 1 if line <= len(lines) else 1
+            span = Span(line, col, line, col + 1)
+        return NetdslError(f"unexpected {what}", span, f"expected {exp}")
+    return NetdslError(f"syntax error: {err}", Span(getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1, 1, 2))
+
+
+def read_spec_file(path: str | Path) -> str:
+    """Read a spec as UTF-8, turning OS and encoding failures into NetdslError."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise NetdslError(f"no such file: {p}", hint="check the path to the .net spec", path=str(p)) from None
+    except IsADirectoryError:
+        raise NetdslError(f"{p} is a directory, not a spec file", hint="name a .net file", path=str(p)) from None
+    except OSError as e:
+        raise NetdslError(f"cannot read {p}: {e.strerror}", hint="check the file's permissions", path=str(p)) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise NetdslError(f"{p} is {len(data)} bytes; specs are limited to {MAX_SPEC_BYTES}",
+                          hint="a spec this large is almost certainly not a spec", path=str(p))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise NetdslError(f"the file is not valid UTF-8 (byte 0x{data[e.start]:02x})", Span(line, col, line, col + 1),
+                          "save the spec as UTF-8", path=str(p),
+                          source=data.decode("utf-8", errors="replace")) from None
+
+
+def parse_text(text: str, path: str | None = None) -> ir.Spec:
+    """Parse spec text into the IR; every error carries `path` and the source for rendering."""
+    try:
+        if len(text) > MAX_SPEC_BYTES:
+            raise NetdslError(f"the spec is {len(text)} characters; the limit is {MAX_SPEC_BYTES}", Span(1, 1, 1, 2))
+        try:
+            tree = _parser().parse(text)
+        except lark.exceptions.UnexpectedInput as e:
+            raise _syntax_error(e, text) from None
+        except RecursionError:
+            raise NetdslError("the spec nests too deeply", Span(1, 1, 1, 2), "flatten the expression") from None
+        try:
+            return _Builder().spec(tree)
+        except RecursionError:
+            raise NetdslError("an expression nests too deeply", Span(1, 1, 1, 2), "flatten the expression") from None
+    except NetdslError as e:
+        raise e.with_source(path, text) from None
+
+
+class _Builder:
+    """Lark tree -> ir.Spec. Structural checks only; names are resolved in passes.lower."""
+
+    def spec(self, tree: Tree) -> ir.Spec:
+        header, *stmts = [c for c in tree.children if isinstance(c, Tree)]
+        name_tok, params, where = self._header(header)
+        inputs: list[ir.InputDecl] = []
+        blocks: list[ir.BlockDef] = []
+        assigns: list[ir.Assign] = []
+        claims: list[ir.Claim] = []
+        for st in stmts:
+            kind = st.data
+            if kind == "input_decl":
+                if inputs:
+                    raise NetdslError("a second input declaration", _span(st),
+                                      f"netdsl networks take one input; '{inputs[0].name}' is declared already")
+                inputs.append(self._input(st))
+            elif kind == "block_def":
+                blocks.append(self._block(st))
+            elif kind == "assign":
+                assigns.append(self._assign(st))
+            elif kind == "claim":
+                claims.append(self._claim(st))
+        if not inputs:
+            raise NetdslError("the spec declares no input", _span(header),
+                              "add a line such as `input x: [NIC, H = 32, W = 32]` after the header")
+        return ir.Spec(span=_span(tree), name=str(name_tok), params=params, conditions=where,
+                       input=inputs[0], blocks=blocks, assigns=assigns, claims=claims)
+
+    def _header(self, t: Tree) -> tuple[Token, list[ir.Param], list[ir.Condition]]:
+        name, *rest = t.children
+        where = rest.pop() if rest and (rest[-1] is None or (isinstance(rest[-1], Tree) and rest[-1].data == "where")) else None
+        params = [self._param(p) for p in rest if p is not None]
+        return name, params, self._where(where)
+
+    def _param(self, t: Tree) -> ir.Param:
+        name, ann, default = t.children
+        return ir.Param(span=_span(t), name=str(name), annotation=str(ann) if ann is not None else None,
+                        default=self.expr(default))
+
+    def _where(self, t: Tree | None) -> list[ir.Condition]:
+        if t is None:
+            return []
+        out = []
+        for c in t.children:
+            left, op, right = c.children
+            out.append(ir.Condition(span=_span(c), op=str(op), left=self.expr(left), right=self.expr(right)))
+        return out
+
+    def _input(self, t: Tree) -> ir.InputDecl:
+        name, channels, d1, d2, where = t.children
+        dims = tuple(ir.Dim(span=_span(d), name=str(d.children[0]),
+                            default=self.expr(d.children[1]) if d.children[1] is not None else None)
+                     for d in (d1, d2))
+        return ir.InputDecl(span=_span(t), name=str(name), channels=self.expr(channels), dims=dims,
+                            conditions=self._where(where))
+
+    def _block(self, t: Tree) -> ir.BlockDef:
+        name, *rest = t.children
+        chain = rest.pop()
+        params = [ir.Ident(span=_span(p), name=str(p)) for p in rest if p is not None]
+        return ir.BlockDef(span=_span(t), name=str(name), params=params, body=self._chain(chain))
+
+    def _assign(self, t: Tree) -> ir.Assign:
+        name, shape, source, _pipe, chain = t.children
+        ann = tuple(self.expr(e) for e in shape.children) if shape is not None else None
+        if source.data == "ref":
+            merge, names = "ref", source.children
+        else:
+            fn, *names = source.children
+            if str(fn) not in ("cat", "add"):
+                raise NetdslError(f"unknown merge '{fn}'", _span(fn),
+                                  "a statement starts from a tensor name, cat(a, b, ...) or add(a, b, ...)")
+            if len(names) < 2:
+                raise NetdslError(f"{fn}() needs at least two tensors", _span(source), f"write {fn}(a, b)")
+            merge = str(fn)
+        return ir.Assign(span=_span(t), name=str(name), annotation=ann, merge=merge,
+                         inputs=[ir.Ident(span=_span(n), name=str(n)) for n in names],
+                         chain=self._chain(chain) if chain is not None else [])
+
+    def _chain(self, t: Tree) -> list[ir.LayerCall]:
+        return [self._layer(c) for c in t.children if isinstance(c, Tree)]
+
+    def _layer(self, t: Tree) -> ir.LayerCall:
+        label, op, *args, repeat = t.children
+        return ir.LayerCall(span=_span(t), label=ir.Ident(span=_span(label), name=str(label)) if label is not None else None,
+                            op=ir.Ident(span=_span(op), name=str(op)),
+                            args=[self._arg(a) for a in args if a is not None],
+                            repeat=self.expr(repeat) if repeat is not None else None)
+
+    def _arg(self, t: Tree) -> ir.Arg:
+        if t.data == "kwarg":
+            name, value = t.children
+            return ir.Arg(span=_span(t), name=str(name), value=self.value(value))
+        return ir.Arg(span=_span(t), value=self.value(t.children[0]))
+
+    def _claim(self, t: Tree) -> ir.Claim:
+        metric, *args, op, expr = t.children
+        return ir.Claim(span=_span(t), metric=ir.Ident(span=_span(metric), name=str(metric)),
+                        options=[self._arg(a) for a in args if a is not None], op=str(op), expr=self.expr(expr))
+
+    def value(self, t: Tree | Token) -> ir.Value:
+        if isinstance(t, Tree):
+            sp = _span(t)
+            if t.data == "float":
+                return ir.Float(span=sp, value=float(t.children[0]))
+            if t.data == "string":
+                return ir.Str(span=sp, value=str(t.children[0])[1:-1])
+            if t.data in ("true", "false"):
+                return ir.Bool(span=sp, value=t.data == "true")
+            if t.data == "hole":
+                return ir.Hole(span=sp)
+        return self.expr(t)
+
+    _BINOPS = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "truediv": "/", "pow": "**"}
+
+    def expr(self, t: Tree | Token) -> ir.Expr:
+        # Iterative on the left spine would be faster, but specs are small and depth is capped by
+        # the RecursionError guard in parse_text.
+        if isinstance(t, Token):  # pragma: no cover - every expression token is wrapped in a rule
+            raise NetdslError(f"unexpected {t!s}", _span(t))
+        sp = _span(t)
+        kind = t.data
+        if kind == "int":
+            return ir.Int(span=sp, value=int(str(t.children[0])))
+        if kind == "name":
+            return ir.Name(span=sp, id=str(t.children[0]))
+        if kind == "neg":
+            return ir.Neg(span=sp, operand=self.expr(t.children[0]))
+        if kind == "call":
+            fn, *args = t.children
+            if str(fn) not in ("min", "max"):
+                raise NetdslError(f"unknown function '{fn}'", _span(fn), "expressions may call min(...) and max(...)")
+            return ir.Call(span=sp, func=str(fn), args=[self.expr(a) for a in args])
+        if kind in self._BINOPS:
+            left, right = t.children
+            return ir.BinOp(span=sp, op=self._BINOPS[kind], left=self.expr(left), right=self.expr(right))
+        if kind in ("float", "string", "true", "false", "hole"):
+            what = {"float": "a fractional number", "string": "a string", "hole": "'?'"}.get(kind, "a boolean")
+            raise NetdslError(f"{what} is not allowed here", sp, "this place takes an integer expression")
+        raise NetdslError(f"unexpected {kind}", sp)  # pragma: no cover

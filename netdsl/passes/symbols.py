@@ -1,0 +1,200 @@
+"""Symbols, assumptions and values: IR expressions to SymPy, built node by node (never from text).
+
+Assumptions of the form `X % m == r` (and `odd`/`even` annotations) are applied by substitution,
+X -> m*X_q + r with X_q a fresh non-negative integer, which is what lets SymPy drop the `floor`s
+of stride arithmetic. Results are turned back into the user's symbols for display.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from netdsl import ir
+from netdsl.errors import NetdslError, Span
+from netdsl.passes.lower import const_int
+
+MAX_EXPONENT = 64
+MAX_INT_DIGITS = 30
+
+
+@dataclass
+class SymEnv:
+    """The spec's symbols, the substitutions its assumptions allow, and the values in use."""
+
+    graph: ir.Graph
+    symbols: dict[str, sp.Symbol] = field(default_factory=dict)
+    fwd: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)   # X -> m*X_q + r
+    back: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)  # X_q -> (X - r)/m
+    values: dict[str, int] = field(default_factory=dict)
+    internal_values: dict[sp.Symbol, sp.Integer] = field(default_factory=dict)
+
+    # --- IR -> SymPy ------------------------------------------------------------------------
+    def sym(self, e: ir.Expr, *, raw: bool = False) -> sp.Expr:
+        """The expression in internal symbols (after the assumption substitutions) unless `raw`."""
+        if isinstance(e, ir.Int):
+            if len(str(e.value)) > MAX_INT_DIGITS:
+                raise NetdslError(f"the integer {str(e.value)[:12]}... is too large", e.span,
+                                  f"integers are limited to {MAX_INT_DIGITS} digits")
+            return sp.Integer(e.value)
+        if isinstance(e, ir.Name):
+            s = self.symbols[e.id]
+            return s if raw else self.fwd.get(s, s)
+        if isinstance(e, ir.Neg):
+            return -self.sym(e.operand, raw=raw)
+        if isinstance(e, ir.Call):
+            args = [self.sym(a, raw=raw) for a in e.args]
+            return sp.Min(*args) if e.func == "min" else sp.Max(*args)
+        assert isinstance(e, ir.BinOp)
+        a, b = self.sym(e.left, raw=raw), self.sym(e.right, raw=raw)
+        if e.op == "+":
+            return a + b
+        if e.op == "-":
+            return a - b
+        if e.op == "*":
+            return sp.expand(a * b)
+        if e.op in ("//", "%", "/") and b == 0:
+            raise NetdslError("division by zero", e.right.span, "the right side of //, % and / must not be 0")
+        if e.op == "//":
+            return sp.floor(sp.expand(a / b))
+        if e.op == "%":
+            return sp.Mod(a, b)
+        if e.op == "/":
+            return sp.expand(a / b)
+        exp = const_int(e.right)
+        if exp is None or not 0 <= exp <= MAX_EXPONENT:
+            raise NetdslError(f"exponents must be constant integers from 0 to {MAX_EXPONENT}", e.right.span,
+                              "write the power with a literal exponent, e.g. k**2")
+        return sp.expand(a ** exp)
+
+    def show(self, x: sp.Expr) -> sp.Expr:
+        """An internal expression in the user's symbols, for display and export."""
+        return sp.expand(x.xreplace(self.back)) if self.back else x
+
+    def at(self, x: sp.Expr) -> sp.Expr:
+        """The value of an internal expression at the values in use."""
+        return x.xreplace(self.internal_values)
+
+    def check_size(self, x: sp.Expr, what: str, span: Span, hint: str) -> int:
+        """A channel or spatial size: it must be a positive integer at the values in use."""
+        v = self.at(x)
+        shown = self.show(x)
+        if not v.is_Integer:
+            raise NetdslError(f"{what} is not an integer: {shown} = {v}", span, hint)
+        if v <= 0:
+            raise NetdslError(f"{what} is {'zero' if v == 0 else 'negative'}: {shown} = {v}", span, hint)
+        return int(v)
+
+
+def _mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
+    """`X % m == r` with X a name and m, r constants, as (X, m, r)."""
+    if c.op != "==":
+        return None
+    for lhs, rhs in ((c.left, c.right), (c.right, c.left)):
+        if isinstance(lhs, ir.BinOp) and lhs.op == "%" and isinstance(lhs.left, ir.Name):
+            m, r = const_int(lhs.right), const_int(rhs)
+            if m is not None and r is not None and m > 1:
+                return lhs.left.id, m, r % m
+    return None
+
+
+def _combine(rules: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """Combine X ≡ r_i (mod m_i) into one X ≡ r (mod lcm); None when they contradict."""
+    m = 1
+    for mi, _ in rules:
+        m = m * mi // math.gcd(m, mi)
+    if m > 10_000:
+        return None
+    for r in range(m):
+        if all(r % mi == ri for mi, ri in rules):
+            return m, r
+    return None
+
+
+def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv:
+    """Symbols for the spec's parameters and sizes, assumption substitutions, values in use."""
+    overrides = dict(overrides or {})
+    env = SymEnv(graph)
+    dims = [d.name for d in graph.input.dims]
+    for p in graph.params:
+        env.symbols[p.name] = sp.Symbol(p.name, integer=True)
+    for d in dims:
+        env.symbols[d] = sp.Symbol(d, integer=True, positive=True)
+    known = [p.name for p in graph.params] + dims
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        raise NetdslError(f"--set {unknown[0]}=...: the spec has no parameter or size '{unknown[0]}'", graph.span,
+                          f"settable names: {', '.join(known)}")
+
+    # Values in use: defaults in declaration order (a default may use earlier parameters).
+    raw_values: dict[sp.Symbol, sp.Integer] = {}
+    for p in graph.params:
+        if p.name in overrides:
+            val = overrides[p.name]
+        else:
+            v = env.sym(p.default, raw=True).xreplace(raw_values)
+            if not v.is_Integer:
+                raise NetdslError(f"the default of '{p.name}' is not an integer: {v}", p.default.span,
+                                  "defaults are integer expressions")
+            val = int(v)
+        env.values[p.name] = val
+        raw_values[env.symbols[p.name]] = sp.Integer(val)
+    for d in graph.input.dims:
+        if d.name in overrides:
+            val = overrides[d.name]
+        elif d.default is not None:
+            v = env.sym(d.default, raw=True).xreplace(raw_values)
+            if not v.is_Integer:
+                raise NetdslError(f"the default of '{d.name}' is not an integer: {v}", d.default.span,
+                                  "sizes are integers")
+            val = int(v)
+        else:
+            raise NetdslError(f"the input size '{d.name}' has no value", d.span,
+                              f"give it a default, `{d.name} = 32`, or pass --set {d.name}=32")
+        if val <= 0:
+            raise NetdslError(f"the input size '{d.name}' must be positive, not {val}", d.span, f"pass --set {d.name}=32")
+        env.values[d.name] = val
+        raw_values[env.symbols[d.name]] = sp.Integer(val)
+
+    # Conditions: each must hold at the values in use; the modular ones also become substitutions.
+    rules: dict[str, list[tuple[int, int]]] = {}
+    conds = list(graph.conditions) + list(graph.input.conditions)
+    for p in graph.params:
+        if p.annotation in ("odd", "even"):
+            rules.setdefault(p.name, []).append((2, 1 if p.annotation == "odd" else 0))
+    for p in graph.params:
+        v = env.values[p.name]
+        bad = {"odd": v % 2 != 1, "even": v % 2 != 0, "positive": v <= 0, "nonnegative": v < 0}.get(p.annotation or "", False)
+        if bad:
+            how = f"--set {p.name}={v}" if p.name in overrides else f"its default {v}"
+            raise NetdslError(f"'{p.name}' must be {p.annotation}, but {how} is not", p.span,
+                              f"choose a{'n' if p.annotation in ('odd',) else ''} {p.annotation} value for {p.name}")
+    for c in conds:
+        left, right = env.sym(c.left, raw=True), env.sym(c.right, raw=True)
+        lv, rv = left.xreplace(raw_values), right.xreplace(raw_values)
+        ok = {"==": lv == rv, "!=": lv != rv, "<": lv < rv, "<=": lv <= rv, ">": lv > rv, ">=": lv >= rv}[c.op]
+        if not bool(ok):
+            used = ", ".join(f"{n}={env.values[n]}" + (" (from --set)" if n in overrides else "")
+                             for n in sorted({s.name for s in (left - right).free_symbols}))
+            raise NetdslError(f"the condition {left} {c.op} {right} does not hold for {used}", c.span,
+                              "choose values that satisfy the spec's `where` conditions")
+        mod = _mod_assumption(c)
+        if mod is not None:
+            rules.setdefault(mod[0], []).append((mod[1], mod[2]))
+    for name, rs in rules.items():
+        combined = _combine(rs)
+        if combined is None:
+            continue
+        m, r = combined
+        s = env.symbols[name]
+        q = sp.Symbol(f"{name}_q", integer=True, nonnegative=True)
+        env.fwd[s] = m * q + r
+        env.back[q] = (s - r) / m
+    for name, s in env.symbols.items():
+        val = sp.Integer(env.values[name])
+        if s in env.fwd:
+            q = next(iter(env.fwd[s].free_symbols))
+            env.internal_values[q] = sp.Integer((env.values[name] - env.fwd[s].subs(q, 0)) // (env.fwd[s].coeff(q)))
+        env.internal_values[s] = val
+    return env

@@ -1,0 +1,163 @@
+"""Resolve `--data` / `--palette` into in-memory training tensors, building and caching patch sets
+and palettes on first use."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from netdsl.errors import NetdslError
+from netdsl.train import cifar, palette as pal, patches
+from netdsl.train.files import atomic_save_npy, atomic_save_npz, cache_dir, fingerprint
+
+if TYPE_CHECKING:
+    import torch
+
+N_TRAIN = 5000
+N_VAL = 1000
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What the user asked for; stored in run.json so `--resume` rebuilds the same data."""
+
+    path: str | None = None  # None: the embedded photographs
+    category: str = "horse"  # CIFAR only
+    colours: int = 24
+    palette: str | None = None  # a .npy file; None: k-means on the training pixels
+    max_train: int | None = None
+    max_val: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "DataSpec":
+        return cls(**{k: obj.get(k, getattr(cls, k)) for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class ColourData:
+    train_rgb: np.ndarray  # uint8 [N, 32, 32, 3]
+    val_rgb: np.ndarray
+    palette: np.ndarray  # float32 [K, 3], 8-bit values / 256
+    description: str
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.train_rgb, self.val_rgb, self.palette)
+
+
+@dataclass
+class Tensors:
+    x_train: "torch.Tensor"  # float32 [N, 1, 32, 32]: mean of R, G, B, each / 256
+    y_train: "torch.Tensor"  # int64 [N, 32, 32]: palette index
+    x_val: "torch.Tensor"
+    y_val: "torch.Tensor"
+
+    def to(self, device: Any) -> "Tensors":
+        return Tensors(*(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val)))
+
+
+def _hash_files(files: list[Path], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def _cached_patches(key: str, build: Any) -> tuple[patches.Patches, Path]:
+    folder = cache_dir() / key
+    f = folder / "patches.npz"
+    if f.is_file():
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                return patches.Patches(z["train"], z["val"]), folder
+        except Exception:  # a damaged cache is rebuilt, not an error: it is ours, not the user's
+            pass
+    p = build()
+    atomic_save_npz(f, train=p.train, val=p.val)
+    return p, folder
+
+
+def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
+    """(train, val, cache folder for the palette or None, description)."""
+    if spec.path is None:
+        files = patches.embedded_files()
+        key = f"embedded-{patches.RECIPE}-{_hash_files(files, 'embedded')}"
+        p, folder = _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], N_TRAIN, N_VAL))
+        return p.train, p.val, folder, f"embedded photographs ({len(files)} scikit-image images)"
+    root = Path(spec.path).expanduser()
+    if not root.exists():
+        raise NetdslError("data path does not exist", path=str(root),
+                          hint="a CIFAR-10 folder (python or binary batches) or a folder of images")
+    if not root.is_dir():
+        raise NetdslError("data path is not a folder", path=str(root),
+                          hint="point --data at the folder that holds the CIFAR batches or the images")
+    try:
+        found = cifar.find_cifar(root)
+    except PermissionError as err:
+        raise NetdslError(f"cannot read the data folder: {err.strerror}", path=str(root)) from None
+    if found:
+        kind, folder = found
+        cat = cifar.category_index(spec.category)
+        train, val = cifar.load_cifar(kind, folder, cat)
+        name = "all categories" if cat is None else cifar.CATEGORIES[cat]
+        if len(train) == 0 or len(val) == 0:
+            raise NetdslError(f"no {name} images in the CIFAR batches", path=str(folder))
+        batch_files = sorted(folder.glob("*_batch*"))
+        key = f"cifar-{_hash_files(batch_files, f'{kind}|{cat}')}"
+        return train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {folder})"
+    try:
+        files = patches.folder_files(root)
+    except PermissionError as err:
+        raise NetdslError(f"cannot read the data folder: {err.strerror}", path=str(root)) from None
+    key = f"images-{patches.RECIPE}-{_hash_files(files, 'images')}"
+    p, folder = _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], N_TRAIN, N_VAL))
+    return p.train, p.val, folder, f"{len(files)} images in {root}"
+
+
+def load_data(spec: DataSpec, palette_override: np.ndarray | None = None) -> ColourData:
+    """Everything is validated here, before a run directory exists."""
+    if spec.palette is not None and palette_override is None:
+        palette_override = pal.load_palette(spec.palette)  # cheap check first: fail fast
+    if not 2 <= spec.colours <= 256:
+        raise NetdslError(f"--colours {spec.colours} is out of range", hint="use 2 to 256 colours")
+    train, val, folder, desc = _source(spec)
+    if len(train) == 0 or len(val) == 0:
+        raise NetdslError(f"the data gives {len(train)} training and {len(val)} validation patches; "
+                          "both must be non-empty", path=spec.path,
+                          hint="add more or larger images (validation uses the bottom quarter of each)")
+    if palette_override is not None:
+        palette = palette_override
+    else:
+        assert folder is not None
+        pf = folder / f"palette-k{spec.colours}.npy"
+        palette = None
+        if pf.is_file():
+            try:
+                palette = pal.load_palette(pf)
+            except NetdslError:
+                palette = None  # damaged cache: recompute
+        if palette is None or len(palette) != spec.colours:
+            palette = pal.kmeans_palette(train, spec.colours)
+            atomic_save_npy(pf, palette)
+    if spec.max_train is not None:
+        train = train[: spec.max_train]
+    if spec.max_val is not None:
+        val = val[: spec.max_val]
+    return ColourData(train, val, palette, desc)
+
+
+def to_tensors(data: ColourData) -> Tensors:
+    import torch
+
+    def grey(rgb: np.ndarray) -> torch.Tensor:
+        g = rgb.astype(np.float32).mean(axis=3, keepdims=True) / pal.MAX_PIXEL
+        return torch.from_numpy(np.ascontiguousarray(g.transpose(0, 3, 1, 2)))
+
+    return Tensors(grey(data.train_rgb), torch.from_numpy(pal.labels(data.train_rgb, data.palette)),
+                   grey(data.val_rgb), torch.from_numpy(pal.labels(data.val_rgb, data.palette)))

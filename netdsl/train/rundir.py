@@ -1,0 +1,117 @@
+"""The run directory: run.json (resolved spec, parameters, options, data), spec.net, palette.npy,
+metrics.csv, last.pt / best.pt, curves.png, samples.png.
+
+Write order after each epoch: best.pt (if improved), then last.pt, then metrics.csv, all atomic.
+last.pt is the truth: it carries the full history, and `--resume` rewrites metrics.csv from it, so
+a SIGKILL between any two writes costs at most the epoch in progress.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from netdsl.errors import NetdslError
+from netdsl.train import plots
+from netdsl.train.data import Tensors
+from netdsl.train.files import atomic_save_npy, atomic_write, atomic_write_json, atomic_write_text
+from netdsl.train.loop import CHECKPOINT_FORMAT, EpochRow, Trainer
+
+RUN_FORMAT = "netdsl-run-v1"
+GROUP_FORMAT = "netdsl-group-v1"
+N_SAMPLES = 10
+
+
+def ensure_fresh(path: Path) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise NetdslError("output directory already exists and is not empty", path=str(path),
+                          hint="choose another --out, or continue it with --resume")
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NetdslError(f"not a netdsl {what} directory ({path.name} is missing)", path=str(path.parent)) from None
+    except (OSError, ValueError) as err:
+        raise NetdslError(f"cannot read {path.name}: {err}", path=str(path)) from None
+    if not isinstance(obj, dict):
+        raise NetdslError(f"{path.name} is not a JSON object", path=str(path))
+    return obj
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint dict, or NetdslError for anything torn, foreign or tampered with."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NetdslError("checkpoint not found", path=str(path)) from None
+    except Exception as err:  # zip/pickle errors from truncated or foreign files vary by version
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NetdslError(f"corrupt or unreadable checkpoint: {first}", path=str(path),
+                          hint="delete it to restart that run from its previous checkpoint, or start a new run") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise NetdslError("not a netdsl training checkpoint", path=str(path))
+    return ckpt
+
+
+class RunDir:
+    def __init__(self, path: Path, label: str, write: bool = True) -> None:
+        self.path = path
+        self.label = label
+        self.write = write  # False on ranks other than 0
+
+    def create(self, run_json: dict[str, Any], spec_text: str, palette: np.ndarray) -> None:
+        if not self.write:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "spec.net", spec_text)
+        atomic_save_npy(self.path / "palette.npy", palette)
+        atomic_write_json(self.path / "run.json", {"format": RUN_FORMAT, **run_json})
+
+    def save_epoch(self, trainer: Trainer, fingerprint: str) -> None:
+        if not self.write:
+            return
+        state = trainer.state({"fingerprint": fingerprint})
+        if trainer.history.best_epoch == trainer.epoch:
+            self._save_pt(self.path / "best.pt", state)
+        self._save_pt(self.path / "last.pt", state)
+        self.write_metrics(trainer.history.rows)
+
+    @staticmethod
+    def _save_pt(path: Path, state: dict[str, Any]) -> None:
+        atomic_write(path, lambda fh: torch.save(state, fh))
+
+    def write_metrics(self, rows: list[EpochRow]) -> None:
+        if not self.write:
+            return
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        names = [f.name for f in fields(EpochRow)]
+        w.writerow(names)
+        for r in rows:
+            d = asdict(r)
+            w.writerow([d["epoch"]] + [f"{d[k]:.6g}" for k in names[1:]])
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+
+    def finish(self, trainer: Trainer, data: Tensors, palette: np.ndarray) -> None:
+        """The figures, from the final weights."""
+        if not self.write:
+            return
+        rows = trainer.history.rows
+        plots.curves(rows, self.path / "curves.png", self.label)
+        n = len(data.x_val)
+        pick = np.unique(np.linspace(0, n - 1, min(N_SAMPLES, n)).round().astype(int))
+        x = data.x_val[pick]
+        pred = trainer.predict(x).numpy()
+        last = rows[-1] if rows else None
+        title = self.label + (f": epoch {last.epoch}, val loss {last.val_loss:.3f}, "
+                              f"pixel accuracy {100 * last.val_acc:.1f}%" if last else "")
+        plots.samples(x.cpu().numpy()[:, 0], data.y_val[pick].cpu().numpy(), pred, palette,
+                      self.path / "samples.png", title)
