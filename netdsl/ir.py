@@ -167,6 +167,11 @@ class Op(Node):
     args: dict[str, Value]
     via: list[Span] = []
 
+    @property
+    def origin(self) -> Span:
+        """The statement-level place this op comes from: the outermost block call, or itself."""
+        return self.via[0] if self.via else self.span
+
 
 class TensorNode(Node):
     name: str

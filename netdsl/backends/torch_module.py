@@ -109,3 +109,31 @@ class CompiledNet(nn.Module):
 def to_module(graph: ir.Graph, shapes: ShapeResult) -> CompiledNet:
     """Compile a checked graph (with its shapes) into a CompiledNet."""
     return CompiledNet(graph, shapes)
+
+
+def load_in_order(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load a state_dict from another module with the same tensors in the same order.
+
+    Keys are ignored: the i-th distinct tensor of `state_dict` goes to the i-th entry of
+    `model.state_dict()`. Entries sharing storage (a module registered twice, as in the seed's
+    `self.conv1` + `self.sequence1`) count once. Shapes must match one by one.
+    """
+    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    source: list[tuple[str, torch.Tensor]] = []
+    for k, t in state_dict.items():
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride())) if t.numel() else (id(t), (), ())
+        if key in seen:
+            continue
+        seen.add(key)
+        source.append((k, t))
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise NetdslError(f"the state_dict has {len(source)} distinct tensors, the model {len(target)}",
+                          hint="the two networks differ in structure")
+    mapped = {}
+    for (sk, st), (tk, tt) in zip(source, target.items()):
+        if st.shape != tt.shape:
+            raise NetdslError(f"tensor '{sk}' has shape {tuple(st.shape)} but '{tk}' needs {tuple(tt.shape)}",
+                              hint="the two networks differ in structure or parameter values")
+        mapped[tk] = st
+    model.load_state_dict(mapped)

@@ -124,7 +124,11 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
     known = [p.name for p in graph.params] + dims
     unknown = [k for k in overrides if k not in known]
     if unknown:
-        raise NetdslError(f"--set {unknown[0]}=...: the spec has no parameter or size '{unknown[0]}'", graph.span,
+        where = None
+        if graph.params:  # point at the parameter list, the place that lists what can be set
+            a, b = graph.params[0].span, graph.params[-1].span
+            where = Span(a.line, a.column, b.end_line, b.end_column)
+        raise NetdslError(f"--set {unknown[0]}=...: the spec has no parameter or size '{unknown[0]}'", where,
                           f"settable names: {', '.join(known)}")
 
     # Values in use: defaults in declaration order (a default may use earlier parameters).

@@ -1,0 +1,102 @@
+"""`netdsl build`: compile a spec, show per-layer shapes and parameters."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from netdsl.api import load
+from netdsl.commands.common import parse_sets
+from netdsl.errors import NetdslError
+
+
+def build_report(text: str, path: str | None, overrides: dict[str, int]) -> tuple[dict[str, Any], Any]:
+    """The JSON-able report of a build and the compiled module."""
+    from netdsl.backends.torch_module import to_module
+    from netdsl.parse import parse_text
+    from netdsl.passes.lower import lower
+    from netdsl.passes.shapes import infer_shapes
+
+    try:
+        graph = lower(parse_text(text, path))
+        shapes = infer_shapes(graph, overrides)
+        model = to_module(graph, shapes)
+    except NetdslError as e:
+        raise e.with_source(path, text) from None
+    modules = dict(model.named_modules())
+    layers = []
+    for ls in shapes.layers:
+        mod = modules[ls.qualname]
+        layers.append({
+            "name": ls.qualname,
+            "op": ls.op.op,
+            "line": ls.op.origin.line,
+            "out_shape": shapes.at(ls.out_shape),
+            "out_shape_symbolic": [str(x) for x in shapes.show(ls.out_shape)],
+            "params": sum(p.numel() for p in mod.parameters()),
+        })
+    report = {
+        "net": graph.name,
+        "spec": path,
+        "values": shapes.env.values,
+        "input_shape": shapes.at(shapes.input_shape),
+        "input_shape_symbolic": [str(x) for x in shapes.show(shapes.input_shape)],
+        "output_shape": shapes.at(shapes.output_shape),
+        "output_shape_symbolic": [str(x) for x in shapes.show(shapes.output_shape)],
+        "layers": layers,
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "buffers": sum(b.numel() for b in model.buffers()),
+        "notes": shapes.notes,
+    }
+    return report, model
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    vals = ", ".join(f"{k}={v}" for k, v in report["values"].items())
+    table = Table(title=f"{report['net']}  ({vals})", title_justify="left")
+    table.add_column("layer")
+    table.add_column("op")
+    table.add_column("line", justify="right")
+    table.add_column("output shape")
+    table.add_column("at values", justify="right")
+    table.add_column("params", justify="right")
+    table.add_row("input", "", "", "[" + ", ".join(report["input_shape_symbolic"]) + "]",
+                  "×".join(map(str, report["input_shape"])), "")
+    for layer in report["layers"]:
+        table.add_row(layer["name"], layer["op"], str(layer["line"]),
+                      "[" + ", ".join(layer["out_shape_symbolic"]) + "]",
+                      "×".join(map(str, layer["out_shape"])), f"{layer['params']:,}" if layer["params"] else "")
+    console.print(table)
+    console.print(f"output: [{', '.join(report['output_shape_symbolic'])}] = "
+                  f"[N, {', '.join(map(str, report['output_shape']))}]")
+    console.print(f"total parameters: {report['total_params']:,}  (trainable {report['trainable_params']:,}; "
+                  f"buffers {report['buffers']:,})")
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    text, path = load(args.spec)
+    overrides = parse_sets(args.sets)
+    if args.emit_ir:
+        from netdsl.parse import parse_text
+        from netdsl.passes.lower import lower
+
+        try:
+            graph = lower(parse_text(text, path))
+        except NetdslError as e:
+            raise e.with_source(path, text) from None
+        sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
+        return 0
+    report, _ = build_report(text, path, overrides)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print_table(report)
+    return 0
