@@ -141,7 +141,10 @@ class _Lowerer:
                 if call.op.name in OPS:
                     out.append((lab, self.op(call, OPS[call.op.name], env, known, via)))
                 elif call.op.name in self.blocks:
-                    out += self.block_call(call, env, known, via, f"{lab}_" if lab else prefix, depth)
+                    inner = self.block_call(call, env, known, via, f"{lab}_" if lab else prefix, depth)
+                    # A labelled call names every layer it expands to, so they read as one unit.
+                    out += [(il if il is not None or lab is None else f"{lab}_{j}", op)
+                            for j, (il, op) in enumerate(inner)]
                 else:
                     raise NetdslError(f"unknown op or block '{call.op.name}'", call.op.span,
                                       _did_you_mean(call.op.name, [*OPS, *self.blocks])

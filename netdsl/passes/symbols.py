@@ -99,6 +99,18 @@ def _mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
     return None
 
 
+def _fixed_value(c: ir.Condition) -> tuple[str, int] | None:
+    """`X == n` with X a name and n a constant, as (X, n)."""
+    if c.op != "==":
+        return None
+    for lhs, rhs in ((c.left, c.right), (c.right, c.left)):
+        if isinstance(lhs, ir.Name):
+            v = const_int(rhs)
+            if v is not None:
+                return lhs.id, v
+    return None
+
+
 def _combine(rules: list[tuple[int, int]]) -> tuple[int, int] | None:
     """Combine X ≡ r_i (mod m_i) into one X ≡ r (mod lcm); None when they contradict."""
     m = 1
@@ -118,7 +130,8 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
     env = SymEnv(graph)
     dims = [d.name for d in graph.input.dims]
     for p in graph.params:
-        env.symbols[p.name] = sp.Symbol(p.name, integer=True)
+        # Parameters are non-negative by the language's rule; it lets SymPy settle Max(NF, 2*NF).
+        env.symbols[p.name] = sp.Symbol(p.name, integer=True, nonnegative=True)
     for d in dims:
         env.symbols[d] = sp.Symbol(d, integer=True, positive=True)
     known = [p.name for p in graph.params] + dims
@@ -142,6 +155,10 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
                 raise NetdslError(f"the default of '{p.name}' is not an integer: {v}", p.default.span,
                                   "defaults are integer expressions")
             val = int(v)
+        if val < 0:
+            how = f"--set {p.name}={val}" if p.name in overrides else f"its default {val}"
+            raise NetdslError(f"parameter '{p.name}' is negative ({how})", p.span,
+                              "parameters are non-negative integers")
         env.values[p.name] = val
         raw_values[env.symbols[p.name]] = sp.Integer(val)
     for d in graph.input.dims:
@@ -186,7 +203,12 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         mod = _mod_assumption(c)
         if mod is not None:
             rules.setdefault(mod[0], []).append((mod[1], mod[2]))
+        fixed = _fixed_value(c)
+        if fixed is not None:  # `k == 3`: the symbol is that constant everywhere
+            env.fwd[env.symbols[fixed[0]]] = sp.Integer(fixed[1])
     for name, rs in rules.items():
+        if env.symbols[name] in env.fwd:
+            continue
         combined = _combine(rs)
         if combined is None:
             continue
@@ -197,7 +219,7 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         env.back[q] = (s - r) / m
     for name, s in env.symbols.items():
         val = sp.Integer(env.values[name])
-        if s in env.fwd:
+        if s in env.fwd and env.fwd[s].free_symbols:
             q = next(iter(env.fwd[s].free_symbols))
             env.internal_values[q] = sp.Integer((env.values[name] - env.fwd[s].subs(q, 0)) // (env.fwd[s].coeff(q)))
         env.internal_values[s] = val

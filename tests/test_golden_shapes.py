@@ -1,0 +1,72 @@
+"""Golden per-layer shapes for every buildable spec, checked against a real forward pass.
+
+`pytest --update-golden` rewrites tests/golden/<spec>.shapes.json from the current compiler.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import netdsl
+from netdsl import ir
+from netdsl.commands.build import build_report
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def _buildable(path: Path) -> bool:
+    # Specs with open arguments (`?`) are for `netdsl solve`, not for building.
+    g = netdsl.parse(path)
+    return not any(isinstance(v, ir.Hole) for n in g.nodes for op in n.layers for v in op.args.values())
+
+
+SPECS = sorted(p for p in (ROOT / "specs").glob("*.net") if _buildable(p))
+
+
+def _golden_view(report: dict) -> dict:
+    return {
+        "net": report["net"],
+        "values": report["values"],
+        "input_shape": {"symbolic": report["input_shape_symbolic"], "at_values": report["input_shape"]},
+        "layers": [{"name": layer["name"], "op": layer["op"], "line": layer["line"],
+                    "symbolic": layer["out_shape_symbolic"], "at_values": layer["out_shape"],
+                    "params": layer["params"]} for layer in report["layers"]],
+        "output_shape": {"symbolic": report["output_shape_symbolic"], "at_values": report["output_shape"]},
+        "total_params": report["total_params"],
+    }
+
+
+def test_specs_found() -> None:
+    assert {p.stem for p in SPECS} >= {"pool_upsample", "conv_transpose", "unet"}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_golden_shapes(spec: Path, update_golden: bool) -> None:
+    report, model = build_report(spec.read_text(encoding="utf-8"), str(spec), {})
+    view = _golden_view(report)
+
+    # The golden file only ever records shapes that a real forward pass produced.
+    seen: dict[str, list[int]] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, list(out.shape[1:])))
+             for name, m in model.named_modules() if not list(m.children())]
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, *report["input_shape"]))
+    for h in hooks:
+        h.remove()
+    assert list(out.shape[1:]) == view["output_shape"]["at_values"]
+    for layer in view["layers"]:
+        assert seen[layer["name"]] == layer["at_values"], layer["name"]
+    assert "floor" not in json.dumps(view)  # the assumptions make every seed shape exact
+
+    path = GOLDEN / f"{spec.stem}.shapes.json"
+    text = json.dumps(view, indent=2) + "\n"
+    if update_golden or not path.exists():
+        path.write_text(text, encoding="utf-8")
+        if not update_golden:
+            pytest.fail(f"{path.name} did not exist; written now, rerun to compare")
+    assert json.loads(path.read_text(encoding="utf-8")) == view, f"run pytest --update-golden if {path.name} should change"
