@@ -19,6 +19,9 @@ class ArgSpec:
     # Where the default is another argument's value (a pool's stride is its kernel size).
     default_from: str | None = None
     minimum: int | None = None
+    # Inclusive bounds for float arguments, as PyTorch enforces them.
+    fmin: float | None = None
+    fmax: float | None = None
 
     @property
     def required(self) -> bool:
@@ -65,13 +68,13 @@ OPS: dict[str, OpSpec] = {o.name: o for o in (
         ArgSpec("align_corners", "bool", False),
     ), "Upsample(scale_factor=scale, mode)"),
     OpSpec("batchnorm", (
-        ArgSpec("eps", "float", 1e-5), ArgSpec("momentum", "float", 0.1), ArgSpec("affine", "bool", True),
+        ArgSpec("eps", "float", 1e-5, fmin=0.0), ArgSpec("momentum", "float", 0.1, fmin=0.0, fmax=1.0), ArgSpec("affine", "bool", True),
     ), "BatchNorm2d(channels inferred, eps, momentum, affine)"),
     OpSpec("relu", (), "ReLU()"),
     OpSpec("leaky_relu", (ArgSpec("slope", "float", 0.01),), "LeakyReLU(negative_slope=slope)"),
     OpSpec("sigmoid", (), "Sigmoid()"),
     OpSpec("tanh", (), "Tanh()"),
-    OpSpec("dropout", (ArgSpec("p", "float", 0.5),), "Dropout(p)"),
+    OpSpec("dropout", (ArgSpec("p", "float", 0.5, fmin=0.0, fmax=1.0),), "Dropout(p)"),
 )}
 
 ACTIVATIONS = frozenset({"relu", "leaky_relu", "sigmoid", "tanh"})

@@ -88,7 +88,7 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslErro
         return NetdslError(f"unexpected character {ch!r}", span, hint)
     if isinstance(err, lark.exceptions.UnexpectedToken):
         tok = err.token
-        expected = sorted({_TERMINAL_NAMES.get(t, repr(t).strip("'")) for t in err.expected})
+        expected = sorted({_TERMINAL_NAMES.get(t, f"'{t.lower()}'" if t.isalpha() else t) for t in err.expected})
         exp = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
         if tok.type == "$END":
             line = len(lines)
@@ -292,3 +292,32 @@ class _Builder:
             what = {"float": "a fractional number", "string": "a string", "hole": "'?'"}.get(kind, "a boolean")
             raise NetdslError(f"{what} is not allowed here", sp, "this place takes an integer expression")
         raise NetdslError(f"unexpected {kind}", sp)  # pragma: no cover
+
+
+# --- claims files (`netdsl count`): `claim` lines only, parsed by the same grammar -----------
+
+# The post-lexer never yields two newlines in a row, so one optional _NL between claims suffices.
+_CLAIMS_START = "\nclaims_file: _NL? (claim _NL)* claim?\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _claims_parser() -> lark.Lark:
+    return lark.Lark(_grammar_text() + _CLAIMS_START, start="claims_file", parser="lalr", lexer="basic",
+                     propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+
+
+def parse_claims_text(text: str, path: str | None = None) -> list[ir.Claim]:
+    """Parse a claims file (only `claim ...` statements and comments) into IR claims."""
+    try:
+        if len(text) > MAX_SPEC_BYTES:
+            raise NetdslError(f"the claims file is {len(text)} characters; the limit is {MAX_SPEC_BYTES}", Span(1, 1, 1, 2))
+        try:
+            tree = _claims_parser().parse(text)
+        except lark.exceptions.UnexpectedInput as e:
+            raise _syntax_error(e, text) from None
+        except RecursionError:
+            raise NetdslError("a claim nests too deeply", Span(1, 1, 1, 2), "flatten the expression") from None
+        b = _Builder()
+        return [b._claim(t) for t in tree.children if isinstance(t, Tree)]
+    except NetdslError as e:
+        raise e.with_source(path, text) from None

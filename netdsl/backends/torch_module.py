@@ -78,7 +78,11 @@ class CompiledNet(nn.Module):
             mods: list[tuple[str, nn.Module]] = []
             for op in node.layers:
                 ls = next(it)
-                mods.append((op.name, make_layer(op, int(shapes.env.at(ls.in_shape[0])), shapes)))
+                try:
+                    mods.append((op.name, make_layer(op, int(shapes.env.at(ls.in_shape[0])), shapes)))
+                except (ValueError, RuntimeError, TypeError) as e:  # torch's own argument checks
+                    raise NetdslError(f"PyTorch rejects this '{op.op}': {e}", op.span,
+                                      "check the layer's arguments") from e
             if len(mods) == 1 and mods[0][0] == "0":
                 self.add_module(node.name, mods[0][1])
             elif mods:

@@ -230,10 +230,17 @@ class _Lowerer:
                 self.check_expr(v, known, f"argument '{arg.name}'")
                 return substitute(v, env)
         elif arg.type == "float":
+            f: ir.Float | None = None
             if isinstance(v, ir.Float):
-                return v
-            if v.kind in ir.EXPR_KINDS and const_int(v) is not None:
-                return ir.Float(span=v.span, value=float(const_int(v)))
+                f = v
+            elif v.kind in ir.EXPR_KINDS and const_int(v) is not None:
+                f = ir.Float(span=v.span, value=float(const_int(v)))
+            if f is not None:
+                if (arg.fmin is not None and f.value < arg.fmin) or (arg.fmax is not None and f.value > arg.fmax):
+                    bounds = f"from {arg.fmin} to {arg.fmax}" if arg.fmax is not None else f"at least {arg.fmin}"
+                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be {bounds}, not {f.value}", v.span,
+                                      f"{spec.name}: {spec.doc}")
+                return f
         elif arg.type == "bool" and isinstance(v, ir.Bool):
             return v
         elif arg.type == "str" and isinstance(v, ir.Str):

@@ -156,7 +156,7 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
         torch.manual_seed(plan.hyper.seed)  # the same initial weights whatever else runs first
         model = build_model(plan.spec, plan.sets)
         name = getattr(model, "spec_name", None) or plan.spec.stem
-        check_model(model, k, f"{name} ({plan.spec})" if len(plans) > 1 else name)
+        check_model(model, k, name, path=str(plan.spec))
         params = dict(getattr(model, "params", None) or plan.sets)
         run_json = {"label": plan.label, "spec": {"path": str(plan.spec), "name": name, "sets": plan.sets,
                                                    "params": params},
@@ -225,7 +225,7 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
         torch.manual_seed(hyper.seed)
         model = build_model(d / "spec.net", sets)
         name = getattr(model, "spec_name", None) or spec_info.get("name", label)
-        check_model(model, len(data.palette), name)
+        check_model(model, len(data.palette), name, path=str(d / "spec.net"))
         if ckpt is not None:  # shape check now, so a mismatch is refused before any training
             _check_state(model, ckpt, d / "last.pt")
         out.append(Prepared(label, RunDir(d, label), model, name, hyper, data, key, ckpt=ckpt))

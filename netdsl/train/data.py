@@ -88,7 +88,8 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
     if spec.path is None:
         files = patches.embedded_files()
         key = f"embedded-{patches.RECIPE}-{_hash_files(files, 'embedded')}"
-        p, folder = _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], N_TRAIN, N_VAL))
+        bands = [b for _, b in patches.EMBEDDED_IMAGES]
+        p, folder = _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], N_TRAIN, N_VAL, bands))
         return p.train, p.val, folder, f"embedded photographs ({len(files)} scikit-image images)"
     root = Path(spec.path).expanduser()
     if not root.exists():

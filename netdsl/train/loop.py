@@ -53,20 +53,30 @@ class NonFiniteLoss(NetdslError):
     """Training diverged; the checkpoint on disk is the last good one."""
 
 
-def check_model(model: nn.Module, num_colours: int, name: str, in_channels: int = 1, size: int = 32) -> None:
+def check_model(model: nn.Module, num_colours: int, name: str, in_channels: int = 1, size: int = 32,
+                path: str | None = None) -> None:
     """Refuse a model whose output is not `[N, num_colours, size, size]` for greyscale input."""
     declared = getattr(model, "in_channels", None)
     if isinstance(declared, int) and declared != in_channels:
         raise NetdslError(f"{name} takes {declared} input channels, but the training data is "
                           f"greyscale ([N, {in_channels}, {size}, {size}])",
-                          hint=_param_hint(model, declared, in_channels))
+                          hint=_param_hint(model, declared, in_channels), path=path)
+    shape = getattr(model, "input_shape", None)  # compiled specs declare their input size
+    if isinstance(shape, tuple) and len(shape) == 3 and tuple(shape[1:]) != (size, size):
+        params = getattr(model, "params", None) or {}
+        fix = " ".join(f"--set {k}={size}" for k in ("H", "W") if params.get(k, size) != size)
+        raise NetdslError(f"{name} declares input [{', '.join(map(str, shape))}], but the training data is "
+                          f"[{in_channels}, {size}, {size}]", path=path,
+                          hint=fix or f"the data's patches are {size}x{size}")
     was_training = model.training
     model.eval()  # no batch statistics or dropout: the probe must not touch state or RNG
     try:
         with torch.no_grad():
             out = model(torch.zeros(2, in_channels, size, size, device=_device_of(model)))
     except Exception as err:  # a shape error inside the model surfaces as a RuntimeError
-        raise NetdslError(f"{name} cannot run on input [N, {in_channels}, {size}, {size}]: {err}") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NetdslError(f"{name} cannot run on input [N, {in_channels}, {size}, {size}]: {first}",
+                          path=path) from None
     finally:
         model.train(was_training)
     want = (num_colours, size, size)
@@ -79,12 +89,12 @@ def check_model(model: nn.Module, num_colours: int, name: str, in_channels: int 
             hint = _param_hint(model, int(out.shape[1]), num_colours) or hint
         raise NetdslError(f"{name}'s output is {got} for input [N, {in_channels}, {size}, {size}]; "
                           f"expected [N, {num_colours}, {size}, {size}] ({num_colours} palette colours)",
-                          hint=hint)
+                          hint=hint, path=path)
 
 
 def _param_hint(model: nn.Module, have: int, want: int) -> str | None:
     params = getattr(model, "params", None) or {}
-    names = [k for k, v in params.items() if v == have]
+    names = [k for k, v in params.items() if v == have and k not in ("H", "W")]
     if len(names) == 1:
         return f"--set {names[0]}={want}"
     return None

@@ -1,10 +1,12 @@
 """Cutting colour photographs into 32x32 patches: the embedded default data set and `--data DIR`.
 
 Each image is resized so its short side is 128, 160 and 192 pixels (a 32-pixel patch then shows an
-object or a large part of one, like a CIFAR image, rather than texture). The bottom quarter of
-every image's rows is kept for validation and the rest for training, so validation pixels are never
-seen in training, even across the three scales or the two views of the stereo pair (whose views
-differ by a horizontal shift only). Patch positions are drawn from a stride-4 grid with a fixed seed.
+object or a large part of one, like a CIFAR image, rather than texture). A band of a quarter of
+every image's rows is kept for validation and the rest for training (patches never straddle the
+band), so validation pixels are never seen in training, even across the three scales or the two
+views of the stereo pair (whose views differ by a horizontal shift only, so they share one band).
+The band sits at a different height in different images, so validation is not all sky or all
+floor. Patch positions are drawn from a stride-4 grid with a fixed seed.
 """
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ PATCH = 32
 SCALES = (128, 160, 192)
 VAL_FRACTION = 0.25
 STRIDE = 4
-RECIPE = "patches-v1"  # bump when anything below changes what is cut, so caches rebuild
+RECIPE = "patches-v2"  # bump when anything below changes what is cut, so caches rebuild
 
 # Colour photographs that scikit-image ships inside its wheel (no pooch download needed).
+# Each with where its validation band starts, as a fraction of the height.
 EMBEDDED_IMAGES = (
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
-    "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg",
+    ("astronaut.png", 0.75), ("chelsea.png", 0.0), ("coffee.png", 0.5), ("rocket.jpg", 0.25),
+    ("motorcycle_left.png", 0.75), ("motorcycle_right.png", 0.75), ("hubble_deep_field.jpg", 0.0),
 )
+BANDS = (0.75, 0.0, 0.5, 0.25)  # for --data DIR: cycled over the sorted files
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -43,7 +47,7 @@ def skimage_data_dir() -> Path:
 
 def embedded_files() -> list[Path]:
     root = skimage_data_dir()
-    files = [root / name for name in EMBEDDED_IMAGES]
+    files = [root / name for name, _ in EMBEDDED_IMAGES]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise NetdslError(f"scikit-image's bundled images are missing: {', '.join(missing)}",
@@ -90,13 +94,17 @@ def _grid(h: int, w: int, top: int, bottom: int) -> list[tuple[int, int]]:
     return [(y, x) for y in ys for x in xs]
 
 
-def cut(images: list[np.ndarray], n_train: int, n_val: int, seed: int = 0) -> Patches:
-    """Up to `n_train`/`n_val` patches, positions drawn without replacement from all images' grids."""
+def cut(images: list[np.ndarray], n_train: int, n_val: int, bands: list[float] | None = None,
+        seed: int = 0) -> Patches:
+    """Up to `n_train`/`n_val` patches, positions drawn without replacement from all images' grids;
+    `bands[i]` is where image i's validation band starts (fraction of its height)."""
+    if bands is None:
+        bands = [BANDS[i % len(BANDS)] for i in range(len(images))]
     scaled: list[np.ndarray] = []
     train_pos: list[tuple[int, int, int]] = []
     val_pos: list[tuple[int, int, int]] = []
     small: list[np.ndarray] = []
-    for img in images:
+    for img, band in zip(images, bands):
         h, w = img.shape[:2]
         if min(h, w) < 2 * PATCH:  # too small to split by region: the whole image is one patch
             small.append(_resize(img, PATCH)[:PATCH, :PATCH] if min(h, w) >= PATCH else None)
@@ -108,9 +116,10 @@ def cut(images: list[np.ndarray], n_train: int, n_val: int, seed: int = 0) -> Pa
             i = len(scaled)
             scaled.append(s)
             sh, sw = s.shape[:2]
-            split = sh - max(PATCH, round(sh * VAL_FRACTION))
-            train_pos += [(i, y, x) for y, x in _grid(sh, sw, 0, split)]
-            val_pos += [(i, y, x) for y, x in _grid(sh, sw, split, sh)]
+            hv = max(PATCH, round(sh * VAL_FRACTION))
+            top = min(round(sh * band), sh - hv)
+            val_pos += [(i, y, x) for y, x in _grid(sh, sw, top, top + hv)]
+            train_pos += [(i, y, x) for y, x in _grid(sh, sw, 0, top) + _grid(sh, sw, top + hv, sh)]
     rng = np.random.default_rng(seed)
     tr = [scaled[i][y:y + PATCH, x:x + PATCH] for i, y, x in _choose(rng, train_pos, n_train)]
     va = [scaled[i][y:y + PATCH, x:x + PATCH] for i, y, x in _choose(rng, val_pos, n_val)]

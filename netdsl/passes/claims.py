@@ -1,0 +1,315 @@
+"""Claims: hand-written count formulas, proved or refuted symbolically.
+
+`claim METRIC(options) == expr` states a formula for a total. Options pick the convention
+(`biases`, `batchnorm`, `activations`, `merges`), the resolution (`H=32`, `W=32`, any parameter
+or size set to an integer expression) and `doubled=true` (the input at 2H x 2W, applied before
+the size options, so `(H=32, doubled=true)` means a 64 x 64 input). A claim holds when the
+difference to the count is zero for every admissible parameter value (after the spec's
+assumptions: `k: odd`, `H % 4 == 0`, ...); otherwise netdsl shows the difference and a small
+valid assignment where the two sides differ.
+
+Claim expressions are built node by node from the IR (never parsed from text), must be
+polynomials in the spec's parameters and sizes, and must be integers wherever those are.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy as sp
+
+from netdsl import ir
+from netdsl.errors import NetdslError, Span
+from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
+from netdsl.passes.lower import names_in
+
+SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
+MAX_GRID_POINTS = 4096
+MAX_SEARCH_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class ClaimSource:
+    """A claim with the file it was written in (for error rendering and reports)."""
+
+    claim: ir.Claim
+    path: str | None
+    text: str
+
+    def snippet(self) -> str:
+        """The claim as written, on one line."""
+        s = self.claim.span
+        lines = self.text.splitlines()
+        if not (1 <= s.line <= len(lines)):
+            return f"claim {self.claim.metric.name}"
+        if s.line == s.end_line:
+            part = lines[s.line - 1][s.column - 1: s.end_column - 1]
+        else:
+            part = "\n".join([lines[s.line - 1][s.column - 1:], *lines[s.line: s.end_line - 1],
+                              lines[s.end_line - 1][: s.end_column - 1]])
+        return " ".join(part.split())
+
+
+@dataclass
+class ClaimResult:
+    source: ClaimSource
+    metric: str
+    convention: Convention
+    doubled: bool
+    at: dict[str, sp.Expr]              # size/parameter options, in user symbols
+    claimed: sp.Expr                    # the claim's right side after the options, user symbols
+    counted: sp.Expr                    # netdsl's total after the options, user symbols
+    status: str                         # "holds", "fails" or "unknown"
+    difference: sp.Expr | None = None   # claimed - counted, factored (None when it holds)
+    counterexample: dict[str, int] = field(default_factory=dict)
+    claimed_value: int | None = None    # both sides at the counterexample
+    counted_value: int | None = None
+    values_in_use: tuple[int, int] | None = None  # (claimed, counted) at the values in use
+
+    @property
+    def holds(self) -> bool:
+        return self.status == "holds"
+
+    @property
+    def line(self) -> int:
+        return self.source.claim.span.line
+
+
+# --- integer-valued polynomials ---------------------------------------------------------------
+
+def non_integer_point(x: sp.Expr) -> dict[sp.Symbol, int] | None:
+    """A point of the non-negative integer grid where the polynomial `x` is not an integer, or None.
+
+    A polynomial of degree d_i in each variable is integer-valued on all integers iff it is an
+    integer on the grid {0..d_1} x ... x {0..d_n} (its coefficients in the binomial basis are its
+    finite differences there), so this test is exact, not a sample.
+    """
+    syms = sorted(x.free_symbols, key=lambda s: s.name)
+    if not syms:
+        return None if x.is_integer else {}
+    poly = sp.Poly(x, *syms)
+    terms = [(m, Fraction(int(c.p), int(c.q))) for m, c in poly.terms()]
+    degrees = [poly.degree(s) for s in syms]
+    grid = itertools.islice(itertools.product(*[range(d + 1) for d in degrees]), MAX_GRID_POINTS)
+    for point in grid:
+        v = sum((c * _monomial(m, point) for m, c in terms), Fraction(0))
+        if v.denominator != 1:
+            return dict(zip(syms, point))
+    return None
+
+
+def _monomial(m: tuple[int, ...], point: tuple[int, ...]) -> int:
+    out = 1
+    for e, v in zip(m, point):
+        if e:
+            out *= v ** e
+    return out
+
+
+def internal_to_user(env, point: dict[sp.Symbol, int]) -> dict[str, int]:  # noqa: ANN001 - SymEnv
+    """User values for a point given in internal symbols (X_q -> m*X_q + r)."""
+    out: dict[str, int] = {}
+    for name, s in env.symbols.items():
+        e = env.fwd.get(s, s)
+        if e.free_symbols & set(point):
+            out[name] = int(e.xreplace({q: sp.Integer(v) for q, v in point.items()}))
+    return out
+
+
+# --- checking claims --------------------------------------------------------------------------
+
+class ClaimChecker:
+    def __init__(self, counts: CountResult) -> None:
+        self.counts = counts
+        self.env = counts.env
+        self.graph = counts.env.graph
+        self.names = list(self.env.symbols)
+        self._valid_cache: dict[tuple, str | None] = {}
+
+    # Validation ---------------------------------------------------------------------------
+    def _check_names(self, e: ir.Expr, what: str) -> None:
+        for n in names_in(e):
+            if n.id not in self.env.symbols:
+                close = difflib.get_close_matches(n.id, self.names, n=1)
+                hint = (f"did you mean '{close[0]}'? " if close else "") + f"the spec's symbols: {', '.join(self.names)}"
+                raise NetdslError(f"unknown symbol '{n.id}' in {what}", n.span, hint)
+
+    def _check_polynomial(self, e: ir.Expr) -> None:
+        """Claims are polynomials: no //, %, min, max or division by a symbol."""
+        stack: list[ir.Expr] = [e]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, ir.Call):
+                raise NetdslError(f"{n.func}() makes the claim non-polynomial", n.span,
+                                  "claims are polynomials in the spec's parameters and sizes")
+            if isinstance(n, ir.BinOp):
+                if n.op in ("//", "%"):
+                    raise NetdslError(f"'{n.op}' makes the claim non-polynomial", n.span,
+                                      "claims are polynomials; write exact division with '/' by a constant")
+                if n.op == "/" and list(names_in(n.right)):
+                    raise NetdslError("division by a symbol makes the claim non-polynomial", n.span,
+                                      "divide by constants only, e.g. H*W/4")
+                stack += [n.left, n.right]
+            elif isinstance(n, ir.Neg):
+                stack.append(n.operand)
+
+    def _options(self, src: ClaimSource, metric: str) -> tuple[Convention, bool, dict[sp.Symbol, sp.Expr], list[ir.Arg]]:
+        switches: dict[str, bool] = {}
+        doubled = False
+        at: dict[sp.Symbol, sp.Expr] = {}
+        at_args: list[ir.Arg] = []
+        seen: set[str] = set()
+        allowed = SWITCHES.get(metric, ())
+        for a in src.claim.options:
+            if a.name is None:
+                raise NetdslError("claim options are named", a.span,
+                                  "write e.g. weights(biases=true) or outputs(H=32, W=32)")
+            if a.name in seen:
+                raise NetdslError(f"option '{a.name}' given twice", a.span, "give each option once")
+            seen.add(a.name)
+            if a.name in SWITCH_NAMES or a.name == "doubled":
+                if not isinstance(a.value, ir.Bool):
+                    raise NetdslError(f"option '{a.name}' is true or false", a.value.span, f"write {a.name}=true")
+                if a.name == "doubled":
+                    doubled = a.value.value
+                elif a.name not in allowed:
+                    raise NetdslError(f"option '{a.name}' does not apply to '{metric}'", a.span,
+                                      f"'{metric}' takes: " + ", ".join([*allowed, "doubled", "sizes and parameters"]))
+                else:
+                    switches[a.name] = a.value.value
+            elif a.name in self.env.symbols:
+                if a.value.kind not in ir.EXPR_KINDS:
+                    raise NetdslError(f"option '{a.name}' takes an integer expression", a.value.span,
+                                      f"write e.g. {a.name}=32")
+                self._check_names(a.value, "a claim option")  # type: ignore[arg-type]
+                self._check_polynomial(a.value)  # type: ignore[arg-type]
+                at[self.env.symbols[a.name]] = self.env.sym(a.value, raw=True)  # type: ignore[arg-type]
+                at_args.append(a)
+            else:
+                options = [*allowed, "doubled", *self.names]
+                close = difflib.get_close_matches(a.name, options, n=1)
+                raise NetdslError(f"unknown claim option '{a.name}'", a.span,
+                                  (f"did you mean '{close[0]}'? " if close else "")
+                                  + f"options for '{metric}': {', '.join(options)}")
+        return Convention().with_options(**switches), doubled, at, at_args
+
+    def _validate_at(self, src: ClaimSource, at: dict[sp.Symbol, sp.Expr], args: list[ir.Arg]) -> None:
+        """Constant size/parameter options must give a valid network (conditions, positive sizes)."""
+        consts = {s.name: int(v) for s, v in at.items() if v.is_Integer}
+        if not consts:
+            return
+        msg = self._invalid(consts)
+        if msg is not None:
+            arg = next(a for a in args if a.name in consts)
+            span = Span(arg.span.line, arg.span.column, args[-1].span.end_line, args[-1].span.end_column)
+            shown = ", ".join(f"{k}={v}" for k, v in consts.items())
+            raise NetdslError(f"the claim's options {shown} do not give a valid network: {msg}", span,
+                              "choose sizes and parameters that meet the spec's conditions")
+
+    def _invalid(self, overrides: dict[str, int]) -> str | None:
+        """Why the network is invalid at these values (None when it is valid)."""
+        key = tuple(sorted(overrides.items()))
+        if key not in self._valid_cache:
+            from netdsl.passes.shapes import infer_shapes
+
+            try:
+                infer_shapes(self.graph, overrides)
+                self._valid_cache[key] = None
+            except NetdslError as e:
+                self._valid_cache[key] = e.message
+        return self._valid_cache[key]
+
+    # Checking -----------------------------------------------------------------------------
+    def check(self, src: ClaimSource) -> ClaimResult:
+        c = src.claim
+        metric = c.metric.name
+        if metric not in METRICS:
+            close = difflib.get_close_matches(metric, METRICS, n=1)
+            raise NetdslError(f"unknown metric '{metric}'", c.metric.span,
+                              (f"did you mean '{close[0]}'? " if close else "") + f"metrics: {', '.join(METRICS)}")
+        if c.op != "==":
+            raise NetdslError(f"claims state equalities; '{c.op}' is not supported", c.span,
+                              f"write `claim {metric} == ...`")
+        convention, doubled, at, at_args = self._options(src, metric)
+        self._validate_at(src, at, at_args)
+        self._check_names(c.expr, "a claim")
+        self._check_polynomial(c.expr)
+        raw = self.env.sym(c.expr, raw=True)
+        bad = non_integer_point(sp.expand(raw.xreplace(self.env.fwd)))
+        if bad is not None:
+            user = internal_to_user(self.env, bad)
+            shown = ", ".join(f"{k}={v}" for k, v in user.items())
+            val = raw.xreplace({self.env.symbols[k]: sp.Integer(v) for k, v in user.items()})
+            raise NetdslError(f"the claim is not an integer for every admissible value: at {shown} it is {val}",
+                              c.expr.span, "counts are integers; check the divisions")
+        counted = self.counts.total(metric, convention, doubled)
+        claimed = sp.expand(raw.xreplace(at)) if at else raw
+        counted = sp.expand(counted.xreplace(at)) if at else counted
+        diff = sp.expand((claimed - counted).xreplace(self.env.fwd))  # internal: assumptions applied
+        res = ClaimResult(source=src, metric=metric, convention=convention, doubled=doubled,
+                          at={s.name: v for s, v in at.items()}, claimed=claimed, counted=counted, status="holds")
+        res.values_in_use = (int(self.counts.value(claimed)), int(self.counts.value(counted)))
+        if diff == 0:
+            return res
+        res.difference = sp.factor(self.env.show(diff))
+        point = self._counterexample(res.difference, at)
+        if point is None:
+            res.status = "unknown"
+            return res
+        res.status = "fails"
+        res.counterexample = point
+        vals = {self.env.symbols[k]: sp.Integer(v) for k, v in point.items()}
+        res.claimed_value, res.counted_value = int(claimed.xreplace(vals)), int(counted.xreplace(vals))
+        return res
+
+    def _candidates(self, s: sp.Symbol) -> list[int]:
+        """Small admissible values of a user symbol (its residue class, positive)."""
+        e = self.env.fwd.get(s, s)
+        if e.is_Integer:
+            return [int(e)]
+        if e == s:
+            return list(range(1, 7))
+        q = next(iter(e.free_symbols))
+        vals = [int(e.xreplace({q: sp.Integer(j)})) for j in range(0, 8)]
+        return [v for v in vals if v > 0][:6]
+
+    def _counterexample(self, diff: sp.Expr, at: dict[sp.Symbol, sp.Expr]) -> dict[str, int] | None:
+        """A small valid assignment where `diff` (user symbols) is not zero."""
+        syms = sorted(diff.free_symbols, key=lambda s: self.names.index(s.name))
+        cands = [self._candidates(s) for s in syms]
+        index_points = sorted(itertools.product(*[range(len(c)) for c in cands]), key=lambda p: (sum(p), p))
+        tried_invalid = 0
+        for idx in index_points[:MAX_SEARCH_POINTS]:
+            point = {s: sp.Integer(c[i]) for s, c, i in zip(syms, cands, idx)}
+            if diff.xreplace(point) == 0:
+                continue
+            overrides = {s.name: int(v) for s, v in point.items()}
+            full = dict(overrides)
+            for s, v in at.items():  # sizes fixed by the claim's options
+                fixed = v.xreplace(point)
+                if fixed.is_Integer:
+                    full[s.name] = int(fixed)
+            if self._invalid(full) is None:
+                return overrides
+            tried_invalid += 1
+            if tried_invalid > 50:
+                break
+        # The values in use are valid by construction; use them if the sides differ there.
+        here = {s: sp.Integer(self.env.values[s.name]) for s in syms}
+        if diff.xreplace(here) != 0:
+            return {s.name: int(v) for s, v in here.items()}
+        return None
+
+
+def check_claims(counts: CountResult, claims: list[ClaimSource]) -> list[ClaimResult]:
+    """Prove or refute each claim; errors carry the claim's file and source."""
+    checker = ClaimChecker(counts)
+    out = []
+    for src in claims:
+        try:
+            out.append(checker.check(src))
+        except NetdslError as e:
+            raise e.with_source(src.path, src.text) from None
+    return out
