@@ -66,8 +66,28 @@ class _NewlineFilter:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    return lark.Lark(_grammar_text(), parser="lalr", lexer="basic",
+    return lark.Lark(_grammar_text(), parser="lalr", lexer="basic", cache=_lark_cache("spec"),
                      propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+
+
+def _lark_cache(name: str) -> str | bool:
+    """Where Lark may cache the analysed grammar (building it costs ~0.3 s per process).
+
+    A private directory of the user's own (not the shared temp dir, since the cache is a pickle);
+    False, no caching, where it cannot be made. Lark checks the grammar's hash on every load.
+    """
+    import os
+    import sys
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "netdsl")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            return False
+    except OSError:
+        return False
+    return os.path.join(folder, f"lark-{name}-{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
 
 
 def _span(x: Tree | Token) -> Span:
@@ -303,7 +323,7 @@ _CLAIMS_START = "\nclaims_file: _NL? (claim _NL)* claim?\n"
 @functools.lru_cache(maxsize=1)
 def _claims_parser() -> lark.Lark:
     return lark.Lark(_grammar_text() + _CLAIMS_START, start="claims_file", parser="lalr", lexer="basic",
-                     propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+                     cache=_lark_cache("claims"), propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
 
 
 def parse_claims_text(text: str, path: str | None = None) -> list[ir.Claim]:

@@ -254,7 +254,8 @@ class ClaimChecker:
         if diff == 0:
             return res
         res.difference = sp.factor(self.env.show(diff))
-        point = self._counterexample(res.difference, at)
+        others = claimed.free_symbols | counted.free_symbols
+        point = self._counterexample(res.difference, at, others)
         if point is None:
             res.status = "unknown"
             return res
@@ -275,16 +276,25 @@ class ClaimChecker:
         vals = [int(e.xreplace({q: sp.Integer(j)})) for j in range(0, 8)]
         return [v for v in vals if v > 0][:6]
 
-    def _counterexample(self, diff: sp.Expr, at: dict[sp.Symbol, sp.Expr]) -> dict[str, int] | None:
-        """A small valid assignment where `diff` (user symbols) is not zero."""
-        syms = sorted(diff.free_symbols, key=lambda s: self.names.index(s.name))
-        cands = [self._candidates(s) for s in syms]
+    def _counterexample(self, diff: sp.Expr, at: dict[sp.Symbol, sp.Expr],
+                        others: set[sp.Symbol]) -> dict[str, int] | None:
+        """A small valid assignment where `diff` (user symbols) is not zero.
+
+        The symbols of `diff` are searched; `others` (the rest of both sides' symbols) take their
+        smallest admissible value, so both sides can be evaluated at the assignment.
+        """
+        order = lambda s: self.names.index(s.name)  # noqa: E731 - declaration order
+        syms = sorted(diff.free_symbols, key=order)
+        rest = {s: sp.Integer(self._candidates(s)[0]) for s in sorted(others - set(syms), key=order)}
+        per = 6 if len(syms) <= 4 else 3  # keep the grid small: the first points usually differ
+        cands = [self._candidates(s)[:per] for s in syms]
         index_points = sorted(itertools.product(*[range(len(c)) for c in cands]), key=lambda p: (sum(p), p))
         tried_invalid = 0
         for idx in index_points[:MAX_SEARCH_POINTS]:
             point = {s: sp.Integer(c[i]) for s, c, i in zip(syms, cands, idx)}
             if diff.xreplace(point) == 0:
                 continue
+            point.update(rest)
             overrides = {s.name: int(v) for s, v in point.items()}
             full = dict(overrides)
             for s, v in at.items():  # sizes fixed by the claim's options
@@ -292,14 +302,14 @@ class ClaimChecker:
                 if fixed.is_Integer:
                     full[s.name] = int(fixed)
             if self._invalid(full) is None:
-                return overrides
+                return dict(sorted(overrides.items(), key=lambda kv: self.names.index(kv[0])))
             tried_invalid += 1
             if tried_invalid > 50:
                 break
         # The values in use are valid by construction; use them if the sides differ there.
-        here = {s: sp.Integer(self.env.values[s.name]) for s in syms}
+        here = {s: sp.Integer(self.env.values[s.name]) for s in [*syms, *rest]}
         if diff.xreplace(here) != 0:
-            return {s.name: int(v) for s, v in here.items()}
+            return {s.name: int(v) for s, v in sorted(here.items(), key=lambda kv: order(kv[0]))}
         return None
 
 
@@ -312,4 +322,24 @@ def check_claims(counts: CountResult, claims: list[ClaimSource]) -> list[ClaimRe
             out.append(checker.check(src))
         except NetdslError as e:
             raise e.with_source(src.path, src.text) from None
+    return out
+
+
+def claim_sources(graph: ir.Graph, text: str, path: str | None,
+                  files: list[str] | tuple[str, ...] = (), sidecar: bool = True) -> list[ClaimSource]:
+    """The spec's own claims, those of `SPEC.claims` next to it (if any), then those of `files`."""
+    from pathlib import Path
+
+    from netdsl.parse import parse_claims_text, read_spec_file
+
+    out = [ClaimSource(c, path, text) for c in graph.claims]
+    paths: list[str] = []
+    if sidecar and path is not None:
+        side = Path(path).with_suffix(".claims")
+        if side.is_file():
+            paths.append(str(side))
+    paths += [f for f in files if f not in paths]
+    for p in paths:
+        ctext = read_spec_file(p)
+        out += [ClaimSource(c, p, ctext) for c in parse_claims_text(ctext, p)]
     return out

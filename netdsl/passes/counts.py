@@ -229,6 +229,5 @@ def count_layers(result: ShapeResult) -> CountResult:
                                      category="merge", out_shape=s, weights=zero, biases=zero, norm_params=zero,
                                      buffers=zero, outputs=units, connections=conns))
         for ls in by_node.get(node.name, []):
-            line = ls.op.via[0].line if ls.op.via else ls.op.span.line
-            layers.append(_layer_count(ls, line))
+            layers.append(_layer_count(ls, ls.op.origin.line))
     return CountResult(shapes=result, layers=layers)

@@ -116,7 +116,7 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
         if n is not None and n < 1:
             raise NetdslError(f"{flag} {n}: need at least 1")
     dspec = D.DataSpec(path=str(Path(args.data).resolve()) if args.data else None,
-                       category=args.category or "horse", colours=args.colours or 24,
+                       category=args.category, colours=args.colours or 24,
                        palette=str(Path(args.palette).resolve()) if args.palette else None,
                        max_train=args.max_train, max_val=args.max_val)
     if args.category and not args.data:

@@ -25,7 +25,7 @@ class DataSpec:
     """What the user asked for; stored in run.json so `--resume` rebuilds the same data."""
 
     path: str | None = None  # None: the embedded photographs
-    category: str = "horse"  # CIFAR only
+    category: str | None = None  # CIFAR only; None: horse, as in the course
     colours: int = 24
     palette: str | None = None  # a .npy file; None: k-means on the training pixels
     max_train: int | None = None
@@ -104,7 +104,7 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
         raise NetdslError(f"cannot read the data folder: {err.strerror}", path=str(root)) from None
     if found:
         kind, folder = found
-        cat = cifar.category_index(spec.category)
+        cat = cifar.category_index(spec.category or "horse")
         train, val = cifar.load_cifar(kind, folder, cat)
         name = "all categories" if cat is None else cifar.CATEGORIES[cat]
         if len(train) == 0 or len(val) == 0:
@@ -112,6 +112,9 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
         batch_files = sorted(folder.glob("*_batch*"))
         key = f"cifar-{_hash_files(batch_files, f'{kind}|{cat}')}"
         return train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {folder})"
+    if spec.category is not None:
+        raise NetdslError("--category applies to CIFAR-10 data, but this folder holds no CIFAR batches",
+                          path=str(root), hint="drop --category, or point --data at cifar-10-batches-py or -bin")
     try:
         files = patches.folder_files(root)
     except PermissionError as err:

@@ -1,0 +1,205 @@
+"""`netdsl count SPEC`: exact symbolic weights, outputs and connections; checks claims.
+
+Exit status: 0, or 1 when a claim fails (or cannot be decided), 2 for an error (raised as
+NetdslError and rendered by the CLI). Never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from netdsl.errors import NetdslError, Span
+
+SHOWN_METRICS = ("weights", "biases", "norm_params", "outputs", "connections")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Exact per-sample counts of weights, biases, BatchNorm parameters, outputs and connections, "
+                     "per layer and in total, as formulas in the spec's parameters and input size H, W; "
+                     "checks the claims of the spec and of SPEC.claims next to it.")
+    p.add_argument("spec", help="path to a .net spec")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a parameter or input size for the values shown (repeatable)")
+    p.add_argument("--double-resolution", action="store_true",
+                   help="also give the totals at input size 2H x 2W and each metric's ratio")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--claims", action="append", default=[], metavar="FILE",
+                   help="also check the claims in FILE (SPEC.claims next to the spec is read automatically)")
+    c = p.add_argument_group("convention of the totals (default: the seed's Question 3)")
+    c.add_argument("--biases", action="store_true", default=False, help="weights include conv biases")
+    c.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
+                   help="weights include BatchNorm parameters, connections count BatchNorm units; "
+                        "--no-batchnorm leaves BatchNorm out of outputs")
+    c.add_argument("--activations", action="store_true", default=False,
+                   help="outputs and connections include activation (and dropout) layers")
+    c.add_argument("--merges", action="store_true", default=False,
+                   help="outputs and connections include cat/add merges")
+
+
+def span_text(text: str, span: Span) -> str:
+    """The source text of a span, on one line."""
+    lines = text.splitlines()
+    if not 1 <= span.line <= len(lines):
+        return ""
+    if span.line == span.end_line:
+        part = lines[span.line - 1][span.column - 1: span.end_column - 1]
+    else:
+        part = " ".join([lines[span.line - 1][span.column - 1:], *lines[span.line: span.end_line - 1],
+                         lines[span.end_line - 1][: span.end_column - 1]])
+    return " ".join(part.split())
+
+
+def assumptions(graph, text: str) -> list[str]:  # noqa: ANN001 - ir.Graph
+    out = [f"{p.name}: {p.annotation}" for p in graph.params if p.annotation]
+    out += [span_text(text, c.span) for c in [*graph.conditions, *graph.input.conditions]]
+    return out
+
+
+def _claim_json(r) -> dict[str, Any]:  # noqa: ANN001 - ClaimResult
+    c = r.source.claim
+    return {
+        "file": r.source.path, "line": c.span.line, "column": c.span.column, "claim": r.source.snippet(),
+        "metric": r.metric, "doubled": r.doubled, "at": {k: str(v) for k, v in r.at.items()},
+        "convention": r.convention.describe(r.metric), "status": r.status, "holds": r.holds,
+        "claimed": str(r.claimed), "counted": str(r.counted),
+        "difference": None if r.difference is None else str(r.difference),
+        "counterexample": r.counterexample or None,
+        "claimed_value": r.claimed_value, "counted_value": r.counted_value,
+        "values_in_use": {"claimed": r.values_in_use[0], "counted": r.values_in_use[1]} if r.values_in_use else None,
+    }
+
+
+def count_report(text: str, path: str | None, overrides: dict[str, int], convention=None,  # noqa: ANN001
+                 doubled: bool = False, claim_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any, list]:
+    """The JSON-able report of `netdsl count`, the CountResult and the claim results."""
+    from netdsl.parse import parse_text
+    from netdsl.passes.claims import check_claims, claim_sources
+    from netdsl.passes.counts import CONVENTION_TEXT, METRICS, Convention, count_layers
+    from netdsl.passes.lower import lower
+    from netdsl.passes.shapes import infer_shapes
+
+    convention = convention or Convention()
+    try:
+        graph = lower(parse_text(text, path))
+        counts = count_layers(infer_shapes(graph, overrides))
+    except NetdslError as e:
+        raise e.with_source(path, text) from None
+    claims = check_claims(counts, claim_sources(graph, text, path, claim_files))
+    sh = counts.shapes
+    layers, layer_values = [], []
+    for l in counts.layers:
+        exprs = {m: counts.layer_metric(l, m) for m in METRICS if m != "parameters"}
+        layers.append({"name": l.name, "op": l.op, "line": l.line,
+                       "out_shape": [str(x) for x in sh.show(l.out_shape)], **{m: str(e) for m, e in exprs.items()}})
+        layer_values.append({"name": l.name, "out_shape": sh.at(l.out_shape),
+                             **{m: int(counts.value(e)) for m, e in exprs.items()}})
+    totals = {m: counts.total(m, convention) for m in METRICS}
+    report: dict[str, Any] = {
+        "net": graph.name, "spec": path,
+        "symbols": list(counts.env.symbols), "assumptions": assumptions(graph, text),
+        "convention": {"text": CONVENTION_TEXT, "biases": convention.biases, "batchnorm": convention.batchnorm,
+                       "activations": convention.activations, "merges": convention.merges,
+                       "changes": {m: convention.describe(m) for m in ("weights", "outputs", "connections")}},
+        "layers": layers,
+        "totals": {m: str(e) for m, e in totals.items()},
+    }
+    values: dict[str, Any] = {"at": dict(counts.env.values),
+                              "totals": {m: int(counts.value(e)) for m, e in totals.items()}}
+    if doubled:
+        dbl = {m: counts.total(m, convention, doubled=True) for m in METRICS}
+        report["doubled"] = {m: str(e) for m, e in dbl.items()}
+        report["ratios"] = {m: None if counts.ratio(m, convention) is None else str(counts.ratio(m, convention))
+                            for m in METRICS}
+        values["doubled"] = {m: int(counts.value(e)) for m, e in dbl.items()}
+    values["layers"] = layer_values
+    report["values"] = values
+    report["claims"] = [_claim_json(r) for r in claims]
+    report["notes"] = list(sh.notes)
+    return report, counts, claims
+
+
+def _print(report: dict[str, Any], doubled: bool) -> None:
+    import shutil
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
+    console = Console(width=max(width, 100), highlight=False)
+    vals = ", ".join(f"{k}={v}" for k, v in report["values"]["at"].items())
+    console.print(Text(f"{report['net']}  ({report['spec'] or '<input>'}): counts per sample, exact in "
+                       f"{', '.join(report['symbols'])}", style="bold"))
+    if report["assumptions"]:
+        console.print(f"assuming {', '.join(report['assumptions'])}; values in use: {vals}")
+    else:
+        console.print(f"values in use: {vals}")
+    changes = {m: c for m, c in report["convention"]["changes"].items() if c}
+    conv = report["convention"]["text"] + (
+        "; changed by flags: " + ", ".join(f"{m} {c}" for m, c in changes.items()) if changes else "")
+    console.print(f"totals: {conv}")
+    table = Table(title_justify="left", show_lines=False)
+    for col, just in (("layer", "left"), ("op", "left"), ("line", "right"), ("output", "left"),
+                      ("weights", "left"), ("biases", "left"), ("BN params", "left"), ("outputs", "left"),
+                      ("connections", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    vl = {v["name"]: v for v in report["values"]["layers"]}
+    for l in report["layers"]:
+        cells = [l[m] if l[m] != "0" else "" for m in SHOWN_METRICS]
+        table.add_row(l["name"], l["op"], str(l["line"]), "[" + ", ".join(l["out_shape"]) + "]", *cells)
+        v = vl[l["name"]]
+        table.add_row("", "", "", Text("×".join(map(str, v["out_shape"])), style="dim"),
+                      *[Text(f"{v[m]:,}", style="dim") if l[m] != "0" else "" for m in SHOWN_METRICS])
+    console.print(table)
+    totals = Table(title="totals", title_justify="left")
+    totals.add_column("metric")
+    totals.add_column("formula", overflow="fold")
+    totals.add_column("value", justify="right")
+    if doubled:
+        totals.add_column("at 2H x 2W", overflow="fold")
+        totals.add_column("value", justify="right")
+        totals.add_column("ratio", justify="right")
+    for m, e in report["totals"].items():
+        row = [m, e, f"{report['values']['totals'][m]:,}"]
+        if doubled:
+            row += [report["doubled"][m], f"{report['values']['doubled'][m]:,}", report["ratios"][m] or "-"]
+        totals.add_row(*row)
+    console.print(totals)
+    if report["claims"]:
+        console.print(Text("claims", style="bold"))
+    for c in report["claims"]:
+        where = f"{c['file'] or '<input>'}:{c['line']}"
+        if c["holds"]:
+            console.print(Text(f"  ✓ {where}: {c['claim']}", style="green"))
+            continue
+        console.print(Text(f"  ✗ {where}: {c['claim']}", style="red"))
+        console.print(f"      claimed − counted = {c['difference']}")
+        if c["counterexample"]:
+            at = ", ".join(f"{k}={v}" for k, v in {**c["counterexample"], **c["at"]}.items())
+            console.print(f"      e.g. at {at}: claimed {c['claimed_value']:,}, counted {c['counted_value']:,}")
+        else:
+            console.print("      netdsl could not decide this claim, and found no assignment where the sides differ")
+        if c["values_in_use"]:
+            console.print(f"      at the values in use: claimed {c['values_in_use']['claimed']:,}, "
+                          f"counted {c['values_in_use']['counted']:,}")
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from netdsl.api import load
+    from netdsl.commands.common import parse_sets
+    from netdsl.passes.counts import Convention
+
+    text, path = load(args.spec)
+    overrides = parse_sets(args.sets)
+    convention = Convention(biases=args.biases, batchnorm=args.batchnorm, activations=args.activations,
+                            merges=args.merges)
+    report, _, claims = count_report(text, path, overrides, convention, args.double_resolution, args.claims)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print(report, args.double_resolution)
+    return 0 if all(c.holds for c in claims) else 1
