@@ -240,11 +240,11 @@ def test_comparison_and_sweep(photos: Path, tmp_path: Path, capsys: pytest.Captu
     assert json.loads((group / "wide-bs64" / "run.json").read_text())["train"]["batch_size"] == 64
 
 
-def test_real_specs_end_to_end(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_real_specs_end_to_end(photos: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("netdsl.api")
     monkeypatch.undo()  # the real compiler, not the stand-in
-    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NETDSL_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
     specs = [str(ROOT / "specs" / f"{s}.net") for s in ("pool_upsample", "conv_transpose", "unet")]
     assert main(["train", *specs, "--data", str(photos), "--out", "cmp", *SMALL, "--epochs", "1"]) == 0

@@ -133,7 +133,14 @@ class CountResult:
         return {self.env.symbols[n]: sp.Integer(v) for n, v in self.env.values.items()}
 
     def layer_metric(self, layer: LayerCount, metric: str) -> sp.Expr:
-        return self.env.show(layer.metric(metric))
+        return self.show(layer.metric(metric))
+
+    def show(self, x: sp.Expr) -> sp.Expr:
+        """`env.show`, memoised: deep networks repeat the same per-layer expressions many times."""
+        key = ("show", x)
+        if key not in self._cache:
+            self._cache[key] = self.env.show(x)
+        return self._cache[key]
 
     def total(self, metric: str, convention: Convention = Convention(), doubled: bool = False) -> sp.Expr:
         """The total of `metric` in user symbols; `doubled`: at input size 2H x 2W."""
