@@ -89,10 +89,17 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
     claims = check_claims(counts, claim_sources(graph, text, path, claim_files))
     sh = counts.shapes
     layers, layer_values = [], []
+    text_of: dict[Any, str] = {}  # deep networks repeat expressions; printing them is the slow part
+
+    def s(x: Any) -> str:
+        if x not in text_of:
+            text_of[x] = str(x)
+        return text_of[x]
+
     for l in counts.layers:
         exprs = {m: counts.layer_metric(l, m) for m in METRICS if m != "parameters"}
         layers.append({"name": l.name, "op": l.op, "line": l.line,
-                       "out_shape": [str(x) for x in sh.show(l.out_shape)], **{m: str(e) for m, e in exprs.items()}})
+                       "out_shape": [s(counts.show(x)) for x in l.out_shape], **{m: s(e) for m, e in exprs.items()}})
         layer_values.append({"name": l.name, "out_shape": sh.at(l.out_shape),
                              **{m: int(counts.value(e)) for m, e in exprs.items()}})
     totals = {m: counts.total(m, convention) for m in METRICS}
@@ -127,7 +134,7 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
+    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
     console = Console(width=max(width, 100), highlight=False)
     vals = ", ".join(f"{k}={v}" for k, v in report["values"]["at"].items())
     console.print(Text(f"{report['net']}  ({report['spec'] or '<input>'}): counts per sample, exact in "
@@ -141,18 +148,26 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
         "; changed by flags: " + ", ".join(f"{m} {c}" for m, c in changes.items()) if changes else "")
     console.print(f"totals: {conv}")
     table = Table(title_justify="left", show_lines=False)
-    for col, just in (("layer", "left"), ("op", "left"), ("line", "right"), ("output", "left"),
-                      ("weights", "left"), ("biases", "left"), ("BN params", "left"), ("outputs", "left"),
-                      ("connections", "left")):
-        table.add_column(col, justify=just, overflow="fold")
+    for col in ("layer", "op", "line"):
+        table.add_column(col, justify="right" if col == "line" else "left", no_wrap=True)
+    for col in ("output", "weights", "biases", "BN params", "outputs", "connections"):
+        table.add_column(col, overflow="fold")
     vl = {v["name"]: v for v in report["values"]["layers"]}
+
+    def cell(formula: str, value: int) -> Text | str:
+        if formula == "0":
+            return ""
+        if formula == str(value):
+            return formula
+        return Text.assemble(formula, (f" = {value:,}", "dim"))
+
     for l in report["layers"]:
-        cells = [l[m] if l[m] != "0" else "" for m in SHOWN_METRICS]
-        table.add_row(l["name"], l["op"], str(l["line"]), "[" + ", ".join(l["out_shape"]) + "]", *cells)
         v = vl[l["name"]]
-        table.add_row("", "", "", Text("×".join(map(str, v["out_shape"])), style="dim"),
-                      *[Text(f"{v[m]:,}", style="dim") if l[m] != "0" else "" for m in SHOWN_METRICS])
+        shape = Text.assemble("[" + ", ".join(l["out_shape"]) + "]", (" = " + "×".join(map(str, v["out_shape"])), "dim"))
+        table.add_row(l["name"], l["op"], str(l["line"]), shape, *[cell(l[m], v[m]) for m in SHOWN_METRICS])
     console.print(table)
+    console.print(Text("each layer's own counts are shown; the totals add up the layers their convention includes",
+                       style="dim"))
     totals = Table(title="totals", title_justify="left")
     totals.add_column("metric")
     totals.add_column("formula", overflow="fold")
