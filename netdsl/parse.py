@@ -13,6 +13,7 @@ from netdsl import ir
 from netdsl.errors import NetdslError, Span
 
 MAX_SPEC_BYTES = 1_000_000
+MAX_EXPR_DEPTH = 100
 
 # Human names for the terminals Lark reports as expected.
 _TERMINAL_NAMES = {
@@ -287,27 +288,30 @@ class _Builder:
 
     _BINOPS = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "truediv": "/", "pow": "**"}
 
-    def expr(self, t: Tree | Token) -> ir.Expr:
-        # Iterative on the left spine would be faster, but specs are small and depth is capped by
-        # the RecursionError guard in parse_text.
+    def expr(self, t: Tree | Token, depth: int = 0) -> ir.Expr:
         if isinstance(t, Token):  # pragma: no cover - every expression token is wrapped in a rule
             raise NetdslError(f"unexpected {t!s}", _span(t))
         sp = _span(t)
+        # Every later pass recurses over expressions too: cap the depth once, here.
+        if depth > MAX_EXPR_DEPTH:
+            raise NetdslError(f"this expression nests more than {MAX_EXPR_DEPTH} levels deep", sp,
+                              "write it flatter, or compute part of it in a parameter default")
+        sub = lambda x: self.expr(x, depth + 1)  # noqa: E731
         kind = t.data
         if kind == "int":
             return ir.Int(span=sp, value=int(str(t.children[0])))
         if kind == "name":
             return ir.Name(span=sp, id=str(t.children[0]))
         if kind == "neg":
-            return ir.Neg(span=sp, operand=self.expr(t.children[0]))
+            return ir.Neg(span=sp, operand=sub(t.children[0]))
         if kind == "call":
             fn, *args = t.children
             if str(fn) not in ("min", "max"):
                 raise NetdslError(f"unknown function '{fn}'", _span(fn), "expressions may call min(...) and max(...)")
-            return ir.Call(span=sp, func=str(fn), args=[self.expr(a) for a in args])
+            return ir.Call(span=sp, func=str(fn), args=[sub(a) for a in args])
         if kind in self._BINOPS:
             left, right = t.children
-            return ir.BinOp(span=sp, op=self._BINOPS[kind], left=self.expr(left), right=self.expr(right))
+            return ir.BinOp(span=sp, op=self._BINOPS[kind], left=sub(left), right=sub(right))
         if kind in ("float", "string", "true", "false", "hole"):
             what = {"float": "a fractional number", "string": "a string", "hole": "'?'"}.get(kind, "a boolean")
             raise NetdslError(f"{what} is not allowed here", sp, "this place takes an integer expression")

@@ -184,3 +184,26 @@ def test_parse_accepts_path_or_text(root: Path) -> None:
     assert netdsl.parse(path) == netdsl.parse(str(path))
     from_text = netdsl.parse(path.read_text(encoding="utf-8"))
     assert from_text.name == "UNet" and len(from_text.nodes) == 5
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = "-(" * 150 + "1" + ")" * 150
+    with pytest.raises(netdsl.NetdslError, match="nests more than"):
+        netdsl.parse(f"net D(a = {deep})\ninput x: [1, H = 4, W = 4]\noutput = x |> relu")
+    chain = "1" + " + 1" * 3000  # long but flat on the left spine: also capped, with the same error
+    with pytest.raises(netdsl.NetdslError, match="nests more than"):
+        netdsl.parse(f"net D(a = {chain})\ninput x: [1, H = 4, W = 4]\noutput = x |> relu")
+
+
+def test_parse_and_shapes_never_import_torch(root: Path) -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now raises ImportError
+        "import netdsl, netdsl.cli\n"
+        f"g = netdsl.parse(r'{root / 'specs' / 'unet.net'}')\n"
+        f"r = netdsl.shapes(r'{root / 'specs' / 'unet.net'}')\n"
+        "netdsl.cli.make_parser()\n"
+        "print(r.at(r.output_shape))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[24, 32, 32]"

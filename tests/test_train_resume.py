@@ -117,22 +117,22 @@ def test_sigkill_then_resume(photos: Path, cache: Path, tmp_path: Path) -> None:
               "sys.exit(main(sys.argv[1:]))\n")
     (tmp_path / "runner.py").write_text(script)
     env = {**os.environ, "NETDSL_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    common = [sys.executable, "runner.py", "train", "toy.net", "--data", str(photos), "--epochs", "8", *ARGS]
+    common = [sys.executable, "runner.py", "train", "toy.net", "--data", str(photos), "--epochs", "12", *ARGS]
     subprocess.run([*common, "--out", "full"], env=env, check=True, timeout=120)
     proc = subprocess.Popen([*common, "--out", "killed"], env=env)
     deadline = time.time() + 60
     while not (tmp_path / "killed" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.3)  # somewhere inside a later epoch, or inside a checkpoint write
+    time.sleep(float(np.random.default_rng().uniform(0, 0.3)))  # any moment: mid-epoch or mid-write
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
     done = torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"]
-    assert 1 <= done < 8
+    assert 1 <= done < 12
     resumed = subprocess.run([*common[:2], "train", "--resume", "killed", "--quiet"], env=env, timeout=120)
     assert resumed.returncode == 0
     assert metrics(tmp_path / "killed") == metrics(tmp_path / "full")
     assert same_weights(tmp_path / "killed" / "last.pt", tmp_path / "full" / "last.pt")
-    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.endswith(".tmp")] or True
+    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.fixture

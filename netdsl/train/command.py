@@ -266,6 +266,8 @@ def _train_all(prepared: list[Prepared], group: Path | None, reporter: Any, dist
         if p.tensors_key not in tensors:
             tensors[p.tensors_key] = to_tensors(p.data)
         trainer = Trainer(p.model, tensors[p.tensors_key], p.hyper, device, dist)
+        if p.create is None:
+            p.rundir.clean_temp()
         if p.ckpt is not None:
             trainer.restore(p.ckpt, str(p.rundir.path / "last.pt"))
             p.rundir.write_metrics(trainer.history.rows)  # drop any row written after last.pt

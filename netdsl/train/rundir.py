@@ -75,6 +75,12 @@ class RunDir:
         atomic_save_npy(self.path / "palette.npy", palette)
         atomic_write_json(self.path / "run.json", {"format": RUN_FORMAT, **run_json})
 
+    def clean_temp(self) -> None:
+        """Temp files a killed run left behind (its renames never happened)."""
+        if self.write:
+            for tmp in self.path.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
     def save_epoch(self, trainer: Trainer, fingerprint: str) -> None:
         if not self.write:
             return

@@ -1,0 +1,259 @@
+"""`netdsl solve`: values for open integer arguments (`?`) that make every shape annotation hold.
+
+The spec's parameters are fixed at the values in use (defaults or --set); the input sizes H, W stay
+symbolic, so an assignment is a solution only if every annotated tensor has the annotated shape
+for *every* admissible H, W (under the spec's assumptions, e.g. H % 4 == 0), and every layer obeys
+PyTorch's own rules (output_padding < max(stride, dilation), pooling padding at most half the
+window, positive sizes). Candidates are searched layer by layer; states with identical shapes are
+merged, so annotated tensors cut the search into independent segments.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from netdsl import ir
+from netdsl.errors import NetdslError, Span
+from netdsl.passes.claims import internal_to_user, non_integer_point
+from netdsl.passes.shapes import Shape, ShapeResult, _Inference
+from netdsl.passes.symbols import SymEnv, make_env
+
+DEFAULT_MAX_VALUE = 16
+MAX_ASSIGNMENTS = 100_000
+MAX_STATES = 2_000
+_ZERO_OK = ("padding", "output_padding")
+
+
+@dataclass(frozen=True)
+class OpenArg:
+    """One `?` as expanded into one layer (a `?` inside a block is open once per block call)."""
+
+    tensor: str
+    layer: str       # module path, e.g. "sequence3.0"
+    op: str
+    arg: str
+    span: Span       # where the `?` is written
+    line: int        # the statement the layer comes from
+    low: int
+    high: int
+    rule: str        # why the range is what it is
+
+    @property
+    def key(self) -> str:
+        return f"{self.layer}.{self.arg}"
+
+
+@dataclass
+class SolveResult:
+    env: SymEnv
+    holes: list[OpenArg]
+    solutions: list[tuple[int, ...]]
+    max_value: int
+    reason: str | None = None                 # why there is no solution
+    failed_at: str | None = None              # the tensor whose annotation no candidate met
+    near_misses: list[tuple[dict[str, int], list[str]]] = field(default_factory=list)
+    output_shapes: list[list[str]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if not self.solutions:
+            return "none"
+        if not self.holes:
+            return "nothing to solve"
+        return "unique" if len(self.solutions) == 1 else "several"
+
+
+def _fixed_env(graph: ir.Graph, overrides: dict[str, int]) -> SymEnv:
+    """The spec's environment with every parameter fixed at its value; H and W stay symbols."""
+    env = make_env(graph, overrides)
+    dims = {d.name for d in graph.input.dims}
+    for name, s in env.symbols.items():
+        if name not in dims:
+            env.fwd[s] = sp.Integer(env.values[name])
+    return env
+
+
+def _const(env: SymEnv, op: ir.Op, name: str) -> int | None:
+    v = op.args.get(name)
+    if v is None or isinstance(v, (ir.Hole, ir.Float, ir.Str, ir.Bool)):
+        return None
+    x = env.sym(v)  # type: ignore[arg-type]
+    return int(x) if x.is_Integer else None
+
+
+def _range(env: SymEnv, op: ir.Op, arg: str, max_value: int) -> tuple[int, int, str]:
+    """The candidates for one open argument and the rule that bounds them."""
+    low = 0 if arg in _ZERO_OK else 1
+    if op.op == "convT" and arg == "output_padding":
+        s, d = _const(env, op, "stride"), _const(env, op, "dilation")
+        if s is not None and d is not None:
+            return 0, max(s, d) - 1, "PyTorch: output_padding < max(stride, dilation)"
+    if op.op in ("maxpool", "avgpool") and arg == "padding":
+        k = _const(env, op, "kernel")
+        d = _const(env, op, "dilation") if op.op == "maxpool" else 1
+        if k is not None and d is not None:
+            eff = k if op.op == "avgpool" else (k - 1) * d + 1
+            return 0, eff // 2, "PyTorch: pooling padding <= half the window"
+    return low, max_value, f"no upper bound in PyTorch; searched up to {max_value} (--max-value)"
+
+
+def _open_args(graph: ir.Graph, env: SymEnv, max_value: int) -> list[OpenArg]:
+    out = []
+    for node in graph.nodes:
+        for op in node.layers:
+            for name, v in op.args.items():
+                if isinstance(v, ir.Hole):
+                    lo, hi, rule = _range(env, op, name, max_value)
+                    out.append(OpenArg(tensor=node.name, layer=node.module_path(op), op=op.op, arg=name,
+                                       span=v.span, line=op.origin.line, low=lo, high=hi, rule=rule))
+    return out
+
+
+def _check_annotations(graph: ir.Graph, env: SymEnv) -> None:
+    """Annotations must be integers for every admissible H, W, or they can never hold."""
+    for node in graph.nodes:
+        for e in node.annotation or ():
+            x = sp.expand(env.sym(e))
+            if not x.is_polynomial(*x.free_symbols):
+                continue
+            bad = non_integer_point(x)
+            if bad is not None:
+                user = internal_to_user(env, bad)
+                shown = ", ".join(f"{k}={v}" for k, v in user.items())
+                raise NetdslError(f"this annotation is not an integer for every admissible input size "
+                                  f"(at {shown} it is {x.xreplace({q: sp.Integer(v) for q, v in bad.items()})}), "
+                                  "so it can never hold", e.span,
+                                  "annotate sizes the assumptions make exact, e.g. H/2 with `where H % 2 == 0`")
+
+
+@dataclass
+class _State:
+    tensors: dict[str, Shape]
+    assigns: list[dict[int, int]]
+
+
+def _fmt(env: SymEnv, s: Shape) -> list[str]:
+    return [str(env.show(x)) for x in s]
+
+
+def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: int = DEFAULT_MAX_VALUE) -> SolveResult:
+    """Every assignment of the open arguments that makes all annotations hold for all H, W."""
+    env = _fixed_env(graph, dict(overrides or {}))
+    _check_annotations(graph, env)
+    holes = _open_args(graph, env, max_value)
+    index = {(h.layer, h.arg): i for i, h in enumerate(holes)}
+    inf = _Inference(graph, env)
+    cin = env.sym(graph.input.channels)
+    env.check_size(cin, "the input's channel count", graph.input.channels.span, "it must be a positive integer")
+    d0, d1 = (env.symbols[d.name] for d in graph.input.dims)
+    inp: Shape = (cin, env.fwd.get(d0, d0), env.fwd.get(d1, d1))
+    states = [_State({graph.input.name: inp}, [{}])]
+    result = SolveResult(env=env, holes=holes, solutions=[], max_value=max_value)
+    for node in graph.nodes:
+        # (running shape, tensors) -> assignments; identical shapes merge, which keeps this small.
+        cur: dict[tuple, tuple[Shape, _State]] = {}
+        last_error: NetdslError | None = None
+        for st in states:
+            if node.merge == "ref":
+                s = st.tensors[node.inputs[0].name]
+            else:
+                probe = ShapeResult(env=env, input_shape=inp, tensors=dict(st.tensors))
+                try:
+                    s = inf.merge(node, probe)
+                except NetdslError as e:
+                    last_error = e
+                    continue
+                if probe.notes:  # equal at the values in use only: not for every H, W
+                    continue
+            _add(cur, s, st, st.assigns)
+        for op in node.layers:
+            opened = [n for n, v in op.args.items() if isinstance(v, ir.Hole)]
+            nxt: dict[tuple, tuple[Shape, _State]] = {}
+            qual = node.module_path(op)
+            combos = list(itertools.product(*[range(holes[index[(qual, n)]].low, holes[index[(qual, n)]].high + 1)
+                                              for n in opened]))
+            for s, st in cur.values():
+                for combo in combos:
+                    filled = op
+                    if opened:
+                        args = dict(op.args)
+                        for n, v in zip(opened, combo):
+                            args[n] = ir.Int(span=op.args[n].span, value=v)
+                        filled = op.model_copy(update={"args": args})
+                    try:
+                        out = inf.layer(node, filled, s).out_shape
+                    except NetdslError as e:
+                        last_error = e
+                        continue
+                    extra = {index[(qual, n)]: v for n, v in zip(opened, combo)}
+                    _add(nxt, out, st, [{**a, **extra} for a in st.assigns])
+            cur = nxt
+            _guard_size(cur, node)
+        inf.origin[node.name] = node.span
+        if node.annotation is not None:
+            cur = _keep_annotated(node, cur, env, holes, result)
+        if not cur:
+            if result.reason is None:
+                result.failed_at = node.name
+                result.reason = (f"no open-argument values give valid layers up to '{node.name}' (line {node.span.line})"
+                                 + (f": e.g. {last_error.message}" if last_error is not None else ""))
+            return result
+        states = [_State({**st.tensors, node.name: s}, st.assigns) for s, st in cur.values()]
+    outputs = []
+    for st in states:
+        outputs.append(_fmt(env, st.tensors[graph.output]))
+        result.solutions += [tuple(a[i] for i in range(len(holes))) for a in st.assigns]
+    result.solutions.sort()
+    result.output_shapes = outputs
+    return result
+
+
+def _add(table: dict, s: Shape, st: _State, assigns: list[dict[int, int]]) -> None:
+    key = (tuple(s), tuple(sorted(st.tensors.items(), key=lambda kv: kv[0])))
+    if key in table:
+        table[key][1].assigns.extend(assigns)
+    else:
+        table[key] = (s, _State(st.tensors, list(assigns)))
+
+
+def _guard_size(cur: dict, node: ir.TensorNode) -> None:
+    if len(cur) > MAX_STATES or sum(len(st.assigns) for _, st in cur.values()) > MAX_ASSIGNMENTS:
+        raise NetdslError("too many combinations of open arguments to search", node.span,
+                          "annotate intermediate tensors (name: [C, H', W'] = ...) or fill in some arguments")
+
+
+def _keep_annotated(node: ir.TensorNode, cur: dict, env: SymEnv, holes: list[OpenArg],
+                    result: SolveResult) -> dict:
+    """The states whose shape equals the annotation for every admissible H, W."""
+    assert node.annotation is not None
+    want = tuple(sp.expand(env.sym(e)) for e in node.annotation)
+    kept, misses = {}, []
+    for key, (s, st) in cur.items():
+        bad = [i for i in range(3) if sp.expand(s[i] - want[i]) != 0]
+        if not bad:
+            kept[key] = (s, st)
+        else:
+            misses.append((s, st, bad))
+    if kept or not misses:
+        return kept
+    # Nothing fits. An axis that is wrong the same way for every candidate can never hold: an error.
+    for i, axis in enumerate(("channels", "height", "width")):
+        values = {m[0][i] for m in misses}
+        if all(i in m[2] for m in misses) and len(values) == 1:
+            got = env.show(next(iter(values)))
+            opened = [h for h in holes if h.tensor == node.name] or holes
+            why = "whatever the open arguments are" if opened else "and the spec leaves nothing open"
+            raise NetdslError(f"'{node.name}' is annotated [{', '.join(str(env.show(w)) for w in want)}] but its "
+                              f"{axis} are {got} {why}; the annotation can never hold", node.annotation[i].span,
+                              "check the annotation and the layers before it")
+    result.failed_at = node.name
+    result.reason = (f"no values of the open arguments make '{node.name}' (line {node.span.line}) "
+                     f"[{', '.join(str(env.show(w)) for w in want)}] for every admissible input size")
+    for s, st, _ in misses[:8]:
+        for a in st.assigns[:1]:
+            shown = {holes[i].key: v for i, v in a.items() if holes[i].tensor == node.name} or \
+                    {holes[i].key: v for i, v in a.items()}
+            result.near_misses.append((shown, _fmt(env, s)))
+    return kept
