@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Iterator, Union
 
 from netdsl import ir
 from netdsl.errors import NetdslError
@@ -12,7 +13,9 @@ from netdsl.passes.lower import lower
 
 if TYPE_CHECKING:  # torch stays out of parse/count
     from netdsl.backends.torch_module import CompiledNet
+    from netdsl.passes.counts import CountResult
     from netdsl.passes.shapes import ShapeResult
+    from netdsl.passes.solve import SolveResult
 
 Source = Union[str, os.PathLike]
 
@@ -26,16 +29,13 @@ def load(source: Source) -> tuple[str, str | None]:
     return str(source), None
 
 
-def _guard(path: str | None, text: str):
-    class _Ctx:
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(self, et, e, tb) -> bool:
-            if isinstance(e, NetdslError):
-                e.with_source(path, text)
-            return False
-    return _Ctx()
+@contextmanager
+def located(path: str | None, text: str) -> Iterator[None]:
+    """Attach the spec's path and text to any NetdslError raised inside, for rendering."""
+    try:
+        yield
+    except NetdslError as e:
+        raise e.with_source(path, text) from None
 
 
 def parse(source: Source) -> ir.Graph:
@@ -46,15 +46,14 @@ def parse(source: Source) -> ir.Graph:
     ['conv', 'relu']
     """
     text, path = load(source)
-    spec = parse_text(text, path)
-    with _guard(path, text):
-        return lower(spec)
+    with located(path, text):
+        return lower(parse_text(text, path))
 
 
 def shapes(source: Source | ir.Graph, **params: int) -> "ShapeResult":
     """Symbolic shapes of every tensor and layer, checked at the values in use.
 
-    >>> r = shapes("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0\\noutput = x |> maxpool(2)")
+    >>> r = shapes("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\noutput = x |> maxpool(2)")
     >>> r.show(r.output_shape), r.at(r.output_shape)
     ([1, H/2, W/2], [1, 4, 4])
     """
@@ -63,9 +62,8 @@ def shapes(source: Source | ir.Graph, **params: int) -> "ShapeResult":
     if isinstance(source, ir.Graph):
         return infer_shapes(source, params)
     text, path = load(source)
-    graph = parse(source) if path else parse(text)
-    with _guard(path, text):
-        return infer_shapes(graph, params)
+    with located(path, text):
+        return infer_shapes(lower(parse_text(text, path)), params)
 
 
 def build(source: Source, **params: int) -> "CompiledNet":
@@ -77,11 +75,43 @@ def build(source: Source, **params: int) -> "CompiledNet":
     (2, 6, 8, 8)
     """
     from netdsl.backends.torch_module import to_module
+    from netdsl.passes.shapes import infer_shapes
 
     text, path = load(source)
-    with _guard(path, text):
-        graph = parse_text(text, path)
-        g = lower(graph)
-        from netdsl.passes.shapes import infer_shapes
+    with located(path, text):
+        graph = lower(parse_text(text, path))
+        return to_module(graph, infer_shapes(graph, params))
 
-        return to_module(g, infer_shapes(g, params))
+
+def count(source: Source, **params: int) -> "CountResult":
+    """Exact symbolic counts per layer and in total, and the verdicts of the spec's claims
+    (its own and those of SPEC.claims next to it). Never imports torch.
+
+    >>> c = count("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)")
+    >>> c.total("weights"), c.total("connections"), c.value(c.total("outputs"))
+    (9*C, 9*C*H*W, 256)
+    """
+    from netdsl.passes.claims import check_claims, claim_sources
+    from netdsl.passes.counts import count_layers
+    from netdsl.passes.shapes import infer_shapes
+
+    text, path = load(source)
+    with located(path, text):
+        graph = lower(parse_text(text, path))
+        result = count_layers(infer_shapes(graph, params))
+    result.claims = check_claims(result, claim_sources(graph, text, path))
+    return result
+
+
+def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
+    """The values of the open arguments (`?`) that make every shape annotation hold for all H, W.
+
+    >>> r = solve("net T(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\ny: [C, H/2, W/2] = x |> conv(C, 3, stride=2, padding=?)\\noutput = y")
+    >>> r.status, r.solutions
+    ('unique', [(1,)])
+    """
+    from netdsl.passes.solve import solve as _solve
+
+    text, path = load(source)
+    with located(path, text):
+        return _solve(lower(parse_text(text, path)), params, max_value)

@@ -6,9 +6,8 @@ import json
 import sys
 from typing import Any
 
-from netdsl.api import load
+from netdsl.api import load, located
 from netdsl.commands.common import parse_sets
-from netdsl.errors import NetdslError
 
 
 def build_report(text: str, path: str | None, overrides: dict[str, int]) -> tuple[dict[str, Any], Any]:
@@ -18,12 +17,10 @@ def build_report(text: str, path: str | None, overrides: dict[str, int]) -> tupl
     from netdsl.passes.lower import lower
     from netdsl.passes.shapes import infer_shapes
 
-    try:
+    with located(path, text):
         graph = lower(parse_text(text, path))
         shapes = infer_shapes(graph, overrides)
         model = to_module(graph, shapes)
-    except NetdslError as e:
-        raise e.with_source(path, text) from None
     modules = dict(model.named_modules())
     layers = []
     for ls in shapes.layers:
@@ -88,10 +85,8 @@ def run_build(args: argparse.Namespace) -> int:
         from netdsl.parse import parse_text
         from netdsl.passes.lower import lower
 
-        try:
+        with located(path, text):
             graph = lower(parse_text(text, path))
-        except NetdslError as e:
-            raise e.with_source(path, text) from None
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
     report, _ = build_report(text, path, overrides)
