@@ -207,3 +207,16 @@ def test_parse_and_shapes_never_import_torch(root: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[24, 32, 32]"
+
+
+def test_undecidable_merge_is_checked_at_the_values_in_use_and_noted() -> None:
+    # Without `H % 2 == 0`, 2*floor(H/2) == H is not true for every H: checked at H = 32 instead.
+    spec = "net U()\ninput x: [1, H = 32, W = 32]\na = x |> maxpool(2) -> upsample(2)\noutput = cat(x, a)"
+    r = netdsl.shapes(spec)
+    assert r.at(r.output_shape) == [2, 32, 32]
+    assert len(r.notes) == 1 and "equal at the values in use" in r.notes[0] and r.notes[0].startswith("line 4")
+    with pytest.raises(netdsl.NetdslError, match="spatial sizes differ"):
+        netdsl.shapes(spec, H=33)
+    # With the assumption, the same spec is exact and carries no note.
+    exact = netdsl.shapes(spec.replace("[1, H = 32, W = 32]", "[1, H = 32, W = 32] where H % 2 == 0, W % 2 == 0"))
+    assert exact.notes == []
