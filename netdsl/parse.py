@@ -14,6 +14,7 @@ from netdsl.errors import NetdslError, Span
 
 MAX_SPEC_BYTES = 1_000_000
 MAX_EXPR_DEPTH = 100
+MAX_INT_DIGITS = 30
 
 # Human names for the terminals Lark reports as expected.
 _TERMINAL_NAMES = {
@@ -299,7 +300,11 @@ class _Builder:
         sub = lambda x: self.expr(x, depth + 1)  # noqa: E731
         kind = t.data
         if kind == "int":
-            return ir.Int(span=sp, value=int(str(t.children[0])))
+            digits = str(t.children[0])
+            if len(digits) > MAX_INT_DIGITS:
+                raise NetdslError(f"the integer {digits[:12]}... has {len(digits)} digits", sp,
+                                  f"integers are limited to {MAX_INT_DIGITS} digits")
+            return ir.Int(span=sp, value=int(digits))
         if kind == "name":
             return ir.Name(span=sp, id=str(t.children[0]))
         if kind == "neg":

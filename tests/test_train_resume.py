@@ -184,3 +184,25 @@ def test_resume_without_checkpoint_restarts(photos: Path, tmp_path: Path, finish
     ref = metrics(finished)
     assert main(["train", "--resume", str(finished)]) == 0
     assert metrics(finished) == ref
+
+
+def test_resume_comparison_group(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture) -> None:
+    """A comparison killed inside its second run: --resume GROUP finishes it and writes the table."""
+    (tmp_path / "two.net").write_text("net Toy() # stand-in\n")
+    real = RunDir.save_epoch
+
+    def crash(self: RunDir, trainer, fp):  # type: ignore[no-untyped-def]
+        real(self, trainer, fp)
+        if self.label == "two" and trainer.epoch == 1:
+            raise Crash
+
+    monkeypatch.setattr(RunDir, "save_epoch", crash)
+    with pytest.raises(Crash):
+        main(["train", "toy.net", "two.net", "--data", str(photos), "--epochs", "2", "--out", "cmp", *ARGS])
+    monkeypatch.setattr(RunDir, "save_epoch", real)
+    assert not (tmp_path / "cmp" / "comparison.md").exists()
+    assert main(["train", "--resume", "cmp"]) == 0
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| toy | Toy | 2 |" in table and "| two | Toy | 2 |" in table
+    assert [m[0] for m in metrics(tmp_path / "cmp" / "two")] == ["1", "2"]

@@ -132,7 +132,8 @@ class ClaimChecker:
     def _check_names(self, e: ir.Expr, what: str) -> None:
         for n in names_in(e):
             if n.id not in self.env.symbols:
-                close = difflib.get_close_matches(n.id, self.names, n=1)
+                close = [m for m in self.names if m.lower() == n.id.lower()] or \
+                    difflib.get_close_matches(n.id, self.names, n=1)
                 hint = (f"did you mean '{close[0]}'? " if close else "") + f"the spec's symbols: {', '.join(self.names)}"
                 raise NetdslError(f"unknown symbol '{n.id}' in {what}", n.span, hint)
 

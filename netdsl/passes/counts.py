@@ -117,6 +117,7 @@ class CountResult:
 
     shapes: ShapeResult
     layers: list[LayerCount]
+    claims: list = field(default_factory=list)  # ClaimResults, filled in by api.count / `netdsl count`
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -54,6 +54,7 @@ class SolveResult:
     reason: str | None = None                 # why there is no solution
     failed_at: str | None = None              # the tensor whose annotation no candidate met
     near_misses: list[tuple[dict[str, int], list[str]]] = field(default_factory=list)
+    partial: list[dict[str, int]] = field(default_factory=list)  # the solutions up to the failing tensor
     output_shapes: list[list[str]] = field(default_factory=list)
 
     @property
@@ -195,6 +196,7 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
         if node.annotation is not None:
             cur = _keep_annotated(node, cur, env, holes, result)
         if not cur:
+            result.partial = [{holes[i].key: v for i, v in sorted(a.items())} for st in states for a in st.assigns][:20]
             if result.reason is None:
                 result.failed_at = node.name
                 result.reason = (f"no open-argument values give valid layers up to '{node.name}' (line {node.span.line})"

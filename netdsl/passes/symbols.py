@@ -16,7 +16,6 @@ from netdsl.errors import NetdslError, Span
 from netdsl.passes.lower import const_int
 
 MAX_EXPONENT = 64
-MAX_INT_DIGITS = 30
 
 
 @dataclass
@@ -34,9 +33,6 @@ class SymEnv:
     def sym(self, e: ir.Expr, *, raw: bool = False) -> sp.Expr:
         """The expression in internal symbols (after the assumption substitutions) unless `raw`."""
         if isinstance(e, ir.Int):
-            if len(str(e.value)) > MAX_INT_DIGITS:
-                raise NetdslError(f"the integer {str(e.value)[:12]}... is too large", e.span,
-                                  f"integers are limited to {MAX_INT_DIGITS} digits")
             return sp.Integer(e.value)
         if isinstance(e, ir.Name):
             s = self.symbols[e.id]

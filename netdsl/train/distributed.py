@@ -27,8 +27,12 @@ class Dist:
     def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
         if self.world == 1:
             return module
+        import warnings
+
         from torch.nn.parallel import DistributedDataParallel
 
+        # A 1-input-channel conv's weight has ambiguous strides; DDP warns, harmlessly, every run.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids)
 

@@ -48,7 +48,7 @@ class Reporter:
         if self.mode == "plain":
             print(_line(self._label, row, self._epochs), flush=True)
         elif self._progress is not None:
-            self._progress.console.print(_line(self._label, row, self._epochs))
+            self._progress.console.print(_line(self._label, row, self._epochs), highlight=False)
             nxt = min(row.epoch + 1, self._epochs)
             self._progress.update(self._task, completed=0, description=f"{self._label} epoch {nxt}/{self._epochs}",
                                   last=f"val loss {row.val_loss:.3f} acc {100 * row.val_acc:.1f}%")
