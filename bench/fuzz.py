@@ -25,7 +25,7 @@ from test_fuzz import SHIPPED, check_one, mutate  # noqa: E402
 
 def shapes_only(text: str) -> str:
     try:
-        netdsl.shapes(text)
+        netdsl.shapes(text + "\n")  # the newline: always spec text, never a file name
     except NetdslError as e:
         assert e.span is not None, f"error without a position: {e.message!r}"
         return "error"

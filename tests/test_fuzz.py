@@ -56,6 +56,8 @@ def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:
 
 def check_one(text: str) -> str:
     """'ok' or 'error'; raises AssertionError for anything that is not our own located error."""
+    # A trailing newline makes the API read the string as spec text, never as a file name.
+    text += "\n"
     try:
         r = netdsl.shapes(text)
     except NetdslError as e:
