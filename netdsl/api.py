@@ -106,7 +106,8 @@ def count(source: Source, **params: int) -> "CountResult":
 def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
     """The values of the open arguments (`?`) that make every shape annotation hold for all H, W.
 
-    >>> r = solve("net T(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\ny: [C, H/2, W/2] = x |> conv(C, 3, stride=2, padding=?)\\noutput = y")
+    >>> spec = "net T(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\n"
+    >>> r = solve(spec + "y: [C, H/2, W/2] = x |> conv(C, 3, stride=2, padding=?)\\noutput = y")
     >>> r.status, r.solutions
     ('unique', [(1,)])
     """

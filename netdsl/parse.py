@@ -68,28 +68,19 @@ class _NewlineFilter:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    return lark.Lark(_grammar_text(), parser="lalr", lexer="basic", cache=_lark_cache("spec"),
-                     propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+    # One LALR build per process serves both start symbols: specs and claims files.
+    # Lark checks terminals for collisions with interegular whenever it is installed; that check
+    # costs ~0.25 s per process, and the grammar is fixed, so tests/test_language.py runs it once
+    # (strict=True) and the run-time build skips it.
+    import lark.lexer
 
-
-def _lark_cache(name: str) -> str | bool:
-    """Where Lark may cache the analysed grammar (building it costs ~0.3 s per process).
-
-    A private directory of the user's own (not the shared temp dir, since the cache is a pickle);
-    False, no caching, where it cannot be made. Lark checks the grammar's hash on every load.
-    """
-    import os
-    import sys
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "netdsl")
+    saved = lark.lexer.has_interegular
+    lark.lexer.has_interegular = False
     try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            return False
-    except OSError:
-        return False
-    return os.path.join(folder, f"lark-{name}-{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
+        return lark.Lark(_grammar_text(), parser="lalr", lexer="basic", start=["start", "claims_file"],
+                         propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+    finally:
+        lark.lexer.has_interegular = saved
 
 
 def _span(x: Tree | Token) -> Span:
@@ -159,12 +150,7 @@ def parse_text(text: str, path: str | None = None) -> ir.Spec:
     try:
         if len(text) > MAX_SPEC_BYTES:
             raise NetdslError(f"the spec is {len(text)} characters; the limit is {MAX_SPEC_BYTES}", Span(1, 1, 1, 2))
-        try:
-            tree = _parser().parse(text)
-        except lark.exceptions.UnexpectedInput as e:
-            raise _syntax_error(e, text) from None
-        except RecursionError:
-            raise NetdslError("the spec nests too deeply", Span(1, 1, 1, 2), "flatten the expression") from None
+        tree = _tree(text, "start")
         try:
             return _Builder().spec(tree)
         except RecursionError:
@@ -325,14 +311,13 @@ class _Builder:
 
 # --- claims files (`netdsl count`): `claim` lines only, parsed by the same grammar -----------
 
-# The post-lexer never yields two newlines in a row, so one optional _NL between claims suffices.
-_CLAIMS_START = "\nclaims_file: _NL? (claim _NL)* claim?\n"
-
-
-@functools.lru_cache(maxsize=1)
-def _claims_parser() -> lark.Lark:
-    return lark.Lark(_grammar_text() + _CLAIMS_START, start="claims_file", parser="lalr", lexer="basic",
-                     cache=_lark_cache("claims"), propagate_positions=True, postlex=_NewlineFilter(), maybe_placeholders=True)
+def _tree(text: str, start: str) -> Tree:
+    try:
+        return _parser().parse(text, start=start)
+    except lark.exceptions.UnexpectedInput as e:
+        raise _syntax_error(e, text) from None
+    except RecursionError:
+        raise NetdslError("the input nests too deeply", Span(1, 1, 1, 2), "flatten the expression") from None
 
 
 def parse_claims_text(text: str, path: str | None = None) -> list[ir.Claim]:
@@ -340,13 +325,11 @@ def parse_claims_text(text: str, path: str | None = None) -> list[ir.Claim]:
     try:
         if len(text) > MAX_SPEC_BYTES:
             raise NetdslError(f"the claims file is {len(text)} characters; the limit is {MAX_SPEC_BYTES}", Span(1, 1, 1, 2))
+        tree = _tree(text, "claims_file")
         try:
-            tree = _claims_parser().parse(text)
-        except lark.exceptions.UnexpectedInput as e:
-            raise _syntax_error(e, text) from None
+            b = _Builder()
+            return [b._claim(t) for t in tree.children if isinstance(t, Tree)]
         except RecursionError:
             raise NetdslError("a claim nests too deeply", Span(1, 1, 1, 2), "flatten the expression") from None
-        b = _Builder()
-        return [b._claim(t) for t in tree.children if isinstance(t, Tree)]
     except NetdslError as e:
         raise e.with_source(path, text) from None

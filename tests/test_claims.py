@@ -158,3 +158,53 @@ def test_claims_never_evaluate_text() -> None:
             code = line.split("#")[0]
             assert not pattern.search(code) or "literal_eval" in code or "model.eval" in code \
                 or ".eval(" in code, f"{path}:{i}: {line.strip()}"
+
+
+def test_claims_option_reads_another_file(tmp_path: Path) -> None:
+    (tmp_path / "tiny.net").write_text(TINY)
+    extra = tmp_path / "more.txt"
+    extra.write_text("claim biases == C\nclaim buffers == 0\n")
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "count", str(tmp_path / "tiny.net"),
+                        "--claims", str(extra), "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    claims = json.loads(r.stdout)["claims"]
+    assert [(c["file"], c["line"], c["status"]) for c in claims] == [(str(extra), 1, "holds"), (str(extra), 2, "holds")]
+
+
+@pytest.mark.parametrize("spec", ["pool_upsample", "conv_transpose", "unet", "residual"])
+def test_netdsls_own_totals_hold_as_claims_and_a_perturbed_one_fails(spec: str, tmp_path: Path) -> None:
+    """SymPy's printed totals are valid netdsl expressions: as claims they must hold, plus 1 fail."""
+    from netdsl.passes.counts import METRICS, Convention
+
+    counts = netdsl.count(ROOT / f"specs/{spec}.net")
+    lines, expected = [], []
+    for metric in METRICS:
+        lines.append(f"claim {metric} == {counts.total(metric)}")
+        expected.append("holds")
+        lines.append(f"claim {metric}(doubled=true) == {counts.total(metric, doubled=True)} + 1")
+        expected.append("fails")
+    conv = Convention(batchnorm=True, activations=True)
+    lines.append(f"claim connections(batchnorm=true, activations=true) == {counts.total('connections', conv)}")
+    expected.append("holds")
+    text = (ROOT / f"specs/{spec}.net").read_text() + "\n" + "\n".join(lines) + "\n"
+    results = netdsl.count(text).claims
+    assert [r.status for r in results] == expected
+    for r in results:
+        if r.status == "fails":
+            assert r.difference == 1 and r.claimed_value == r.counted_value + 1
+
+
+def test_counterexample_search_with_many_parameters_is_quick() -> None:
+    import time
+
+    names = [f"P{i}" for i in range(12)]
+    spec = (f"net Many({', '.join(f'{n} = 2' for n in names)})\ninput x: [1, H = 8, W = 8]\n"
+            f"output = x |> conv({' + '.join(names)}, 1)\n"
+            f"claim weights == {' + '.join(names)} + P3*P7 - P3*P7*P0\n")
+    t = time.perf_counter()
+    res = netdsl.count(spec).claims[0]
+    assert time.perf_counter() - t < 10
+    assert res.status == "fails"
+    assert res.claimed_value != res.counted_value

@@ -58,7 +58,7 @@ def test_even_kernels_cannot_keep_the_last_conv(k: int) -> None:
     p = k // 2 - 1
     assert res.partial == [dict(zip(KEYS[:6], (p, p, p, 0, p, 0)))]
     # The stride-1 conv gives H + 2p - k + 1: odd kernels only.
-    assert ("output.padding" in m[0] for m in res.near_misses)
+    assert res.near_misses and all(list(m[0]) == ["output.padding"] for m in res.near_misses)
 
 
 def test_seed_question4_answers_break_pytorchs_rule() -> None:
@@ -67,6 +67,9 @@ def test_seed_question4_answers_break_pytorchs_rule() -> None:
         with pytest.raises(NetdslError) as e:
             netdsl.shapes(filled(down, up, up, k // 2), k=k)
         assert "output_padding" in e.value.message and "smaller than stride" in e.value.message
+    for k, p in ((4, 2), (5, 3)):  # and PyTorch itself refuses them
+        with pytest.raises(RuntimeError, match="output padding must be smaller"):
+            torch.nn.ConvTranspose2d(2, 2, k, stride=2, padding=p, output_padding=p)(torch.zeros(1, 2, 8, 8))
     # Their sizes would even be right: (H-1)*2 - 2p + k + op = 2H for p = op = k - 2. PyTorch forbids op >= 2.
     # netdsl's answers for those kernels are different (k=5) or none (k=4, the last conv).
     assert netdsl.solve(OPEN, k=5).solutions == [(2, 2, 2, 1, 2, 1, 2)]

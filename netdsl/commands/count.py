@@ -72,7 +72,8 @@ def _claim_json(r) -> dict[str, Any]:  # noqa: ANN001 - ClaimResult
 
 
 def count_report(text: str, path: str | None, overrides: dict[str, int], convention=None,  # noqa: ANN001
-                 doubled: bool = False, claim_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any, list]:
+                 doubled: bool = False,
+                 claim_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any, list]:
     """The JSON-able report of `netdsl count`, the CountResult and the claim results."""
     from netdsl.parse import parse_text
     from netdsl.passes.claims import check_claims, claim_sources
@@ -97,7 +98,7 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
         return text_of[x]
 
     for l in counts.layers:
-        exprs = {m: counts.layer_metric(l, m) for m in METRICS if m != "parameters"}
+        exprs = {m: counts.layer_metric(l, m) for m in METRICS}
         layers.append({"name": l.name, "op": l.op, "line": l.line,
                        "out_shape": [s(counts.show(x)) for x in l.out_shape], **{m: s(e) for m, e in exprs.items()}})
         layer_values.append({"name": l.name, "out_shape": sh.at(l.out_shape),
@@ -163,7 +164,8 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
 
     for l in report["layers"]:
         v = vl[l["name"]]
-        shape = Text.assemble("[" + ", ".join(l["out_shape"]) + "]", (" = " + "×".join(map(str, v["out_shape"])), "dim"))
+        at = " = " + "×".join(map(str, v["out_shape"]))
+        shape = Text.assemble("[" + ", ".join(l["out_shape"]) + "]", (at, "dim"))
         table.add_row(l["name"], l["op"], str(l["line"]), shape, *[cell(l[m], v[m]) for m in SHOWN_METRICS])
     console.print(table)
     console.print(Text("each layer's own counts are shown; the totals add up the layers their convention includes",
@@ -193,7 +195,8 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
         console.print(f"      claimed − counted = {c['difference']}")
         if c["counterexample"]:
             at = ", ".join(f"{k}={v}" for k, v in {**c["counterexample"], **c["at"]}.items())
-            console.print(f"      e.g. at {at}: claimed {c['claimed_value']:,}, counted {c['counted_value']:,}")
+            doubled = " (then doubled: a 2H x 2W input)" if c["doubled"] else ""
+            console.print(f"      e.g. at {at}{doubled}: claimed {c['claimed_value']:,}, counted {c['counted_value']:,}")
         else:
             console.print("      netdsl could not decide this claim, and found no assignment where the sides differ")
         if c["values_in_use"]:

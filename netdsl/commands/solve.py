@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-def solve_report(text: str, path: str | None, overrides: dict[str, int], max_value: int | None = None) -> tuple[dict[str, Any], Any]:
+def solve_report(text: str, path: str | None, overrides: dict[str, int],
+                 max_value: int | None = None) -> tuple[dict[str, Any], Any]:
     """The JSON-able report of `netdsl solve` and the SolveResult."""
     from netdsl.commands.count import assumptions
     from netdsl.parse import parse_text
@@ -104,7 +105,7 @@ def _print(report: dict[str, Any]) -> None:
         for m in report["near_misses"][:4]:
             at = ", ".join(f"{k}={v}" for k, v in m["values"].items())
             console.print(f"  {at} gives [{', '.join(m['shape'])}]")
-        if report["partial"]:
+        if any(report["partial"]):
             console.print(f"the open arguments before '{report['failed_at']}' are solved by:")
             for p in report["partial"][:5]:
                 console.print("  " + ", ".join(f"{k}={v}" for k, v in p.items()))

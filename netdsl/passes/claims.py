@@ -16,17 +16,16 @@ from __future__ import annotations
 import difflib
 import itertools
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import sympy as sp
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
+from netdsl.passes.intpoly import internal_to_user, non_integer_point
 from netdsl.passes.lower import names_in
 
 SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
-MAX_GRID_POINTS = 4096
 MAX_SEARCH_POINTS = 2000
 
 
@@ -77,47 +76,6 @@ class ClaimResult:
         return self.source.claim.span.line
 
 
-# --- integer-valued polynomials ---------------------------------------------------------------
-
-def non_integer_point(x: sp.Expr) -> dict[sp.Symbol, int] | None:
-    """A point of the non-negative integer grid where the polynomial `x` is not an integer, or None.
-
-    A polynomial of degree d_i in each variable is integer-valued on all integers iff it is an
-    integer on the grid {0..d_1} x ... x {0..d_n} (its coefficients in the binomial basis are its
-    finite differences there), so this test is exact, not a sample.
-    """
-    syms = sorted(x.free_symbols, key=lambda s: s.name)
-    if not syms:
-        return None if x.is_integer else {}
-    poly = sp.Poly(x, *syms)
-    terms = [(m, Fraction(int(c.p), int(c.q))) for m, c in poly.terms()]
-    degrees = [poly.degree(s) for s in syms]
-    grid = itertools.islice(itertools.product(*[range(d + 1) for d in degrees]), MAX_GRID_POINTS)
-    for point in grid:
-        v = sum((c * _monomial(m, point) for m, c in terms), Fraction(0))
-        if v.denominator != 1:
-            return dict(zip(syms, point))
-    return None
-
-
-def _monomial(m: tuple[int, ...], point: tuple[int, ...]) -> int:
-    out = 1
-    for e, v in zip(m, point):
-        if e:
-            out *= v ** e
-    return out
-
-
-def internal_to_user(env, point: dict[sp.Symbol, int]) -> dict[str, int]:  # noqa: ANN001 - SymEnv
-    """User values for a point given in internal symbols (X_q -> m*X_q + r)."""
-    out: dict[str, int] = {}
-    for name, s in env.symbols.items():
-        e = env.fwd.get(s, s)
-        if e.free_symbols & set(point):
-            out[name] = int(e.xreplace({q: sp.Integer(v) for q, v in point.items()}))
-    return out
-
-
 # --- checking claims --------------------------------------------------------------------------
 
 class ClaimChecker:
@@ -134,7 +92,8 @@ class ClaimChecker:
             if n.id not in self.env.symbols:
                 close = [m for m in self.names if m.lower() == n.id.lower()] or \
                     difflib.get_close_matches(n.id, self.names, n=1)
-                hint = (f"did you mean '{close[0]}'? " if close else "") + f"the spec's symbols: {', '.join(self.names)}"
+                hint = ((f"did you mean '{close[0]}'? " if close else "")
+                        + f"the spec's symbols: {', '.join(self.names)}")
                 raise NetdslError(f"unknown symbol '{n.id}' in {what}", n.span, hint)
 
     def _check_polynomial(self, e: ir.Expr) -> None:
@@ -156,7 +115,8 @@ class ClaimChecker:
             elif isinstance(n, ir.Neg):
                 stack.append(n.operand)
 
-    def _options(self, src: ClaimSource, metric: str) -> tuple[Convention, bool, dict[sp.Symbol, sp.Expr], list[ir.Arg]]:
+    def _options(self, src: ClaimSource,
+                 metric: str) -> tuple[Convention, bool, dict[sp.Symbol, sp.Expr], list[ir.Arg]]:
         switches: dict[str, bool] = {}
         doubled = False
         at: dict[sp.Symbol, sp.Expr] = {}
@@ -289,9 +249,9 @@ class ClaimChecker:
         rest = {s: sp.Integer(self._candidates(s)[0]) for s in sorted(others - set(syms), key=order)}
         per = 6 if len(syms) <= 4 else 3  # keep the grid small: the first points usually differ
         cands = [self._candidates(s)[:per] for s in syms]
-        index_points = sorted(itertools.product(*[range(len(c)) for c in cands]), key=lambda p: (sum(p), p))
+        index_points = itertools.islice(_small_first([len(c) for c in cands]), MAX_SEARCH_POINTS)
         tried_invalid = 0
-        for idx in index_points[:MAX_SEARCH_POINTS]:
+        for idx in index_points:
             point = {s: sp.Integer(c[i]) for s, c, i in zip(syms, cands, idx)}
             if diff.xreplace(point) == 0:
                 continue
@@ -312,6 +272,25 @@ class ClaimChecker:
         if diff.xreplace(here) != 0:
             return {s.name: int(v) for s, v in sorted(here.items(), key=lambda kv: order(kv[0]))}
         return None
+
+
+def _small_first(sizes: list[int]):  # noqa: ANN202 - Iterator[tuple[int, ...]]
+    """Index tuples (i_1 < sizes[0], ...) in order of increasing sum, generated lazily: with many
+    symbols the full grid is far too large to sort, and the first few points usually suffice."""
+    room = [sum(n - 1 for n in sizes[k:]) for k in range(len(sizes) + 1)]  # the most the rest can add
+
+    def parts(total: int, k: int):  # noqa: ANN202
+        if total > room[k]:
+            return
+        if k == len(sizes):
+            yield ()
+            return
+        for i in range(min(total, sizes[k] - 1), -1, -1):
+            for rest in parts(total - i, k + 1):
+                yield (i, *rest)
+
+    for total in range(sum(n - 1 for n in sizes) + 1):
+        yield from parts(total, 0)
 
 
 def check_claims(counts: CountResult, claims: list[ClaimSource]) -> list[ClaimResult]:

@@ -16,7 +16,7 @@ import sympy as sp
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
-from netdsl.passes.claims import internal_to_user, non_integer_point
+from netdsl.passes.intpoly import internal_to_user, non_integer_point
 from netdsl.passes.shapes import Shape, ShapeResult, _Inference
 from netdsl.passes.symbols import SymEnv, make_env
 
@@ -129,6 +129,24 @@ def _check_annotations(graph: ir.Graph, env: SymEnv) -> None:
                                   "annotate sizes the assumptions make exact, e.g. H/2 with `where H % 2 == 0`")
 
 
+def ir_text(e: ir.Expr) -> str:
+    """An annotation as the user wrote it, near enough (nested operations get parentheses)."""
+    if isinstance(e, ir.Int):
+        return str(e.value)
+    if isinstance(e, ir.Name):
+        return e.id
+    if isinstance(e, ir.Neg):
+        return "-" + _wrapped(e.operand)
+    if isinstance(e, ir.Call):
+        return f"{e.func}({', '.join(ir_text(a) for a in e.args)})"
+    return f"{_wrapped(e.left)}{e.op}{_wrapped(e.right)}" if e.op in ("*", "/", "//", "**") else \
+        f"{ir_text(e.left)} {e.op} {_wrapped(e.right)}"
+
+
+def _wrapped(e: ir.Expr) -> str:
+    return f"({ir_text(e)})" if isinstance(e, ir.BinOp) and e.op in ("+", "-", "%") else ir_text(e)
+
+
 @dataclass
 class _State:
     tensors: dict[str, Shape]
@@ -175,6 +193,7 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
             qual = node.module_path(op)
             combos = list(itertools.product(*[range(holes[index[(qual, n)]].low, holes[index[(qual, n)]].high + 1)
                                               for n in opened]))
+            messages: set[str] = set()
             for s, st in cur.values():
                 for combo in combos:
                     filled = op
@@ -187,9 +206,14 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
                         out = inf.layer(node, filled, s).out_shape
                     except NetdslError as e:
                         last_error = e
+                        messages.add(e.message)
                         continue
                     extra = {index[(qual, n)]: v for n, v in zip(opened, combo)}
                     _add(nxt, out, st, [{**a, **extra} for a in st.assigns])
+            if not nxt and cur and last_error is not None and len(messages) == 1:
+                # Every candidate fails the same way (e.g. --set NF=0 makes a channel count zero):
+                # no open argument can help, so this is an error in the spec or the values, not "none".
+                raise last_error
             cur = nxt
             _guard_size(cur, node)
         inf.origin[node.name] = node.span
@@ -199,7 +223,8 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
             result.partial = [{holes[i].key: v for i, v in sorted(a.items())} for st in states for a in st.assigns][:20]
             if result.reason is None:
                 result.failed_at = node.name
-                result.reason = (f"no open-argument values give valid layers up to '{node.name}' (line {node.span.line})"
+                result.reason = (f"no open-argument values give valid layers up to '{node.name}' "
+                                 f"(line {node.span.line})"
                                  + (f": e.g. {last_error.message}" if last_error is not None else ""))
             return result
         states = [_State({**st.tensors, node.name: s}, st.assigns) for s, st in cur.values()]
@@ -247,12 +272,13 @@ def _keep_annotated(node: ir.TensorNode, cur: dict, env: SymEnv, holes: list[Ope
             got = env.show(next(iter(values)))
             opened = [h for h in holes if h.tensor == node.name] or holes
             why = "whatever the open arguments are" if opened else "and the spec leaves nothing open"
-            raise NetdslError(f"'{node.name}' is annotated [{', '.join(str(env.show(w)) for w in want)}] but its "
+            raise NetdslError(f"'{node.name}' is annotated [{', '.join(ir_text(e) for e in node.annotation)}] but its "
                               f"{axis} are {got} {why}; the annotation can never hold", node.annotation[i].span,
                               "check the annotation and the layers before it")
     result.failed_at = node.name
+    written = ", ".join(ir_text(e) for e in node.annotation)
     result.reason = (f"no values of the open arguments make '{node.name}' (line {node.span.line}) "
-                     f"[{', '.join(str(env.show(w)) for w in want)}] for every admissible input size")
+                     f"[{written}] for every admissible input size")
     for s, st, _ in misses[:8]:
         for a in st.assigns[:1]:
             shown = {holes[i].key: v for i, v in a.items() if holes[i].tensor == node.name} or \

@@ -30,20 +30,26 @@ class SymEnv:
     internal_values: dict[sp.Symbol, sp.Integer] = field(default_factory=dict)
 
     # --- IR -> SymPy ------------------------------------------------------------------------
-    def sym(self, e: ir.Expr, *, raw: bool = False) -> sp.Expr:
-        """The expression in internal symbols (after the assumption substitutions) unless `raw`."""
+    def sym(self, e: ir.Expr, *, raw: bool = False, at: dict[sp.Symbol, sp.Integer] | None = None) -> sp.Expr:
+        """The expression in internal symbols (after the assumption substitutions) unless `raw`.
+
+        With `at`, names are replaced by those values as they are read, so the result is a number
+        built without symbolic Mod/floor work (the cheap way to evaluate conditions and defaults).
+        """
         if isinstance(e, ir.Int):
             return sp.Integer(e.value)
         if isinstance(e, ir.Name):
             s = self.symbols[e.id]
+            if at is not None:
+                return at.get(s, s)
             return s if raw else self.fwd.get(s, s)
         if isinstance(e, ir.Neg):
-            return -self.sym(e.operand, raw=raw)
+            return -self.sym(e.operand, raw=raw, at=at)
         if isinstance(e, ir.Call):
-            args = [self.sym(a, raw=raw) for a in e.args]
+            args = [self.sym(a, raw=raw, at=at) for a in e.args]
             return sp.Min(*args) if e.func == "min" else sp.Max(*args)
         assert isinstance(e, ir.BinOp)
-        a, b = self.sym(e.left, raw=raw), self.sym(e.right, raw=raw)
+        a, b = self.sym(e.left, raw=raw, at=at), self.sym(e.right, raw=raw, at=at)
         if e.op == "+":
             return a + b
         if e.op == "-":
@@ -146,7 +152,7 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         if p.name in overrides:
             val = overrides[p.name]
         else:
-            v = env.sym(p.default, raw=True).xreplace(raw_values)
+            v = env.sym(p.default, at=raw_values)
             if not v.is_Integer:
                 raise NetdslError(f"the default of '{p.name}' is not an integer: {v}", p.default.span,
                                   "defaults are integer expressions")
@@ -161,7 +167,7 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         if d.name in overrides:
             val = overrides[d.name]
         elif d.default is not None:
-            v = env.sym(d.default, raw=True).xreplace(raw_values)
+            v = env.sym(d.default, at=raw_values)
             if not v.is_Integer:
                 raise NetdslError(f"the default of '{d.name}' is not an integer: {v}", d.default.span,
                                   "sizes are integers")
@@ -188,10 +194,10 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
             raise NetdslError(f"'{p.name}' must be {p.annotation}, but {how} is not", p.span,
                               f"choose a{'n' if p.annotation in ('odd',) else ''} {p.annotation} value for {p.name}")
     for c in conds:
-        left, right = env.sym(c.left, raw=True), env.sym(c.right, raw=True)
-        lv, rv = left.xreplace(raw_values), right.xreplace(raw_values)
+        lv, rv = env.sym(c.left, at=raw_values), env.sym(c.right, at=raw_values)
         ok = {"==": lv == rv, "!=": lv != rv, "<": lv < rv, "<=": lv <= rv, ">": lv > rv, ">=": lv >= rv}[c.op]
         if not bool(ok):
+            left, right = env.sym(c.left, raw=True), env.sym(c.right, raw=True)
             used = ", ".join(f"{n}={env.values[n]}" + (" (from --set)" if n in overrides else "")
                              for n in sorted({s.name for s in (left - right).free_symbols}))
             raise NetdslError(f"the condition {left} {c.op} {right} does not hold for {used}", c.span,
