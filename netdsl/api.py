@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # torch stays out of parse/count
     from netdsl.passes.solve import SolveResult
 
 Source = Union[str, os.PathLike]
+DEFAULT_MAX_BYTES = 8 * 2**30
 
 
 def load(source: Source) -> tuple[str, str | None]:
@@ -66,21 +67,38 @@ def shapes(source: Source | ir.Graph, **params: int) -> "ShapeResult":
         return infer_shapes(lower(parse_text(text, path)), params)
 
 
-def build(source: Source, **params: int) -> "CompiledNet":
+def compile_spec(text: str, path: str | None, params: dict[str, int],
+                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[ir.Graph, "ShapeResult", "CompiledNet"]:
+    """Parse, check, size and compile spec text: the one path every build takes.
+
+    The memory estimate is checked before torch is even imported, so an absurd size is refused
+    in a fraction of a second and nothing is allocated.
+    """
+    from netdsl.passes.limits import check_memory
+    from netdsl.passes.shapes import infer_shapes
+
+    with located(path, text):
+        graph = lower(parse_text(text, path))
+        shapes = infer_shapes(graph, params)
+        check_memory(shapes, max_bytes)
+        from netdsl.backends.torch_module import to_module
+
+        return graph, shapes, to_module(graph, shapes)
+
+
+def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES, **params: int) -> "CompiledNet":
     """Compile a spec into a torch.nn.Module; keyword arguments override its parameters.
+
+    Networks whose estimated memory (parameters, buffers and one sample's activations) exceeds
+    `max_bytes` (8 GiB by default) are refused before anything is allocated; None lifts the limit.
 
     >>> import torch
     >>> m = build("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)", C=6)
     >>> tuple(m(torch.zeros(2, 1, 8, 8)).shape)
     (2, 6, 8, 8)
     """
-    from netdsl.backends.torch_module import to_module
-    from netdsl.passes.shapes import infer_shapes
-
     text, path = load(source)
-    with located(path, text):
-        graph = lower(parse_text(text, path))
-        return to_module(graph, infer_shapes(graph, params))
+    return compile_spec(text, path, params, max_bytes)[2]
 
 
 def count(source: Source, **params: int) -> "CountResult":

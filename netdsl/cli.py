@@ -20,6 +20,8 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
                    help="override a declared parameter or input size (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
+    p.add_argument("--max-memory", type=float, metavar="GIB",
+                   help="refuse networks estimated to need more memory than this (default 8 GiB)")
 
     def run(args: argparse.Namespace) -> int:
         from netdsl.commands.build import run_build

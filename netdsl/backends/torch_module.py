@@ -111,7 +111,7 @@ class CompiledNet(nn.Module):
 
 
 def to_module(graph: ir.Graph, shapes: ShapeResult) -> CompiledNet:
-    """Compile a checked graph (with its shapes) into a CompiledNet."""
+    """Compile a checked graph (with its shapes; see `netdsl.api.compile_spec`) into a CompiledNet."""
     return CompiledNet(graph, shapes)
 
 

@@ -6,21 +6,15 @@ import json
 import sys
 from typing import Any
 
-from netdsl.api import load, located
+from netdsl.api import DEFAULT_MAX_BYTES, compile_spec, load, located
 from netdsl.commands.common import parse_sets
+from netdsl.errors import NetdslError
 
 
-def build_report(text: str, path: str | None, overrides: dict[str, int]) -> tuple[dict[str, Any], Any]:
+def build_report(text: str, path: str | None, overrides: dict[str, int],
+                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[dict[str, Any], Any]:
     """The JSON-able report of a build and the compiled module."""
-    from netdsl.backends.torch_module import to_module
-    from netdsl.parse import parse_text
-    from netdsl.passes.lower import lower
-    from netdsl.passes.shapes import infer_shapes
-
-    with located(path, text):
-        graph = lower(parse_text(text, path))
-        shapes = infer_shapes(graph, overrides)
-        model = to_module(graph, shapes)
+    graph, shapes, model = compile_spec(text, path, overrides, max_bytes)
     modules = dict(model.named_modules())
     layers = []
     for ls in shapes.layers:
@@ -89,7 +83,10 @@ def run_build(args: argparse.Namespace) -> int:
             graph = lower(parse_text(text, path))
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
-    report, _ = build_report(text, path, overrides)
+    if args.max_memory is not None and not args.max_memory > 0:
+        raise NetdslError(f"--max-memory {args.max_memory}: give a positive number of GiB", hint="e.g. --max-memory 16")
+    max_bytes = int(args.max_memory * 2**30) if args.max_memory is not None else DEFAULT_MAX_BYTES
+    report, _ = build_report(text, path, overrides, max_bytes)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

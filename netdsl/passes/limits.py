@@ -1,0 +1,51 @@
+"""Memory limits, checked from the exact counts before torch allocates anything."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netdsl.errors import NetdslError
+from netdsl.passes.counts import count_layers
+from netdsl.passes.shapes import ShapeResult
+
+BYTES_PER_VALUE = 4  # float32
+DEFAULT_MAX_BYTES = 8 * 2**30
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    parameter_bytes: int   # parameters and buffers
+    activation_bytes: int  # every layer's output for one sample, as a forward pass keeps them for backward
+
+    @property
+    def total(self) -> int:
+        return self.parameter_bytes + self.activation_bytes
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**28 else f"{n / 2**20:,.1f} MiB"
+
+
+def check_memory(shapes: ShapeResult, max_bytes: int | None = DEFAULT_MAX_BYTES) -> MemoryEstimate:
+    """Estimate the memory a compiled network needs; refuse above `max_bytes` (None: no limit)."""
+    counts = count_layers(shapes)
+    env = shapes.env
+    spans = {ls.qualname: ls.op.origin for ls in shapes.layers}
+    params = acts = 0
+    largest = (0, None)
+    for layer in counts.layers:
+        p = int(env.at(layer.weights + layer.biases + layer.norm_params + layer.buffers)) * BYTES_PER_VALUE
+        a = int(env.at(layer.outputs)) * BYTES_PER_VALUE if layer.op not in ("cat", "add") else 0
+        params += p
+        acts += a
+        if p + a > largest[0] and layer.name in spans:
+            largest = (p + a, layer.name)
+    est = MemoryEstimate(parameter_bytes=params, activation_bytes=acts)
+    if max_bytes is not None and est.total > max_bytes:
+        size, name = largest
+        raise NetdslError(
+            f"the network needs about {_gib(est.total)} (parameters and buffers {_gib(params)}, activations "
+            f"per sample {_gib(acts)}); the limit is {_gib(max_bytes)}",
+            spans.get(name or ""),
+            f"the largest layer, '{name}', needs {_gib(size)} at {', '.join(f'{k}={v}' for k, v in env.values.items())}; "
+            "lower the sizes, or raise the limit with --max-memory GIB (netdsl.build(..., max_bytes=N))")
+    return est
