@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netdsl
 from netdsl.errors import NetdslError
+from test_count import check_against_torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "specs").glob("*.net"))]
@@ -141,3 +142,14 @@ def valid_specs(draw: st.DrawFn) -> str:
 def test_generated_specs_build_with_predicted_shapes(text: str) -> None:
     # Shrinking pools can legitimately reach size zero: that must be our error, at a position.
     check_one(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_generated_specs_count_what_torch_has(text: str) -> None:
+    # What build compiles, count counts, and the two agree layer by layer (tests/test_count.py's oracle).
+    try:
+        netdsl.shapes(text)
+    except NetdslError:
+        assume(False)  # a pool shrank a size to zero: an error case, covered above
+    check_against_torch(text)
