@@ -61,6 +61,7 @@ def main() -> int:
     total = time.perf_counter() - start
     print(f"cases {args.cases}: ok {counts['ok']}, netdsl errors {counts['error']}, escaped {counts['escaped']} "
           f"(target 0); {total:.1f} s, {args.cases / total:.0f} cases/s; slowest case {slowest[0] * 1e3:.0f} ms")
+    print(f"slowest case (first 200 characters): {slowest[1]!r}")
     return 1 if counts["escaped"] else 0
 
 

@@ -69,3 +69,13 @@ def test_package_never_calls_eval_like_functions() -> None:
     assert hits == []
     # The check itself can fail: it finds a planted call.
     assert banned.search("x = sympify(text)") and banned.search("eval(s)") and not banned.search("model.eval()")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_claims_file_payloads_are_rejected(payload: str, tmp_path: Path) -> None:
+    spec = tmp_path / "n.net"
+    spec.write_text(BASE["layer argument"].format(p="1") + "\n", encoding="utf-8")
+    (tmp_path / "n.claims").write_text(f"claim weights == {payload}\n", encoding="utf-8")
+    with pytest.raises(NetdslError) as info:
+        netdsl.count(spec)
+    assert info.value.span is not None and info.value.path == str(tmp_path / "n.claims")
