@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import statistics
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def main() -> int:
     r_train, r_full = med(a_train) / med(b_train), med(a_full) / med(b_full)
     print(f"median samples/s, train phase: netdsl {med(a_train):.0f}, bare {med(b_train):.0f}, ratio {r_train:.3f}")
     print(f"median samples/s, full epoch:  netdsl {med(a_full):.0f}, bare {med(b_full):.0f}, ratio {r_full:.3f}")
+    shutil.rmtree(tmp, ignore_errors=True)
     ok = r_train >= 0.95 and r_full >= 0.95
     print("PASS" if ok else "FAIL", "(target: ratio >= 0.95)")
     return 0 if ok else 1

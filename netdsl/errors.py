@@ -49,9 +49,9 @@ class NetdslError(Exception):
 
     def render(self) -> str:
         """`file:line:col: error: …`, then the source line with carets, notes and the hint."""
-        where = self.path or "<input>"
         out: list[str] = []
         if self.span is not None:
+            where = self.path or "<input>"
             out.append(f"{where}:{self.span.line}:{self.span.column}: error: {self.message}")
             lines = (self.source or "").splitlines()
             if 1 <= self.span.line <= len(lines):
@@ -62,8 +62,8 @@ class NetdslError(Exception):
                 else:
                     width = max(1, len(text) - self.span.column + 1)
                 out.append("       | " + " " * (self.span.column - 1) + "^" * width)
-        else:
-            out.append(f"{where}: error: {self.message}")
+        else:  # a flag or a whole file is at fault, not a place in a spec
+            out.append(f"{self.path or 'netdsl'}: error: {self.message}")
         out.extend(f"  note: {n}" for n in self.notes)
         if self.hint:
             out.append(f"  hint: {self.hint}")

@@ -222,22 +222,22 @@ def test_nan_stops_and_keeps_last_good(photos: Path, tmp_path: Path, monkeypatch
     assert [r["epoch"] for r in rows(tmp_path / "run" / "metrics.csv")] == ["1"]
 
 
-def test_comparison_and_sweep(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "wide.net").write_text("net Toy() # stand-in\n")
-    args = ["train", "toy.net", "wide.net", "--data", str(photos), "--sweep", "batch-size=32,64",
-            "--out", "cmp", *[a for a in SMALL if a != "--quiet"], "--epochs", "1"]
+def test_sweep(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["train", "toy.net", "--data", str(photos), "--sweep", "batch-size=32,64", "--sweep", "NF=4,8",
+            "--out", "cmp", *[a for a in SMALL if a != "--quiet"], "--epochs", "1", "--max-train", "64"]
     assert main(args) == 0
     out = capsys.readouterr().out
     group = tmp_path / "cmp"
-    labels = ["toy-bs32", "toy-bs64", "wide-bs32", "wide-bs64"]
+    labels = ["toy-bs32-NF4", "toy-bs32-NF8", "toy-bs64-NF4", "toy-bs64-NF8"]
     assert json.loads((group / "group.json").read_text())["members"] == labels
     for label in labels:
         assert label in out and (group / label / "metrics.csv").is_file()
     assert "val loss" in out and "best val loss" in out  # the table
     table = (group / "comparison.md").read_text()
-    assert table.count("\n") == 2 + len(labels) and "| toy-bs64 | Toy | 1 |" in table
+    assert table.count("\n") == 2 + len(labels) and "| toy-bs64-NF8 | Toy | 1 |" in table
     assert (group / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((group / "wide-bs64" / "run.json").read_text())["train"]["batch_size"] == 64
+    meta = json.loads((group / "toy-bs64-NF4" / "run.json").read_text())
+    assert meta["train"]["batch_size"] == 64 and meta["spec"]["params"]["NF"] == 4
 
 
 def test_real_specs_end_to_end(photos: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -247,10 +247,13 @@ def test_real_specs_end_to_end(photos: Path, cache: Path, tmp_path: Path, monkey
     monkeypatch.setenv("NETDSL_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
     specs = [str(ROOT / "specs" / f"{s}.net") for s in ("pool_upsample", "conv_transpose", "unet")]
-    assert main(["train", *specs, "--data", str(photos), "--out", "cmp", *SMALL, "--epochs", "1"]) == 0
+    assert main(["train", *specs, "--data", str(photos), "--out", "cmp", *SMALL, "--epochs", "1",
+                 "--max-train", "64"]) == 0
     for label, name in (("pool_upsample", "PoolUpsampleNet"), ("unet", "UNet")):
         meta = json.loads((tmp_path / "cmp" / label / "run.json").read_text())
         assert meta["spec"]["name"] == name and meta["spec"]["params"]["NC"] == 24
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert all(f"| {s} |" in table for s in ("PoolUpsampleNet", "ConvTransposeNet", "UNet"))
     capsys.readouterr()
     assert main(["train", specs[0], "--set", "k=5", "--set", "NC=12", "--data", str(photos), "--out", "x", *SMALL]) == 2
     assert "PoolUpsampleNet's output is [N, 12, 32, 32]" in capsys.readouterr().err

@@ -75,6 +75,22 @@ def test_cifar_python_and_binary_agree(tmp_path: Path) -> None:
         cifar.category_index("unicorn")
 
 
+def test_cifar_archives(tmp_path: Path) -> None:
+    import tarfile
+
+    py, bn, _ = fake_cifar(tmp_path / "x")
+    want_tr, want_va = cifar.load_cifar("py", py, 7)
+    for folder, name in ((py, "cifar-10-python.tar.gz"), (bn, "cifar-10-binary.tar.gz")):
+        with tarfile.open(tmp_path / name, "w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+        kind, tr, va = cifar.load_cifar_tar(tmp_path / name, 7)
+        assert kind == ("bin" if folder == bn else "py")
+        assert np.array_equal(tr, want_tr) and np.array_equal(va, want_va)
+    (tmp_path / "bad.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(NetdslError, match="cannot read the CIFAR archive"):
+        cifar.load_cifar_tar(tmp_path / "bad.tar.gz", 7)
+
+
 def test_cifar_modern_pickle_protocols(tmp_path: Path) -> None:
     data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
     for proto in (4, 5):
@@ -179,14 +195,21 @@ def test_load_palette_refuses_pickles(tmp_path: Path) -> None:
         load_palette(tmp_path / "obj.npy")
 
 
-def test_embedded_data_is_deterministic_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cut_is_deterministic() -> None:
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (140, 150 + 10 * i, 3), dtype=np.uint8) for i in range(2)]
+    a, b = patches.cut(imgs, 300, 60), patches.cut(imgs, 300, 60)
+    assert np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
+    assert a.train.shape == (300, 32, 32, 3) and a.val.shape == (60, 32, 32, 3)
+
+
+def test_embedded_data_and_cache(tmp_path: Path) -> None:
     a = load_data(DataSpec())
     assert a.train_rgb.shape == (5000, 32, 32, 3) and a.val_rgb.shape == (1000, 32, 32, 3)
     assert a.palette.shape == (24, 3) and "embedded photographs" in a.description
     cached = list((tmp_path / "cache").glob("embedded-*/*"))
     assert {p.name for p in cached} == {"patches.npz", "palette-k24.npy"}
-    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "other"))
-    b = load_data(DataSpec(max_train=100, max_val=10))
+    b = load_data(DataSpec(max_train=100, max_val=10))  # from the cache now
     assert np.array_equal(a.palette, b.palette) and np.array_equal(a.train_rgb[:100], b.train_rgb)
     t = to_tensors(b)
     assert t.x_train.shape == (100, 1, 32, 32) and t.y_train.shape == (100, 32, 32)

@@ -7,7 +7,10 @@ call any importable function, so an unrestricted load of a downloaded file could
 """
 from __future__ import annotations
 
+import io
 import pickle
+import re
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -56,38 +59,46 @@ class CifarUnpickler(pickle.Unpickler):
                               hint="this is not a CIFAR-10 python batch; use the original files") from None
 
 
-def _read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _parse_py(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with open(path, "rb") as fh:
-            obj = CifarUnpickler(fh, str(path)).load()
+        obj = CifarUnpickler(io.BytesIO(raw), where).load()
     except NetdslError:
         raise
-    except OSError as err:
-        raise NetdslError(f"cannot read CIFAR batch: {err.strerror or err}", path=str(path)) from None
     except Exception as err:  # truncated or garbled pickles raise many types
-        raise NetdslError(f"corrupt CIFAR batch ({type(err).__name__}: {err})", path=str(path)) from None
+        raise NetdslError(f"corrupt CIFAR batch ({type(err).__name__}: {err})", path=where) from None
     if not isinstance(obj, dict):
-        raise NetdslError("not a CIFAR batch (expected a dict)", path=str(path))
+        raise NetdslError("not a CIFAR batch (expected a dict)", path=where)
     get = lambda k: obj.get(k.encode(), obj.get(k))  # noqa: E731  (py2 pickles have bytes keys)
     data, labels = get("data"), get("labels")
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or labels is None:
-        raise NetdslError("not a CIFAR batch (expected 'data' [N, 3072] and 'labels')", path=str(path))
+        raise NetdslError("not a CIFAR batch (expected 'data' [N, 3072] and 'labels')", path=where)
     lab = np.asarray(labels, dtype=np.int64)
     if len(lab) != len(data):
-        raise NetdslError(f"CIFAR batch has {len(data)} images but {len(lab)} labels", path=str(path))
+        raise NetdslError(f"CIFAR batch has {len(data)} images but {len(lab)} labels", path=where)
     return data.astype(np.uint8, copy=False), lab
 
 
-def _read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _parse_bin(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if len(raw) == 0 or len(raw) % RECORD:
+        raise NetdslError(f"CIFAR binary batch has {len(raw)} bytes, not a multiple of {RECORD}",
+                          path=where, hint="the file is truncated or not a CIFAR-10 binary batch")
+    rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
+    return rec[:, 1:], rec[:, 0].astype(np.int64)
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = np.fromfile(path, dtype=np.uint8)
+        return path.read_bytes()
     except OSError as err:
         raise NetdslError(f"cannot read CIFAR batch: {err.strerror or err}", path=str(path)) from None
-    if raw.size == 0 or raw.size % RECORD:
-        raise NetdslError(f"CIFAR binary batch has {raw.size} bytes, not a multiple of {RECORD}",
-                          path=str(path), hint="the file is truncated or not a CIFAR-10 binary batch")
-    rec = raw.reshape(-1, RECORD)
-    return rec[:, 1:], rec[:, 0].astype(np.int64)
+
+
+def _read_py_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _parse_py(_read(path), str(path))
+
+
+def _read_bin_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return _parse_bin(_read(path), str(path))
 
 
 def find_cifar(path: Path) -> tuple[str, Path] | None:
@@ -124,15 +135,44 @@ def load_cifar(kind: str, folder: Path, category: int | None) -> tuple[np.ndarra
     if not test_file.is_file():
         raise NetdslError(f"test_batch{suffix} is missing from the CIFAR folder", path=str(folder),
                           hint="validation uses the test batch, as in the course")
+    return _pick([read(f) for f in train_files], category, str(folder)), \
+        _pick([read(test_file)], category, str(folder))
 
-    def pick(files: list[Path]) -> np.ndarray:
-        parts = []
-        for f in files:
-            data, lab = read(f)
-            if lab.min(initial=0) < 0 or lab.max(initial=0) >= len(CATEGORIES):
-                raise NetdslError("CIFAR batch has labels outside 0-9", path=str(f))
-            parts.append(data if category is None else data[lab == category])
-        flat = np.concatenate(parts)
-        return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
 
-    return pick(train_files), pick([test_file])
+_MEMBER = re.compile(r"(?:^|/)(data_batch_[0-9]|test_batch)(\.bin)?$")
+
+
+def load_cifar_tar(path: Path, category: int | None) -> tuple[str, np.ndarray, np.ndarray]:
+    """The downloaded archive itself (cifar-10-python.tar.gz or cifar-10-binary.tar.gz), read in
+    memory: nothing is extracted, so member paths cannot write anywhere."""
+    train: list[tuple[np.ndarray, np.ndarray]] = []
+    test: list[tuple[np.ndarray, np.ndarray]] = []
+    kind = "py"
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for m in sorted(tar.getmembers(), key=lambda m: m.name):
+                hit = _MEMBER.search(m.name)
+                if not hit or not m.isfile():
+                    continue
+                kind = "bin" if hit.group(2) else "py"
+                fh = tar.extractfile(m)
+                raw = fh.read() if fh else b""
+                where = f"{path}:{m.name}"
+                batch = _parse_bin(raw, where) if kind == "bin" else _parse_py(raw, where)
+                (test if hit.group(1) == "test_batch" else train).append(batch)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise NetdslError(f"cannot read the CIFAR archive: {err}", path=str(path)) from None
+    if not train or not test:
+        raise NetdslError("the archive holds no CIFAR-10 data_batch_N and test_batch files", path=str(path),
+                          hint="use cifar-10-python.tar.gz or cifar-10-binary.tar.gz, or an extracted folder")
+    return kind, _pick(train, category, str(path)), _pick(test, category, str(path))
+
+
+def _pick(batches: list[tuple[np.ndarray, np.ndarray]], category: int | None, where: str) -> np.ndarray:
+    parts = []
+    for data, lab in batches:
+        if lab.min(initial=0) < 0 or lab.max(initial=0) >= len(CATEGORIES):
+            raise NetdslError("CIFAR batch has labels outside 0-9", path=where)
+        parts.append(data if category is None else data[lab == category])
+    flat = np.concatenate(parts)
+    return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()

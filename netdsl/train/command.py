@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or spec parameter; repeat for a grid")
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="PATH",
-                   help="CIFAR-10 folder (python or binary batches) or a folder of images "
-                        "(default: photographs bundled with scikit-image)")
+                   help="CIFAR-10 (python or binary batches: a folder or the .tar.gz) or a folder of "
+                        "images (default: photographs bundled with scikit-image)")
     d.add_argument("--category", metavar="NAME",
                    help="CIFAR-10 category name or 0-9, or 'all' (default: horse)")
     d.add_argument("--palette", metavar="FILE.npy", help="a [K, 3] palette in [0, 1] (default: k-means)")
@@ -115,13 +115,13 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
     for n, flag in ((args.max_train, "--max-train"), (args.max_val, "--max-val")):
         if n is not None and n < 1:
             raise NetdslError(f"{flag} {n}: need at least 1")
-    dspec = D.DataSpec(path=str(Path(args.data).resolve()) if args.data else None,
-                       category=args.category, colours=args.colours or 24,
-                       palette=str(Path(args.palette).resolve()) if args.palette else None,
+    dspec = D.DataSpec(path=str(Path(args.data).expanduser().resolve()) if args.data else None,
+                       category=args.category, colours=24 if args.colours is None else args.colours,
+                       palette=str(Path(args.palette).expanduser().resolve()) if args.palette else None,
                        max_train=args.max_train, max_val=args.max_val)
     if args.category and not args.data:
         raise NetdslError("--category applies to CIFAR-10 data", hint="add --data PATH/TO/cifar-10-batches-py")
-    if args.palette and args.colours:
+    if args.palette and args.colours is not None:
         raise NetdslError("--colours sets the k-means palette size; it cannot be combined with --palette")
     texts = {}
     for plan in plans:

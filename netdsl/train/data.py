@@ -95,9 +95,18 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
     if not root.exists():
         raise NetdslError("data path does not exist", path=str(root),
                           hint="a CIFAR-10 folder (python or binary batches) or a folder of images")
+    if root.is_file() and root.name.endswith((".tar.gz", ".tgz", ".tar")):
+        cat = cifar.category_index(spec.category or "horse")
+        kind, train, val = cifar.load_cifar_tar(root, cat)
+        name = "all categories" if cat is None else cifar.CATEGORIES[cat]
+        if len(train) == 0 or len(val) == 0:
+            raise NetdslError(f"no {name} images in the CIFAR archive", path=str(root))
+        key = f"cifar-{_hash_files([root], f'tar|{cat}')}"
+        return train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {root})"
     if not root.is_dir():
-        raise NetdslError("data path is not a folder", path=str(root),
-                          hint="point --data at the folder that holds the CIFAR batches or the images")
+        raise NetdslError("data path is not a folder or a CIFAR-10 archive", path=str(root),
+                          hint="point --data at the folder that holds the CIFAR batches or the images, "
+                               "or at cifar-10-python.tar.gz")
     try:
         found = cifar.find_cifar(root)
     except PermissionError as err:

@@ -24,7 +24,8 @@ def kmeans_palette(rgb: np.ndarray, k: int = 24, seed: int = 0) -> np.ndarray:
     if len(pixels) > KMEANS_SAMPLE:
         pixels = pixels[rng.choice(len(pixels), KMEANS_SAMPLE, replace=False)]
     x = pixels.astype(np.float64) / MAX_PIXEL
-    if len(np.unique(pixels, axis=0)) < k:
+    packed = (pixels[:, 0].astype(np.int64) << 16) | (pixels[:, 1].astype(np.int64) << 8) | pixels[:, 2]
+    if len(np.unique(packed)) < k:
         raise NetdslError(f"the training images have fewer than {k} distinct colours; "
                           "k-means cannot find that many", hint="pass a smaller --colours")
     centres = np.empty((k, 3))
@@ -36,20 +37,23 @@ def kmeans_palette(rgb: np.ndarray, k: int = 24, seed: int = 0) -> np.ndarray:
         d2 = np.minimum(d2, ((x - centres[i]) ** 2).sum(1))
     for _ in range(KMEANS_ITERS):
         assign = _nearest(x, centres)
-        for i in range(k):
-            members = x[assign == i]
-            if len(members):
-                centres[i] = members.mean(0)
-            else:  # an emptied cluster takes the pixel worst served by the others
-                far = ((x - centres[assign]) ** 2).sum(1).argmax()
-                centres[i] = x[far]
+        counts = np.bincount(assign, minlength=k)
+        sums = np.stack([np.bincount(assign, weights=x[:, c], minlength=k) for c in range(3)], 1)
+        for i in np.flatnonzero(counts == 0):  # an emptied cluster takes the worst-served pixel
+            far = ((x - centres[assign]) ** 2).sum(1).argmax()
+            sums[i], counts[i] = x[far], 1
+            assign[far] = i
+        centres = sums / counts[:, None]
     # Sort dark to light so a palette reads the same in plots whatever order k-means ended in.
     order = np.lexsort((centres[:, 2], centres[:, 1], centres[:, 0], centres.sum(1)))
     return centres[order].astype(np.float32)
 
 
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    d = (x * x).sum(1)[:, None] - 2 * x @ centres.T + (centres * centres).sum(1)[None, :]
+    # |x - c|^2 without the |x|^2 term, which is the same for every centre; the product is done
+    # as three broadcast multiply-adds because numpy's matmul is slow for an inner size of 3
+    d = (centres * centres).sum(1)[None, :] - 2 * (x[:, 0:1] * centres[None, :, 0] + x[:, 1:2] * centres[None, :, 1]
+                                                   + x[:, 2:3] * centres[None, :, 2])
     return d.argmin(1)
 
 

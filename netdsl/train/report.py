@@ -75,14 +75,19 @@ class Summary:
 
     def cells(self) -> list[str]:
         if not self.rows:
-            return [self.label, self.spec_name, "0", "-", "-", "-", "-", "-", self.status]
+            return [self.label, self.spec_name, "0"] + ["-"] * (len(HEADERS) - 4) + [self.status]
         last = self.rows[-1]
+        tail = self.rows[-LAST:]  # validation loss swings from epoch to epoch; a mean steadies it
         return [self.label, self.spec_name, str(last.epoch), f"{last.train_loss:.4f}", f"{last.val_loss:.4f}",
-                f"{100 * last.val_acc:.2f}", f"{self.best_val_loss:.4f} (ep {self.best_epoch})",
+                f"{100 * last.val_acc:.2f}", f"{sum(r.val_loss for r in tail) / len(tail):.4f}",
+                f"{100 * sum(r.val_acc for r in tail) / len(tail):.2f}",
+                f"{self.best_val_loss:.4f} (ep {self.best_epoch})",
                 f"{sum(r.seconds for r in self.rows):.0f}", self.status]
 
 
-HEADERS = ["run", "spec", "epochs", "train loss", "val loss", "val acc %", "best val loss", "time s", "status"]
+LAST = 5
+HEADERS = ["run", "spec", "epochs", "train loss", "val loss", "val acc %", f"val loss last-{LAST} mean",
+           f"val acc % last-{LAST} mean", "best val loss", "time s", "status"]
 
 
 def table_text(summaries: Sequence[Summary]) -> str:
