@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError
 
 Command = Callable[[argparse.Namespace], int]
@@ -16,8 +17,7 @@ Command = Callable[[argparse.Namespace], int]
 def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="compile a spec to a torch.nn.Module and show shapes and parameters")
     p.add_argument("spec", help="path to a .net spec")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a declared parameter or input size (repeatable)")
+    add_set_argument(p, "override a declared parameter or input size (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
     p.add_argument("--max-memory", type=float, metavar="GIB",

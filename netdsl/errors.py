@@ -71,3 +71,16 @@ class NetdslError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def source_text(text: str, span: Span) -> str:
+    """The source text a span covers, joined onto one line with single spaces."""
+    lines = text.splitlines()
+    if not 1 <= span.line <= len(lines):
+        return ""
+    if span.line == span.end_line:
+        part = lines[span.line - 1][span.column - 1: span.end_column - 1]
+    else:
+        part = " ".join([lines[span.line - 1][span.column - 1:], *lines[span.line: span.end_line - 1],
+                         lines[span.end_line - 1][: span.end_column - 1]])
+    return " ".join(part.split())

@@ -1,6 +1,7 @@
 """Helpers shared by the CLI commands."""
 from __future__ import annotations
 
+import argparse
 import re
 
 from netdsl.errors import NetdslError
@@ -19,3 +20,8 @@ def parse_sets(items: list[str]) -> dict[str, int]:
             raise NetdslError(f"--set {item!r}: the value is too large", hint="values are limited to 18 digits")
         out[m.group(1)] = int(m.group(2))
     return out
+
+
+def add_set_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """The `--set NAME=VALUE` flag every command shares (parsed later by `parse_sets`)."""
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE", help=help)

@@ -10,7 +10,8 @@ import json
 import sys
 from typing import Any
 
-from netdsl.errors import NetdslError, Span
+from netdsl.commands.common import add_set_argument
+from netdsl.errors import NetdslError, source_text
 
 SHOWN_METRICS = ("weights", "biases", "norm_params", "outputs", "connections")
 
@@ -20,8 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "per layer and in total, as formulas in the spec's parameters and input size H, W; "
                      "checks the claims of the spec and of SPEC.claims next to it.")
     p.add_argument("spec", help="path to a .net spec")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a parameter or input size for the values shown (repeatable)")
+    add_set_argument(p, "override a parameter or input size for the values shown (repeatable)")
     p.add_argument("--double-resolution", action="store_true",
                    help="also give the totals at input size 2H x 2W and each metric's ratio")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -38,22 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="outputs and connections include cat/add merges")
 
 
-def span_text(text: str, span: Span) -> str:
-    """The source text of a span, on one line."""
-    lines = text.splitlines()
-    if not 1 <= span.line <= len(lines):
-        return ""
-    if span.line == span.end_line:
-        part = lines[span.line - 1][span.column - 1: span.end_column - 1]
-    else:
-        part = " ".join([lines[span.line - 1][span.column - 1:], *lines[span.line: span.end_line - 1],
-                         lines[span.end_line - 1][: span.end_column - 1]])
-    return " ".join(part.split())
-
-
 def assumptions(graph, text: str) -> list[str]:  # noqa: ANN001 - ir.Graph
     out = [f"{p.name}: {p.annotation}" for p in graph.params if p.annotation]
-    out += [span_text(text, c.span) for c in [*graph.conditions, *graph.input.conditions]]
+    out += [source_text(text, c.span) for c in [*graph.conditions, *graph.input.conditions]]
     return out
 
 

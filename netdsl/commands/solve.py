@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError
 
 
@@ -18,8 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "annotation (`t: [C, H/2, W/2] = ...`) hold for every admissible input size, within PyTorch's "
                      "rules. Parameters are fixed at their defaults or --set values; H and W stay symbolic.")
     p.add_argument("spec", help="path to a .net spec with open arguments")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a parameter, e.g. --set k=4 (repeatable)")
+    add_set_argument(p, "fix a parameter, e.g. --set k=4 (repeatable)")
     p.add_argument("--max-value", type=int, default=None, metavar="N",
                    help="largest value tried where PyTorch sets no bound (paddings, strides...); default 16")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

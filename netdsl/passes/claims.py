@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from netdsl import ir
-from netdsl.errors import NetdslError, Span
+from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
 from netdsl.passes.lower import names_in
@@ -39,16 +39,7 @@ class ClaimSource:
 
     def snippet(self) -> str:
         """The claim as written, on one line."""
-        s = self.claim.span
-        lines = self.text.splitlines()
-        if not (1 <= s.line <= len(lines)):
-            return f"claim {self.claim.metric.name}"
-        if s.line == s.end_line:
-            part = lines[s.line - 1][s.column - 1: s.end_column - 1]
-        else:
-            part = "\n".join([lines[s.line - 1][s.column - 1:], *lines[s.line: s.end_line - 1],
-                              lines[s.end_line - 1][: s.end_column - 1]])
-        return " ".join(part.split())
+        return source_text(self.text, self.claim.span) or f"claim {self.claim.metric.name}"
 
 
 @dataclass
