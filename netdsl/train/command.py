@@ -87,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
         from netdsl.train.report import Reporter
 
         reporter = Reporter.choose(args.quiet, dist.is_main)
-        return _train_all(prepared, group, reporter, dist, device)
+        rc = _train_all(prepared, group, reporter, dist, device)
+        # Ranks leave together: a rank that tears gloo down while rank 0 still writes its plots can
+        # abort ("terminate called without an active exception").
+        dist.barrier()
+        return rc
     finally:
         distributed.shutdown()
 
