@@ -87,9 +87,24 @@ def check_model(model: nn.Module, num_colours: int, name: str, in_channels: int 
             hint += "; the spatial size changed, so check the padding for the kernel size (--set k=...)"
         elif isinstance(out, torch.Tensor) and out.dim() == 4:
             hint = _param_hint(model, int(out.shape[1]), num_colours) or hint
-        raise NetdslError(f"{name}'s output is {got} for input [N, {in_channels}, {size}, {size}]; "
+        err = NetdslError(f"{name}'s output is {got} for input [N, {in_channels}, {size}, {size}]; "
                           f"expected [N, {num_colours}, {size}, {size}] ({num_colours} palette colours)",
-                          hint=hint, path=path)
+                          _output_span(model), hint=hint, path=path)
+        raise err.with_source(path, _read(path) if err.span else None)
+
+
+def _output_span(model: nn.Module) -> Any:
+    """Where a compiled spec defines its output (a Span), so the error can point at it."""
+    graph = getattr(model, "ir", None)
+    node = next((n for n in getattr(graph, "nodes", []) if n.name == getattr(graph, "output", None)), None)
+    return node.span if node is not None else None
+
+
+def _read(path: str | None) -> str | None:
+    try:
+        return open(path, encoding="utf-8").read() if path else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _param_hint(model: nn.Module, have: int, want: int) -> str | None:
