@@ -83,13 +83,13 @@ def check_one(text: str) -> str:
     return "ok"
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SHIPPED), st.integers(0, 2**32), st.integers(1, 4))
 def test_mutated_specs_fail_cleanly(text: str, seed: int, rounds: int) -> None:
     check_one(mutate(text, random.Random(seed), rounds))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes(data: bytes) -> None:
     check_one(data.decode("utf-8", errors="replace"))
