@@ -23,7 +23,7 @@ SHIPPED = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "specs").glob("
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?|\|>|->|//|\*\*|==|<=|>=|!=|\s+|.", re.S)
 _NOISE = ["(", ")", "[", "]", ",", "->", "|>", "=", ":", "?", "*", "**", "//", "%", "-", "\n", "#", '"', "cat(",
           "add(", "block", "input", "net", "claim", "where", "0", "-1", "10" * 20, "2**2**2**100", "1.5e999",
-          "\x00", "\ufeff", "é", "\t", "H", "W", "NF", "output", "x"]
+          "\x00", "\ufeff", "é", "\t", "H", "W", "NF", "output", "x", "**64", "(NF+H+W+1)**64", "9" * 25]
 
 
 def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:

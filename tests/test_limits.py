@@ -50,3 +50,34 @@ def test_limit_can_be_raised(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "netdsl.cli", "build", str(UNET), "--set", "NF=600",
                         "--max-memory", "1", "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _balanced_product(n: int) -> str:
+    return "999999999" if n == 1 else f"({_balanced_product(n // 2)})*({_balanced_product(n - n // 2)})"
+
+
+BIG = _balanced_product(600)  # a 5,400-digit constant, shallow enough to pass the depth cap
+BLOWUPS = {
+    "power of a power": ("output = x |> conv(((a+1)**64)**64 - ((a+1)**64)**64 + 1, 1)", "expands to more than"),
+    "wide power": ("output = x |> conv((((a+H+W+1)**8)**8)*0 + 1, 1)", "expands to more than"),
+    "huge condition": ("output = x |> relu", "more than 77 digits"),
+    "huge annotation": (f"y: [{BIG}, H, W] = x |> relu\noutput = y", "more than 77 digits"),
+    "huge default": ("output = x |> relu", "more than 77 digits"),
+    "huge argument": (f"output = x |> conv({BIG} // 7, 1)", "more than 77 digits"),
+    "huge value": ("output = x |> conv(10**19, 1)", "larger than 10**18"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BLOWUPS))
+@pytest.mark.parametrize("fn", ["shapes", "count", "build", "solve"])
+def test_expression_blowups_are_errors(case: str, fn: str) -> None:
+    body, words = BLOWUPS[case]
+    header = f"net N(a = {BIG if case == 'huge default' else 1})\n"
+    where = f" where a < {BIG}" if case == "huge condition" else ""
+    text = header + f"input x: [1, H = 8, W = 8]{where}\n" + body + "\n"
+    with pytest.raises(netdsl.NetdslError) as info:
+        getattr(netdsl, fn)(text)
+    assert info.value.span is not None
+    if fn != "solve":  # solve evaluates at the parameter values first and may meet the other limit
+        assert words in info.value.message, info.value.message
+    info.value.render()

@@ -11,7 +11,7 @@ import sympy as sp
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
-from netdsl.passes.symbols import SymEnv, make_env
+from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
 
 Shape = tuple[sp.Expr, sp.Expr, sp.Expr]
 
@@ -68,7 +68,8 @@ class _Inference:
         x = self.env.sym(v)  # type: ignore[arg-type]
         val = self.env.at(x)
         if not val.is_Integer:
-            raise NetdslError(f"'{op.op}' argument '{name}' is not an integer: {self.env.show(x)} = {val}", v.span,
+            raise NetdslError(f"'{op.op}' argument '{name}' is not an integer: {safe_str(self.env.show(x))} = "
+                              f"{safe_str(val)}", v.span,
                               "use // for integer division")
         return x
 
@@ -81,6 +82,9 @@ class _Inference:
         vals = {n: int(self.env.at(x)) for n, x in args.items()}
         for n, v in vals.items():
             low = 1 if n in ("out", "kernel", "stride", "dilation", "groups", "scale") else 0
+            if v > MAX_VALUE:
+                raise NetdslError(f"'{kind}' argument '{n}' is larger than 10**18", op.args[n].span,
+                                  f"at the values in use {self.used(args[n])}")
             if v < low:
                 raise NetdslError(f"'{kind}' argument '{n}' is {v}; it must be at least {low}",
                                   op.args[n].span, f"at the values in use {self.used(args[n])}")

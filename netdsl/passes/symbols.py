@@ -16,6 +16,34 @@ from netdsl.errors import NetdslError, Span
 from netdsl.passes.lower import const_int
 
 MAX_EXPONENT = 64
+# Values beyond this are never a real network and would overflow floats in the estimates.
+MAX_VALUE = 10**18
+
+
+MAX_TERMS = 2000
+MAX_CONSTANT_BITS = 256  # about 77 digits
+
+
+def _terms(x: sp.Expr) -> int:
+    return len(x.args) if isinstance(x, sp.Add) else 1
+
+
+def _guard(x: sp.Expr, span: Span) -> sp.Expr:
+    """Refuse constants too long to compute with or print (`9**64**...` style blow-ups)."""
+    for r in ([x] if x.is_Rational else x.atoms(sp.Rational)):
+        if max(abs(r.p).bit_length(), abs(r.q).bit_length()) > MAX_CONSTANT_BITS:
+            raise NetdslError("a constant in this expression has more than 77 digits", span,
+                              "no network size needs numbers this large")
+    return x
+
+
+def safe_str(x: object) -> str:
+    """str() that survives Python's limit on printing integers of more than 4300 digits."""
+    try:
+        text = str(x)
+    except ValueError:
+        return "<a number too long to print>"
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 @dataclass
@@ -50,11 +78,17 @@ class SymEnv:
             return sp.Min(*args) if e.func == "min" else sp.Max(*args)
         assert isinstance(e, ir.BinOp)
         a, b = self.sym(e.left, raw=raw, at=at), self.sym(e.right, raw=raw, at=at)
+        return _guard(self._binop(e, a, b), e.span)
+
+    def _binop(self, e: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
         if e.op == "+":
             return a + b
         if e.op == "-":
             return a - b
         if e.op == "*":
+            if _terms(a) * _terms(b) > MAX_TERMS:
+                raise NetdslError(f"this product expands to more than {MAX_TERMS} terms", e.span,
+                                  "simplify the expression")
             return sp.expand(a * b)
         if e.op in ("//", "%", "/") and b == 0:
             raise NetdslError("division by zero", e.right.span, "the right side of //, % and / must not be 0")
@@ -68,6 +102,9 @@ class SymEnv:
         if exp is None or not 0 <= exp <= MAX_EXPONENT:
             raise NetdslError(f"exponents must be constant integers from 0 to {MAX_EXPONENT}", e.right.span,
                               "write the power with a literal exponent, e.g. k**2")
+        n = _terms(a)
+        if n > 1 and math.comb(n + exp - 1, exp) > MAX_TERMS:
+            raise NetdslError(f"this power expands to more than {MAX_TERMS} terms", e.span, "simplify the expression")
         return sp.expand(a ** exp)
 
     def show(self, x: sp.Expr) -> sp.Expr:
@@ -83,9 +120,12 @@ class SymEnv:
         v = self.at(x)
         shown = self.show(x)
         if not v.is_Integer:
-            raise NetdslError(f"{what} is not an integer: {shown} = {v}", span, hint)
+            raise NetdslError(f"{what} is not an integer: {safe_str(shown)} = {safe_str(v)}", span, hint)
         if v <= 0:
-            raise NetdslError(f"{what} is {'zero' if v == 0 else 'negative'}: {shown} = {v}", span, hint)
+            raise NetdslError(f"{what} is {'zero' if v == 0 else 'negative'}: {safe_str(shown)} = {safe_str(v)}",
+                              span, hint)
+        if v > MAX_VALUE:
+            raise NetdslError(f"{what} is too large: {safe_str(shown)} > 10**18", span, hint)
         return int(v)
 
 
@@ -154,13 +194,13 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         else:
             v = env.sym(p.default, at=raw_values)
             if not v.is_Integer:
-                raise NetdslError(f"the default of '{p.name}' is not an integer: {v}", p.default.span,
+                raise NetdslError(f"the default of '{p.name}' is not an integer: {safe_str(v)}", p.default.span,
                                   "defaults are integer expressions")
             val = int(v)
-        if val < 0:
-            how = f"--set {p.name}={val}" if p.name in overrides else f"its default {val}"
-            raise NetdslError(f"parameter '{p.name}' is negative ({how})", p.span,
-                              "parameters are non-negative integers")
+        if not 0 <= val <= MAX_VALUE:
+            how = f"--set {p.name}=..." if p.name in overrides else "its default"
+            raise NetdslError(f"parameter '{p.name}' is {'negative' if val < 0 else 'larger than 10**18'} ({how})",
+                              p.span, "parameters are non-negative integers up to 10**18")
         env.values[p.name] = val
         raw_values[env.symbols[p.name]] = sp.Integer(val)
     for d in graph.input.dims:
@@ -169,14 +209,15 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         elif d.default is not None:
             v = env.sym(d.default, at=raw_values)
             if not v.is_Integer:
-                raise NetdslError(f"the default of '{d.name}' is not an integer: {v}", d.default.span,
+                raise NetdslError(f"the default of '{d.name}' is not an integer: {safe_str(v)}", d.default.span,
                                   "sizes are integers")
             val = int(v)
         else:
             raise NetdslError(f"the input size '{d.name}' has no value", d.span,
                               f"give it a default, `{d.name} = 32`, or pass --set {d.name}=32")
-        if val <= 0:
-            raise NetdslError(f"the input size '{d.name}' must be positive, not {val}", d.span, f"pass --set {d.name}=32")
+        if not 0 < val <= MAX_VALUE:
+            raise NetdslError(f"the input size '{d.name}' must be a positive integer up to 10**18", d.span,
+                              f"pass --set {d.name}=32")
         env.values[d.name] = val
         raw_values[env.symbols[d.name]] = sp.Integer(val)
 
