@@ -54,7 +54,9 @@ def _origin(span: Span) -> str:
     return f"line {span.line}"
 
 
-class _Inference:
+class ShapeInference:
+    """Walks a graph once, computing and checking every shape; `solve` reuses its per-layer rules."""
+
     def __init__(self, graph: ir.Graph, env: SymEnv) -> None:
         self.g = graph
         self.env = env
@@ -202,4 +204,4 @@ class _Inference:
 
 def infer_shapes(graph: ir.Graph, overrides: dict[str, int] | None = None) -> ShapeResult:
     """Shapes of every tensor and layer of `graph`, symbolic and at the values in use."""
-    return _Inference(graph, make_env(graph, overrides)).run()
+    return ShapeInference(graph, make_env(graph, overrides)).run()

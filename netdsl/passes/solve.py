@@ -17,7 +17,7 @@ import sympy as sp
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
-from netdsl.passes.shapes import Shape, ShapeResult, _Inference
+from netdsl.passes.shapes import Shape, ShapeResult, ShapeInference
 from netdsl.passes.symbols import SymEnv, make_env
 
 DEFAULT_MAX_VALUE = 16
@@ -163,7 +163,7 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
     _check_annotations(graph, env)
     holes = _open_args(graph, env, max_value)
     index = {(h.layer, h.arg): i for i, h in enumerate(holes)}
-    inf = _Inference(graph, env)
+    inf = ShapeInference(graph, env)
     cin = env.sym(graph.input.channels)
     env.check_size(cin, "the input's channel count", graph.input.channels.span, "it must be a positive integer")
     d0, d1 = (env.symbols[d.name] for d in graph.input.dims)
