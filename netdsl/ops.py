@@ -76,5 +76,3 @@ OPS: dict[str, OpSpec] = {o.name: o for o in (
     OpSpec("tanh", (), "Tanh()"),
     OpSpec("dropout", (ArgSpec("p", "float", 0.5, fmin=0.0, fmax=1.0),), "Dropout(p)"),
 )}
-
-ACTIVATIONS = frozenset({"relu", "leaky_relu", "sigmoid", "tanh"})

@@ -189,8 +189,8 @@ class _Builder:
                        input=inputs[0], blocks=blocks, assigns=assigns, claims=claims)
 
     def _header(self, t: Tree) -> tuple[Token, list[ir.Param], list[ir.Condition]]:
-        name, *rest = t.children
-        where = rest.pop() if rest and (rest[-1] is None or (isinstance(rest[-1], Tree) and rest[-1].data == "where")) else None
+        # maybe_placeholders: the optional `where` is always the last child (a tree or None).
+        name, *rest, where = t.children
         params = [self._param(p) for p in rest if p is not None]
         return name, params, self._where(where)
 

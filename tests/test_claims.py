@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import sympy as sp
 
 import netdsl
 from netdsl.errors import NetdslError

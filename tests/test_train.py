@@ -181,7 +181,7 @@ def test_preflight_errors_write_nothing(photos: Path, tmp_path: Path, capsys: py
 
 def test_missing_spec_and_existing_out(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "nope.net", "--data", str(photos), *SMALL]) == 2
-    assert "spec file not found" in capsys.readouterr().err
+    assert "nope.net: error: no such file: nope.net" in capsys.readouterr().err
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("mine")
     assert main(["train", "toy.net", "--data", str(photos), "--out", "run", *SMALL]) == 2

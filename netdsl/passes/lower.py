@@ -124,7 +124,7 @@ class _Lowerer:
 
     # --- layers ---------------------------------------------------------------------------
     def expand(self, calls: list[ir.LayerCall], env: dict[str, ir.Expr], known: set[str],
-               via: list[Span], prefix: str, depth: int = 0) -> list[tuple[str | None, ir.Op]]:
+               via: list[Span], prefix: str) -> list[tuple[str | None, ir.Op]]:
         """Flatten a chain into (label, op) pairs; labels are None where the user wrote none."""
         out: list[tuple[str | None, ir.Op]] = []
         for call in calls:
@@ -141,7 +141,7 @@ class _Lowerer:
                 if call.op.name in OPS:
                     out.append((lab, self.op(call, OPS[call.op.name], env, known, via)))
                 elif call.op.name in self.blocks:
-                    inner = self.block_call(call, env, known, via, f"{lab}_" if lab else prefix, depth)
+                    inner = self.block_call(call, env, known, via, f"{lab}_" if lab else prefix)
                     # A labelled call names every layer it expands to, so they read as one unit.
                     out += [(il if il is not None or lab is None else f"{lab}_{j}", op)
                             for j, (il, op) in enumerate(inner)]
@@ -155,7 +155,7 @@ class _Lowerer:
         return out
 
     def block_call(self, call: ir.LayerCall, env: dict[str, ir.Expr], known: set[str], via: list[Span],
-                   prefix: str, depth: int) -> list[tuple[str | None, ir.Op]]:
+                   prefix: str) -> list[tuple[str | None, ir.Op]]:
         block = self.blocks[call.op.name]
         names = [p.name for p in block.params]
         bound: dict[str, ir.Expr] = {}
@@ -182,7 +182,7 @@ class _Lowerer:
             raise NetdslError(f"block '{block.name}' is missing argument(s): {', '.join(missing)}", call.span,
                               f"call it as {block.name}({', '.join(names)})")
         inner_known = set(self.params) | set(self.dims) | set(names)
-        return self.expand(block.body, bound, inner_known, [*via, call.span], prefix, depth + 1)
+        return self.expand(block.body, bound, inner_known, [*via, call.span], prefix)
 
     def op(self, call: ir.LayerCall, spec: OpSpec, env: dict[str, ir.Expr], known: set[str],
            via: list[Span]) -> ir.Op:

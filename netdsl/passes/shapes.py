@@ -40,10 +40,20 @@ class ShapeResult:
         return self.tensors[self.env.graph.output]
 
     def show(self, s: Shape) -> list[sp.Expr]:
-        return [self.env.show(x) for x in s]
+        return show_shape(self.env, s)
 
     def at(self, s: Shape) -> list[int]:
-        return [int(self.env.at(x)) for x in s]
+        return shape_at(self.env, s)
+
+
+def show_shape(env: SymEnv, s: Shape) -> list[sp.Expr]:
+    """A shape in the user's symbols."""
+    return [env.show(x) for x in s]
+
+
+def shape_at(env: SymEnv, s: Shape) -> list[int]:
+    """A shape at the values in use."""
+    return [int(env.at(x)) for x in s]
 
 
 def _fmt(xs: list[sp.Expr] | list[int]) -> str:
@@ -131,10 +141,10 @@ class ShapeInference:
         return ", ".join(f"{n}={self.env.values[n]}" for n in names) or "(constant)"
 
     def show(self, s: Shape) -> list[sp.Expr]:
-        return [self.env.show(x) for x in s]
+        return show_shape(self.env, s)
 
     def at(self, s: Shape) -> list[int]:
-        return [int(self.env.at(x)) for x in s]
+        return shape_at(self.env, s)
 
     def equal(self, a: sp.Expr, b: sp.Expr) -> str:
         """'yes' (symbolically), 'here' (only at the values in use) or 'no'."""

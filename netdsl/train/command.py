@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from netdsl.errors import NetdslError
+from netdsl.parse import read_spec_file
 
 # Flags `--resume` may be combined with; every other setting comes from the run directory.
 RESUME_FLAGS = {"epochs", "device", "quiet"}
@@ -67,8 +68,7 @@ class Prepared:
 
 def build_model(spec: Path, params: dict[str, int]) -> Any:
     """The one place training meets the compiler; tests replace it with stand-in modules."""
-    if not spec.is_file():
-        raise NetdslError("spec file not found", path=str(spec))
+    read_spec_file(spec)  # a missing or unreadable spec fails with the compiler's own message
     try:
         from netdsl import build
     except ImportError:
@@ -130,12 +130,7 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
     texts = {}
     for plan in plans:
         if plan.spec not in texts:
-            try:
-                texts[plan.spec] = plan.spec.read_text()
-            except FileNotFoundError:
-                raise NetdslError("spec file not found", path=str(plan.spec)) from None
-            except (OSError, UnicodeDecodeError) as err:
-                raise NetdslError(f"cannot read spec: {err}", path=str(plan.spec)) from None
+            texts[plan.spec] = read_spec_file(plan.spec)  # the compiler's own checks and messages
     data = D.load_data(dspec)
     k = len(data.palette)
     stamp = time.strftime("%Y%m%d-%H%M%S")
