@@ -94,11 +94,23 @@ def _span(x: Tree | Token) -> Span:
 
 def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslError:
     lines = text.splitlines() or [""]
+    # Control and other unprintable characters are never echoed raw (a NUL or an escape sequence
+    # would garble the terminal): the quoted source line shows each as one visible stand-in, so the
+    # carets stay in place, and the message names it escaped ('\x00').
+    visible = {c: (chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\u2421" if c == "\x7f" else "\ufffd")
+               for c in set(text) if not c.isprintable() and c not in "\t\n\r"}
+    source = text.translate(str.maketrans(visible)) if visible else None
     if isinstance(err, lark.exceptions.UnexpectedCharacters):
         ch = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
         span = Span(err.line, err.column, err.line, err.column + 1)
+        if ch == "\x00":
+            return NetdslError("unexpected NUL byte '\\x00': the file looks binary, not a netdsl spec", span,
+                               "name a .net text file", source=source)
         hint = "netdsl accepts names, integers, numbers like 0.5, \"strings\", operators and # comments"
-        return NetdslError(f"unexpected character {ch!r}", span, hint)
+        if not ch.isprintable():
+            return NetdslError(f"unexpected unprintable character {ascii(ch)} (U+{ord(ch):04X})", span,
+                               hint + "; remove it", source=source)
+        return NetdslError(f"unexpected character {ch!r}", span, hint, source=source)
     if isinstance(err, lark.exceptions.UnexpectedToken):
         tok = err.token
         expected = sorted({_TERMINAL_NAMES.get(t, f"'{t.lower()}'" if t.isalpha() else t) for t in err.expected})
@@ -107,18 +119,19 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslErro
             line = len(lines)
             col = len(lines[-1]) + 1
             return NetdslError("unexpected end of file", Span(line, max(col, 1), line, col + 1),
-                               f"the spec stops in the middle of a statement; expected {exp}")
+                               f"the spec stops in the middle of a statement; expected {exp}", source=source)
         if tok.type == "FLOAT":
             return NetdslError(f"a fractional number ({tok}) is not allowed here", _span(tok),
-                               "sizes, channels and parameters are integers")
+                               "sizes, channels and parameters are integers", source=source)
         what = "end of line" if tok.type == "_NL" else f"{str(tok)!r}"
         span = _span(tok)
         if tok.type == "_NL":
             line = tok.line or 1
             col = len(lines[line - 1]) + 1 if line <= len(lines) else 1
             span = Span(line, col, line, col + 1)
-        return NetdslError(f"unexpected {what}", span, f"expected {exp}")
-    return NetdslError(f"syntax error: {err}", Span(getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1, 1, 2))
+        return NetdslError(f"unexpected {what}", span, f"expected {exp}", source=source)
+    return NetdslError(f"syntax error: {err}", Span(getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1, 1, 2),
+                       source=source)
 
 
 def read_spec_file(path: str | Path) -> str:
@@ -136,13 +149,16 @@ def read_spec_file(path: str | Path) -> str:
         raise NetdslError(f"{p} is {len(data)} bytes; specs are limited to {MAX_SPEC_BYTES}",
                           hint="a spec this large is almost certainly not a spec", path=str(p))
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise NetdslError(f"the file is not valid UTF-8 (byte 0x{data[e.start]:02x})", Span(line, col, line, col + 1),
                           "save the spec as UTF-8", path=str(p),
                           source=data.decode("utf-8", errors="replace")) from None
+    # Editors on Windows may start a UTF-8 file with a byte-order mark; it is not part of the spec
+    # (dropped here, before parsing, so every column the parser reports is still right).
+    return text[1:] if text.startswith("\ufeff") else text
 
 
 def parse_text(text: str, path: str | None = None) -> ir.Spec:

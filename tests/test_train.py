@@ -163,7 +163,7 @@ def test_default_out_dir_and_plain_progress(photos: Path, tmp_path: Path, capsys
 @pytest.mark.parametrize("extra, message", [
     (["--set", "k=4"], "output is [N, 24, 31, 31]"),
     (["--set", "NC=10"], "output is [N, 10, 32, 32]"),
-    (["--set", "k"], "expected NAME=VALUE"),
+    (["--set", "k"], "is not NAME=INTEGER"),
     (["--data", "nowhere"], "data path does not exist"),
     (["--palette", "bad.npy"], "palette has shape [24, 2]"),
     (["--palette", "missing.npy"], "palette file not found"),
@@ -187,6 +187,16 @@ def test_missing_spec_and_existing_out(photos: Path, tmp_path: Path, capsys: pyt
     assert main(["train", "toy.net", "--data", str(photos), "--out", "run", *SMALL]) == 2
     assert "already exists" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]
+
+
+def test_out_names_a_file(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "afile").write_text("mine")
+    assert main(["train", "toy.net", "--data", str(photos), "--out", "afile", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "afile: error: the output path is a file, not a directory" in err and "not empty" not in err
+    assert main(["train", "toy.net", "--data", str(photos), "--out", "afile/run", *SMALL]) == 2
+    assert "afile is a file, so the output directory cannot be made inside it" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_given_palette(photos: Path, tmp_path: Path) -> None:

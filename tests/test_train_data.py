@@ -171,10 +171,15 @@ def test_palette_kmeans_and_labels() -> None:
     assert lab.shape == (4, 32, 32) and (lab == brute).mean() > 0.999
 
 
+DISTINCT = np.linspace(0, 0.99, 72).reshape(24, 3)  # a palette's colours must differ
+
+
 @pytest.mark.parametrize("arr, ok", [
-    (np.full((24, 3), 0.5), True),
-    (np.full((1, 24, 3), 0.5), True),
-    (np.full((24, 3, 1, 1), 0.5), True),
+    (DISTINCT, True),
+    (DISTINCT.reshape(1, 24, 3), True),
+    (DISTINCT.reshape(24, 3, 1, 1), True),
+    (np.full((24, 3), 0.5), False),  # 24 equal colours
+    (DISTINCT + 0j, False),  # complex
     (np.full((24, 4), 0.5), False),
     (np.full((1, 3), 0.5), False),
     (np.full((24, 3), 200.0), False),

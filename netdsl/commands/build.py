@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -72,9 +73,21 @@ def _print_table(report: dict[str, Any]) -> None:
         console.print(f"note: {note}")
 
 
+def max_memory_bytes(gib: float | None) -> int:
+    """`--max-memory GIB` in bytes; a finite, positive number of GiB or a NetdslError naming the flag."""
+    if gib is None:
+        return DEFAULT_MAX_BYTES
+    # `not gib > 0` also catches nan; inf (and 1e400, which float() makes inf) has no byte count
+    if not (math.isfinite(gib) and gib > 0):
+        raise NetdslError(f"--max-memory {gib}: give a finite, positive number of GiB", hint="e.g. --max-memory 16")
+    # a finite but absurd size (1e300 GiB) would overflow to inf in bytes: it means "no limit", so cap it
+    return max(1, int(min(gib, 2.0**33) * 2**30))
+
+
 def run_build(args: argparse.Namespace) -> int:
     text, path = load(args.spec)
     overrides = parse_sets(args.sets)
+    max_bytes = max_memory_bytes(args.max_memory)  # a bad flag is refused even with --emit-ir
     if args.emit_ir:
         from netdsl.parse import parse_text
         from netdsl.passes.lower import lower
@@ -83,9 +96,6 @@ def run_build(args: argparse.Namespace) -> int:
             graph = lower(parse_text(text, path))
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
-    if args.max_memory is not None and not args.max_memory > 0:
-        raise NetdslError(f"--max-memory {args.max_memory}: give a positive number of GiB", hint="e.g. --max-memory 16")
-    max_bytes = int(args.max_memory * 2**30) if args.max_memory is not None else DEFAULT_MAX_BYTES
     report, _ = build_report(text, path, overrides, max_bytes)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -181,6 +181,9 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
         raise NetdslError(f"--resume takes its settings from the run directory; drop {flags}",
                           hint="only --epochs (to extend), --device and --quiet may change")
     root = Path(args.resume)
+    if root.exists() and not root.is_dir():
+        raise NetdslError("--resume names a file, not a run directory", path=str(root),
+                          hint="--resume takes the run directory (the folder holding run.json and last.pt)")
     if not root.is_dir():
         raise NetdslError("run directory not found", path=str(root))
     group: Path | None = None

@@ -1,4 +1,4 @@
-"""Flag parsing that needs no torch: `--set NAME=VALUE`, `--sweep NAME=V1,V2`, run labels."""
+"""Flag parsing that needs no torch: `--sweep NAME=V1,V2`, run labels (and `--set`, from commands.common)."""
 from __future__ import annotations
 
 import itertools
@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from netdsl.commands.common import parse_sets  # noqa: F401  (the one `--set` parser; train uses it from here)
 from netdsl.errors import NetdslError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -14,21 +15,6 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HYPER_NAMES = {"batch-size": "batch_size", "batch_size": "batch_size", "lr": "lr",
                "epochs": "epochs", "seed": "seed"}
 SHORT = {"batch_size": "bs", "lr": "lr", "epochs": "ep", "seed": "seed"}
-
-
-def parse_sets(items: list[str] | None) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items or []:
-        name, eq, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not eq or not _NAME.match(name):
-            raise NetdslError(f"--set {item!r}: expected NAME=VALUE", hint="for example --set k=5")
-        try:
-            out[name] = int(value)
-        except ValueError:
-            raise NetdslError(f"--set {item!r}: {value!r} is not an integer",
-                              hint="spec parameters are integers, e.g. --set NF=64") from None
-    return out
 
 
 @dataclass(frozen=True)

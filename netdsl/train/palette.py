@@ -39,14 +39,26 @@ def kmeans_palette(rgb: np.ndarray, k: int = 24, seed: int = 0) -> np.ndarray:
         assign = _nearest(x, centres)
         counts = np.bincount(assign, minlength=k)
         sums = np.stack([np.bincount(assign, weights=x[:, c], minlength=k) for c in range(3)], 1)
-        for i in np.flatnonzero(counts == 0):  # an emptied cluster takes the worst-served pixel
-            far = ((x - centres[assign]) ** 2).sum(1).argmax()
-            sums[i], counts[i] = x[far], 1
-            assign[far] = i
+        if (counts == 0).any():
+            served = ((x - centres[assign]) ** 2).sum(1)
+            for i in np.flatnonzero(counts == 0):  # an emptied cluster takes the worst-served pixel
+                far = served.argmax()
+                sums[i], counts[i] = x[far], 1
+                assign[far] = i
+                # Several clusters emptied at once must not all take the same colour (they would
+                # become equal centres): that pixel's colour is served now.
+                served[(x == x[far]).all(1)] = -1.0
         centres = sums / counts[:, None]
     # Sort dark to light so a palette reads the same in plots whatever order k-means ended in.
     order = np.lexsort((centres[:, 2], centres[:, 1], centres[:, 0], centres.sum(1)))
-    return centres[order].astype(np.float32)
+    out = centres[order].astype(np.float32)
+    # Seeding picks distinct colours and the loop above keeps them apart, so this should not happen;
+    # should it ever (float32 rounding), it is an error, not a silent dedupe: the palette size is
+    # what --colours asked for and what the model's output channels must match.
+    if len(np.unique(out, axis=0)) < k:
+        raise NetdslError(f"k-means found fewer than {k} distinct colours in the training images",
+                          hint="pass a smaller --colours, or give a --palette")
+    return out
 
 
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -93,9 +105,23 @@ def load_palette(path: str | Path) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 3 or not 2 <= arr.shape[0] <= 256:
         raise NetdslError(f"palette has shape {list(raw.shape)}; expected [K, 3] with 2 <= K <= 256",
                           path=str(p), hint="one RGB row per colour, values in [0, 1]")
-    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+    # Real numbers only: a complex palette would lose its imaginary part in astype, a bool one is no colour.
+    if arr.dtype.kind not in "fiu":
+        raise NetdslError(f"palette values must be real numbers, not {arr.dtype}", path=str(p),
+                          hint="save it as a plain float array: np.save(path, colours.astype('float32'))")
+    if not np.isfinite(arr).all():
         raise NetdslError("palette values must be finite numbers", path=str(p))
     if arr.min() < 0 or arr.max() > 1:
         raise NetdslError(f"palette values span [{arr.min():g}, {arr.max():g}]; expected [0, 1]",
                           path=str(p), hint="colours are 8-bit values divided by 256, as in the course")
-    return arr.astype(np.float32)
+    out = arr.astype(np.float32)
+    # Two equal colours would make two classes no pixel can tell apart (the nearest colour is always
+    # the first of them): refuse, naming them. Compared as float32, the precision training uses.
+    _, first, inverse = np.unique(out, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    dups = [(int(first[g]), i) for i, g in enumerate(inverse) if first[g] != i]
+    if dups:
+        shown = "; ".join(f"colour {b} equals colour {a}" for a, b in dups[:5]) + ("; ..." if len(dups) > 5 else "")
+        raise NetdslError(f"the palette has {len(dups)} repeated colour{'s' if len(dups) > 1 else ''} ({shown})",
+                          path=str(p), hint="every palette colour must be distinct; drop the repeats")
+    return out

@@ -10,6 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
+import re
+import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,15 @@ N_SAMPLES = 10
 
 
 def ensure_fresh(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    for p in (path, *path.parents):  # a file where a directory must go: say so, not "not empty" later
+        if p.is_dir():
+            break
+        if p.exists() or p.is_symlink():
+            kind = "a file" if p.is_file() else "not a directory"
+            msg = (f"the output path is {kind}" + (", not a directory" if p.is_file() else "") if p == path
+                   else f"{p} is {kind}, so the output directory cannot be made inside it")
+            raise NetdslError(msg, path=str(path), hint="choose another --out")
+    if path.exists() and any(path.iterdir()):
         raise NetdslError("output directory already exists and is not empty", path=str(path),
                           hint="choose another --out, or continue it with --resume")
 
@@ -49,12 +60,22 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint dict, or NetdslError for anything torn, foreign or tampered with."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise NetdslError("checkpoint not found", path=str(path)) from None
     except Exception as err:  # zip/pickle errors from truncated or foreign files vary by version
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise NetdslError(f"corrupt or unreadable checkpoint: {first}", path=str(path),
+        # torch's own text for a refused pickle advises loading again with weights_only=False, which
+        # runs whatever code the file holds: never pass that on, whatever the torch version words it.
+        first = re.split(r"(?<=\.)\s", (str(err).strip().splitlines() or [""])[0])[0].rstrip(".")
+        if isinstance(err, pickle.UnpicklingError) or re.search(r"weights.?only|trust|pickle", first, re.I):
+            first = "torch's safe loader refuses its contents"
+        elif isinstance(err, EOFError):
+            first = "the file ends early"
+        elif not first or len(first) > 160:
+            first = type(err).__name__
+        raise NetdslError(f"corrupt or unreadable checkpoint, or not a netdsl checkpoint ({first})", path=str(path),
                           hint="delete it to restart that run from its previous checkpoint, or start a new run") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise NetdslError("not a netdsl training checkpoint", path=str(path))
