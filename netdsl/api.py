@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING, Iterator, Union
 from netdsl import ir
 from netdsl.errors import NetdslError
 from netdsl.parse import parse_text, read_spec_file
-from netdsl.passes.lower import lower
+from netdsl.passes.limits import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:  # torch stays out of parse/count
     from netdsl.backends.torch_module import CompiledNet
+    from netdsl.concrete import ConcreteGraph
     from netdsl.passes.counts import CountResult
-    from netdsl.passes.shapes import ShapeResult
     from netdsl.passes.solve import SolveResult
 
 Source = Union[str, os.PathLike]
-DEFAULT_MAX_BYTES = 8 * 2**30
 
 
 def load(source: Source) -> tuple[str, str | None]:
@@ -39,51 +38,70 @@ def located(path: str | None, text: str) -> Iterator[None]:
         raise e.with_source(path, text) from None
 
 
-def parse(source: Source) -> ir.Graph:
-    """Parse and check a spec (a path or the text itself) into the lowered IR.
+def _params(params: dict[str, object]) -> dict[str, int]:
+    from netdsl.values import check_overrides
+
+    return check_overrides(params)
+
+
+def analyse_text(text: str, path: str | None, params: dict[str, int] | None = None) -> "ConcreteGraph":
+    """Spec text to its concrete graph at the values in use (no torch): the front of every command."""
+    from netdsl.passes.shapes import analyse
+
+    with located(path, text):
+        cg = analyse(parse_text(text, path), params)
+    cg.source = (path, text)
+    return cg
+
+
+def parse(source: Source, **params: int) -> ir.Graph:
+    """Parse and check a spec (a path or the text itself) into the lowered IR at the values in use.
 
     >>> g = parse("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1) -> relu")
     >>> [op.op for op in g.nodes[0].layers]
     ['conv', 'relu']
     """
     text, path = load(source)
+    return lower_text(text, path, _params(params))
+
+
+def lower_text(text: str, path: str | None, params: dict[str, int] | None = None) -> ir.Graph:
+    """Spec text to the lowered IR at the values in use (blocks and repetition expanded; no shapes)."""
+    from netdsl.passes.lower import check_header, lower
+    from netdsl.passes.symbols import make_env
+
     with located(path, text):
-        return lower(parse_text(text, path))
+        spec = parse_text(text, path)
+        check_header(spec)
+        return lower(spec, make_env(spec, params).values)
 
 
-def shapes(source: Source | ir.Graph, **params: int) -> "ShapeResult":
-    """Symbolic shapes of every tensor and layer, checked at the values in use.
+def shapes(source: Source, **params: int) -> "ConcreteGraph":
+    """The concrete graph: symbolic shapes of every tensor and layer, checked at the values in use.
 
     >>> r = shapes("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\noutput = x |> maxpool(2)")
     >>> r.show(r.output_shape), r.at(r.output_shape)
     ([1, H/2, W/2], [1, 4, 4])
     """
-    from netdsl.passes.shapes import infer_shapes
-
-    if isinstance(source, ir.Graph):
-        return infer_shapes(source, params)
     text, path = load(source)
-    with located(path, text):
-        return infer_shapes(lower(parse_text(text, path)), params)
+    return analyse_text(text, path, _params(params))
 
 
 def compile_spec(text: str, path: str | None, params: dict[str, int],
-                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[ir.Graph, "ShapeResult", "CompiledNet"]:
+                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple["ConcreteGraph", "CompiledNet"]:
     """Parse, check, size and compile spec text: the one path every build takes.
 
     The memory estimate is checked before torch is even imported, so an absurd size is refused
     in a fraction of a second and nothing is allocated.
     """
     from netdsl.passes.limits import check_memory
-    from netdsl.passes.shapes import infer_shapes
 
+    cg = analyse_text(text, path, params)
     with located(path, text):
-        graph = lower(parse_text(text, path))
-        shapes = infer_shapes(graph, params)
-        check_memory(shapes, max_bytes)
+        check_memory(cg, max_bytes)
         from netdsl.backends.torch_module import to_module
 
-        return graph, shapes, to_module(graph, shapes)
+        return cg, to_module(cg)
 
 
 def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES, **params: int) -> "CompiledNet":
@@ -98,27 +116,43 @@ def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES, **params
     (2, 6, 8, 8)
     """
     text, path = load(source)
-    return compile_spec(text, path, params, max_bytes)[2]
+    return compile_spec(text, path, _params(params), max_bytes)[1]
 
 
-def count(source: Source, **params: int) -> "CountResult":
+def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params: int) -> "CountResult":
     """Exact symbolic counts per layer and in total, and the verdicts of the spec's claims
-    (its own and those of SPEC.claims next to it). Never imports torch.
+    (its own, those of SPEC.claims next to it, and those of the files in `claims`). No torch.
 
     >>> c = count("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)")
     >>> c.total("weights"), c.total("connections"), c.value(c.total("outputs"))
     (9*C, 9*C*H*W, 256)
     """
-    from netdsl.passes.claims import check_claims, claim_sources
+    from netdsl.passes.claims import check_claims
     from netdsl.passes.counts import count_layers
-    from netdsl.passes.shapes import infer_shapes
 
     text, path = load(source)
-    with located(path, text):
-        graph = lower(parse_text(text, path))
-        result = count_layers(infer_shapes(graph, params))
-    result.claims = check_claims(result, claim_sources(graph, text, path))
+    result = count_layers(analyse_text(text, path, _params(params)))
+    result.claims = check_claims(result, claim_sources(result.shapes.spec, text, path, claims))
     return result
+
+
+def claim_sources(spec: ir.Spec | None, text: str, path: str | None,
+                  files: list[str] | tuple[str, ...] = (), sidecar: bool = True) -> list:
+    """The spec's own claims, those of `SPEC.claims` next to it (if any), then those of `files`."""
+    from netdsl.parse import parse_claims_text
+    from netdsl.passes.claims import ClaimSource
+
+    out = [ClaimSource(c, path, text) for c in (spec.claims if spec is not None else [])]
+    paths: list[str] = []
+    if sidecar and path is not None:
+        side = Path(path).with_suffix(".claims")
+        if side.is_file():
+            paths.append(str(side))
+    paths += [f for f in files if f not in paths]
+    for p in paths:
+        ctext = read_spec_file(p)
+        out += [ClaimSource(c, p, ctext) for c in parse_claims_text(ctext, p)]
+    return out
 
 
 def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
@@ -133,4 +167,4 @@ def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
 
     text, path = load(source)
     with located(path, text):
-        return _solve(lower(parse_text(text, path)), params, max_value)
+        return _solve(parse_text(text, path), _params(params), max_value)

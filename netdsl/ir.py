@@ -1,12 +1,14 @@
 """The typed IR: frozen pydantic models, every node with its source span.
 
 Two layers live here. The *spec* models mirror what the user wrote (blocks, block calls,
-repetition); `passes.lower` turns a `Spec` into a `Graph` of plain ops that the shape,
-count and backend passes read. Nothing here knows about Lark, SymPy or torch.
+repetition, conditionals); `passes.lower` turns a `Spec` into a `Graph` of builtin ops and graph
+block instances, with every repetition and conditional resolved at the values in use. The shape
+pass turns a Graph into the concrete graph (`passes.concrete`) that backends read. Nothing here
+knows about Lark, SymPy or torch.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Callable, Iterable, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,12 +50,31 @@ class Call(Node):
     args: list["Expr"]
 
 
-Expr = Annotated[Union[Int, Name, BinOp, Neg, Call], Field(discriminator="kind")]
+Compare = Literal["==", "!=", "<", "<=", ">", ">="]
+
+
+class Condition(Node):
+    op: Compare
+    left: "Expr"
+    right: "Expr"
+
+
+class IfExpr(Node):
+    """`a if test else b`: resolved while lowering, at the values in use."""
+
+    kind: Literal["if"] = "if"
+    test: Condition
+    then: "Expr"
+    orelse: "Expr"
+
+
+Expr = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr], Field(discriminator="kind")]
 
 
 # --- other argument values -------------------------------------------------------------------
 
 class Float(Node):
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
     kind: Literal["float"] = "float"
     value: float
 
@@ -74,8 +95,109 @@ class Hole(Node):
     kind: Literal["hole"] = "hole"
 
 
-Value = Annotated[Union[Int, Name, BinOp, Neg, Call, Float, Str, Bool, Hole], Field(discriminator="kind")]
-EXPR_KINDS = frozenset({"int", "name", "binop", "neg", "call"})
+class Pair(Node):
+    """`(a, b)`: a per-axis value (height, width) such as `kernel=(3, 1)`."""
+
+    kind: Literal["pair"] = "pair"
+    items: tuple[Expr, Expr]
+
+
+Value = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr, Float, Str, Bool, Hole, Pair],
+                  Field(discriminator="kind")]
+EXPR_KINDS = frozenset({"int", "name", "binop", "neg", "call", "if"})
+
+
+# --- one expression visitor ------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def fold(e: Expr, leaf: Callable[[Int | Name], T], binop: Callable[[BinOp, T, T], T],
+         neg: Callable[[Neg, T], T], call: Callable[[Call, list[T]], T],
+         cond: Callable[[IfExpr], T] | None = None) -> T:
+    """Evaluate an expression bottom-up; every pass that reads expressions goes through here."""
+    def go(n: Expr) -> T:
+        if isinstance(n, (Int, Name)):
+            return leaf(n)
+        if isinstance(n, BinOp):
+            return binop(n, go(n.left), go(n.right))
+        if isinstance(n, Neg):
+            return neg(n, go(n.operand))
+        if isinstance(n, Call):
+            return call(n, [go(a) for a in n.args])
+        if cond is None:
+            raise ValueError("conditional expressions are resolved before this pass")
+        return cond(n)
+    return go(e)
+
+
+def walk(e: Expr) -> Iterable[Node]:
+    """Every node of an expression, parents before children, left to right."""
+    stack: list[Node] = [e]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, BinOp):
+            stack += [n.right, n.left]
+        elif isinstance(n, Neg):
+            stack.append(n.operand)
+        elif isinstance(n, Call):
+            stack += reversed(n.args)
+        elif isinstance(n, IfExpr):
+            stack += [n.orelse, n.then, n.test.right, n.test.left]
+
+
+def names_in(e: Expr) -> Iterable[Name]:
+    """Every Name node in an expression, left to right."""
+    return (n for n in walk(e) if isinstance(n, Name))
+
+
+def const_int(e: Expr) -> int | None:
+    """Value of an expression without names (repetition counts, exponents), else None."""
+    def binop(n: BinOp, a: int | None, b: int | None) -> int | None:
+        if a is None or b is None:
+            return None
+        if n.op in ("//", "%", "/") and b == 0:
+            return None
+        if n.op == "**":
+            return a ** b if 0 <= b <= 64 and abs(a) <= 2 ** 16 else None
+        if n.op == "/":
+            return a // b if a % b == 0 else None
+        return {"+": a + b, "-": a - b, "*": a * b, "//": a // b if b else 0, "%": a % b if b else 0}[n.op]
+
+    def call(n: Call, vals: list[int | None]) -> int | None:
+        if any(v is None for v in vals):
+            return None
+        return min(vals) if n.func == "min" else max(vals)  # type: ignore[type-var]
+
+    return fold(e, lambda n: n.value if isinstance(n, Int) else None, binop,
+                lambda n, v: None if v is None else -v, call, lambda n: None)
+
+
+def to_text(e: Expr) -> str:
+    """An expression as the user wrote it, near enough (nested operations get parentheses)."""
+    if isinstance(e, Int):
+        return str(e.value)
+    if isinstance(e, Name):
+        return e.id
+    if isinstance(e, Neg):
+        return "-" + _wrapped(e.operand)
+    if isinstance(e, Call):
+        return f"{e.func}({', '.join(to_text(a) for a in e.args)})"
+    if isinstance(e, IfExpr):
+        return f"{to_text(e.then)} if {condition_text(e.test)} else {to_text(e.orelse)}"
+    if e.op in ("*", "/", "//", "**"):
+        return f"{_wrapped(e.left)}{e.op}{_wrapped(e.right)}"
+    return f"{to_text(e.left)} {e.op} {_wrapped(e.right)}"
+
+
+def condition_text(c: Condition) -> str:
+    return f"{to_text(c.left)} {c.op} {to_text(c.right)}"
+
+
+def _wrapped(e: Expr) -> str:
+    needs = isinstance(e, IfExpr) or (isinstance(e, BinOp) and e.op in ("+", "-", "%"))
+    return f"({to_text(e)})" if needs else to_text(e)
 
 
 # --- the spec as written -------------------------------------------------------------------
@@ -90,22 +212,22 @@ class Param(Node):
     default: Expr
 
 
-class Condition(Node):
-    op: Literal["==", "!=", "<", "<=", ">", ">="]
-    left: Expr
-    right: Expr
-
-
 class Dim(Node):
     name: str
     default: Expr | None = None
 
 
 class InputDecl(Node):
+    """`input x: [C, H = 32, W = 32]`: channels (an expression), then named sizes (0 or more)."""
+
     name: str
     channels: Expr
-    dims: tuple[Dim, Dim]
+    dims: list[Dim] = []
     conditions: list[Condition] = []
+
+    @property
+    def rank(self) -> int:
+        return 1 + len(self.dims)
 
 
 class Arg(Node):
@@ -113,33 +235,58 @@ class Arg(Node):
     value: Value
 
 
+class Attr(Node):
+    """`@freeze`: an attribute on a layer, a labelled block call or a statement."""
+
+    name: str
+    args: list[Arg] = []
+
+
 class LayerCall(Node):
-    """One `label: op(args) * n` in a chain; `op` may name a builtin or a block."""
+    """One `label: op(args) * n as i @attr` in a chain; `op` may name a builtin or a block."""
 
     label: Ident | None = None
     op: Ident
     args: list[Arg] = []
     repeat: Expr | None = None
+    index: Ident | None = None
+    attrs: list[Attr] = []
 
 
-class BlockDef(Node):
+class BlockParam(Node):
     name: str
-    params: list[Ident]
-    body: list[LayerCall]
+    default: Expr | None = None
 
 
 class Assign(Node):
     name: str
-    annotation: tuple[Expr, Expr, Expr] | None = None
+    annotation: list[Expr] | None = None
     merge: Literal["ref", "cat", "add"]
     inputs: list[Ident]
+    source_span: Span
     chain: list[LayerCall] = []
+    output: bool = False   # `output NAME = ...`: one of the network's outputs
+    attrs: list[Attr] = []
+
+
+class BlockDef(Node):
+    """A linear block (`= chain`) or a graph block (`{ input x ... output = ... }`)."""
+
+    name: str
+    params: list[BlockParam]
+    body: list[LayerCall] = []
+    input: Ident | None = None      # graph blocks: the name of the tensor the block receives
+    assigns: list[Assign] = []      # graph blocks: statements; the one named `output` is the result
+
+    @property
+    def is_graph(self) -> bool:
+        return self.input is not None
 
 
 class Claim(Node):
     metric: Ident
     options: list[Arg] = []
-    op: Literal["==", "!=", "<", "<=", ">", ">="]
+    op: Compare
     expr: Expr
 
 
@@ -147,10 +294,14 @@ class Spec(Node):
     name: str
     params: list[Param]
     conditions: list[Condition] = []
-    input: InputDecl
+    inputs: list[InputDecl]
     blocks: list[BlockDef] = []
     assigns: list[Assign]
     claims: list[Claim] = []
+
+    @property
+    def dims(self) -> list[Dim]:
+        return declared_dims(self.inputs)
 
 
 # --- the lowered graph that passes and backends read ---------------------------------------
@@ -162,10 +313,12 @@ class Op(Node):
     calls this op was expanded from, outermost first, so errors can say where it came from.
     """
 
+    kind: Literal["op"] = "op"
     op: str
     name: str
     args: dict[str, Value]
     via: list[Span] = []
+    attrs: list[str] = []
 
     @property
     def origin(self) -> Span:
@@ -177,25 +330,58 @@ class TensorNode(Node):
     name: str
     merge: Literal["ref", "cat", "add"]
     inputs: list[Ident]
-    layers: list[Op]
-    annotation: tuple[Expr, Expr, Expr] | None = None
+    source_span: Span
+    layers: list[Union[Op, "BlockInstance"]]
+    annotation: list[Expr] | None = None
 
-    def module_path(self, op: Op) -> str:
-        """Where `op` lives in the compiled module: a lone unlabelled layer takes the tensor's name."""
-        if len(self.layers) == 1 and op.name == "0":
+    def module_path(self, layer: Union[Op, "BlockInstance"]) -> str:
+        """Where a layer lives in its module: a lone unlabelled layer takes the tensor's name."""
+        if len(self.layers) == 1 and layer.name == "0":
             return self.name
-        return f"{self.name}.{op.name}"
+        return f"{self.name}.{layer.name}"
+
+
+class BlockInstance(Node):
+    """One call of a graph block: a small graph of its own, compiled to one child module."""
+
+    kind: Literal["block"] = "block"
+    block: str
+    name: str
+    input: str
+    nodes: list[TensorNode]
+    via: list[Span] = []
+    attrs: list[str] = []
+
+    @property
+    def origin(self) -> Span:
+        return self.via[0] if self.via else self.span
 
 
 class Graph(Node):
     name: str
     params: list[Param]
     conditions: list[Condition] = []
-    input: InputDecl
+    inputs: list[InputDecl]
     nodes: list[TensorNode]
-    output: str
+    outputs: list[str]
     claims: list[Claim] = []
+    # Names whose value decided the structure (repetition counts, conditionals): the symbolic
+    # passes hold them at their values, since other values would make another network.
+    structural: list[str] = []
+
+    @property
+    def dims(self) -> list[Dim]:
+        return declared_dims(self.inputs)
 
 
-for _model in (BinOp, Neg, Call):
+def declared_dims(inputs: list[InputDecl]) -> list[Dim]:
+    """Every named input size, first declaration of each name."""
+    seen: dict[str, Dim] = {}
+    for i in inputs:
+        for d in i.dims:
+            seen.setdefault(d.name, d)
+    return list(seen.values())
+
+
+for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, TensorNode, BlockInstance):
     _model.model_rebuild()

@@ -22,7 +22,8 @@ _TERMINAL_NAMES = {
     "COMPARE": "a comparison (==, <, ...)", "PIPE": "'|>'", "ARROW": "'->'", "_NL": "end of line",
     "$END": "end of file", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
     "COMMA": "','", "EQUAL": "'='", "COLON": "':'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
-    "SLASH": "'/'", "PERCENT": "'%'", "QMARK": "'?'", "__ANON_0": "'//'", "__ANON_1": "'**'",
+    "SLASH": "'/'", "PERCENT": "'%'", "QMARK": "'?'", "LBRACE": "'{'", "RBRACE": "'}'", "AT": "'@'",
+    "OUTPUT": "'output'", "__ANON_0": "'//'", "__ANON_1": "'**'",
 }
 
 
@@ -40,7 +41,8 @@ class _NewlineFilter:
     always_accept: tuple[str, ...] = ()
     _OPEN = {"LPAR", "LSQB"}
     _CLOSE = {"RPAR", "RSQB"}
-    _JOINERS = {"ARROW", "PIPE", "COMMA", "EQUAL"}
+    _JOINERS = {"ARROW", "PIPE", "COMMA", "EQUAL", "LBRACE"}
+    _CONTINUERS = {"ARROW", "PIPE", "RBRACE"}  # a newline before these does not end the statement
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0
@@ -53,7 +55,7 @@ class _NewlineFilter:
                 held = held or tok
                 continue
             if held is not None:
-                if tok.type not in ("ARROW", "PIPE"):
+                if tok.type not in self._CONTINUERS:
                     yield held
                 held = None
             if tok.type in self._OPEN:
@@ -188,13 +190,10 @@ class _Builder:
         for st in stmts:
             kind = st.data
             if kind == "input_decl":
-                if inputs:
-                    raise NetdslError("a second input declaration", _span(st),
-                                      f"netdsl networks take one input; '{inputs[0].name}' is declared already")
                 inputs.append(self._input(st))
-            elif kind == "block_def":
+            elif kind in ("linear_block", "graph_block"):
                 blocks.append(self._block(st))
-            elif kind == "assign":
+            elif kind in ("assign", "out_assign"):
                 assigns.append(self._assign(st))
             elif kind == "claim":
                 claims.append(self._claim(st))
@@ -202,7 +201,7 @@ class _Builder:
             raise NetdslError("the spec declares no input", _span(header),
                               "add a line such as `input x: [NIC, H = 32, W = 32]` after the header")
         return ir.Spec(span=_span(tree), name=str(name_tok), params=params, conditions=where,
-                       input=inputs[0], blocks=blocks, assigns=assigns, claims=claims)
+                       inputs=inputs, blocks=blocks, assigns=assigns, claims=claims)
 
     def _header(self, t: Tree) -> tuple[Token, list[ir.Param], list[ir.Condition]]:
         # maybe_placeholders: the optional `where` is always the last child (a tree or None).
@@ -216,31 +215,42 @@ class _Builder:
                         default=self.expr(default))
 
     def _where(self, t: Tree | None) -> list[ir.Condition]:
-        if t is None:
-            return []
-        out = []
-        for c in t.children:
-            left, op, right = c.children
-            out.append(ir.Condition(span=_span(c), op=str(op), left=self.expr(left), right=self.expr(right)))
-        return out
+        return [self._condition(c) for c in t.children] if t is not None else []
+
+    def _condition(self, c: Tree) -> ir.Condition:
+        left, op, right = c.children
+        return ir.Condition(span=_span(c), op=str(op), left=self.expr(left), right=self.expr(right))
 
     def _input(self, t: Tree) -> ir.InputDecl:
-        name, channels, d1, d2, where = t.children
-        dims = tuple(ir.Dim(span=_span(d), name=str(d.children[0]),
-                            default=self.expr(d.children[1]) if d.children[1] is not None else None)
-                     for d in (d1, d2))
-        return ir.InputDecl(span=_span(t), name=str(name), channels=self.expr(channels), dims=dims,
+        name, channels, *dims, where = t.children
+        out = [ir.Dim(span=_span(d), name=str(d.children[0]),
+                      default=self.expr(d.children[1]) if d.children[1] is not None else None)
+               for d in dims if d is not None]
+        return ir.InputDecl(span=_span(t), name=str(name), channels=self.expr(channels), dims=out,
                             conditions=self._where(where))
 
     def _block(self, t: Tree) -> ir.BlockDef:
         name, *rest = t.children
-        chain = rest.pop()
-        params = [ir.Ident(span=_span(p), name=str(p)) for p in rest if p is not None]
-        return ir.BlockDef(span=_span(t), name=str(name), params=params, body=self._chain(chain))
+        params = [ir.BlockParam(span=_span(p), name=str(p.children[0]),
+                                default=self.expr(p.children[1]) if p.children[1] is not None else None)
+                  for p in rest if isinstance(p, Tree) and p.data == "bparam"]
+        if t.data == "linear_block":
+            return ir.BlockDef(span=_span(t), name=str(name), params=params, body=self._chain(rest[-1]))
+        tok = next(c for c in rest if isinstance(c, Token))
+        assigns = [self._assign(c) for c in rest if isinstance(c, Tree) and c.data in ("assign", "out_assign")]
+        return ir.BlockDef(span=_span(t), name=str(name), params=params,
+                           input=ir.Ident(span=_span(tok), name=str(tok)), assigns=assigns)
 
     def _assign(self, t: Tree) -> ir.Assign:
-        name, shape, source, _pipe, chain = t.children
-        ann = tuple(self.expr(e) for e in shape.children) if shape is not None else None
+        attrs = [self._attr(c) for c in t.children if isinstance(c, Tree) and c.data == "attr"]
+        rest = [c for c in t.children if not (isinstance(c, Tree) and c.data == "attr")]
+        output = t.data == "out_assign"
+        if output:
+            kw, name, shape, source, _pipe, chain = rest
+            name = name if name is not None else kw
+        else:
+            name, shape, source, _pipe, chain = rest
+        ann = [self.expr(e) for e in shape.children] if shape is not None else None
         if source.data == "ref":
             merge, names = "ref", source.children
         else:
@@ -251,19 +261,30 @@ class _Builder:
             if len(names) < 2:
                 raise NetdslError(f"{fn}() needs at least two tensors", _span(source), f"write {fn}(a, b)")
             merge = str(fn)
-        return ir.Assign(span=_span(t), name=str(name), annotation=ann, merge=merge,
+        return ir.Assign(span=_span(t), name=str(name), annotation=ann, merge=merge, source_span=_span(source),
                          inputs=[ir.Ident(span=_span(n), name=str(n)) for n in names],
-                         chain=self._chain(chain) if chain is not None else [])
+                         chain=self._chain(chain) if chain is not None else [], output=output, attrs=attrs)
 
     def _chain(self, t: Tree) -> list[ir.LayerCall]:
         return [self._layer(c) for c in t.children if isinstance(c, Tree)]
 
     def _layer(self, t: Tree) -> ir.LayerCall:
-        label, op, *args, repeat = t.children
+        label, op, *rest = t.children
+        attrs = [self._attr(c) for c in rest if isinstance(c, Tree) and c.data == "attr"]
+        repeat = next((c for c in rest if isinstance(c, Tree) and c.data == "repeat"), None)
+        args = [self._arg(a) for a in rest if isinstance(a, Tree) and a.data in ("arg", "kwarg")]
+        count = index = None
+        if repeat is not None:
+            count = self.expr(repeat.children[0])
+            if repeat.children[1] is not None:
+                index = ir.Ident(span=_span(repeat.children[1]), name=str(repeat.children[1]))
         return ir.LayerCall(span=_span(t), label=ir.Ident(span=_span(label), name=str(label)) if label is not None else None,
-                            op=ir.Ident(span=_span(op), name=str(op)),
-                            args=[self._arg(a) for a in args if a is not None],
-                            repeat=self.expr(repeat) if repeat is not None else None)
+                            op=ir.Ident(span=_span(op), name=str(op)), args=args, repeat=count, index=index,
+                            attrs=attrs)
+
+    def _attr(self, t: Tree) -> ir.Attr:
+        name, *args = t.children
+        return ir.Attr(span=_span(t), name=str(name), args=[self._arg(a) for a in args if a is not None])
 
     def _arg(self, t: Tree) -> ir.Arg:
         if t.data == "kwarg":
@@ -279,14 +300,19 @@ class _Builder:
     def value(self, t: Tree | Token) -> ir.Value:
         if isinstance(t, Tree):
             sp = _span(t)
-            if t.data == "float":
-                return ir.Float(span=sp, value=float(t.children[0]))
+            if t.data in ("float", "negfloat"):
+                v = float(t.children[0])
+                return ir.Float(span=sp, value=-v if t.data == "negfloat" else v)
+            if t.data in ("inf", "neginf"):
+                return ir.Float(span=sp, value=float("-inf") if t.data == "neginf" else float("inf"))
             if t.data == "string":
                 return ir.Str(span=sp, value=str(t.children[0])[1:-1])
             if t.data in ("true", "false"):
                 return ir.Bool(span=sp, value=t.data == "true")
             if t.data == "hole":
                 return ir.Hole(span=sp)
+            if t.data == "pair":
+                return ir.Pair(span=sp, items=(self.expr(t.children[0]), self.expr(t.children[1])))
         return self.expr(t)
 
     _BINOPS = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "truediv": "/", "pow": "**"}
@@ -316,11 +342,17 @@ class _Builder:
             if str(fn) not in ("min", "max"):
                 raise NetdslError(f"unknown function '{fn}'", _span(fn), "expressions may call min(...) and max(...)")
             return ir.Call(span=sp, func=str(fn), args=[sub(a) for a in args])
+        if kind == "ifexpr":
+            then, test, orelse = t.children
+            left, op, right = test.children
+            cond = ir.Condition(span=_span(test), op=str(op), left=sub(left), right=sub(right))
+            return ir.IfExpr(span=sp, test=cond, then=sub(then), orelse=sub(orelse))
         if kind in self._BINOPS:
             left, right = t.children
             return ir.BinOp(span=sp, op=self._BINOPS[kind], left=sub(left), right=sub(right))
-        if kind in ("float", "string", "true", "false", "hole"):
-            what = {"float": "a fractional number", "string": "a string", "hole": "'?'"}.get(kind, "a boolean")
+        if kind in ("float", "negfloat", "inf", "neginf", "string", "true", "false", "hole", "pair"):
+            what = {"float": "a fractional number", "negfloat": "a fractional number", "inf": "inf",
+                    "neginf": "-inf", "string": "a string", "hole": "'?'", "pair": "a pair"}.get(kind, "a boolean")
             raise NetdslError(f"{what} is not allowed here", sp, "this place takes an integer expression")
         raise NetdslError(f"unexpected {kind}", sp)  # pragma: no cover
 

@@ -1,4 +1,8 @@
-"""IR -> torch.nn.Module. One child module per tensor statement, registered in spec order."""
+"""Concrete graph -> torch.nn.Module. One child module per tensor statement, in spec order.
+
+A graph-block call becomes a child module of its own (its statements inside); a statement with
+one unlabelled layer registers that layer directly, others an nn.Sequential of their layers.
+"""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,95 +11,67 @@ from typing import Any
 import torch
 from torch import nn
 
-from netdsl import ir
-from netdsl.errors import NetdslError
-from netdsl.passes.shapes import ShapeResult
+from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
+from netdsl.errors import NetdslError, Span
+
+# Attributes the compiled classes set themselves; user names must not take them.
+_OWN = frozenset({"_netdsl_plan", "_netdsl_inputs", "_netdsl_outputs", "_netdsl_name", "ir", "concrete",
+                  "spec_name", "params", "input_shape", "output_shape", "in_channels", "inputs", "outputs"})
 
 
-def _value(v: ir.Value, shapes: ShapeResult) -> Any:
-    if isinstance(v, (ir.Float, ir.Str, ir.Bool)):
-        return v.value
-    return int(shapes.env.at(shapes.env.sym(v)))  # type: ignore[arg-type]
+def _check_name(owner: nn.Module, name: str, span: Span, what: str) -> None:
+    # An instance, not the class: nn.Module sets `training`, `_modules`, ... in __init__.
+    if name in _OWN or hasattr(owner, name) or name.startswith("__"):
+        cls = type(owner).__name__
+        raise NetdslError(f"the {what} '{name}' clashes with an attribute of {cls}, the torch.nn.Module "
+                          "it compiles to", span, f"rename the {what}")
 
 
-def make_layer(op: ir.Op, in_channels: int, shapes: ShapeResult) -> nn.Module:
-    """The torch module for one op, given the channels flowing into it."""
-    a = {k: _value(v, shapes) for k, v in op.args.items()}
-    kind = op.op
-    if kind == "conv":
-        return nn.Conv2d(in_channels, a["out"], a["kernel"], stride=a["stride"], padding=a["padding"],
-                         dilation=a["dilation"], groups=a["groups"], bias=a["bias"])
-    if kind == "convT":
-        return nn.ConvTranspose2d(in_channels, a["out"], a["kernel"], stride=a["stride"], padding=a["padding"],
-                                  output_padding=a["output_padding"], groups=a["groups"], bias=a["bias"],
-                                  dilation=a["dilation"])
-    if kind == "maxpool":
-        return nn.MaxPool2d(a["kernel"], stride=a["stride"], padding=a["padding"], dilation=a["dilation"])
-    if kind == "avgpool":
-        return nn.AvgPool2d(a["kernel"], stride=a["stride"], padding=a["padding"])
-    if kind == "upsample":
-        bilinear = a["mode"] == "bilinear"
-        return nn.Upsample(scale_factor=a["scale"], mode=a["mode"],
-                           align_corners=a["align_corners"] if bilinear else None)
-    if kind == "batchnorm":
-        return nn.BatchNorm2d(in_channels, eps=a["eps"], momentum=a["momentum"], affine=a["affine"])
-    if kind == "relu":
-        return nn.ReLU()
-    if kind == "leaky_relu":
-        return nn.LeakyReLU(a["slope"])
-    if kind == "sigmoid":
-        return nn.Sigmoid()
-    if kind == "tanh":
-        return nn.Tanh()
-    if kind == "dropout":
-        return nn.Dropout(a["p"])
-    raise NetdslError(f"the torch backend has no '{kind}'", op.span)  # pragma: no cover - lower() rejects it
+def make_layer(layer: Layer) -> nn.Module:
+    """The torch module of one layer, from the op's own description of it."""
+    cls, kwargs = layer.op.torch(layer.args, layer.in_at)
+    try:
+        module = getattr(nn, cls)(**kwargs)
+    except (ValueError, RuntimeError, TypeError) as e:  # torch's own argument checks
+        raise NetdslError(f"PyTorch rejects this '{layer.op.name}': {e}", layer.span, "check the layer's arguments") from e
+    if "freeze" in layer.attrs:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return module
 
 
-class CompiledNet(nn.Module):
-    """A network compiled from a netdsl spec.
+def _statement_module(st: Statement) -> nn.Module | None:
+    mods: list[tuple[str, nn.Module]] = []
+    for it in st.items:
+        if isinstance(it, Block):
+            mods.append((it.name, BlockModule(it)))
+        else:
+            mods.append((it.name, make_layer(it)))
+    if len(mods) == 1 and mods[0][0] == "0":
+        return mods[0][1]
+    if not mods:
+        return None
+    empty = nn.Sequential()
+    for (name, _), it in zip(mods, st.items):
+        _check_name(empty, name, it.span, "layer label")
+    return nn.Sequential(OrderedDict(mods))
 
-    Attributes: `spec_name`, `params` (every parameter and input size in use), `in_channels`,
-    `input_shape`/`output_shape` (per sample, at the values in use), `ir` (the Graph).
-    """
 
-    def __init__(self, graph: ir.Graph, shapes: ShapeResult) -> None:
-        super().__init__()
-        self.ir = graph
-        self.spec_name = graph.name
-        self.params = dict(shapes.env.values)
-        self.input_shape = tuple(shapes.at(shapes.input_shape))
-        self.output_shape = tuple(shapes.at(shapes.output_shape))
-        self.in_channels = self.input_shape[0]
-        self._input = graph.input.name
-        self._output = graph.output
-        plan: list[tuple[str, str, tuple[str, ...], bool]] = []
-        it = iter(shapes.layers)
-        for node in graph.nodes:
-            if hasattr(nn.Module, node.name) or node.name in self.__dict__ or node.name in ("ir", "spec_name", "params"):
-                raise NetdslError(f"the tensor name '{node.name}' clashes with a torch.nn.Module attribute",
-                                  node.span, "rename the tensor")
-            mods: list[tuple[str, nn.Module]] = []
-            for op in node.layers:
-                ls = next(it)
-                try:
-                    mods.append((op.name, make_layer(op, int(shapes.env.at(ls.in_shape[0])), shapes)))
-                except (ValueError, RuntimeError, TypeError) as e:  # torch's own argument checks
-                    raise NetdslError(f"PyTorch rejects this '{op.op}': {e}", op.span,
-                                      "check the layer's arguments") from e
-            if len(mods) == 1 and mods[0][0] == "0":
-                self.add_module(node.name, mods[0][1])
-            elif mods:
-                self.add_module(node.name, nn.Sequential(OrderedDict(mods)))
-            plan.append((node.name, node.merge, tuple(i.name for i in node.inputs), bool(mods)))
-        self._plan = tuple(plan)
+class _GraphModule(nn.Module):
+    """Statements as children, walked by a precomputed plan (look up inputs, merge, call)."""
 
-    def _get_name(self) -> str:
-        return self.spec_name
+    def _add_statements(self, statements: list[Statement]) -> None:
+        plan = []
+        for st in statements:
+            _check_name(self, st.name, st.span, "tensor name")
+            mod = _statement_module(st)
+            if mod is not None:
+                self.add_module(st.name, mod)
+            plan.append((st.name, st.source, st.inputs, mod is not None))
+        self._netdsl_plan = tuple(plan)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        env = {self._input: x}
-        for name, merge, inputs, has_module in self._plan:
+    def _run(self, env: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for name, merge, inputs, has_module in self._netdsl_plan:
             if merge == "ref":
                 t = env[inputs[0]]
             elif merge == "cat":
@@ -107,12 +83,74 @@ class CompiledNet(nn.Module):
             if has_module:
                 t = self._modules[name](t)
             env[name] = t
-        return env[self._output]
+        return env
 
 
-def to_module(graph: ir.Graph, shapes: ShapeResult) -> CompiledNet:
-    """Compile a checked graph (with its shapes; see `netdsl.api.compile_spec`) into a CompiledNet."""
-    return CompiledNet(graph, shapes)
+class BlockModule(_GraphModule):
+    """One call of a graph block; prints under the block's name."""
+
+    def __init__(self, block: Block) -> None:
+        super().__init__()
+        self._netdsl_name = block.block
+        self._netdsl_inputs = block.input
+        self._add_statements(block.statements)
+
+    def _get_name(self) -> str:
+        return self._netdsl_name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run({self._netdsl_inputs: x})["output"]
+
+
+class CompiledNet(_GraphModule):
+    """A network compiled from a netdsl spec.
+
+    Attributes: `spec_name`, `params` (every parameter and input size in use), `in_channels`,
+    `input_shape`/`output_shape` (per sample, of the first input and output), `inputs`/`outputs`
+    (name -> per-sample shape, in declared order), `concrete` (the concrete graph), `ir` (the Graph).
+    """
+
+    def __init__(self, cg: ConcreteGraph) -> None:
+        super().__init__()
+        self.concrete = cg
+        self.ir = cg.graph
+        self.spec_name = cg.name
+        self.params = dict(cg.env.values)
+        self.inputs = {t.name: t.at for t in cg.inputs}
+        self.outputs = {t.name: t.at for t in cg.outputs}
+        self.input_shape = cg.inputs[0].at
+        self.output_shape = cg.outputs[0].at
+        self.in_channels = self.input_shape[0]
+        self._netdsl_inputs = tuple(self.inputs)
+        self._netdsl_outputs = tuple(self.outputs)
+        self._add_statements(cg.statements)
+
+    def _get_name(self) -> str:
+        return self.spec_name
+
+    def forward(self, x: torch.Tensor) -> Any:
+        env = self._run({self._netdsl_inputs[0]: x})
+        if len(self._netdsl_outputs) == 1:
+            return env[self._netdsl_outputs[0]]
+        return tuple(env[o] for o in self._netdsl_outputs)
+
+
+class MultiInputNet(CompiledNet):
+    """A compiled network with several inputs: `forward` takes them in declared order."""
+
+    def forward(self, *xs: torch.Tensor) -> Any:  # type: ignore[override]
+        if len(xs) != len(self._netdsl_inputs):
+            raise TypeError(f"{self.spec_name} takes {len(self._netdsl_inputs)} inputs "
+                            f"({', '.join(self._netdsl_inputs)}), got {len(xs)}")
+        env = self._run(dict(zip(self._netdsl_inputs, xs)))
+        if len(self._netdsl_outputs) == 1:
+            return env[self._netdsl_outputs[0]]
+        return tuple(env[o] for o in self._netdsl_outputs)
+
+
+def to_module(cg: ConcreteGraph) -> CompiledNet:
+    """Compile a concrete graph (see `netdsl.api.compile_spec`) into a CompiledNet."""
+    return (MultiInputNet if len(cg.inputs) > 1 else CompiledNet)(cg)
 
 
 def load_in_order(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:

@@ -7,7 +7,7 @@ import math
 import sys
 from typing import Any
 
-from netdsl.api import DEFAULT_MAX_BYTES, compile_spec, load, located
+from netdsl.api import DEFAULT_MAX_BYTES, compile_spec, load
 from netdsl.commands.common import parse_sets
 from netdsl.errors import NetdslError
 
@@ -15,33 +15,40 @@ from netdsl.errors import NetdslError
 def build_report(text: str, path: str | None, overrides: dict[str, int],
                  max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[dict[str, Any], Any]:
     """The JSON-able report of a build and the compiled module."""
-    graph, shapes, model = compile_spec(text, path, overrides, max_bytes)
+    cg, model = compile_spec(text, path, overrides, max_bytes)
     modules = dict(model.named_modules())
     layers = []
-    for ls in shapes.layers:
-        mod = modules[ls.qualname]
+    for layer in cg.layers:
         layers.append({
-            "name": ls.qualname,
-            "op": ls.op.op,
-            "line": ls.op.origin.line,
-            "out_shape": shapes.at(ls.out_shape),
-            "out_shape_symbolic": [str(x) for x in shapes.show(ls.out_shape)],
-            "params": sum(p.numel() for p in mod.parameters()),
+            "name": layer.path,
+            "op": layer.op.name,
+            "line": layer.line,
+            "out_shape": list(layer.out_at),
+            "out_shape_symbolic": [str(x) for x in cg.show(layer.out_shape)],
+            "params": sum(p.numel() for p in modules[layer.path].parameters()),
+            **({"attrs": sorted(layer.attrs)} if layer.attrs else {}),
         })
+
+    def tensor(t: Any) -> dict[str, Any]:
+        return {"name": t.name, "shape": list(t.at), "shape_symbolic": [str(x) for x in cg.show(t.shape)]}
+
     report = {
-        "net": graph.name,
+        "net": cg.name,
         "spec": path,
-        "values": shapes.env.values,
-        "input_shape": shapes.at(shapes.input_shape),
-        "input_shape_symbolic": [str(x) for x in shapes.show(shapes.input_shape)],
-        "output_shape": shapes.at(shapes.output_shape),
-        "output_shape_symbolic": [str(x) for x in shapes.show(shapes.output_shape)],
+        "values": cg.values,
+        "inputs": [tensor(t) for t in cg.inputs],
+        "outputs": [tensor(t) for t in cg.outputs],
+        "input_shape": list(cg.inputs[0].at),
+        "input_shape_symbolic": [str(x) for x in cg.show(cg.input_shape)],
         "layers": layers,
         "total_params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "buffers": sum(b.numel() for b in model.buffers()),
-        "notes": shapes.notes,
+        "notes": cg.notes,
     }
+    if len(cg.outputs) == 1:
+        report["output_shape"] = list(cg.outputs[0].at)
+        report["output_shape_symbolic"] = [str(x) for x in cg.show(cg.output_shape)]
     return report, model
 
 
@@ -58,15 +65,17 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_column("output shape")
     table.add_column("at values", justify="right")
     table.add_column("params", justify="right")
-    table.add_row("input", "", "", "[" + ", ".join(report["input_shape_symbolic"]) + "]",
-                  "×".join(map(str, report["input_shape"])), "")
+    for inp in report["inputs"]:
+        table.add_row("input" if len(report["inputs"]) == 1 else f"input {inp['name']}", "", "",
+                      "[" + ", ".join(inp["shape_symbolic"]) + "]", "×".join(map(str, inp["shape"])), "")
     for layer in report["layers"]:
         table.add_row(layer["name"], layer["op"], str(layer["line"]),
                       "[" + ", ".join(layer["out_shape_symbolic"]) + "]",
                       "×".join(map(str, layer["out_shape"])), f"{layer['params']:,}" if layer["params"] else "")
     console.print(table)
-    console.print(f"output: [{', '.join(report['output_shape_symbolic'])}] = "
-                  f"[N, {', '.join(map(str, report['output_shape']))}]")
+    for out in report["outputs"]:
+        label = "output" if len(report["outputs"]) == 1 else f"output {out['name']}"
+        console.print(f"{label}: [{', '.join(out['shape_symbolic'])}] = [N, {', '.join(map(str, out['shape']))}]")
     console.print(f"total parameters: {report['total_params']:,}  (trainable {report['trainable_params']:,}; "
                   f"buffers {report['buffers']:,})")
     for note in report["notes"]:
@@ -89,11 +98,9 @@ def run_build(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.sets)
     max_bytes = max_memory_bytes(args.max_memory)  # a bad flag is refused even with --emit-ir
     if args.emit_ir:
-        from netdsl.parse import parse_text
-        from netdsl.passes.lower import lower
+        from netdsl.api import lower_text
 
-        with located(path, text):
-            graph = lower(parse_text(text, path))
+        graph = lower_text(text, path, overrides)
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
     report, _ = build_report(text, path, overrides, max_bytes)

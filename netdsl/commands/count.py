@@ -38,9 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="outputs and connections include cat/add merges")
 
 
-def assumptions(graph, text: str) -> list[str]:  # noqa: ANN001 - ir.Graph
+def assumptions(graph, text: str) -> list[str]:  # noqa: ANN001 - ir.Graph or ir.Spec
+    from netdsl.passes.symbols import conditions_of
+
     out = [f"{p.name}: {p.annotation}" for p in graph.params if p.annotation]
-    out += [source_text(text, c.span) for c in [*graph.conditions, *graph.input.conditions]]
+    out += [source_text(text, c.span) for c in conditions_of(graph)]
     return out
 
 
@@ -62,19 +64,14 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
                  doubled: bool = False,
                  claim_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any, list]:
     """The JSON-able report of `netdsl count`, the CountResult and the claim results."""
-    from netdsl.parse import parse_text
-    from netdsl.passes.claims import check_claims, claim_sources
+    from netdsl.api import analyse_text, claim_sources
+    from netdsl.passes.claims import check_claims
     from netdsl.passes.counts import CONVENTION_TEXT, METRICS, Convention, count_layers
-    from netdsl.passes.lower import lower
-    from netdsl.passes.shapes import infer_shapes
 
     convention = convention or Convention()
-    try:
-        graph = lower(parse_text(text, path))
-        counts = count_layers(infer_shapes(graph, overrides))
-    except NetdslError as e:
-        raise e.with_source(path, text) from None
-    claims = check_claims(counts, claim_sources(graph, text, path, claim_files))
+    counts = count_layers(analyse_text(text, path, overrides))
+    graph = counts.shapes.graph
+    claims = check_claims(counts, claim_sources(counts.shapes.spec, text, path, claim_files))
     sh = counts.shapes
     layers, layer_values = [], []
     text_of: dict[Any, str] = {}  # deep networks repeat expressions; printing them is the slow part
@@ -103,7 +100,10 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
     values: dict[str, Any] = {"at": dict(counts.env.values),
                               "totals": {m: int(counts.value(e)) for m, e in totals.items()}}
     if doubled:
-        dbl = {m: counts.total(m, convention, doubled=True) for m in METRICS}
+        try:
+            dbl = {m: counts.total(m, convention, doubled=True) for m in METRICS}
+        except NetdslError as e:
+            raise e.with_source(path, text) from None
         report["doubled"] = {m: str(e) for m, e in dbl.items()}
         report["ratios"] = {m: None if counts.ratio(m, convention) is None else str(counts.ratio(m, convention))
                             for m in METRICS}

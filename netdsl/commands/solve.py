@@ -30,17 +30,16 @@ def solve_report(text: str, path: str | None, overrides: dict[str, int],
     """The JSON-able report of `netdsl solve` and the SolveResult."""
     from netdsl.commands.count import assumptions
     from netdsl.parse import parse_text
-    from netdsl.passes.lower import lower
     from netdsl.passes.solve import DEFAULT_MAX_VALUE, solve
 
     if max_value is not None and not 0 <= max_value <= 1000:
         raise NetdslError(f"--max-value {max_value} is out of range", hint="use a value from 0 to 1000")
     try:
-        graph = lower(parse_text(text, path))
-        res = solve(graph, overrides, DEFAULT_MAX_VALUE if max_value is None else max_value)
+        res = solve(parse_text(text, path), overrides, DEFAULT_MAX_VALUE if max_value is None else max_value)
     except NetdslError as e:
         raise e.with_source(path, text) from None
-    dims = {d.name for d in graph.input.dims}
+    graph = res.env.graph
+    dims = {d.name for d in graph.dims}
     report: dict[str, Any] = {
         "net": graph.name, "spec": path,
         "values": {k: v for k, v in res.env.values.items() if k not in dims},

@@ -23,7 +23,6 @@ from netdsl import ir
 from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
-from netdsl.passes.lower import names_in
 
 SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
 MAX_SEARCH_POINTS = 2000
@@ -73,13 +72,13 @@ class ClaimChecker:
     def __init__(self, counts: CountResult) -> None:
         self.counts = counts
         self.env = counts.env
-        self.graph = counts.env.graph
+        self.spec = counts.shapes.spec
         self.names = list(self.env.symbols)
         self._valid_cache: dict[tuple, str | None] = {}
 
     # Validation ---------------------------------------------------------------------------
     def _check_names(self, e: ir.Expr, what: str) -> None:
-        for n in names_in(e):
+        for n in ir.names_in(e):
             if n.id not in self.env.symbols:
                 close = [m for m in self.names if m.lower() == n.id.lower()] or \
                     difflib.get_close_matches(n.id, self.names, n=1)
@@ -99,7 +98,7 @@ class ClaimChecker:
                 if n.op in ("//", "%"):
                     raise NetdslError(f"'{n.op}' makes the claim non-polynomial", n.span,
                                       "claims are polynomials; write exact division with '/' by a constant")
-                if n.op == "/" and list(names_in(n.right)):
+                if n.op == "/" and list(ir.names_in(n.right)):
                     raise NetdslError("division by a symbol makes the claim non-polynomial", n.span,
                                       "divide by constants only, e.g. H*W/4")
                 stack += [n.left, n.right]
@@ -164,10 +163,10 @@ class ClaimChecker:
         """Why the network is invalid at these values (None when it is valid)."""
         key = tuple(sorted(overrides.items()))
         if key not in self._valid_cache:
-            from netdsl.passes.shapes import infer_shapes
+            from netdsl.passes.shapes import analyse
 
             try:
-                infer_shapes(self.graph, overrides)
+                analyse(self.spec, overrides)
                 self._valid_cache[key] = None
             except NetdslError as e:
                 self._valid_cache[key] = e.message
@@ -196,7 +195,10 @@ class ClaimChecker:
             val = raw.xreplace({self.env.symbols[k]: sp.Integer(v) for k, v in user.items()})
             raise NetdslError(f"the claim is not an integer for every admissible value: at {shown} it is {val}",
                               c.expr.span, "counts are integers; check the divisions")
-        counted = self.counts.total(metric, convention, doubled)
+        try:
+            counted = self.counts.total(metric, convention, doubled)
+        except NetdslError as e:  # about the spec (doubling breaks an assumption), not the claim
+            raise e.with_source(*self.counts.shapes.source) from None
         claimed = sp.expand(raw.xreplace(at)) if at else raw
         counted = sp.expand(counted.xreplace(at)) if at else counted
         diff = sp.expand((claimed - counted).xreplace(self.env.fwd))  # internal: assumptions applied
@@ -293,24 +295,4 @@ def check_claims(counts: CountResult, claims: list[ClaimSource]) -> list[ClaimRe
             out.append(checker.check(src))
         except NetdslError as e:
             raise e.with_source(src.path, src.text) from None
-    return out
-
-
-def claim_sources(graph: ir.Graph, text: str, path: str | None,
-                  files: list[str] | tuple[str, ...] = (), sidecar: bool = True) -> list[ClaimSource]:
-    """The spec's own claims, those of `SPEC.claims` next to it (if any), then those of `files`."""
-    from pathlib import Path
-
-    from netdsl.parse import parse_claims_text, read_spec_file
-
-    out = [ClaimSource(c, path, text) for c in graph.claims]
-    paths: list[str] = []
-    if sidecar and path is not None:
-        side = Path(path).with_suffix(".claims")
-        if side.is_file():
-            paths.append(str(side))
-    paths += [f for f in files if f not in paths]
-    for p in paths:
-        ctext = read_spec_file(p)
-        out += [ClaimSource(c, p, ctext) for c in parse_claims_text(ctext, p)]
     return out

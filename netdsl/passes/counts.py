@@ -13,7 +13,10 @@ Counting rules, per sample (`units` = C*H*W of a tensor):
   batchnorm  norm_params 2*C (affine), buffers 2*C + 1 (running mean/var, num_batches_tracked),
              connections 1 per unit
   relu, ...  connections 1 per unit (dropout is counted with the activations)
+  linear     weights in*out, biases out, connections in*out
   cat        connections 0; add: one per unit per extra input
+The rules themselves live with each op (`netdsl.ops`); this module adds them up.
+`macs` is torchvision's convention: multiply-accumulates of conv, convT and linear layers only.
 """
 from __future__ import annotations
 
@@ -22,18 +25,12 @@ from functools import cached_property
 
 import sympy as sp
 
-from netdsl import ir
-from netdsl.passes.shapes import Shape, ShapeResult
+from netdsl.concrete import ConcreteGraph, Layer, Shape
+from netdsl.ops.base import units
 
-METRICS = ("weights", "biases", "norm_params", "parameters", "buffers", "outputs", "connections")
+METRICS = ("weights", "biases", "norm_params", "parameters", "buffers", "outputs", "connections", "macs")
 
-# Which layer categories each total includes under the course convention of the seed's Question 3,
-# and which convention switches apply to which metric.
-CATEGORY_OF = {
-    "conv": "conv", "convT": "conv", "maxpool": "pool", "avgpool": "pool", "upsample": "upsample",
-    "batchnorm": "batchnorm", "relu": "activation", "leaky_relu": "activation", "sigmoid": "activation",
-    "tanh": "activation", "dropout": "activation", "cat": "merge", "add": "merge",
-}
+# Which convention switches apply to which metric (the course convention of the seed's Question 3).
 SWITCHES: dict[str, tuple[str, ...]] = {
     "weights": ("biases", "batchnorm"),
     "outputs": ("batchnorm", "activations", "merges"),
@@ -60,13 +57,13 @@ class Convention:
     def categories(self, metric: str) -> frozenset[str]:
         """The layer categories whose per-layer value enters the total of `metric`."""
         if metric == "outputs":
-            cats = {"conv", "pool", "upsample"}
+            cats = {"conv", "linear", "pool", "upsample"}
             if self.batchnorm is not False:
-                cats.add("batchnorm")
+                cats.add("norm")
         else:  # connections
-            cats = {"conv", "pool", "upsample"}
+            cats = {"conv", "linear", "pool", "upsample"}
             if self.batchnorm:
-                cats.add("batchnorm")
+                cats.add("norm")
         if self.activations:
             cats.add("activation")
         if self.merges:
@@ -104,6 +101,7 @@ class LayerCount:
     buffers: sp.Expr
     outputs: sp.Expr
     connections: sp.Expr
+    macs: sp.Expr = sp.Integer(0)
 
     def metric(self, name: str) -> sp.Expr:
         if name == "parameters":
@@ -115,7 +113,7 @@ class LayerCount:
 class CountResult:
     """Counts of a network; expressions are returned in the user's symbols (expanded)."""
 
-    shapes: ShapeResult
+    shapes: ConcreteGraph
     layers: list[LayerCount]
     claims: list = field(default_factory=list)  # ClaimResults, filled in by api.count / `netdsl count`
     _cache: dict = field(default_factory=dict, repr=False)
@@ -123,11 +121,6 @@ class CountResult:
     @property
     def env(self):  # noqa: ANN201 - SymEnv
         return self.shapes.env
-
-    @cached_property
-    def dims(self) -> tuple[sp.Symbol, sp.Symbol]:
-        g = self.env.graph
-        return self.env.symbols[g.input.dims[0].name], self.env.symbols[g.input.dims[1].name]
 
     @cached_property
     def user_values(self) -> dict[sp.Symbol, sp.Integer]:
@@ -144,16 +137,24 @@ class CountResult:
         return self._cache[key]
 
     def total(self, metric: str, convention: Convention = Convention(), doubled: bool = False) -> sp.Expr:
-        """The total of `metric` in user symbols; `doubled`: at input size 2H x 2W."""
-        key = (metric, convention, doubled)
+        """The total of `metric` in user symbols; `doubled`: of the network at 2H x 2W."""
+        if doubled:
+            return self.doubled().total(metric, convention)
+        key = (metric, convention)
         if key not in self._cache:
-            if doubled:
-                h, w = self.dims
-                value = sp.expand(self.total(metric, convention).xreplace({h: 2 * h, w: 2 * w}))
-            else:
-                value = self.env.show(sp.Add(*[l.metric(metric) for l in self.included(metric, convention)]))
-            self._cache[key] = value
+            self._cache[key] = self.env.show(sp.Add(*[l.metric(metric) for l in self.included(metric, convention)]))
         return self._cache[key]
+
+    def doubled(self) -> "CountResult":
+        """The counts of the same spec with every input size doubled (its own shapes, not a substitution)."""
+        if "doubled" not in self._cache:
+            from netdsl.passes.shapes import ShapeInference
+
+            check_doubling(self.shapes)
+            graph = self.shapes.graph
+            assert graph is not None
+            self._cache["doubled"] = count_layers(ShapeInference(graph, self.env, dim_scale=2).run())
+        return self._cache["doubled"]
 
     def included(self, metric: str, convention: Convention) -> list[LayerCount]:
         if metric == "weights":
@@ -181,61 +182,55 @@ class CountResult:
         return x.xreplace(self.user_values)
 
 
-def _units(s: Shape) -> sp.Expr:
-    return sp.expand(s[0] * s[1] * s[2])
+def _layer_count(l: Layer) -> LayerCount:
+    c = l.counts
+    return LayerCount(name=l.path, op=l.op.name, line=l.line, category=l.op.category, out_shape=l.out_shape,
+                      weights=c.weights, biases=c.biases, norm_params=c.norm_params, buffers=c.buffers,
+                      outputs=units(l.out_shape), connections=l.connections, macs=c.macs)
 
 
-def _layer_count(ls, line: int) -> LayerCount:  # noqa: ANN001 - LayerShape
-    op: ir.Op = ls.op
-    kind = op.op
-    cat = CATEGORY_OF.get(kind, "activation")
+def count_layers(result: ConcreteGraph) -> CountResult:
+    """Counts for every layer and cat/add merge of a concrete graph, in forward order."""
     zero = sp.Integer(0)
-    weights = biases = norm = buffers = zero
-    out_units = _units(ls.out_shape)
-    a = ls.args
-    if kind in ("conv", "convT"):
-        cin, cout, k, g = ls.in_shape[0], a["out"], a["kernel"], a["groups"]
-        weights = sp.expand(cin * cout * k * k / g)
-        has_bias = op.args.get("bias")
-        biases = cout if not isinstance(has_bias, ir.Bool) or has_bias.value else zero
-        if kind == "conv":
-            connections = sp.expand(out_units * k * k * cin / g)
-        else:  # every input unit is scattered to k*k*C_out/g outputs
-            connections = sp.expand(_units(ls.in_shape) * k * k * cout / g)
-    elif kind in ("maxpool", "avgpool"):
-        connections = sp.expand(out_units * a["kernel"] ** 2)
-    elif kind == "upsample":
-        mode = op.args.get("mode")
-        bilinear = isinstance(mode, ir.Str) and mode.value == "bilinear"
-        connections = 4 * out_units if bilinear else out_units
-    elif kind == "batchnorm":
-        affine = op.args.get("affine")
-        c = ls.out_shape[0]
-        norm = 2 * c if not isinstance(affine, ir.Bool) or affine.value else zero
-        buffers = 2 * c + 1
-        connections = out_units
-    else:
-        connections = out_units
-    return LayerCount(name=ls.qualname, op=kind, line=line, category=cat, out_shape=ls.out_shape,
-                      weights=weights, biases=biases, norm_params=norm, buffers=buffers,
-                      outputs=out_units, connections=connections)
-
-
-def count_layers(result: ShapeResult) -> CountResult:
-    """Counts for every layer (and cat/add merge) of a shape-inferred graph."""
     layers: list[LayerCount] = []
-    by_node: dict[str, list] = {}
-    for ls in result.layers:
-        by_node.setdefault(ls.node, []).append(ls)
-    zero = sp.Integer(0)
-    for node in result.env.graph.nodes:
-        if node.merge != "ref":
-            s = result.merged[node.name]
-            units = _units(s)
-            conns = zero if node.merge == "cat" else sp.expand(units * (len(node.inputs) - 1))
-            layers.append(LayerCount(name=f"{node.name}({node.merge})", op=node.merge, line=node.span.line,
-                                     category="merge", out_shape=s, weights=zero, biases=zero, norm_params=zero,
-                                     buffers=zero, outputs=units, connections=conns))
-        for ls in by_node.get(node.name, []):
-            layers.append(_layer_count(ls, ls.op.origin.line))
+    for x in result.walk():
+        if isinstance(x, Layer):
+            layers.append(_layer_count(x))
+        else:
+            layers.append(LayerCount(name=x.path, op=x.merge.name, line=x.line, category="merge",
+                                     out_shape=x.out_shape, weights=zero, biases=zero, norm_params=zero, buffers=zero,
+                                     outputs=units(x.out_shape), connections=x.connections))
     return CountResult(shapes=result, layers=layers)
+
+
+def check_doubling(cg: ConcreteGraph) -> None:
+    """Doubling the input must keep every assumption the spec makes about its sizes; say which breaks."""
+    from netdsl import ir
+    from netdsl.errors import NetdslError
+    from netdsl.passes.symbols import conditions_of
+    from netdsl.symbolic import always_equal
+
+    env, graph = cg.env, cg.graph
+    assert graph is not None
+    dims = {d.name for d in graph.dims}
+    if dims & set(graph.structural):
+        raise NetdslError(f"the input size decides this network's structure ({', '.join(sorted(dims & set(graph.structural)))})",
+                          graph.span, "count the larger network with --set instead of doubling")
+    doubled = {env.symbols[d]: 2 * env.symbols[d] for d in dims}
+    for c in conditions_of(graph):
+        names = {n.id for side in (c.left, c.right) for n in ir.names_in(side)}
+        if not names & dims:
+            continue
+        diff = (env.sym(c.left, raw=True) - env.sym(c.right, raw=True)).xreplace(doubled)
+        diff = sp.expand(diff.xreplace(env.fwd))
+        decided = always_equal(diff, 0) if c.op == "==" else None
+        if decided is not None:
+            holds = decided
+        else:  # inequalities: at the values in use
+            v = env.at(diff)
+            holds = bool({"==": v == 0, "!=": v != 0, "<": v < 0, "<=": v <= 0, ">": v > 0, ">=": v >= 0}[c.op])
+        if not holds:
+            sizes = ", ".join(f"{d} = {2 * env.values[d]}" for d in sorted(names & dims))
+            raise NetdslError(f"doubling the input breaks this assumption: {ir.condition_text(c)} does not hold "
+                              f"for the doubled sizes ({sizes} at the values in use)", c.span,
+                              "a doubled input is another network; count it with --set instead, or relax the assumption")

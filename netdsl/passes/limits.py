@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from netdsl.errors import NetdslError
 from netdsl.passes.counts import count_layers
-from netdsl.passes.shapes import ShapeResult
+from netdsl.concrete import ConcreteGraph
 
 BYTES_PER_VALUE = 4  # float32
 DEFAULT_MAX_BYTES = 8 * 2**30
@@ -25,11 +25,11 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:,.2f} GiB" if n >= 2**28 else f"{n / 2**20:,.1f} MiB"
 
 
-def check_memory(shapes: ShapeResult, max_bytes: int | None = DEFAULT_MAX_BYTES) -> MemoryEstimate:
+def check_memory(shapes: ConcreteGraph, max_bytes: int | None = DEFAULT_MAX_BYTES) -> MemoryEstimate:
     """Estimate the memory a compiled network needs; refuse above `max_bytes` (None: no limit)."""
     counts = count_layers(shapes)
     env = shapes.env
-    spans = {ls.qualname: ls.op.origin for ls in shapes.layers}
+    spans = {l.path: l.node.origin for l in shapes.layers}
     params = acts = 0
     largest = (0, None)
     for layer in counts.layers:

@@ -1,162 +1,213 @@
-"""Spec -> Graph: resolve names, check arguments, expand blocks and repetition, name layers."""
+"""Spec -> Graph: resolve names, check arguments, expand blocks, repetition and conditionals.
+
+Lowering happens at the values in use: a repetition count or a conditional may use parameters,
+and the names that decided the structure are recorded in `Graph.structural` so the symbolic
+passes hold them at their values (another value would be another network).
+"""
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
-from netdsl.ops import OPS, ArgSpec, OpSpec
+from netdsl.ops import REGISTRY, ArgSpec, OpDef
 
 MAX_LAYERS = 10_000
 MAX_REPEAT = 1_000
-_ANNOTATIONS = ("odd", "even", "positive", "nonnegative")
-_RESERVED = frozenset({"cat", "add", "min", "max", "net", "input", "block", "where", "claim", "true", "false"})
+MAX_BLOCK_DEPTH = 64
+ANNOTATIONS = ("odd", "even", "positive", "nonnegative")
+ATTRIBUTES = {"freeze": "the layer's parameters are not trained (requires_grad=False)"}
+RESERVED = frozenset({"cat", "add", "min", "max", "net", "input", "output", "block", "where", "claim", "true",
+                      "false", "if", "else", "as", "inf"})
+Layer = ir.Op | ir.BlockInstance
 
 
-def _did_you_mean(name: str, options: Iterable[str]) -> str:
+def did_you_mean(name: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f"did you mean '{close[0]}'? " if close else ""
 
 
-def names_in(e: ir.Expr) -> Iterable[ir.Name]:
-    """Every Name node in an expression, left to right."""
-    stack = [e]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ir.Name):
-            yield n
-        elif isinstance(n, ir.BinOp):
-            stack += [n.right, n.left]
-        elif isinstance(n, ir.Neg):
-            stack.append(n.operand)
-        elif isinstance(n, ir.Call):
-            stack += reversed(n.args)
+def check_names(e: ir.Expr, known: set[str] | dict, where: str) -> None:
+    for n in ir.names_in(e):
+        if n.id not in known:
+            raise NetdslError(f"unknown name '{n.id}' in {where}", n.span,
+                              did_you_mean(n.id, known) + (f"known here: {', '.join(sorted(known))}" if known
+                                                           else "no names are defined here"))
 
 
-def substitute(e: ir.Expr, env: dict[str, ir.Expr]) -> ir.Expr:
-    """Replace names bound by a block call with the caller's expressions."""
-    if isinstance(e, ir.Name):
-        return env.get(e.id, e)
-    if isinstance(e, ir.BinOp):
-        return e.model_copy(update={"left": substitute(e.left, env), "right": substitute(e.right, env)})
-    if isinstance(e, ir.Neg):
-        return e.model_copy(update={"operand": substitute(e.operand, env)})
-    if isinstance(e, ir.Call):
-        return e.model_copy(update={"args": [substitute(a, env) for a in e.args]})
-    return e
+def fresh(name: str, span: Span, seen: dict[str, Span], what: str) -> None:
+    if name in RESERVED:
+        raise NetdslError(f"'{name}' is a reserved word and cannot name a {what}", span, "pick another name")
+    if name in seen:
+        prev = seen[name]
+        raise NetdslError(f"duplicate name '{name}'", span,
+                          f"'{name}' is already defined at line {prev.line}, column {prev.column}; rename one of them")
+    seen[name] = span
 
 
-def const_int(e: ir.Expr) -> int | None:
-    """Value of an expression without names (used for repetition counts), else None."""
-    if isinstance(e, ir.Int):
-        return e.value
-    if isinstance(e, ir.Neg):
-        v = const_int(e.operand)
-        return None if v is None else -v
-    if isinstance(e, ir.BinOp):
-        a, b = const_int(e.left), const_int(e.right)
-        if a is None or b is None:
-            return None
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            return a * b
-        if e.op in ("//", "%", "/") and b == 0:
-            return None
-        if e.op == "//":
-            return a // b
-        if e.op == "%":
-            return a % b
-        if e.op == "**" and 0 <= b <= 64 and abs(a) <= 2 ** 16:
-            return a ** b
-        return None
-    if isinstance(e, ir.Call):
-        vals = [const_int(a) for a in e.args]
-        if any(v is None for v in vals):
-            return None
-        return min(vals) if e.func == "min" else max(vals)  # type: ignore[type-var]
-    return None
-
-
-class _Lowerer:
-    def __init__(self, spec: ir.Spec) -> None:
-        self.spec = spec
-        self.params = {p.name: p for p in spec.params}
-        self.dims = {d.name: d for d in spec.input.dims}
-        self.blocks: dict[str, ir.BlockDef] = {}
-
-    # --- names ----------------------------------------------------------------------------
-    def check_header(self) -> None:
-        seen: dict[str, Span] = {}
-        for p in self.spec.params:
-            self._fresh(p.name, p.span, seen, "parameter")
-            if p.annotation is not None and p.annotation not in _ANNOTATIONS:
-                raise NetdslError(f"unknown parameter annotation '{p.annotation}'", p.span,
-                                  f"use one of: {', '.join(_ANNOTATIONS)}, or a `where` condition")
-            # Defaults may use parameters declared before them, never after.
-            self.check_expr(p.default, set(seen) - {p.name}, "parameter default")
-        for d in self.spec.input.dims:
-            self._fresh(d.name, d.span, seen, "size")
+def check_header(spec: ir.Spec) -> None:
+    """Names in the header and input declarations: unique, known, defined before use."""
+    seen: dict[str, Span] = {}
+    params = {p.name for p in spec.params}
+    for p in spec.params:
+        fresh(p.name, p.span, seen, "parameter")
+        if p.annotation is not None and p.annotation not in ANNOTATIONS:
+            raise NetdslError(f"unknown parameter annotation '{p.annotation}'", p.span,
+                              f"use one of: {', '.join(ANNOTATIONS)}, or a `where` condition")
+        # Defaults may use parameters declared before them, never after.
+        check_names(p.default, set(seen) - {p.name}, "parameter default")
+    dims: set[str] = set()
+    for inp in spec.inputs:
+        fresh(inp.name, inp.span, seen, "input")
+        check_names(inp.channels, params, "input channels")
+        for d in inp.dims:
+            if d.name in dims and d.default is None:
+                continue  # `input b: [1, H, W]` reuses the sizes of an earlier input
+            fresh(d.name, d.span, seen, "size")
+            dims.add(d.name)
             if d.default is not None:
-                self.check_expr(d.default, set(self.params), "input size default")
-        self.check_expr(self.spec.input.channels, set(self.params), "input channels")
-        for c in [*self.spec.conditions, *self.spec.input.conditions]:
-            for side in (c.left, c.right):
-                self.check_expr(side, set(self.params) | set(self.dims), "condition")
+                check_names(d.default, params, "input size default")
+    for c in [*spec.conditions, *(c for i in spec.inputs for c in i.conditions)]:
+        for side in (c.left, c.right):
+            check_names(side, params | dims, "condition")
 
-    def _fresh(self, name: str, span: Span, seen: dict[str, Span], what: str) -> None:
-        if name in _RESERVED:
-            raise NetdslError(f"'{name}' is a reserved word and cannot name a {what}", span, "pick another name")
-        if name in seen:
-            prev = seen[name]
-            raise NetdslError(f"duplicate name '{name}'", span,
-                              f"'{name}' is already defined at line {prev.line}, column {prev.column}; rename one of them")
-        seen[name] = span
 
-    def check_expr(self, e: ir.Expr, known: set[str], where: str) -> None:
-        for n in names_in(e):
-            if n.id not in known:
-                raise NetdslError(f"unknown name '{n.id}' in {where}", n.span,
-                                  _did_you_mean(n.id, known) + (f"known here: {', '.join(sorted(known))}" if known else "no names are defined here"))
+@dataclass
+class _Scope:
+    """What names mean where a chain is expanded: block parameters and indices are bound to
+    expressions; `known` lists every name an expression may use there."""
 
-    # --- layers ---------------------------------------------------------------------------
-    def expand(self, calls: list[ir.LayerCall], env: dict[str, ir.Expr], known: set[str],
-               via: list[Span], prefix: str) -> list[tuple[str | None, ir.Op]]:
-        """Flatten a chain into (label, op) pairs; labels are None where the user wrote none."""
-        out: list[tuple[str | None, ir.Op]] = []
+    bound: dict[str, ir.Expr]
+    known: set[str]
+    via: list[Span]
+    attrs: tuple[str, ...] = ()
+    depth: int = 0
+    dry: bool = False  # checking a block's definition: names only, nothing evaluated
+
+    def child(self, **kw: object) -> "_Scope":
+        return _Scope(**{**self.__dict__, **kw})
+
+
+@dataclass
+class _Lowerer:
+    spec: ir.Spec
+    values: dict[str, int]
+    blocks: dict[str, ir.BlockDef] = field(default_factory=dict)
+    structural: set[str] = field(default_factory=set)
+    count: int = 0
+
+    # --- expressions -------------------------------------------------------------------------
+    def resolve(self, e: ir.Expr, sc: _Scope) -> ir.Expr:
+        """Substitute bound names, and choose each `if` branch at the values in use."""
+        if isinstance(e, ir.Name):
+            return sc.bound.get(e.id, e)
+        if isinstance(e, ir.Int):
+            return e
+        if isinstance(e, ir.BinOp):
+            return e.model_copy(update={"left": self.resolve(e.left, sc), "right": self.resolve(e.right, sc)})
+        if isinstance(e, ir.Neg):
+            return e.model_copy(update={"operand": self.resolve(e.operand, sc)})
+        if isinstance(e, ir.Call):
+            return e.model_copy(update={"args": [self.resolve(a, sc) for a in e.args]})
+        if sc.dry:
+            return e
+        t = e.test
+        a, b = self.evaluate(self.resolve(t.left, sc), "condition"), self.evaluate(self.resolve(t.right, sc), "condition")
+        ok = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[t.op]
+        return self.resolve(e.then if ok else e.orelse, sc)
+
+    def evaluate(self, e: ir.Expr, what: str) -> int:
+        """An integer at the values in use; the parameters it reads become structural."""
+        def leaf(n: ir.Int | ir.Name) -> int:
+            if isinstance(n, ir.Int):
+                return n.value
+            self.structural.add(n.id)
+            return self.values[n.id]
+
+        def binop(n: ir.BinOp, a: int, b: int) -> int:
+            if n.op in ("//", "%", "/") and b == 0:
+                raise NetdslError("division by zero", n.right.span, f"in a {what}")
+            if n.op == "**":
+                if not 0 <= b <= 64 or abs(a) > 2**16:
+                    raise NetdslError("exponents must be constant integers from 0 to 64", n.right.span, f"in a {what}")
+                return a ** b
+            if n.op == "/":
+                if a % b:
+                    raise NetdslError(f"{a}/{b} is not an integer", n.span, f"use // in a {what}")
+                return a // b
+            return {"+": a + b, "-": a - b, "*": a * b, "//": a // b, "%": a % b}[n.op]
+
+        return ir.fold(e, leaf, binop, lambda n, v: -v, lambda n, vs: min(vs) if n.func == "min" else max(vs))
+
+    # --- layers ------------------------------------------------------------------------------
+    def expand(self, calls: list[ir.LayerCall], sc: _Scope, prefix: str) -> list[tuple[str | None, Layer]]:
+        """Flatten a chain into (label, layer) pairs; labels are None where the user wrote none."""
+        out: list[tuple[str | None, Layer]] = []
         for call in calls:
-            times = 1
-            if call.repeat is not None:
-                times = const_int(substitute(call.repeat, env)) if not list(names_in(call.repeat)) else None
-                if times is None or times < 1 or times > MAX_REPEAT:
-                    raise NetdslError("a repetition count must be a constant integer between 1 and "
-                                      f"{MAX_REPEAT}", call.repeat.span,
-                                      "write e.g. `down(NF) * 3`; the count cannot depend on parameters")
+            times = self.times(call, sc)
+            attrs = tuple(sorted({*sc.attrs, *self.attrs(call.attrs)}))
             label = (prefix + call.label.name) if call.label else None
             for i in range(times):
+                inner_sc = sc.child(attrs=attrs)
+                if call.index is not None:
+                    inner_sc = inner_sc.child(bound={**sc.bound, call.index.name: ir.Int(span=call.index.span, value=i)},
+                                              known=sc.known | {call.index.name})
                 lab = label if times == 1 or label is None else f"{label}_{i}"
-                if call.op.name in OPS:
-                    out.append((lab, self.op(call, OPS[call.op.name], env, known, via)))
-                elif call.op.name in self.blocks:
-                    inner = self.block_call(call, env, known, via, f"{lab}_" if lab else prefix)
-                    # A labelled call names every layer it expands to, so they read as one unit.
-                    out += [(il if il is not None or lab is None else f"{lab}_{j}", op)
-                            for j, (il, op) in enumerate(inner)]
-                else:
-                    raise NetdslError(f"unknown op or block '{call.op.name}'", call.op.span,
-                                      _did_you_mean(call.op.name, [*OPS, *self.blocks])
-                                      + f"builtins: {', '.join(OPS)}" + (f"; blocks: {', '.join(self.blocks)}" if self.blocks else ""))
-                if len(out) > MAX_LAYERS:
+                out += self.one(call, inner_sc, lab, prefix)
+                if self.count > MAX_LAYERS:
                     raise NetdslError(f"the network expands to more than {MAX_LAYERS} layers", call.span,
                                       "lower the repetition counts")
         return out
 
-    def block_call(self, call: ir.LayerCall, env: dict[str, ir.Expr], known: set[str], via: list[Span],
-                   prefix: str) -> list[tuple[str | None, ir.Op]]:
-        block = self.blocks[call.op.name]
+    def times(self, call: ir.LayerCall, sc: _Scope) -> int:
+        if call.repeat is None:
+            return 1
+        check_names(call.repeat, sc.known, "repetition count")
+        if sc.dry:
+            return 1
+        n = self.evaluate(self.resolve(call.repeat, sc), "repetition count")
+        if not 0 <= n <= MAX_REPEAT:
+            raise NetdslError(f"a repetition count must be an integer from 0 to {MAX_REPEAT}; this one is {n}",
+                              call.repeat.span, "write e.g. `down(NF) * 3`; `* 0` leaves the layer out")
+        return n
+
+    def one(self, call: ir.LayerCall, sc: _Scope, lab: str | None, prefix: str) -> list[tuple[str | None, Layer]]:
+        name = call.op.name
+        if name in REGISTRY:
+            self.count += 1
+            return [(lab, self.op(call, REGISTRY[name], sc))]
+        block = self.blocks.get(name)
+        if block is None:
+            raise NetdslError(f"unknown op or block '{name}'", call.op.span,
+                              did_you_mean(name, [*REGISTRY, *self.blocks]) + f"builtins: {', '.join(REGISTRY)}"
+                              + (f"; blocks: {', '.join(self.blocks)}" if self.blocks else ""))
+        if sc.depth >= MAX_BLOCK_DEPTH:
+            raise NetdslError(f"blocks nest more than {MAX_BLOCK_DEPTH} deep here", call.span,
+                              "call fewer blocks inside blocks")
+        inner = sc.child(bound=self.bind(call, block, sc), known=self.block_known(block), via=[*sc.via, call.span],
+                         depth=sc.depth + 1)
+        if block.is_graph:
+            return [(lab, self.graph_call(call, block, inner))]
+        pairs = self.expand(block.body, inner, f"{lab}_" if lab else prefix)
+        # A labelled call names every layer it expands to, so they read as one unit.
+        return [(il if il is not None or lab is None else f"{lab}_{j}", op) for j, (il, op) in enumerate(pairs)]
+
+    def block_known(self, block: ir.BlockDef) -> set[str]:
+        return {p.name for p in self.spec.params} | {d.name for i in self.spec.inputs for d in i.dims} \
+            | {p.name for p in block.params}
+
+    def attrs(self, attrs: list[ir.Attr]) -> list[str]:
+        for a in attrs:
+            if a.name not in ATTRIBUTES:
+                raise NetdslError(f"unknown attribute '@{a.name}'", a.span, did_you_mean(a.name, ATTRIBUTES)
+                                  + "attributes: " + ", ".join(f"@{k} ({v})" for k, v in ATTRIBUTES.items()))
+            if a.args:
+                raise NetdslError(f"'@{a.name}' takes no arguments", a.args[0].span, f"write @{a.name}")
+        return [a.name for a in attrs]
+
+    def bind(self, call: ir.LayerCall, block: ir.BlockDef, sc: _Scope) -> dict[str, ir.Expr]:
         names = [p.name for p in block.params]
         bound: dict[str, ir.Expr] = {}
         for i, a in enumerate(call.args):
@@ -167,7 +218,7 @@ class _Lowerer:
                 key = names[i]
             elif a.name not in names:
                 raise NetdslError(f"block '{block.name}' has no parameter '{a.name}'", a.span,
-                                  _did_you_mean(a.name, names) + f"its parameters: ({', '.join(names)})")
+                                  did_you_mean(a.name, names) + f"its parameters: ({', '.join(names)})")
             else:
                 key = a.name
             if key in bound:
@@ -175,17 +226,25 @@ class _Lowerer:
             if a.value.kind not in ir.EXPR_KINDS:
                 raise NetdslError(f"block arguments are integer expressions, not {a.value.kind} values", a.value.span,
                                   f"pass an integer to '{key}'")
-            self.check_expr(a.value, known, "block argument")
-            bound[key] = substitute(a.value, env)
-        missing = [n for n in names if n not in bound]
-        if missing:
-            raise NetdslError(f"block '{block.name}' is missing argument(s): {', '.join(missing)}", call.span,
-                              f"call it as {block.name}({', '.join(names)})")
-        inner_known = set(self.params) | set(self.dims) | set(names)
-        return self.expand(block.body, bound, inner_known, [*via, call.span], prefix)
+            check_names(a.value, sc.known, "block argument")
+            bound[key] = self.resolve(a.value, sc)  # type: ignore[arg-type]
+        for p in block.params:
+            if p.name not in bound:
+                if p.default is None:
+                    missing = [n for n in names if n not in bound]
+                    raise NetdslError(f"block '{block.name}' is missing argument(s): {', '.join(missing)}", call.span,
+                                      f"call it as {block.name}({', '.join(names)})")
+                # Defaults see the block's earlier parameters as the caller bound them.
+                bound[p.name] = self.resolve(p.default, sc.child(bound={**sc.bound, **bound}))
+        return bound
 
-    def op(self, call: ir.LayerCall, spec: OpSpec, env: dict[str, ir.Expr], known: set[str],
-           via: list[Span]) -> ir.Op:
+    def graph_call(self, call: ir.LayerCall, block: ir.BlockDef, sc: _Scope) -> ir.BlockInstance:
+        assert block.input is not None
+        nodes = self.statements(block.assigns, {block.input.name: block.input.span}, sc, graph_block=block)
+        return ir.BlockInstance(span=call.span, block=block.name, name="", input=block.input.name, nodes=nodes,
+                                via=sc.via[:-1], attrs=list(sc.attrs))
+
+    def op(self, call: ir.LayerCall, spec: OpDef, sc: _Scope) -> ir.Op:
         given: dict[str, ir.Value] = {}
         for i, a in enumerate(call.args):
             if a.name is None:
@@ -200,12 +259,13 @@ class _Lowerer:
                 found = spec.arg(a.name)
                 if found is None:
                     raise NetdslError(f"'{spec.name}' has no argument '{a.name}'", a.span,
-                                      _did_you_mean(a.name, [x.name for x in spec.args])
-                                      + (f"its arguments: {', '.join(x.name for x in spec.args)}" if spec.args else f"'{spec.name}' takes no arguments"))
+                                      did_you_mean(a.name, [x.name for x in spec.args])
+                                      + (f"its arguments: {', '.join(x.name for x in spec.args)}" if spec.args
+                                         else f"'{spec.name}' takes no arguments"))
                 arg = found
             if arg.name in given:
                 raise NetdslError(f"argument '{arg.name}' given twice", a.span, "give each argument once")
-            given[arg.name] = self.check_value(a.value, arg, spec, env, known)
+            given[arg.name] = self.value(a.value, arg, spec, sc)
         args: dict[str, ir.Value] = {}
         for arg in spec.args:
             if arg.name in given:
@@ -213,33 +273,34 @@ class _Lowerer:
             elif arg.default_from is not None:
                 args[arg.name] = args[arg.default_from]
             elif arg.required:
-                raise NetdslError(f"'{spec.name}' needs its argument '{arg.name}'", call.span,
-                                  f"{spec.name}: {spec.doc}")
+                raise NetdslError(f"'{spec.name}' needs its argument '{arg.name}'", call.span, f"{spec.name}: {spec.doc}")
             else:
-                args[arg.name] = _literal(arg.default, call.op.span)
-        return ir.Op(span=call.span, op=spec.name, name="", args=args, via=via)
+                args[arg.name] = literal(arg.default, call.op.span)
+        return ir.Op(span=call.span, op=spec.name, name="", args=args, via=sc.via, attrs=list(sc.attrs))
 
-    def check_value(self, v: ir.Value, arg: ArgSpec, spec: OpSpec, env: dict[str, ir.Expr],
-                    known: set[str]) -> ir.Value:
-        want = {"int": "an integer expression", "float": "a number", "bool": "true or false",
-                "str": "a string"}[arg.type]
+    def value(self, v: ir.Value, arg: ArgSpec, spec: OpDef, sc: _Scope) -> ir.Value:
+        want = {"int": "an integer expression", "float": "a number", "bool": "true or false", "str": "a string"}[arg.type]
         if arg.type == "int":
             if isinstance(v, ir.Hole):
                 return v
+            if isinstance(v, ir.Pair):
+                if not arg.pair:
+                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' takes one integer, not a pair", v.span,
+                                      f"{spec.name}: {spec.doc}")
+                for x in v.items:
+                    check_names(x, sc.known, f"argument '{arg.name}'")
+                return v.model_copy(update={"items": tuple(self.resolve(x, sc) for x in v.items)})
             if v.kind in ir.EXPR_KINDS:
-                self.check_expr(v, known, f"argument '{arg.name}'")
-                return substitute(v, env)
+                check_names(v, sc.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
+                return self.resolve(v, sc)  # type: ignore[arg-type]
         elif arg.type == "float":
             f: ir.Float | None = None
             if isinstance(v, ir.Float):
                 f = v
-            elif v.kind in ir.EXPR_KINDS and const_int(v) is not None:
-                f = ir.Float(span=v.span, value=float(const_int(v)))
+            elif v.kind in ir.EXPR_KINDS and ir.const_int(v) is not None:  # type: ignore[arg-type]
+                f = ir.Float(span=v.span, value=float(ir.const_int(v)))  # type: ignore[arg-type]
             if f is not None:
-                if (arg.fmin is not None and f.value < arg.fmin) or (arg.fmax is not None and f.value > arg.fmax):
-                    bounds = f"from {arg.fmin} to {arg.fmax}" if arg.fmax is not None else f"at least {arg.fmin}"
-                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be {bounds}, not {f.value}", v.span,
-                                      f"{spec.name}: {spec.doc}")
+                check_float(f, arg, spec)
                 return f
         elif arg.type == "bool" and isinstance(v, ir.Bool):
             return v
@@ -247,65 +308,98 @@ class _Lowerer:
             if arg.choices and v.value not in arg.choices:
                 raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be one of "
                                   f"{', '.join(repr(c) for c in arg.choices)}, not {v.value!r}", v.span,
-                                  _did_you_mean(v.value, arg.choices) or f'write {arg.name}="{arg.choices[0]}"')
+                                  did_you_mean(v.value, arg.choices) or f'write {arg.name}="{arg.choices[0]}"')
             return v
-        raise NetdslError(f"'{spec.name}' argument '{arg.name}' wants {want}", v.span,
-                          f"{spec.name}: {spec.doc}")
+        raise NetdslError(f"'{spec.name}' argument '{arg.name}' wants {want}", v.span, f"{spec.name}: {spec.doc}")
 
-    # --- the whole spec -------------------------------------------------------------------
-    def run(self) -> ir.Graph:
-        self.check_header()
-        top_known = set(self.params) | set(self.dims)
-        for b in self.spec.blocks:
-            if b.name in OPS:
-                raise NetdslError(f"block '{b.name}' shadows the builtin op of that name", b.span, "rename the block")
-            if b.name in self.blocks:
-                prev = self.blocks[b.name].span
-                raise NetdslError(f"duplicate block '{b.name}'", b.span,
-                                  f"'{b.name}' is already defined at line {prev.line}, column {prev.column}")
-            seen: dict[str, Span] = {}
-            for p in b.params:
-                self._fresh(p.name, p.span, seen, "block parameter")
-            # Blocks see earlier blocks only, so recursion cannot be written.
-            self.expand(b.body, {}, top_known | {p.name for p in b.params}, [b.span], "")
-            self.blocks[b.name] = b
-        defined: dict[str, Span] = {self.spec.input.name: self.spec.input.span}
+    # --- statements --------------------------------------------------------------------------
+    def statements(self, assigns: list[ir.Assign], defined: dict[str, Span], sc: _Scope,
+                   graph_block: ir.BlockDef | None = None) -> list[ir.TensorNode]:
         nodes: list[ir.TensorNode] = []
-        total = 0
-        for a in self.spec.assigns:
+        for a in assigns:
             for ref in a.inputs:
                 if ref.name not in defined:
-                    later = next((x for x in self.spec.assigns if x.name == ref.name), None)
+                    later = next((x for x in assigns if x.name == ref.name), None)
                     hint = (f"'{ref.name}' is defined later, at line {later.span.line}; move that statement up"
-                            if later is not None else _did_you_mean(ref.name, defined) + f"tensors defined so far: {', '.join(defined)}")
+                            if later is not None else did_you_mean(ref.name, defined)
+                            + f"tensors defined so far: {', '.join(defined)}")
                     raise NetdslError(f"'{ref.name}' is used before it is defined" if later else f"unknown tensor '{ref.name}'",
                                       ref.span, hint)
-            if a.name in defined or a.name in self.params or a.name in _RESERVED:
-                if a.name in _RESERVED:
-                    raise NetdslError(f"'{a.name}' is a reserved word", a.span, "pick another tensor name")
-                prev = defined.get(a.name) or self.params[a.name].span
+            if a.name in RESERVED - {"output"} or (a.name == "output" and not a.output):
+                raise NetdslError(f"'{a.name}' is a reserved word", a.span, "pick another tensor name")
+            if a.name in defined or a.name in sc.known:
+                prev = defined.get(a.name) or next((p.span for p in self.spec.params if p.name == a.name), a.span)
                 raise NetdslError(f"duplicate name '{a.name}'", a.span,
                                   f"'{a.name}' is already defined at line {prev.line}, column {prev.column}; rename one of them")
-            if a.annotation is not None:
-                for e in a.annotation:
-                    self.check_expr(e, top_known, "shape annotation")
-            pairs = self.expand(a.chain, {}, top_known, [], "")
-            total += len(pairs)
-            if total > MAX_LAYERS:
-                raise NetdslError(f"the network has more than {MAX_LAYERS} layers", a.span, "split or shrink it")
+            if graph_block is not None and a.output and a.name != "output":
+                raise NetdslError(f"a graph block has one result, the statement named `output`", a.span,
+                                  f"write `output = ...` in block '{graph_block.name}'")
+            for e in a.annotation or ():
+                check_names(e, sc.known, "shape annotation")
+            stmt_sc = sc.child(attrs=tuple(sorted({*sc.attrs, *self.attrs(a.attrs)})))
+            pairs = self.expand(a.chain, stmt_sc, "")
             nodes.append(ir.TensorNode(span=a.span, name=a.name, merge=a.merge, inputs=a.inputs,
-                                       layers=_name_layers(pairs), annotation=a.annotation))
+                                       source_span=a.source_span, layers=name_layers(pairs),
+                                       annotation=[self.resolve(e, sc) for e in a.annotation] if a.annotation else None))
             defined[a.name] = a.span
-        out = next((n for n in nodes if n.name == "output"), None)
-        if out is None:
+        if graph_block is not None and not any(n.name == "output" for n in nodes):
+            raise NetdslError(f"graph block '{graph_block.name}' has no result", graph_block.span,
+                              "name the block's result `output`, e.g. `output = add(x, y) |> relu`")
+        return nodes
+
+    def run(self) -> ir.Graph:
+        check_header(self.spec)
+        params_dims = {p.name for p in self.spec.params} | {d.name for i in self.spec.inputs for d in i.dims}
+        for b in self.spec.blocks:
+            self.define(b)
+        defined = {i.name: i.span for i in self.spec.inputs}
+        nodes = self.statements(self.spec.assigns, defined, _Scope(bound={}, known=params_dims, via=[]))
+        outputs = [a.name for a in self.spec.assigns if a.output]
+        if not outputs:
             raise NetdslError("the spec has no output", self.spec.span if not nodes else nodes[-1].span,
-                              "name the network's result `output`, e.g. `output = h |> conv(NC, 3, padding=1)`")
+                              "name the network's result `output`, e.g. `output = h |> conv(NC, 3, padding=1)`, "
+                              "or mark results with `output NAME = ...`")
         return ir.Graph(span=self.spec.span, name=self.spec.name, params=self.spec.params,
-                        conditions=self.spec.conditions, input=self.spec.input, nodes=nodes,
-                        output="output", claims=self.spec.claims)
+                        conditions=self.spec.conditions, inputs=self.spec.inputs, nodes=nodes, outputs=outputs,
+                        claims=self.spec.claims, structural=sorted(self.structural))
+
+    def define(self, b: ir.BlockDef) -> None:
+        if b.name in REGISTRY:
+            raise NetdslError(f"block '{b.name}' shadows the builtin op of that name", b.span, "rename the block")
+        if b.name in self.blocks:
+            prev = self.blocks[b.name].span
+            raise NetdslError(f"duplicate block '{b.name}'", b.span,
+                              f"'{b.name}' is already defined at line {prev.line}, column {prev.column}")
+        seen: dict[str, Span] = {}
+        for i, p in enumerate(b.params):
+            fresh(p.name, p.span, seen, "block parameter")
+            if p.default is not None:
+                check_names(p.default, self.block_known(b) - {q.name for q in b.params[i:]}, "parameter default")
+        # Blocks see earlier blocks only, so recursion cannot be written; check names now.
+        sc = _Scope(bound={}, known=self.block_known(b), via=[b.span], dry=True)
+        saved = self.count
+        if b.is_graph:
+            assert b.input is not None
+            self.statements(b.assigns, {b.input.name: b.input.span}, sc, graph_block=b)
+        else:
+            self.expand(b.body, sc, "")
+        self.count = saved
+        self.blocks[b.name] = b
 
 
-def _literal(v: int | float | bool | str | None, span: Span) -> ir.Value:
+def check_float(f: ir.Float, arg: ArgSpec, spec: OpDef) -> None:
+    import math
+
+    if not math.isfinite(f.value) and not arg.inf_ok:
+        raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be finite, not {f.value}", f.span,
+                          f"{spec.name}: {spec.doc}")
+    if (arg.fmin is not None and f.value < arg.fmin) or (arg.fmax is not None and f.value > arg.fmax):
+        bounds = f"from {arg.fmin} to {arg.fmax}" if arg.fmax is not None else f"at least {arg.fmin}"
+        raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be {bounds}, not {f.value}", f.span,
+                          f"{spec.name}: {spec.doc}")
+
+
+def literal(v: int | float | bool | str | None, span: Span) -> ir.Value:
     if isinstance(v, bool):
         return ir.Bool(span=span, value=v)
     if isinstance(v, int):
@@ -315,10 +409,10 @@ def _literal(v: int | float | bool | str | None, span: Span) -> ir.Value:
     return ir.Str(span=span, value=str(v))
 
 
-def _name_layers(pairs: list[tuple[str | None, ir.Op]]) -> list[ir.Op]:
+def name_layers(pairs: list[tuple[str | None, Layer]]) -> list[Layer]:
     """Labelled layers keep their label; the others get their position, as in nn.Sequential."""
     seen: dict[str, Span] = {}
-    out = []
+    out: list[Layer] = []
     for i, (label, op) in enumerate(pairs):
         name = label if label is not None else str(i)
         if name in seen:
@@ -330,6 +424,6 @@ def _name_layers(pairs: list[tuple[str | None, ir.Op]]) -> list[ir.Op]:
     return out
 
 
-def lower(spec: ir.Spec) -> ir.Graph:
-    """Check names and arguments and flatten blocks; the result holds builtin ops only."""
-    return _Lowerer(spec).run()
+def lower(spec: ir.Spec, values: dict[str, int]) -> ir.Graph:
+    """Check names and arguments and expand blocks at `values` (every parameter and size in use)."""
+    return _Lowerer(spec, values).run()

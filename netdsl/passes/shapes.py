@@ -1,79 +1,52 @@
-"""Symbolic shape inference: every tensor and layer output as [C, H', W'] in SymPy.
+"""Symbolic shape inference: the lowered graph to the concrete graph, every rule checked.
 
 Each size is checked at the values in use (a positive integer); merges and annotations are
-checked symbolically where SymPy can decide them, and at the values in use otherwise (noted).
+checked for every admissible value where that can be decided (`netdsl.symbolic`), and at the
+values in use otherwise (noted). Ops are read from the registry: their rules, shapes, counts.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any
 
 import sympy as sp
 
 from netdsl import ir
+from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Shape, Statement, Tensor
 from netdsl.errors import NetdslError, Span
+from netdsl.ops import MERGES, REGISTRY, Args, OpDef, RuleError
 from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
+from netdsl.symbolic import always_equal
 
-Shape = tuple[sp.Expr, sp.Expr, sp.Expr]
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    node: str
-    qualname: str  # the module path in the compiled network, e.g. "sequence1.0"
-    op: ir.Op
-    in_shape: Shape
-    out_shape: Shape
-    args: dict[str, sp.Expr]  # integer arguments as internal expressions
+AXES = {1: ("features",), 3: ("channels", "height", "width")}
 
 
-@dataclass
-class ShapeResult:
-    env: SymEnv
-    input_shape: Shape
-    tensors: dict[str, Shape] = field(default_factory=dict)
-    merged: dict[str, Shape] = field(default_factory=dict)  # each statement's shape after cat/add
-    layers: list[LayerShape] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.tensors[self.env.graph.output]
-
-    def show(self, s: Shape) -> list[sp.Expr]:
-        return show_shape(self.env, s)
-
-    def at(self, s: Shape) -> list[int]:
-        return shape_at(self.env, s)
+def axis_names(rank: int) -> tuple[str, ...]:
+    return AXES.get(rank, tuple(f"axis {i}" for i in range(rank)))
 
 
-def show_shape(env: SymEnv, s: Shape) -> list[sp.Expr]:
-    """A shape in the user's symbols."""
-    return [env.show(x) for x in s]
+def rank_text(rank: int) -> str:
+    return {1: "features [F]", 3: "an image [C, H, W]"}.get(rank, f"a rank-{rank} tensor")
 
 
-def shape_at(env: SymEnv, s: Shape) -> list[int]:
-    """A shape at the values in use."""
-    return [int(env.at(x)) for x in s]
-
-
-def _fmt(xs: list[sp.Expr] | list[int]) -> str:
+def _fmt(xs: Any) -> str:
     return "[" + ", ".join(str(x) for x in xs) + "]"
 
 
-def _origin(span: Span) -> str:
-    return f"line {span.line}"
-
-
 class ShapeInference:
-    """Walks a graph once, computing and checking every shape; `solve` reuses its per-layer rules."""
+    """Walks a graph once, computing and checking every shape; `solve` reuses its per-layer rules.
 
-    def __init__(self, graph: ir.Graph, env: SymEnv) -> None:
+    `dim_scale` multiplies every input size (2: the network at 2H x 2W, for `--double-resolution`).
+    """
+
+    def __init__(self, graph: ir.Graph, env: SymEnv, dim_scale: int = 1) -> None:
         self.g = graph
         self.env = env
-        self.origin: dict[str, Span] = {graph.input.name: graph.input.span}
+        self.dim_scale = dim_scale
+        self.origin: dict[str, Span] = {i.name: i.span for i in graph.inputs}
+        self.notes: list[str] = []
 
-    def int_arg(self, op: ir.Op, name: str) -> sp.Expr:
-        v = op.args[name]
+    # --- values ------------------------------------------------------------------------------
+    def int_value(self, op: ir.Op, name: str, v: ir.Value, low: int) -> tuple[sp.Expr, int]:
         if isinstance(v, ir.Hole):
             raise NetdslError(f"'{op.op}' argument '{name}' is left open ('?')", v.span,
                               "`netdsl solve` finds values for open arguments; build needs them filled in")
@@ -81,137 +54,190 @@ class ShapeInference:
         val = self.env.at(x)
         if not val.is_Integer:
             raise NetdslError(f"'{op.op}' argument '{name}' is not an integer: {safe_str(self.env.show(x))} = "
-                              f"{safe_str(val)}", v.span,
-                              "use // for integer division")
-        return x
+                              f"{safe_str(val)}", v.span, "use // for integer division")
+        if val > MAX_VALUE:
+            raise NetdslError(f"'{op.op}' argument '{name}' is larger than 10**18", v.span,
+                              f"at the values in use {self.used(x)}")
+        if val < low:
+            raise NetdslError(f"'{op.op}' argument '{name}' is {val}; it must be at least {low}", v.span,
+                              f"at the values in use {self.used(x)}")
+        return x, int(val)
 
-    def layer(self, tnode: ir.TensorNode, op: ir.Op, s: Shape) -> LayerShape:
-        node = tnode.name
-        c, h, w = s
-        kind = op.op
-        args = {n: self.int_arg(op, n) for n, v in op.args.items() if not isinstance(v, (ir.Float, ir.Str, ir.Bool))}
-        where = op.via[0] if op.via else op.span
-        vals = {n: int(self.env.at(x)) for n, x in args.items()}
-        for n, v in vals.items():
-            low = 1 if n in ("out", "kernel", "stride", "dilation", "groups", "scale") else 0
-            if v > MAX_VALUE:
-                raise NetdslError(f"'{kind}' argument '{n}' is larger than 10**18", op.args[n].span,
-                                  f"at the values in use {self.used(args[n])}")
-            if v < low:
-                raise NetdslError(f"'{kind}' argument '{n}' is {v}; it must be at least {low}",
-                                  op.args[n].span, f"at the values in use {self.used(args[n])}")
-        if kind in ("conv", "convT"):
-            k, st, p, d, g = (args[n] for n in ("kernel", "stride", "padding", "dilation", "groups"))
-            cin, cout = int(self.env.at(c)), vals["out"]
-            if cin % vals["groups"] or cout % vals["groups"]:
-                raise NetdslError(f"groups={vals['groups']} must divide the input channels ({cin}) and the output "
-                                  f"channels ({cout})", op.args["groups"].span, "choose groups that divide both")
-            if kind == "conv":
-                fn = lambda x: sp.floor(sp.expand((x + 2 * p - d * (k - 1) - 1) / st)) + 1  # noqa: E731
-            else:
-                op_ = args["output_padding"]
-                if vals["output_padding"] >= max(vals["stride"], vals["dilation"]):
-                    raise NetdslError(f"output_padding={vals['output_padding']} must be smaller than stride "
-                                      f"({vals['stride']}) or dilation ({vals['dilation']})", op.args["output_padding"].span,
-                                      "PyTorch's rule for ConvTranspose2d")
-                fn = lambda x: sp.expand((x - 1) * st - 2 * p + d * (k - 1) + op_ + 1)  # noqa: E731
-            out = (args["out"], fn(h), fn(w))
-        elif kind in ("maxpool", "avgpool"):
-            k, st, p = args["kernel"], args["stride"], args["padding"]
-            d = args.get("dilation", sp.Integer(1))
-            eff = vals["kernel"] if kind == "avgpool" else (vals["kernel"] - 1) * vals.get("dilation", 1) + 1
-            if 2 * vals["padding"] > eff:
-                raise NetdslError(f"padding={vals['padding']} must be at most half the {kind} window ({eff})",
-                                  op.args["padding"].span, "PyTorch's rule for pooling")
-            fn = lambda x: sp.floor(sp.expand((x + 2 * p - d * (k - 1) - 1) / st)) + 1  # noqa: E731
-            out = (c, fn(h), fn(w))
-        elif kind == "upsample":
-            out = (c, sp.expand(h * args["scale"]), sp.expand(w * args["scale"]))
-        else:
-            out = s
-        span = op.span
-        for axis, x in zip(("channels", "height", "width"), out):
-            self.env.check_size(x, f"the {axis} after '{kind}'", span,
-                                f"in tensor '{node}'" + (f", from the block called at line {where.line}" if op.via else "")
-                                + f"; input was {_fmt(self.show(s))} = {_fmt(self.at(s))}")
-        return LayerShape(node=node, qualname=tnode.module_path(op), op=op, in_shape=s, out_shape=out, args=args)
+    def args(self, op: ir.Op, spec: OpDef) -> tuple[Args, Args]:
+        """The op's arguments as SymPy expressions and as plain values (pairs for pair arguments)."""
+        sym, val = Args(), Args()
+        for a in spec.args:
+            v = op.args[a.name]
+            if a.type != "int":
+                sym[a.name] = val[a.name] = v.value  # type: ignore[union-attr]
+                continue
+            low = a.minimum if a.minimum is not None else -MAX_VALUE
+            items = v.items if isinstance(v, ir.Pair) else ((v, v) if a.pair else (v,))
+            got = [self.int_value(op, a.name, x, low) for x in items]
+            sym[a.name] = tuple(g[0] for g in got) if a.pair else got[0][0]
+            val[a.name] = tuple(g[1] for g in got) if a.pair else got[0][1]
+        return sym, val
 
     def used(self, x: sp.Expr) -> str:
         names = sorted(str(s) for s in self.env.show(x).free_symbols)
         return ", ".join(f"{n}={self.env.values[n]}" for n in names) or "(constant)"
 
-    def show(self, s: Shape) -> list[sp.Expr]:
-        return show_shape(self.env, s)
+    # --- layers ------------------------------------------------------------------------------
+    def layer(self, tnode: ir.TensorNode, op: ir.Op, s: Shape, path: str) -> Layer:
+        spec = REGISTRY.get(op.op)
+        if spec is None:
+            raise NetdslError(f"no op '{op.op}' in the registry", op.span, "this netdsl does not know the op")
+        if spec.ranks is not None and len(s) not in spec.ranks:
+            want = " or ".join(rank_text(r) for r in spec.ranks)
+            hint = "flatten it first: `-> flatten -> linear(...)`" if 1 in spec.ranks else \
+                "this op works on images; features come from flatten or linear"
+            raise NetdslError(f"'{op.op}' takes {want}, but its input is {rank_text(len(s)).split(' [')[0]}: "
+                              f"{_fmt(self.show(s))} = {_fmt(self.at(s))}", op.span, hint)
+        sym, val = self.args(op, spec)
+        in_at = tuple(self.at(s))
+        try:
+            spec.check(val, in_at)
+        except RuleError as e:
+            where = op.args[e.arg].span if e.arg in op.args else op.span
+            raise NetdslError(e.message, where, e.hint) from None
+        out = tuple(spec.shape(sym, s))
+        self.check_sizes(tnode, op, s, out)
+        counts = spec.counts(sym, s, out)
+        return Layer(path=path, name=op.name, op=spec, args=val, sym=sym, in_shape=s, out_shape=out, in_at=in_at,
+                     out_at=tuple(self.at(out)), counts=counts, connections=spec.connections(sym, s, out, counts),
+                     attrs=frozenset(op.attrs), node=op, line=op.origin.line)
 
-    def at(self, s: Shape) -> list[int]:
-        return shape_at(self.env, s)
+    def check_sizes(self, tnode: ir.TensorNode, op: ir.Op, s: Shape, out: Shape) -> None:
+        where = op.origin
+        for axis, x in zip(axis_names(len(out)), out):
+            self.env.check_size(x, f"the {axis} after '{op.op}'", op.span,
+                                lambda: f"in tensor '{tnode.name}'" + (f", from the block called at line {where.line}"
+                                                                      if op.via else "")
+                                + f"; input was {_fmt(self.show(s))} = {_fmt(self.at(s))}")
+
+    def block(self, inst: ir.BlockInstance, s: Shape, path: str) -> Block:
+        tensors = {inst.input: s}
+        saved = dict(self.origin)
+        self.origin[inst.input] = inst.span
+        statements = self.statements(inst.nodes, tensors, path + ".")
+        self.origin = saved
+        out = tensors["output"]
+        return Block(name=inst.name, path=path, block=inst.block, input=inst.input, statements=statements,
+                     out_shape=out, out_at=tuple(self.at(out)), attrs=frozenset(inst.attrs), span=inst.span)
+
+    # --- statements --------------------------------------------------------------------------
+    def statements(self, nodes: list[ir.TensorNode], tensors: dict[str, Shape], prefix: str) -> list[Statement]:
+        out = []
+        for node in nodes:
+            s, merge = self.source(node, tensors, prefix)
+            items: list[Layer | Block] = []
+            for layer in node.layers:
+                path = prefix + node.module_path(layer)
+                item = self.layer(node, layer, s, path) if isinstance(layer, ir.Op) else self.block(layer, s, path)
+                items.append(item)
+                s = item.out_shape
+            tensors[node.name] = s
+            self.origin[node.name] = node.span
+            if node.annotation is not None:
+                self.check_annotation(node, s)
+            out.append(Statement(name=node.name, path=prefix + node.name, source=node.merge,
+                                 inputs=tuple(i.name for i in node.inputs), merge=merge, items=items, shape=s,
+                                 at=tuple(self.at(s)), span=node.span))
+        return out
+
+    def source(self, node: ir.TensorNode, tensors: dict[str, Shape], prefix: str = "") -> tuple[Shape, Merge | None]:
+        if node.merge == "ref":
+            return tensors[node.inputs[0].name], None
+        m = MERGES[node.merge]
+        shapes = [tensors[i.name] for i in node.inputs]
+        first = node.inputs[0]
+        for other, s in zip(node.inputs[1:], shapes[1:]):
+            a = shapes[0]
+            if len(s) != len(a):
+                raise NetdslError(f"{m.name}() of tensors of different ranks: '{first.name}' is {rank_text(len(a))}, "
+                                  f"'{other.name}' is {rank_text(len(s))}", node.source_span,
+                                  "merge tensors of one kind: images with images, features with features")
+            verdicts = [self.equal(a[i], s[i]) for i in m.match_axes(len(a))]
+            if "no" in verdicts:
+                what = "spatial sizes" if m.name == "cat" else "shapes"
+                raise NetdslError(
+                    f"{m.name}() of tensors whose {what} differ: '{first.name}' is {_fmt(self.show(a))} = "
+                    f"{_fmt(self.at(a))} (from line {self.origin[first.name].line}), '{other.name}' is "
+                    f"{_fmt(self.show(s))} = {_fmt(self.at(s))} (from line {self.origin[other.name].line})",
+                    node.source_span, "check the strides, paddings and output_padding of the layers that made them"
+                    + ("; cat joins channels, so heights and widths must match" if m.name == "cat" else ""))
+            if "here" in verdicts:
+                self.notes.append(f"line {node.span.line}: {m.name}({first.name}, {other.name}): sizes could not be "
+                                  f"shown equal for all parameter values; they are equal at the values in use")
+        out = tuple(m.shape(shapes))
+        merge = Merge(path=f"{prefix}{node.name}({m.name})", merge=m, inputs=tuple(i.name for i in node.inputs),
+                      out_shape=out, out_at=tuple(self.at(out)), connections=m.connections(shapes, out),
+                      span=node.source_span, line=node.span.line)
+        return out, merge
 
     def equal(self, a: sp.Expr, b: sp.Expr) -> str:
-        """'yes' (symbolically), 'here' (only at the values in use) or 'no'."""
-        if sp.expand(a - b) == 0:
+        """'yes' (for every admissible value), 'here' (only at the values in use) or 'no'."""
+        if always_equal(a, b):
             return "yes"
         return "here" if self.env.at(a) == self.env.at(b) else "no"
 
-    def merge(self, node: ir.TensorNode, result: ShapeResult) -> Shape:
-        shapes = [result.tensors[i.name] for i in node.inputs]
-        first, span0 = node.inputs[0], node.inputs[0].span
-        last = node.inputs[-1].span
-        start = max(1, span0.column - len(node.merge) - 1) if span0.line == last.line else span0.column
-        span = Span(span0.line, start, last.end_line, last.end_column + 1)
-        axes = (1, 2) if node.merge == "cat" else (0, 1, 2)
-        for other, s in zip(node.inputs[1:], shapes[1:]):
-            verdicts = [self.equal(shapes[0][i], s[i]) for i in axes]
-            if "no" in verdicts:
-                what = "spatial sizes" if node.merge == "cat" else "shapes"
-                a, b = result.tensors[first.name], s
-                raise NetdslError(
-                    f"{node.merge}() of tensors whose {what} differ: '{first.name}' is {_fmt(self.show(a))} = "
-                    f"{_fmt(self.at(a))} (from {_origin(self.origin[first.name])}), '{other.name}' is "
-                    f"{_fmt(self.show(b))} = {_fmt(self.at(b))} (from {_origin(self.origin[other.name])})",
-                    span, "check the strides, paddings and output_padding of the layers that made them"
-                    + ("; cat joins channels, so heights and widths must match" if node.merge == "cat" else ""))
-            if "here" in verdicts:
-                result.notes.append(f"line {node.span.line}: {node.merge}({first.name}, {other.name}): sizes could not be "
-                                    f"shown equal for all parameter values; they are equal at the values in use")
-        if node.merge == "cat":
-            return (sp.Add(*[s[0] for s in shapes]), shapes[0][1], shapes[0][2])
-        return shapes[0]
-
-    def run(self) -> ShapeResult:
-        g, env = self.g, self.env
-        cin = env.sym(g.input.channels)
-        env.check_size(cin, "the input's channel count", g.input.channels.span, "it must be a positive integer")
-        inp: Shape = (cin, env.fwd.get(env.symbols[g.input.dims[0].name], env.symbols[g.input.dims[0].name]),
-                      env.fwd.get(env.symbols[g.input.dims[1].name], env.symbols[g.input.dims[1].name]))
-        result = ShapeResult(env=env, input_shape=inp)
-        result.tensors[g.input.name] = inp
-        for node in g.nodes:
-            s = result.tensors[node.inputs[0].name] if node.merge == "ref" else self.merge(node, result)
-            result.merged[node.name] = s
-            for op in node.layers:
-                ls = self.layer(node, op, s)
-                result.layers.append(ls)
-                s = ls.out_shape
-            result.tensors[node.name] = s
-            self.origin[node.name] = node.span
-            if node.annotation is not None:
-                self.check_annotation(node, s, result)
-        return result
-
-    def check_annotation(self, node: ir.TensorNode, s: Shape, result: ShapeResult) -> None:
+    def check_annotation(self, node: ir.TensorNode, s: Shape) -> None:
         assert node.annotation is not None
         want = tuple(self.env.sym(e) for e in node.annotation)
-        for axis, e, a, b in zip(("channels", "height", "width"), node.annotation, s, want):
+        if len(want) != len(s):
+            raise NetdslError(f"'{node.name}' is annotated with {len(want)} sizes but is {rank_text(len(s))} "
+                              f"{_fmt(self.show(s))}", node.annotation[0].span, "annotate every axis")
+        for axis, e, a, b in zip(axis_names(len(s)), node.annotation, s, want):
             verdict = self.equal(a, b)
             if verdict == "no":
                 raise NetdslError(f"'{node.name}' is annotated {_fmt(self.show(want))} but its {axis} are "
                                   f"{self.env.show(a)} = {self.env.at(a)}", e.span,
                                   f"its shape is {_fmt(self.show(s))} = {_fmt(self.at(s))}")
             if verdict == "here":
-                result.notes.append(f"line {node.span.line}: the {axis} of '{node.name}' match the annotation at the "
-                                    "values in use only")
+                self.notes.append(f"line {node.span.line}: the {axis} of '{node.name}' match the annotation at the "
+                                  "values in use only")
+
+    def show(self, s: Shape) -> list[sp.Expr]:
+        return [self.env.show(x) for x in s]
+
+    def at(self, s: Shape) -> list[int]:
+        return [int(self.env.at(x)) for x in s]
+
+    # --- the whole graph ---------------------------------------------------------------------
+    def input_shape(self, inp: ir.InputDecl) -> Shape:
+        env = self.env
+        cin = env.sym(inp.channels)
+        env.check_size(cin, f"the channel count of input '{inp.name}'", inp.channels.span, "it must be a positive integer")
+        sizes = [self.dim_scale * env.fwd.get(env.symbols[d.name], env.symbols[d.name]) for d in inp.dims]
+        return (cin, *sizes)
+
+    def run(self) -> ConcreteGraph:
+        tensors: dict[str, Shape] = {}
+        inputs = []
+        for inp in self.g.inputs:
+            s = self.input_shape(inp)
+            tensors[inp.name] = s
+            inputs.append(Tensor(inp.name, s, tuple(self.at(s)), inp.span))
+        statements = self.statements(self.g.nodes, tensors, "")
+        spans = {st.name: st.span for st in statements}
+        outputs = [Tensor(n, tensors[n], tuple(self.at(tensors[n])), spans[n]) for n in self.g.outputs]
+        return ConcreteGraph(name=self.g.name, env=self.env, inputs=inputs, outputs=outputs, statements=statements,
+                             notes=self.notes)
 
 
-def infer_shapes(graph: ir.Graph, overrides: dict[str, int] | None = None) -> ShapeResult:
-    """Shapes of every tensor and layer of `graph`, symbolic and at the values in use."""
-    return ShapeInference(graph, make_env(graph, overrides)).run()
+def analyse(spec: ir.Spec, overrides: dict[str, int] | None = None, dim_scale: int = 1) -> ConcreteGraph:
+    """Spec to concrete graph at the values in use: values and conditions, lowering, shapes.
+
+    `dim_scale=2` gives the network at 2H x 2W; the spec's assumptions on its sizes must hold there.
+    """
+    from netdsl.passes.lower import check_header, lower
+
+    check_header(spec)
+    env = make_env(spec, overrides)
+    graph = lower(spec, env.values)
+    env.graph = graph
+    notes = env.pin(graph.structural)
+    result = ShapeInference(graph, env, dim_scale).run()
+    result.notes[:0] = notes
+    result.spec, result.graph = spec, graph
+    return result

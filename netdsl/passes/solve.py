@@ -16,14 +16,15 @@ import sympy as sp
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
+from netdsl.ops import REGISTRY
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
-from netdsl.passes.shapes import Shape, ShapeResult, ShapeInference
+from netdsl.passes.shapes import Shape, ShapeInference
 from netdsl.passes.symbols import SymEnv, make_env
+from netdsl.symbolic import always_equal
 
 DEFAULT_MAX_VALUE = 16
 MAX_ASSIGNMENTS = 100_000
 MAX_STATES = 2_000
-_ZERO_OK = ("padding", "output_padding")
 
 
 @dataclass(frozen=True)
@@ -66,37 +67,46 @@ class SolveResult:
         return "unique" if len(self.solutions) == 1 else "several"
 
 
-def _fixed_env(graph: ir.Graph, overrides: dict[str, int]) -> SymEnv:
-    """The spec's environment with every parameter fixed at its value; H and W stay symbols."""
-    env = make_env(graph, overrides)
-    dims = {d.name for d in graph.input.dims}
+def _fixed_env(spec: ir.Spec, overrides: dict[str, int]) -> tuple[ir.Graph, SymEnv]:
+    """The lowered graph and its environment with every parameter fixed at its value; H and W stay symbols."""
+    from netdsl.passes.lower import check_header, lower
+
+    check_header(spec)
+    env = make_env(spec, overrides)
+    graph = lower(spec, env.values)
+    env.graph = graph
+    dims = {d.name for d in graph.dims}
     for name, s in env.symbols.items():
         if name not in dims:
             env.fwd[s] = sp.Integer(env.values[name])
-    return env
+    return graph, env
 
 
-def _const(env: SymEnv, op: ir.Op, name: str) -> int | None:
-    v = op.args.get(name)
-    if v is None or isinstance(v, (ir.Hole, ir.Float, ir.Str, ir.Bool)):
-        return None
-    x = env.sym(v)  # type: ignore[arg-type]
-    return int(x) if x.is_Integer else None
+def _known(env: SymEnv, op: ir.Op) -> dict:
+    """The op's arguments that are constants (pairs as pairs), for the op's own range rules."""
+    out: dict = {}
+    for name, v in op.args.items():
+        items = v.items if isinstance(v, ir.Pair) else (v,)
+        if any(isinstance(x, (ir.Hole, ir.Float, ir.Str, ir.Bool)) for x in items):
+            continue
+        xs = [env.sym(x) for x in items]  # type: ignore[arg-type]
+        if all(x.is_Integer for x in xs):
+            spec = REGISTRY[op.op].arg(name)
+            vals = tuple(int(x) for x in xs)
+            out[name] = (vals * 2 if len(vals) == 1 else vals) if spec is not None and spec.pair else vals[0]
+    return out
 
 
 def _range(env: SymEnv, op: ir.Op, arg: str, max_value: int) -> tuple[int, int, str]:
-    """The candidates for one open argument and the rule that bounds them."""
-    low = 0 if arg in _ZERO_OK else 1
-    if op.op == "convT" and arg == "output_padding":
-        s, d = _const(env, op, "stride"), _const(env, op, "dilation")
-        if s is not None and d is not None:
-            return 0, max(s, d) - 1, "PyTorch: output_padding < max(stride, dilation)"
-    if op.op in ("maxpool", "avgpool") and arg == "padding":
-        k = _const(env, op, "kernel")
-        d = _const(env, op, "dilation") if op.op == "maxpool" else 1
-        if k is not None and d is not None:
-            eff = k if op.op == "avgpool" else (k - 1) * d + 1
-            return 0, eff // 2, "PyTorch: pooling padding <= half the window"
+    """The candidates for one open argument and the rule that bounds them (the op's own rules)."""
+    spec = REGISTRY[op.op]
+    from netdsl.ops import Args
+
+    found = spec.search_range(arg, Args(_known(env, op)))
+    if found is not None:
+        return found
+    a = spec.arg(arg)
+    low = a.minimum if a is not None and a.minimum is not None else 0
     return low, max_value, f"no upper bound in PyTorch; searched up to {max_value} (--max-value)"
 
 
@@ -104,12 +114,27 @@ def _open_args(graph: ir.Graph, env: SymEnv, max_value: int) -> list[OpenArg]:
     out = []
     for node in graph.nodes:
         for op in node.layers:
+            if isinstance(op, ir.BlockInstance):
+                _no_holes_inside(op)
+                continue
             for name, v in op.args.items():
                 if isinstance(v, ir.Hole):
                     lo, hi, rule = _range(env, op, name, max_value)
                     out.append(OpenArg(tensor=node.name, layer=node.module_path(op), op=op.op, arg=name,
                                        span=v.span, line=op.origin.line, low=lo, high=hi, rule=rule))
     return out
+
+
+def _no_holes_inside(inst: ir.BlockInstance) -> None:
+    for node in inst.nodes:
+        for op in node.layers:
+            if isinstance(op, ir.BlockInstance):
+                _no_holes_inside(op)
+                continue
+            for v in op.args.values():
+                if isinstance(v, ir.Hole):
+                    raise NetdslError("solve cannot search open arguments inside graph blocks yet", v.span,
+                                      "write the open argument in a top-level statement or a linear block")
 
 
 def _check_annotations(graph: ir.Graph, env: SymEnv) -> None:
@@ -129,24 +154,6 @@ def _check_annotations(graph: ir.Graph, env: SymEnv) -> None:
                                   "annotate sizes the assumptions make exact, e.g. H/2 with `where H % 2 == 0`")
 
 
-def ir_text(e: ir.Expr) -> str:
-    """An annotation as the user wrote it, near enough (nested operations get parentheses)."""
-    if isinstance(e, ir.Int):
-        return str(e.value)
-    if isinstance(e, ir.Name):
-        return e.id
-    if isinstance(e, ir.Neg):
-        return "-" + _wrapped(e.operand)
-    if isinstance(e, ir.Call):
-        return f"{e.func}({', '.join(ir_text(a) for a in e.args)})"
-    return f"{_wrapped(e.left)}{e.op}{_wrapped(e.right)}" if e.op in ("*", "/", "//", "**") else \
-        f"{ir_text(e.left)} {e.op} {_wrapped(e.right)}"
-
-
-def _wrapped(e: ir.Expr) -> str:
-    return f"({ir_text(e)})" if isinstance(e, ir.BinOp) and e.op in ("+", "-", "%") else ir_text(e)
-
-
 @dataclass
 class _State:
     tensors: dict[str, Shape]
@@ -157,38 +164,32 @@ def _fmt(env: SymEnv, s: Shape) -> list[str]:
     return [str(env.show(x)) for x in s]
 
 
-def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: int = DEFAULT_MAX_VALUE) -> SolveResult:
+def solve(spec: ir.Spec, overrides: dict[str, int] | None = None, max_value: int = DEFAULT_MAX_VALUE) -> SolveResult:
     """Every assignment of the open arguments that makes all annotations hold for all H, W."""
-    env = _fixed_env(graph, dict(overrides or {}))
+    graph, env = _fixed_env(spec, dict(overrides or {}))
     _check_annotations(graph, env)
     holes = _open_args(graph, env, max_value)
     index = {(h.layer, h.arg): i for i, h in enumerate(holes)}
     inf = ShapeInference(graph, env)
-    cin = env.sym(graph.input.channels)
-    env.check_size(cin, "the input's channel count", graph.input.channels.span, "it must be a positive integer")
-    d0, d1 = (env.symbols[d.name] for d in graph.input.dims)
-    inp: Shape = (cin, env.fwd.get(d0, d0), env.fwd.get(d1, d1))
-    states = [_State({graph.input.name: inp}, [{}])]
+    states = [_State({i.name: inf.input_shape(i) for i in graph.inputs}, [{}])]
     result = SolveResult(env=env, holes=holes, solutions=[], max_value=max_value)
     for node in graph.nodes:
         # (running shape, tensors) -> assignments; identical shapes merge, which keeps this small.
         cur: dict[tuple, tuple[Shape, _State]] = {}
         last_error: NetdslError | None = None
         for st in states:
-            if node.merge == "ref":
-                s = st.tensors[node.inputs[0].name]
-            else:
-                probe = ShapeResult(env=env, input_shape=inp, tensors=dict(st.tensors))
-                try:
-                    s = inf.merge(node, probe)
-                except NetdslError as e:
-                    last_error = e
-                    continue
-                if probe.notes:  # equal at the values in use only: not for every H, W
-                    continue
+            notes = len(inf.notes)
+            try:
+                s = inf.source(node, st.tensors)[0]
+            except NetdslError as e:
+                last_error = e
+                continue
+            if len(inf.notes) > notes:  # equal at the values in use only: not for every H, W
+                del inf.notes[notes:]
+                continue
             _add(cur, s, st, st.assigns)
         for op in node.layers:
-            opened = [n for n, v in op.args.items() if isinstance(v, ir.Hole)]
+            opened = [n for n, v in op.args.items() if isinstance(v, ir.Hole)] if isinstance(op, ir.Op) else []
             nxt: dict[tuple, tuple[Shape, _State]] = {}
             qual = node.module_path(op)
             combos = list(itertools.product(*[range(holes[index[(qual, n)]].low, holes[index[(qual, n)]].high + 1)
@@ -203,7 +204,8 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
                             args[n] = ir.Int(span=op.args[n].span, value=v)
                         filled = op.model_copy(update={"args": args})
                     try:
-                        out = inf.layer(node, filled, s).out_shape
+                        out = (inf.layer(node, filled, s, qual) if isinstance(filled, ir.Op)
+                               else inf.block(filled, s, qual)).out_shape
                     except NetdslError as e:
                         last_error = e
                         messages.add(e.message)
@@ -230,7 +232,7 @@ def solve(graph: ir.Graph, overrides: dict[str, int] | None = None, max_value: i
         states = [_State({**st.tensors, node.name: s}, st.assigns) for s, st in cur.values()]
     outputs = []
     for st in states:
-        outputs.append(_fmt(env, st.tensors[graph.output]))
+        outputs.append(_fmt(env, st.tensors[graph.outputs[0]]))
         result.solutions += [tuple(a[i] for i in range(len(holes))) for a in st.assigns]
     result.solutions.sort()
     result.output_shapes = outputs
@@ -258,7 +260,8 @@ def _keep_annotated(node: ir.TensorNode, cur: dict, env: SymEnv, holes: list[Ope
     want = tuple(sp.expand(env.sym(e)) for e in node.annotation)
     kept, misses = {}, []
     for key, (s, st) in cur.items():
-        bad = [i for i in range(3) if sp.expand(s[i] - want[i]) != 0]
+        # Equal for every admissible H, W, floor forms included (`floor(H/2 - 1/2) + 1` is `(H + 1)//2`).
+        bad = [i for i in range(len(want)) if i >= len(s) or not always_equal(s[i], want[i])]
         if not bad:
             kept[key] = (s, st)
         else:
@@ -266,17 +269,17 @@ def _keep_annotated(node: ir.TensorNode, cur: dict, env: SymEnv, holes: list[Ope
     if kept or not misses:
         return kept
     # Nothing fits. An axis that is wrong the same way for every candidate can never hold: an error.
-    for i, axis in enumerate(("channels", "height", "width")):
+    for i, axis in enumerate(("channels", "height", "width")[:len(want)]):
         values = {m[0][i] for m in misses}
         if all(i in m[2] for m in misses) and len(values) == 1:
             got = env.show(next(iter(values)))
             opened = [h for h in holes if h.tensor == node.name] or holes
             why = "whatever the open arguments are" if opened else "and the spec leaves nothing open"
-            raise NetdslError(f"'{node.name}' is annotated [{', '.join(ir_text(e) for e in node.annotation)}] but its "
+            raise NetdslError(f"'{node.name}' is annotated [{', '.join(ir.to_text(e) for e in node.annotation)}] but its "
                               f"{axis} are {got} {why}; the annotation can never hold", node.annotation[i].span,
                               "check the annotation and the layers before it")
     result.failed_at = node.name
-    written = ", ".join(ir_text(e) for e in node.annotation)
+    written = ", ".join(ir.to_text(e) for e in node.annotation)
     result.reason = (f"no values of the open arguments make '{node.name}' (line {node.span.line}) "
                      f"[{written}] for every admissible input size")
     for s, st, _ in misses[:8]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import sympy as sp
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
-from netdsl.passes.lower import const_int
 
 MAX_EXPONENT = 64
 # Values beyond this are never a real network and would overflow floats in the estimates.
@@ -50,7 +50,7 @@ def safe_str(x: object) -> str:
 class SymEnv:
     """The spec's symbols, the substitutions its assumptions allow, and the values in use."""
 
-    graph: ir.Graph
+    graph: ir.Spec | ir.Graph
     symbols: dict[str, sp.Symbol] = field(default_factory=dict)
     fwd: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)   # X -> m*X_q + r
     back: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)  # X_q -> (X - r)/m
@@ -76,6 +76,14 @@ class SymEnv:
         if isinstance(e, ir.Call):
             args = [self.sym(a, raw=raw, at=at) for a in e.args]
             return sp.Min(*args) if e.func == "min" else sp.Max(*args)
+        if isinstance(e, ir.IfExpr):
+            t = e.test
+            if at is None:
+                raise NetdslError("a conditional expression cannot be used here", e.span,
+                                  "conditionals are allowed in layer and block arguments and repetition counts")
+            a, b = self.sym(t.left, at=at), self.sym(t.right, at=at)
+            ok = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[t.op]
+            return self.sym(e.then if bool(ok) else e.orelse, at=at)
         assert isinstance(e, ir.BinOp)
         a, b = self.sym(e.left, raw=raw, at=at), self.sym(e.right, raw=raw, at=at)
         return _guard(self._binop(e, a, b), e.span)
@@ -98,7 +106,7 @@ class SymEnv:
             return sp.Mod(a, b)
         if e.op == "/":
             return sp.expand(a / b)
-        exp = const_int(e.right)
+        exp = ir.const_int(e.right)
         if exp is None or not 0 <= exp <= MAX_EXPONENT:
             raise NetdslError(f"exponents must be constant integers from 0 to {MAX_EXPONENT}", e.right.span,
                               "write the power with a literal exponent, e.g. k**2")
@@ -106,6 +114,22 @@ class SymEnv:
         if n > 1 and math.comb(n + exp - 1, exp) > MAX_TERMS:
             raise NetdslError(f"this power expands to more than {MAX_TERMS} terms", e.span, "simplify the expression")
         return sp.expand(a ** exp)
+
+    def pin(self, names: list[str]) -> list[str]:
+        """Hold these names at their values in use (they decided the network's structure);
+        returns a note for each."""
+        notes = []
+        for name in names:
+            s = self.symbols[name]
+            old = self.fwd.get(s)
+            if old is not None and old.is_Integer:
+                continue
+            for q in (old.free_symbols if old is not None else ()):
+                self.back.pop(q, None)
+            self.fwd[s] = sp.Integer(self.values[name])
+            notes.append(f"{name} decides the network's structure (a repetition count or a condition); "
+                         f"its formulas hold for {name} = {self.values[name]}")
+        return notes
 
     def show(self, x: sp.Expr) -> sp.Expr:
         """An internal expression in the user's symbols, for display and export."""
@@ -115,18 +139,19 @@ class SymEnv:
         """The value of an internal expression at the values in use."""
         return x.xreplace(self.internal_values)
 
-    def check_size(self, x: sp.Expr, what: str, span: Span, hint: str) -> int:
-        """A channel or spatial size: it must be a positive integer at the values in use."""
+    def check_size(self, x: sp.Expr, what: str, span: Span, hint: str | Callable[[], str]) -> int:
+        """A channel or spatial size: it must be a positive integer at the values in use.
+        `hint` may be a function: it is only worth formatting when there is an error."""
         v = self.at(x)
-        shown = self.show(x)
+        if v.is_Integer and 0 < v <= MAX_VALUE:
+            return int(v)
+        shown, text = self.show(x), hint() if callable(hint) else hint
         if not v.is_Integer:
-            raise NetdslError(f"{what} is not an integer: {safe_str(shown)} = {safe_str(v)}", span, hint)
+            raise NetdslError(f"{what} is not an integer: {safe_str(shown)} = {safe_str(v)}", span, text)
         if v <= 0:
             raise NetdslError(f"{what} is {'zero' if v == 0 else 'negative'}: {safe_str(shown)} = {safe_str(v)}",
-                              span, hint)
-        if v > MAX_VALUE:
-            raise NetdslError(f"{what} is too large: {safe_str(shown)} > 10**18", span, hint)
-        return int(v)
+                              span, text)
+        raise NetdslError(f"{what} is too large: {safe_str(shown)} > 10**18", span, text)
 
 
 def _mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
@@ -135,7 +160,7 @@ def _mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
         return None
     for lhs, rhs in ((c.left, c.right), (c.right, c.left)):
         if isinstance(lhs, ir.BinOp) and lhs.op == "%" and isinstance(lhs.left, ir.Name):
-            m, r = const_int(lhs.right), const_int(rhs)
+            m, r = ir.const_int(lhs.right), ir.const_int(rhs)
             if m is not None and r is not None and m > 1:
                 return lhs.left.id, m, r % m
     return None
@@ -147,7 +172,7 @@ def _fixed_value(c: ir.Condition) -> tuple[str, int] | None:
         return None
     for lhs, rhs in ((c.left, c.right), (c.right, c.left)):
         if isinstance(lhs, ir.Name):
-            v = const_int(rhs)
+            v = ir.const_int(rhs)
             if v is not None:
                 return lhs.id, v
     return None
@@ -166,52 +191,56 @@ def _combine(rules: list[tuple[int, int]]) -> tuple[int, int] | None:
     return None
 
 
-def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv:
-    """Symbols for the spec's parameters and sizes, assumption substitutions, values in use."""
+Header = ir.Spec | ir.Graph
+
+
+def make_env(header: Header, overrides: dict[str, int] | None = None) -> SymEnv:
+    """Symbols for the spec's parameters and sizes, the values in use (checked against every
+    annotation and `where` condition), and the substitutions the assumptions allow."""
     overrides = dict(overrides or {})
-    env = SymEnv(graph)
-    dims = [d.name for d in graph.input.dims]
-    for p in graph.params:
+    env = SymEnv(header)
+    _declare(env, header, overrides)
+    _values(env, header, overrides)
+    rules = _check_annotations(env, header, overrides)
+    _check_conditions(env, header, overrides, rules)
+    _substitute(env, rules)
+    _internal_values(env)
+    return env
+
+
+def _declare(env: SymEnv, h: Header, overrides: dict[str, int]) -> None:
+    for p in h.params:
         # Parameters are non-negative by the language's rule; it lets SymPy settle Max(NF, 2*NF).
         env.symbols[p.name] = sp.Symbol(p.name, integer=True, nonnegative=True)
-    for d in dims:
-        env.symbols[d] = sp.Symbol(d, integer=True, positive=True)
-    known = [p.name for p in graph.params] + dims
+    for d in h.dims:
+        env.symbols[d.name] = sp.Symbol(d.name, integer=True, positive=True)
+    known = list(env.symbols)
     unknown = [k for k in overrides if k not in known]
     if unknown:
         where = None
-        if graph.params:  # point at the parameter list, the place that lists what can be set
-            a, b = graph.params[0].span, graph.params[-1].span
+        if h.params:  # point at the parameter list, the place that lists what can be set
+            a, b = h.params[0].span, h.params[-1].span
             where = Span(a.line, a.column, b.end_line, b.end_column)
         raise NetdslError(f"--set {unknown[0]}=...: the spec has no parameter or size '{unknown[0]}'", where,
                           f"settable names: {', '.join(known)}")
 
-    # Values in use: defaults in declaration order (a default may use earlier parameters).
-    raw_values: dict[sp.Symbol, sp.Integer] = {}
-    for p in graph.params:
-        if p.name in overrides:
-            val = overrides[p.name]
-        else:
-            v = env.sym(p.default, at=raw_values)
-            if not v.is_Integer:
-                raise NetdslError(f"the default of '{p.name}' is not an integer: {safe_str(v)}", p.default.span,
-                                  "defaults are integer expressions")
-            val = int(v)
+
+def _values(env: SymEnv, h: Header, overrides: dict[str, int]) -> None:
+    """Values in use: overrides, else defaults in declaration order (a default may use earlier ones)."""
+    raw: dict[sp.Symbol, sp.Integer] = {}
+    for p in h.params:
+        val = overrides[p.name] if p.name in overrides else _default(env, p.name, p.default, raw, "parameter")
         if not 0 <= val <= MAX_VALUE:
             how = f"--set {p.name}=..." if p.name in overrides else "its default"
             raise NetdslError(f"parameter '{p.name}' is {'negative' if val < 0 else 'larger than 10**18'} ({how})",
                               p.span, "parameters are non-negative integers up to 10**18")
         env.values[p.name] = val
-        raw_values[env.symbols[p.name]] = sp.Integer(val)
-    for d in graph.input.dims:
+        raw[env.symbols[p.name]] = sp.Integer(val)
+    for d in h.dims:
         if d.name in overrides:
             val = overrides[d.name]
         elif d.default is not None:
-            v = env.sym(d.default, at=raw_values)
-            if not v.is_Integer:
-                raise NetdslError(f"the default of '{d.name}' is not an integer: {safe_str(v)}", d.default.span,
-                                  "sizes are integers")
-            val = int(v)
+            val = _default(env, d.name, d.default, raw, "size")
         else:
             raise NetdslError(f"the input size '{d.name}' has no value", d.span,
                               f"give it a default, `{d.name} = 32`, or pass --set {d.name}=32")
@@ -219,29 +248,46 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
             raise NetdslError(f"the input size '{d.name}' must be a positive integer up to 10**18", d.span,
                               f"pass --set {d.name}=32")
         env.values[d.name] = val
-        raw_values[env.symbols[d.name]] = sp.Integer(val)
+        raw[env.symbols[d.name]] = sp.Integer(val)
 
-    # Conditions: each must hold at the values in use; the modular ones also become substitutions.
+
+def _default(env: SymEnv, name: str, e: ir.Expr, raw: dict[sp.Symbol, sp.Integer], what: str) -> int:
+    v = env.sym(e, at=raw)
+    if not v.is_Integer:
+        raise NetdslError(f"the default of '{name}' is not an integer: {safe_str(v)}", e.span,
+                          "defaults are integer expressions" if what == "parameter" else "sizes are integers")
+    return int(v)
+
+
+def _check_annotations(env: SymEnv, h: Header, overrides: dict[str, int]) -> dict[str, list[tuple[int, int]]]:
+    """`k: odd` and friends hold at the values in use; odd/even become modular rules."""
     rules: dict[str, list[tuple[int, int]]] = {}
-    conds = list(graph.conditions) + list(graph.input.conditions)
-    for p in graph.params:
+    for p in h.params:
         if p.annotation in ("odd", "even"):
             rules.setdefault(p.name, []).append((2, 1 if p.annotation == "odd" else 0))
-    for p in graph.params:
         v = env.values[p.name]
         bad = {"odd": v % 2 != 1, "even": v % 2 != 0, "positive": v <= 0, "nonnegative": v < 0}.get(p.annotation or "", False)
         if bad:
             how = f"--set {p.name}={v}" if p.name in overrides else f"its default {v}"
             raise NetdslError(f"'{p.name}' must be {p.annotation}, but {how} is not", p.span,
                               f"choose a{'n' if p.annotation in ('odd',) else ''} {p.annotation} value for {p.name}")
-    for c in conds:
-        lv, rv = env.sym(c.left, at=raw_values), env.sym(c.right, at=raw_values)
+    return rules
+
+
+def conditions_of(h: Header) -> list[ir.Condition]:
+    return [*h.conditions, *(c for i in h.inputs for c in i.conditions)]
+
+
+def _check_conditions(env: SymEnv, h: Header, overrides: dict[str, int], rules: dict[str, list[tuple[int, int]]]) -> None:
+    """Each condition holds at the values in use; `X % m == r` and `X == n` become assumptions."""
+    raw = {env.symbols[n]: sp.Integer(v) for n, v in env.values.items()}
+    for c in conditions_of(h):
+        lv, rv = env.sym(c.left, at=raw), env.sym(c.right, at=raw)
         ok = {"==": lv == rv, "!=": lv != rv, "<": lv < rv, "<=": lv <= rv, ">": lv > rv, ">=": lv >= rv}[c.op]
         if not bool(ok):
-            left, right = env.sym(c.left, raw=True), env.sym(c.right, raw=True)
-            used = ", ".join(f"{n}={env.values[n]}" + (" (from --set)" if n in overrides else "")
-                             for n in sorted({s.name for s in (left - right).free_symbols}))
-            raise NetdslError(f"the condition {left} {c.op} {right} does not hold for {used}", c.span,
+            names = sorted({n.id for side in (c.left, c.right) for n in ir.names_in(side)})
+            used = ", ".join(f"{n}={env.values[n]}" + (" (from --set)" if n in overrides else "") for n in names)
+            raise NetdslError(f"the condition {ir.condition_text(c)} does not hold for {used}", c.span,
                               "choose values that satisfy the spec's `where` conditions")
         mod = _mod_assumption(c)
         if mod is not None:
@@ -249,21 +295,23 @@ def make_env(graph: ir.Graph, overrides: dict[str, int] | None = None) -> SymEnv
         fixed = _fixed_value(c)
         if fixed is not None:  # `k == 3`: the symbol is that constant everywhere
             env.fwd[env.symbols[fixed[0]]] = sp.Integer(fixed[1])
+
+
+def _substitute(env: SymEnv, rules: dict[str, list[tuple[int, int]]]) -> None:
     for name, rs in rules.items():
-        if env.symbols[name] in env.fwd:
-            continue
+        s = env.symbols[name]
         combined = _combine(rs)
-        if combined is None:
+        if s in env.fwd or combined is None:
             continue
         m, r = combined
-        s = env.symbols[name]
         q = sp.Symbol(f"{name}_q", integer=True, nonnegative=True)
         env.fwd[s] = m * q + r
         env.back[q] = (s - r) / m
+
+
+def _internal_values(env: SymEnv) -> None:
     for name, s in env.symbols.items():
-        val = sp.Integer(env.values[name])
         if s in env.fwd and env.fwd[s].free_symbols:
             q = next(iter(env.fwd[s].free_symbols))
             env.internal_values[q] = sp.Integer((env.values[name] - env.fwd[s].subs(q, 0)) // (env.fwd[s].coeff(q)))
-        env.internal_values[s] = val
-    return env
+        env.internal_values[s] = sp.Integer(env.values[name])

@@ -95,9 +95,8 @@ def check_model(model: nn.Module, num_colours: int, name: str, in_channels: int 
 
 def _output_span(model: nn.Module) -> Any:
     """Where a compiled spec defines its output (a Span), so the error can point at it."""
-    graph = getattr(model, "ir", None)
-    node = next((n for n in getattr(graph, "nodes", []) if n.name == getattr(graph, "output", None)), None)
-    return node.span if node is not None else None
+    concrete = getattr(model, "concrete", None)
+    return concrete.outputs[0].span if concrete is not None else None
 
 
 def _read(path: str | None) -> str | None:

@@ -1,0 +1,81 @@
+"""Element-wise layers of any rank: activations, dropout, identity, softmax."""
+from __future__ import annotations
+
+from typing import Any
+
+from netdsl.ops.base import Args, ArgSpec, OpDef, RuleError
+
+
+class _Elementwise(OpDef):
+    category = "activation"
+    ranks = None
+    torch_name = ""
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return self.torch_name, {}
+
+
+def _simple(name: str, torch_name: str, category: str = "activation") -> _Elementwise:
+    op = type(f"Op_{name}", (_Elementwise,), {"name": name, "torch_name": torch_name, "category": category,
+                                              "doc": f"{torch_name}()"})
+    return op()
+
+
+class LeakyReLU(_Elementwise):
+    name = "leaky_relu"
+    args = (ArgSpec("slope", "float", 0.01),)
+    doc = "LeakyReLU(negative_slope=slope)"
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return "LeakyReLU", dict(negative_slope=a.slope)
+
+
+class GELU(_Elementwise):
+    name = "gelu"
+    args = (ArgSpec("approximate", "str", "none", choices=("none", "tanh")),)
+    doc = 'GELU(approximate="none" or "tanh")'
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return "GELU", ({"approximate": a.approximate} if a.approximate != "none" else {})
+
+
+class Dropout(_Elementwise):
+    name = "dropout"
+    args = (ArgSpec("p", "float", 0.5, fmin=0.0, fmax=1.0),)
+    doc = "Dropout(p)"
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return "Dropout", dict(p=a.p)
+
+
+class _Softmax(_Elementwise):
+    args = (ArgSpec("dim", "int", 1),)
+
+    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+        # `dim` counts the batch dimension, as in torch: 1 is the channels.
+        rank = len(in_shape) + 1
+        if not -rank <= a.dim < rank:
+            raise RuleError("dim", f"dim={a.dim} is out of range for a [N, {', '.join(map(str, in_shape))}] tensor",
+                            f"dims run from {-rank} to {rank - 1}, counting the batch; 1 is the channels")
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return self.torch_name, dict(dim=a.dim)
+
+
+class Softmax(_Softmax):
+    name = "softmax"
+    doc = "Softmax(dim=1); dim counts the batch dimension, as in torch"
+    torch_name = "Softmax"
+
+
+class LogSoftmax(_Softmax):
+    name = "log_softmax"
+    doc = "LogSoftmax(dim=1); dim counts the batch dimension, as in torch"
+    torch_name = "LogSoftmax"
+
+
+OPS = (
+    _simple("relu", "ReLU"), _simple("relu6", "ReLU6"), _simple("sigmoid", "Sigmoid"), _simple("tanh", "Tanh"),
+    _simple("silu", "SiLU"), _simple("hardswish", "Hardswish"), _simple("identity", "Identity", "shape"),
+    LeakyReLU(), GELU(), Dropout(), Softmax(), LogSoftmax(),
+)

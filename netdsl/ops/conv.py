@@ -1,0 +1,93 @@
+"""conv and convT: 2-d convolution and transposed convolution (Conv2d, ConvTranspose2d)."""
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, RuleError, Shape, scalar, units, window_out
+
+
+def _args(transposed: bool) -> tuple[ArgSpec, ...]:
+    extra = (ArgSpec("output_padding", "int", 0, minimum=0, pair=True),) if transposed else ()
+    return (
+        ArgSpec("out", "int", minimum=1),
+        ArgSpec("kernel", "int", minimum=1, pair=True),
+        ArgSpec("stride", "int", 1, minimum=1, pair=True),
+        ArgSpec("padding", "int", 0, minimum=0, pair=True),
+        *extra,
+        ArgSpec("dilation", "int", 1, minimum=1, pair=True),
+        ArgSpec("groups", "int", 1, minimum=1),
+        ArgSpec("bias", "bool", True),
+    )
+
+
+def _groups_rule(a: Args, cin: int) -> None:
+    if cin % a.groups or a.out % a.groups:
+        raise RuleError("groups", f"groups={a.groups} must divide the input channels ({cin}) and the output "
+                        f"channels ({a.out})", "choose groups that divide both")
+
+
+class Conv(OpDef):
+    name = "conv"
+    args = _args(False)
+    doc = "Conv2d(in inferred, out, kernel, stride, padding, dilation, groups, bias)"
+    category = "conv"
+
+    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+        _groups_rule(a, in_shape[0])
+
+    def shape(self, a: Args, s: Shape) -> Shape:
+        c, h, w = s
+        return (a.out, *(window_out(x, k, st, p, d) for x, k, st, p, d in
+                         zip((h, w), a.kernel, a.stride, a.padding, a.dilation)))
+
+    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
+        cin, (kh, kw) = s_in[0], a.kernel
+        return Counts(weights=sp.expand(cin * a.out * kh * kw / a.groups), biases=a.out if a.bias else sp.Integer(0),
+                      macs=sp.expand(units(s_out) * kh * kw * cin / a.groups))
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return "Conv2d", dict(in_channels=in_shape[0], out_channels=a.out, kernel_size=scalar(a.kernel),
+                              stride=scalar(a.stride), padding=scalar(a.padding), dilation=scalar(a.dilation),
+                              groups=a.groups, bias=a.bias)
+
+
+class ConvT(OpDef):
+    name = "convT"
+    args = _args(True)
+    doc = "ConvTranspose2d(in inferred, out, kernel, stride, padding, output_padding, dilation, groups, bias)"
+    category = "conv"
+
+    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+        _groups_rule(a, in_shape[0])
+        for op, st, d in zip(a.output_padding, a.stride, a.dilation):
+            if op >= max(st, d):
+                raise RuleError("output_padding", f"output_padding={op} must be smaller than stride ({st}) or "
+                                f"dilation ({d})", "PyTorch's rule for ConvTranspose2d")
+
+    def search_range(self, arg: str, a: Args) -> tuple[int, int, str] | None:
+        if arg == "output_padding" and isinstance(a.get("stride"), tuple) and isinstance(a.get("dilation"), tuple):
+            hi = min(max(s, d) for s, d in zip(a.stride, a.dilation)) - 1
+            return 0, hi, "PyTorch: output_padding < max(stride, dilation)"
+        return None
+
+    def shape(self, a: Args, s: Shape) -> Shape:
+        c, h, w = s
+        return (a.out, *(sp.expand((x - 1) * st - 2 * p + d * (k - 1) + op + 1) for x, k, st, p, op, d in
+                         zip((h, w), a.kernel, a.stride, a.padding, a.output_padding, a.dilation)))
+
+    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
+        cin, (kh, kw) = s_in[0], a.kernel
+        # Every input unit is scattered to k*k*C_out/g outputs.
+        return Counts(weights=sp.expand(cin * a.out * kh * kw / a.groups), biases=a.out if a.bias else sp.Integer(0),
+                      macs=sp.expand(units(s_in) * kh * kw * a.out / a.groups))
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return "ConvTranspose2d", dict(in_channels=in_shape[0], out_channels=a.out, kernel_size=scalar(a.kernel),
+                                       stride=scalar(a.stride), padding=scalar(a.padding),
+                                       output_padding=scalar(a.output_padding), groups=a.groups, bias=a.bias,
+                                       dilation=scalar(a.dilation))
+
+
+OPS = (Conv(), ConvT())

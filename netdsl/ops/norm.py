@@ -1,0 +1,31 @@
+"""batchnorm: BatchNorm2d on images, BatchNorm1d on features."""
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, Shape
+
+
+class BatchNorm(OpDef):
+    name = "batchnorm"
+    args = (ArgSpec("eps", "float", 1e-5, fmin=0.0), ArgSpec("momentum", "float", 0.1, fmin=0.0, fmax=1.0),
+            ArgSpec("affine", "bool", True))
+    doc = "BatchNorm2d (images) or BatchNorm1d (features)(channels inferred, eps, momentum, affine)"
+    category = "norm"
+    ranks = (1, 3)
+
+    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
+        c = s_in[0]
+        # Running mean and variance, and num_batches_tracked.
+        return Counts(norm_params=2 * c if a.affine else sp.Integer(0), buffers=2 * c + 1)
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        kw: dict[str, Any] = dict(num_features=in_shape[0], eps=a.eps, momentum=a.momentum)
+        if not a.affine:
+            kw["affine"] = False
+        return ("BatchNorm2d" if len(in_shape) == 3 else "BatchNorm1d"), kw
+
+
+OPS = (BatchNorm(),)

@@ -1,0 +1,103 @@
+"""Pooling: maxpool, avgpool (sliding windows) and adaptive_avgpool, adaptive_maxpool."""
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from netdsl.ops.base import (Args, ArgSpec, Counts, OpDef, Shape, pool_padding_range, pool_padding_rule,
+                             scalar, units, window_out)
+
+
+class MaxPool(OpDef):
+    name = "maxpool"
+    args = (ArgSpec("kernel", "int", minimum=1, pair=True),
+            ArgSpec("stride", "int", default_from="kernel", minimum=1, pair=True),
+            ArgSpec("padding", "int", 0, minimum=0, pair=True), ArgSpec("dilation", "int", 1, minimum=1, pair=True),
+            ArgSpec("ceil_mode", "bool", False))
+    doc = "MaxPool2d(kernel, stride=kernel, padding, dilation, ceil_mode)"
+    category = "pool"
+
+    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+        pool_padding_rule(a)
+
+    def search_range(self, arg: str, a: Args) -> tuple[int, int, str] | None:
+        return pool_padding_range(arg, a)
+
+    def shape(self, a: Args, s: Shape) -> Shape:
+        c, h, w = s
+        return (c, *(window_out(x, k, st, p, d, a.ceil_mode) for x, k, st, p, d in
+                     zip((h, w), a.kernel, a.stride, a.padding, a.dilation)))
+
+    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
+        return sp.expand(units(s_out) * a.kernel[0] * a.kernel[1])
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        kw = dict(kernel_size=scalar(a.kernel), stride=scalar(a.stride), padding=scalar(a.padding),
+                  dilation=scalar(a.dilation))
+        if a.ceil_mode:
+            kw["ceil_mode"] = True
+        return "MaxPool2d", kw
+
+
+class AvgPool(OpDef):
+    name = "avgpool"
+    args = (ArgSpec("kernel", "int", minimum=1, pair=True),
+            ArgSpec("stride", "int", default_from="kernel", minimum=1, pair=True),
+            ArgSpec("padding", "int", 0, minimum=0, pair=True), ArgSpec("ceil_mode", "bool", False),
+            ArgSpec("count_include_pad", "bool", True))
+    doc = "AvgPool2d(kernel, stride=kernel, padding, ceil_mode, count_include_pad)"
+    category = "pool"
+
+    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+        pool_padding_rule(a)
+
+    def search_range(self, arg: str, a: Args) -> tuple[int, int, str] | None:
+        return pool_padding_range(arg, a)
+
+    def shape(self, a: Args, s: Shape) -> Shape:
+        c, h, w = s
+        return (c, *(window_out(x, k, st, p, ceil=a.ceil_mode) for x, k, st, p in
+                     zip((h, w), a.kernel, a.stride, a.padding)))
+
+    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
+        return sp.expand(units(s_out) * a.kernel[0] * a.kernel[1])
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        kw: dict[str, Any] = dict(kernel_size=scalar(a.kernel), stride=scalar(a.stride), padding=scalar(a.padding))
+        if a.ceil_mode:
+            kw["ceil_mode"] = True
+        if not a.count_include_pad:
+            kw["count_include_pad"] = False
+        return "AvgPool2d", kw
+
+
+class _Adaptive(OpDef):
+    args = (ArgSpec("h", "int", 1, minimum=1), ArgSpec("w", "int", default_from="h", minimum=1))
+    category = "pool"
+    torch_name = ""
+
+    def shape(self, a: Args, s: Shape) -> Shape:
+        return (s[0], a.h, a.w)
+
+    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
+        # Windows vary in size; every input unit is read about once.
+        return units(s_in)
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        return self.torch_name, dict(output_size=scalar((a.h, a.w)))
+
+
+class AdaptiveAvgPool(_Adaptive):
+    name = "adaptive_avgpool"
+    doc = "AdaptiveAvgPool2d((h, w)); no arguments: global average pooling to 1x1"
+    torch_name = "AdaptiveAvgPool2d"
+
+
+class AdaptiveMaxPool(_Adaptive):
+    name = "adaptive_maxpool"
+    doc = "AdaptiveMaxPool2d((h, w)); no arguments: global max pooling to 1x1"
+    torch_name = "AdaptiveMaxPool2d"
+
+
+OPS = (MaxPool(), AvgPool(), AdaptiveAvgPool(), AdaptiveMaxPool())
