@@ -1,10 +1,14 @@
-"""Whole-process time of `netdsl count specs/unet.net` against `python -c "import torch"`.
+"""Whole-process time of `netdsl count` against `python -c "import torch"`, and its growth.
 
-Both run as fresh processes, interleaved round by round so machine noise hits both alike; prints
-the medians and their ratio (target <= 0.5), and the time of `count` on a generated 200-layer
-spec (target < 2 s). `count` never imports torch: this measures what a user waits for.
+Each command runs as a fresh process, interleaved round by round so machine noise hits all alike;
+prints the medians and their ratios: `count specs/unet.net` (target <= 0.5) and
+`count specs/zoo/resnet50.net` (target <= 1.0: counting ResNet-50 symbolically costs less than
+importing torch). Then the time of `count` on generated specs of 100, 400 and 1600 layers, and
+the growth from each to the next (4x the layers: close to 4x the time is linear), and a
+201-layer spec with --double-resolution (target < 2 s). `count` never imports torch: this
+measures what a user waits for.
 
-    python bench/bench_count.py [--rounds 9] [--spec specs/unet.net]
+    python bench/bench_count.py [--rounds 9]
 """
 from __future__ import annotations
 
@@ -38,34 +42,46 @@ def deep_spec(blocks: int = 50) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _medians(cmds: dict[str, list[str]], rounds: int) -> dict[str, float]:
+    for cmd in cmds.values():  # one untimed run each: fills the OS file cache
+        _time(cmd)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(rounds):
+        for k, cmd in cmds.items():
+            times[k].append(_time(cmd))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=9)
-    ap.add_argument("--spec", default="specs/unet.net")
     args = ap.parse_args()
     py = sys.executable
-    count = [py, str(ROOT / "cli.py"), "count", args.spec]
-    torch_cmd = [py, "-c", "import torch"]
-    # One untimed run each: fills the OS file cache and netdsl's grammar cache.
-    _time(count)
-    _time(torch_cmd)
-    t_count, t_torch = [], []
-    for _ in range(args.rounds):
-        t_count.append(_time(count))
-        t_torch.append(_time(torch_cmd))
-    mc, mt = statistics.median(t_count), statistics.median(t_torch)
+    count = [py, str(ROOT / "cli.py"), "count"]
+    m = _medians({"unet": [*count, "specs/unet.net"], "resnet50": [*count, "specs/zoo/resnet50.net"],
+                  "torch": [py, "-c", "import torch"]}, args.rounds)
     print(f"{args.rounds} rounds, medians of fresh processes")
-    print(f"{'netdsl count ' + args.spec:<40}{mc:8.3f} s")
-    label = 'python -c "import torch"'
-    print(f"{label:<40}{mt:8.3f} s")
-    print(f"{'ratio (target <= 0.5)':<40}{mc / mt:8.2f}")
+    for key, label in (("unet", "netdsl count specs/unet.net"), ("resnet50", "netdsl count specs/zoo/resnet50.net"),
+                       ("torch", 'python -c "import torch"')):
+        print(f"{label:<44}{m[key]:8.3f} s")
+    print(f"{'ratio unet / torch (target <= 0.5)':<44}{m['unet'] / m['torch']:8.2f}")
+    print(f"{'ratio resnet50 / torch (target <= 1.0)':<44}{m['resnet50'] / m['torch']:8.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        deep = Path(tmp) / "deep.net"
+        cmds = {}
+        for layers in (100, 400, 1600):
+            path = Path(tmp) / f"deep{layers}.net"
+            path.write_text(deep_spec((layers - 1) // 4))
+            cmds[layers] = [*count, str(path)]
+        deep = Path(tmp) / "deep201.net"
         deep.write_text(deep_spec())
-        cmd = [py, str(ROOT / "cli.py"), "count", str(deep), "--double-resolution"]
-        _time(cmd)
-        t_deep = statistics.median(_time(cmd) for _ in range(3))
-    print(f"{'netdsl count (201-layer spec, doubled)':<40}{t_deep:8.3f} s   (target < 2 s)")
+        cmds["doubled"] = [*count, str(deep), "--double-resolution"]
+        g = _medians(cmds, max(3, args.rounds // 3))
+    prev = None
+    for layers in (100, 400, 1600):
+        growth = f"   x{g[layers] / g[prev]:.2f} for x4 layers" if prev else ""
+        print(f"{f'netdsl count, {layers}-layer spec':<44}{g[layers]:8.3f} s{growth}")
+        prev = layers
+    print(f"{'netdsl count (201-layer spec, doubled)':<44}{g['doubled']:8.3f} s   (target < 2 s)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Issue 13's wrong answers and escapes in the compiler, each reproduced as the hostile user found it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import netdsl
 from netdsl.errors import NetdslError
 from netdsl.passes.counts import count_layers
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- 1. --double-resolution counts the doubled network, or says which assumption breaks ---------
@@ -117,3 +121,12 @@ def test_counts_of_a_structural_spec_match_torch_at_other_values() -> None:
     for n in (0, 1, 3):
         c = count_layers(netdsl.shapes(spec, N=n))
         assert c.value(c.total("parameters")) == sum(p.numel() for p in netdsl.build(spec, N=n).parameters())
+
+
+# --- 8. every API entry point checks its parameter values --------------------------------------
+
+@pytest.mark.parametrize("value", ["5", 5.5, True, None, 10**30])
+@pytest.mark.parametrize("entry", [netdsl.build, netdsl.shapes, netdsl.count, netdsl.parse, netdsl.solve])
+def test_api_parameters_must_be_integers(entry, value: object) -> None:  # noqa: ANN001 - an API function
+    with pytest.raises(NetdslError, match="parameter 'k'"):
+        entry(ROOT / "specs" / "unet.net", k=value)
