@@ -101,6 +101,11 @@ output p2 = f |> maxpool(2) -> flatten -> linear(7)
     assert [i["shape"] for i in report["inputs"]] == [[3, 8, 8], [1, 8, 8]]
     with pytest.raises(TypeError, match="takes 2 inputs"):
         m(x)
+    from netdsl.commands.count import count_report
+
+    counted, _, _ = count_report(spec, None, {})
+    assert [(o["name"], o["shape"], o["at"]) for o in counted["outputs"]] == \
+        [("p1", ["2", "H", "W"], [2, 8, 8]), ("p2", ["7"], [7])]
 
 
 RESNETISH = """net Res(C = 8, N = 3)

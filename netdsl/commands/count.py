@@ -60,6 +60,10 @@ def _claim_json(r) -> dict[str, Any]:  # noqa: ANN001 - ClaimResult
     }
 
 
+def _tensor(counts, t) -> dict[str, Any]:  # noqa: ANN001 - CountResult, concrete.Tensor
+    return {"name": t.name, "shape": [str(counts.show(x)) for x in t.shape], "at": list(t.at)}
+
+
 def count_report(text: str, path: str | None, overrides: dict[str, int], convention=None,  # noqa: ANN001
                  doubled: bool = False,
                  claim_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any, list]:
@@ -94,6 +98,8 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
         "convention": {"text": CONVENTION_TEXT, "biases": convention.biases, "batchnorm": convention.batchnorm,
                        "activations": convention.activations, "merges": convention.merges,
                        "changes": {m: convention.describe(m) for m in ("weights", "outputs", "connections")}},
+        "inputs": [_tensor(counts, t) for t in counts.shapes.inputs],
+        "outputs": [_tensor(counts, t) for t in counts.shapes.outputs],
         "layers": layers,
         "totals": {m: str(e) for m, e in totals.items()},
     }
@@ -155,6 +161,10 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
         shape = Text.assemble("[" + ", ".join(l["out_shape"]) + "]", (at, "dim"))
         table.add_row(l["name"], l["op"], str(l["line"]), shape, *[cell(l[m], v[m]) for m in SHOWN_METRICS])
     console.print(table)
+    for kind in ("inputs", "outputs"):
+        if len(report[kind]) > 1 or kind == "outputs":
+            console.print(f"{kind}: " + "; ".join(f"{t['name']} [{', '.join(t['shape'])}] = {'×'.join(map(str, t['at']))}"
+                                               for t in report[kind]))
     console.print(Text("each layer's own counts are shown; the totals add up the layers their convention includes",
                        style="dim"))
     totals = Table(title="totals", title_justify="left")

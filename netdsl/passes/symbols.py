@@ -64,29 +64,24 @@ class SymEnv:
         With `at`, names are replaced by those values as they are read, so the result is a number
         built without symbolic Mod/floor work (the cheap way to evaluate conditions and defaults).
         """
-        if isinstance(e, ir.Int):
-            return sp.Integer(e.value)
-        if isinstance(e, ir.Name):
-            s = self.symbols[e.id]
+        def leaf(n: ir.Int | ir.Name) -> sp.Expr:
+            if isinstance(n, ir.Int):
+                return sp.Integer(n.value)
+            s = self.symbols[n.id]
             if at is not None:
                 return at.get(s, s)
             return s if raw else self.fwd.get(s, s)
-        if isinstance(e, ir.Neg):
-            return -self.sym(e.operand, raw=raw, at=at)
-        if isinstance(e, ir.Call):
-            args = [self.sym(a, raw=raw, at=at) for a in e.args]
-            return sp.Min(*args) if e.func == "min" else sp.Max(*args)
-        if isinstance(e, ir.IfExpr):
-            t = e.test
+
+        def cond(n: ir.IfExpr) -> sp.Expr:
             if at is None:
-                raise NetdslError("a conditional expression cannot be used here", e.span,
+                raise NetdslError("a conditional expression cannot be used here", n.span,
                                   "conditionals are allowed in layer and block arguments and repetition counts")
-            a, b = self.sym(t.left, at=at), self.sym(t.right, at=at)
-            ok = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[t.op]
-            return self.sym(e.then if bool(ok) else e.orelse, at=at)
-        assert isinstance(e, ir.BinOp)
-        a, b = self.sym(e.left, raw=raw, at=at), self.sym(e.right, raw=raw, at=at)
-        return _guard(self._binop(e, a, b), e.span)
+            a, b = self.sym(n.test.left, at=at), self.sym(n.test.right, at=at)
+            ok = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[n.test.op]
+            return self.sym(n.then if bool(ok) else n.orelse, at=at)
+
+        return ir.fold(e, leaf, lambda n, a, b: _guard(self._binop(n, a, b), n.span), lambda n, v: -v,
+                       lambda n, args: sp.Min(*args) if n.func == "min" else sp.Max(*args), cond)
 
     def _binop(self, e: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
         if e.op == "+":
