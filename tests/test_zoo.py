@@ -15,6 +15,7 @@ import torch
 
 import netdsl
 from netdsl.backends.torch_module import load_in_order
+from torch_oracle import check_against_torch
 from zoo_reference import PUBLISHED, make
 
 pytestmark = pytest.mark.slow
@@ -43,3 +44,8 @@ def test_state_dict_loads_in_order_and_outputs_match(name: str) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_counts_match_the_compiled_module_layer_by_layer(name: str) -> None:
+    check_against_torch(ZOO / f"{name}.net", H=64, W=64)
