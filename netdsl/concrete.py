@@ -64,6 +64,9 @@ class Merge:
     connections: sp.Expr
     span: Span
     line: int
+    args: Args
+    counts: Counts
+    in_at: list[tuple[int, ...]]
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Statement:
     shape: Shape
     at: tuple[int, ...]
     span: Span
+    attrs: frozenset[str] = frozenset()
 
 
 @dataclass

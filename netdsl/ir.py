@@ -102,7 +102,14 @@ class Pair(Node):
     items: tuple[Expr, Expr]
 
 
-Value = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr, Float, Str, Bool, Hole, Pair],
+class ListValue(Node):
+    """`[a, b, ...]`: a list argument such as anchors; items may be lists."""
+
+    kind: Literal["list"] = "list"
+    items: list["Value"]
+
+
+Value = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr, Float, Str, Bool, Hole, Pair, ListValue],
                   Field(discriminator="kind")]
 EXPR_KINDS = frozenset({"int", "name", "binop", "neg", "call", "if"})
 
@@ -261,9 +268,10 @@ class BlockParam(Node):
 class Assign(Node):
     name: str
     annotation: list[Expr] | None = None
-    merge: Literal["ref", "cat", "add"]
+    merge: str            # "ref", or the name of a merge op (checked while lowering)
     inputs: list[Ident]
     source_span: Span
+    args: list[Arg] = []   # keyword arguments of the source op, e.g. `detect(a, b, anchors=[...])`
     chain: list[LayerCall] = []
     output: bool = False   # `output NAME = ...`: one of the network's outputs
     attrs: list[Attr] = []
@@ -328,10 +336,12 @@ class Op(Node):
 
 class TensorNode(Node):
     name: str
-    merge: Literal["ref", "cat", "add"]
+    merge: str            # "ref", or a name in netdsl.ops.MERGES: cat, add, detect
     inputs: list[Ident]
     source_span: Span
+    args: dict[str, Value] = {}
     layers: list[Union[Op, "BlockInstance"]]
+    attrs: list[str] = []  # the statement's own (and inherited) attributes; its layers carry them too
     annotation: list[Expr] | None = None
 
     def module_path(self, layer: Union[Op, "BlockInstance"]) -> str:
@@ -383,5 +393,5 @@ def declared_dims(inputs: list[InputDecl]) -> list[Dim]:
     return list(seen.values())
 
 
-for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, TensorNode, BlockInstance):
+for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, ListValue, Arg, TensorNode, BlockInstance):
     _model.model_rebuild()

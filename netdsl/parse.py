@@ -251,17 +251,16 @@ class _Builder:
         else:
             name, shape, source, _pipe, chain = rest
         ann = [self.expr(e) for e in shape.children] if shape is not None else None
+        args: list[ir.Arg] = []
         if source.data == "ref":
             merge, names = "ref", source.children
         else:
-            fn, *names = source.children
-            if str(fn) not in ("cat", "add"):
-                raise NetdslError(f"unknown merge '{fn}'", _span(fn),
-                                  "a statement starts from a tensor name, cat(a, b, ...) or add(a, b, ...)")
-            if len(names) < 2:
-                raise NetdslError(f"{fn}() needs at least two tensors", _span(source), f"write {fn}(a, b)")
+            fn, *rest = source.children
+            names = [n for n in rest if isinstance(n, Token)]
+            args = [ir.Arg(span=_span(n), name=str(n.children[0]), value=self.value(n.children[1]))
+                    for n in rest if isinstance(n, Tree)]
             merge = str(fn)
-        return ir.Assign(span=_span(t), name=str(name), annotation=ann, merge=merge, source_span=_span(source),
+        return ir.Assign(span=_span(t), name=str(name), annotation=ann, merge=merge, source_span=_span(source), args=args,
                          inputs=[ir.Ident(span=_span(n), name=str(n)) for n in names],
                          chain=self._chain(chain) if chain is not None else [], output=output, attrs=attrs)
 
@@ -313,6 +312,8 @@ class _Builder:
                 return ir.Hole(span=sp)
             if t.data == "pair":
                 return ir.Pair(span=sp, items=(self.expr(t.children[0]), self.expr(t.children[1])))
+            if t.data == "list":
+                return ir.ListValue(span=sp, items=[self.value(c) for c in t.children if c is not None])
         return self.expr(t)
 
     _BINOPS = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "truediv": "/", "pow": "**"}
@@ -350,9 +351,10 @@ class _Builder:
         if kind in self._BINOPS:
             left, right = t.children
             return ir.BinOp(span=sp, op=self._BINOPS[kind], left=sub(left), right=sub(right))
-        if kind in ("float", "negfloat", "inf", "neginf", "string", "true", "false", "hole", "pair"):
+        if kind in ("float", "negfloat", "inf", "neginf", "string", "true", "false", "hole", "pair", "list"):
             what = {"float": "a fractional number", "negfloat": "a fractional number", "inf": "inf",
-                    "neginf": "-inf", "string": "a string", "hole": "'?'", "pair": "a pair"}.get(kind, "a boolean")
+                    "neginf": "-inf", "string": "a string", "hole": "'?'", "pair": "a pair",
+                    "list": "a list"}.get(kind, "a boolean")
             raise NetdslError(f"{what} is not allowed here", sp, "this place takes an integer expression")
         raise NetdslError(f"unexpected {kind}", sp)  # pragma: no cover
 

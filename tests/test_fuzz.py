@@ -1,39 +1,145 @@
 """Fuzzing the front end: mutated shipped specs and generated valid specs.
 
 Every case must end in success or in a NetdslError that carries a position; any other exception
-is a bug. `bench/fuzz.py` runs the same mutators for many more cases.
+is a bug, and so is anything torch raises while building or running a network netdsl accepted.
+`bench/fuzz.py` runs the same mutators (`fuzz_case`) for many more cases.
+
+The corpus: the seed specs (specs/*.net), the zoo (specs/zoo/*.net, large: a few per run) and
+small specs written here for every construct of the core v2 language (several inputs and outputs,
+graph blocks, `* N as i`, conditionals, @freeze, pairs, -inf, every new op). The mutators damage
+tokens, plant the new constructs anywhere, rename things to nn.Module attributes, and generate
+structures (deep block chains, floor-form annotations, huge repetition counts).
 """
 from __future__ import annotations
 
+import math
 import random
 import re
+import signal
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 import netdsl
 from netdsl.errors import NetdslError
-from torch_oracle import check_against_torch
+from netdsl.passes.counts import Convention
+from torch_oracle import torch_counts
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "specs").glob("*.net"))]
+SEEDS = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "specs").glob("*.net"))]
+ZOO = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "specs" / "zoo").glob("*.net"))]
+
+# Small specs for every construct of the core v2 language, so each mutation lands near one.
+V2 = [
+    """net Cls(C = 4, NCLS = 5)
+input x: [3, H = 23, W = 17]
+a = x |> conv(C, (3, 1), stride=(2, 1), padding=(1, 0), dilation=(1, 2), bias=false) -> batchnorm -> relu6
+b = a |> maxpool((3, 2), stride=2, padding=1, ceil_mode=true) -> silu -> pad(1, 0, 2, 1, value=-inf)
+c = b |> avgpool(3, stride=2, padding=1, ceil_mode=true, count_include_pad=false) -> hardswish -> gelu(approximate="tanh")
+d = c |> adaptive_maxpool(3, 2) -> adaptive_avgpool -> identity -> flatten
+output = d |> linear(2*C) -> batchnorm -> relu -> dropout(0.1) -> linear(NCLS, bias=false) -> log_softmax
+""",
+    """net Two(C = 4)
+input a: [3, H = 8, W = 8]
+input b: [1, H, W]
+input v: [7]
+f = cat(a, b) |> conv(C, 3, padding=1) -> relu
+output p1 = f |> conv(2, 1)
+output p2 = f |> maxpool(2) -> flatten -> linear(7) -> softmax(dim=-1)
+output p3 = add(v, v) |> batchnorm -> linear(3)
+""",
+    """net Res(C = 8, N = 3)
+input x: [3, H = 16, W = 16] where H % 4 == 0, W % 4 == 0
+block proj(c, s) = conv(c, 1, stride=s, bias=false) -> batchnorm
+block unit(c, s = 1, down = 1 if s != 1 else 0) {
+  input x
+  main = x |> conv(c, 3, stride=s, padding=1, bias=false) -> batchnorm -> relu
+  skip = x |> proj(c, s) * down
+  output = add(main, skip) |> relu
+}
+stem = x |> conv(C, 3, padding=1)
+body = stem |> unit(2*C, s = 2 if i == 0 else 1) * N as i
+output = body |> adaptive_avgpool -> flatten -> linear(10)
+""",
+    """net F(k = 3, N = 2)
+input x: [3, H = 9, W = 9]
+block cb(c) = conv(c, 3, padding=1) -> batchnorm
+block g(c) {
+  input t
+  a = t |> cb(c) @freeze
+  output = cat(a, t) |> conv(c + 1, 1)
+}
+block gg(c) {
+  input t
+  u = t |> g(c) -> g(c)
+  output = u |> identity
+}
+@freeze a: [2, (H+1)//2, (W+1)//2] = x |> conv(2, k, stride=2, padding=k//2)
+b = a |> cb(4) -> l: cb(4) @freeze -> conv(2 + i, 1) * N as i -> gg(2)
+output = b |> conv(2, 1, padding=1 if k == 3 else 0) -> relu
+""",
+]
+CORPUS = SEEDS + V2
+
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?|\|>|->|//|\*\*|==|<=|>=|!=|\s+|.", re.S)
+# Attribute names a compiled module (or the nn.Sequential of a statement) already has.
+TORCH_NAMES = sorted(set(dir(nn.Module())) | set(dir(nn.Sequential())))
 _NOISE = ["(", ")", "[", "]", ",", "->", "|>", "=", ":", "?", "*", "**", "//", "%", "-", "\n", "#", '"', "cat(",
           "add(", "block", "input", "net", "claim", "where", "0", "-1", "10" * 20, "2**2**2**100", "1.5e999",
-          "\x00", "\ufeff", "é", "\t", "H", "W", "NF", "output", "x", "**64", "(NF+H+W+1)**64", "9" * 25]
+          "\x00", "\ufeff", "é", "\t", "H", "W", "NF", "output", "x", "**64", "(NF+H+W+1)**64", "9" * 25,
+          # core v2
+          "{", "}", "{\n", "\n}", "@freeze", "@", "@freeze(1)", " as i", " as ", " if ", " else ", "if", "else",
+          "(3, 1)", "(1, 2, 3)", "()", "-inf", "inf", "- inf", "output p =", "output ", "\ninput y: [1, H, W]\n",
+          "\ninput v: [5]\n", "input t", "i", "i == 0", " * N as i", " * 10**9", "10**9", "flatten", "linear(",
+          "-> flatten -> linear(3)", "adaptive_avgpool", "pad(1, value=-inf)", "ceil_mode=true",
+          "count_include_pad=false", "softmax(dim=", "batchnorm", "identity", "@freeze ", "forward", "training",
+          "_modules", "state_dict", "__class__", "__init__"]
+
+_KEYWORDS = {"net", "input", "output", "block", "where", "claim", "cat", "add", "min", "max", "true", "false",
+             "if", "else", "as", "inf"}
+# Whole lines that use a new construct, spliced in after a line break.
+_LINES = [
+    "@freeze ", "@freeze @freeze ", "@training ", "@ ", "input extra: [1, H, W]\n", "input extra: [1, H = 4, W]\n",
+    "input v: [7]\n", "input v: [0]\n", "input x: [1, H, W]\n", "output p = x\n", "output forward = x |> relu\n",
+    "output = x\n", "output p = x |> flatten -> linear(3)\n", "output p = cat(x, x) |> relu\n",
+    "a: [C, (H+1)//2, (W+1)//2] = x |> conv(C, 3, stride=2, padding=1)\n",
+    "a: [1, (H+1)//2, W // 2 + 1] = x |> maxpool(2, padding=1)\n",
+    "block g(c, q = 2) {\n  input t\n  a = t |> conv(c, (3, 1), padding=(1, 0))\n  output = cat(a, t)\n}\n",
+    "block g(c) {\n  input t\n  output = t |> g(c)\n}\n",
+    "block g() {\n  input t\n  output p = t\n}\n",
+    "block g(c) = conv(c, 1) * c as i\n",
+    "z = x |> relu * 10**9 as i\n", "z = x |> relu * N as i\n", "z = x |> relu * 0 as i\n",
+    "z = x |> conv(1 + i, 1, padding=(i, 0)) * 3 as i\n",
+    "z = x |> conv(1, 3 if H == 32 else 1)\n", "z = x |> pad(1, value=-inf) -> maxpool(2)\n",
+]
+# Suffixes after a layer call: repetition, attributes.
+_SUFFIXES = [" * 10**9", " * N as i", " * 0 as i", " * 2 as forward", " * 3 as i", " * (1 if H == 32 else 0)",
+             " * 1000 as i", " * 1001", " @freeze", " @freeze(1)", " @", " @training", " @freeze @freeze",
+             " as i", " * 2 as H", " * 2 as x"]
+# What an integer can become: pairs, conditionals, floats, huge values.
+_INT_SWAPS = ["(3, 1)", "(1, 3)", "(0, 1)", "(10**9, 1)", "-inf", "inf", "(1 if H == 32 else 0)",
+              "(2 if i == 0 else 1)", "(C if C == 1 else 2)", "10**9", "-1", "(1, (2, 3))", "(inf, 1)", "1.5"]
+
+
+def _names(toks: list[str]) -> list[int]:
+    return [i for i, t in enumerate(toks) if t[:1].isalpha() or t[:1] == "_"]
 
 
 def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:
-    """Token-level damage: delete, duplicate, swap, replace, insert noise, nest, stretch."""
+    """Token-level damage: delete, duplicate, swap, replace, insert noise, nest, stretch; plant the
+    core v2 constructs; rename things to nn.Module attributes; a BOM, NUL bytes."""
     toks = _TOKEN.findall(text)
     for _ in range(rounds):
         if not toks:
             toks = [rng.choice(_NOISE)]
         i = rng.randrange(len(toks))
-        kind = rng.randrange(8)
+        kind = rng.randrange(15)
         if kind == 0:
             del toks[i]
         elif kind == 1:
@@ -50,9 +156,156 @@ def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:
         elif kind == 6:
             depth = rng.choice([5, 50, 500])
             toks.insert(i, "(" * depth + "1" + ")" * depth)
-        else:
+        elif kind == 7:
             toks.insert(i, "x" * rng.choice([100, 10_000]))
+        elif kind == 8:  # rename every use of one name (tensor, label, parameter, block) to a torch attribute
+            names = [toks[j] for j in _names(toks) if toks[j] not in _KEYWORDS]
+            if names:
+                old, new = rng.choice(names), rng.choice(TORCH_NAMES)
+                toks = [new if t == old else t for t in toks]
+        elif kind == 9:  # a label that is a torch attribute, before a layer
+            names = _names(toks)
+            if names:
+                toks.insert(rng.choice(names), rng.choice(TORCH_NAMES) + ": ")
+        elif kind == 10:  # a BOM at the start, or NUL bytes anywhere
+            if rng.random() < 0.5:
+                toks.insert(0, "\ufeff")
+            else:
+                toks.insert(i, "\x00" * rng.choice([1, 1, 3]))
+        elif kind == 11:  # a whole line with a new construct, after a line break
+            breaks = [j + 1 for j, t in enumerate(toks) if "\n" in t] or [len(toks)]
+            toks.insert(rng.choice(breaks), rng.choice(_LINES))
+        elif kind == 12:  # a repetition or attribute after a call
+            closes = [j + 1 for j, t in enumerate(toks) if t == ")"] + [j + 1 for j in _names(toks)]
+            toks.insert(rng.choice(closes), rng.choice(_SUFFIXES))
+        elif kind == 13:  # an integer becomes a pair, a conditional, inf, a huge value
+            ints = [j for j, t in enumerate(toks) if t.isdigit()]
+            if ints:
+                toks[rng.choice(ints)] = rng.choice(_INT_SWAPS)
+        else:  # a name becomes a conditional over names of the spec
+            names = _names(toks)
+            if names:
+                j = rng.choice(names)
+                a, b = toks[rng.choice(names)], toks[rng.choice(names)]
+                toks[j] = f"({toks[j]} if {a} {rng.choice(['==', '!=', '<'])} {b} else {rng.choice(['0', '1', a])})"
     return "".join(toks)
+
+
+# --- generated structures --------------------------------------------------------------------
+
+_HEAD = "net D(C = 2, N = {n})\ninput x: [C, H = {h}, W = {w}]\n"
+
+
+def deep_linear_blocks(rng: random.Random) -> str:
+    """`block b{i}(c) = b{i-1}(c)`, hundreds deep, sometimes doubling at every level."""
+    depth = rng.choice([3, 20, 63, 64, 65, 200, 600])
+    body = rng.choice(["b{j}(c)", "b{j}(c) -> b{j}(c)", "b{j}(c) * 2", "b{j}(c + 1)", "b{j}(c) * c as i"])
+    lines = [_HEAD.format(n=2, h=8, w=8), "block b0(c) = " + rng.choice(["relu", "conv(c, 1)", "identity"])]
+    lines += [f"block b{i}(c) = " + body.format(j=i - 1) for i in range(1, depth)]
+    lines.append(f"output = x |> b{rng.randrange(depth)}({rng.choice(['1', 'C', 'N'])})")
+    return "\n".join(lines)
+
+
+def deep_graph_blocks(rng: random.Random) -> str:
+    """Graph blocks calling graph blocks: chains, residual sums, and doubling at every level."""
+    depth = rng.choice([2, 10, 30, 63, 64, 65, 150])
+    inner = rng.choice(["a = t |> g{j}(c)\n  output = add(a, t)", "a = t |> g{j}(c)\n  b = a |> g{j}(c)\n  output = b",
+                        "output = t |> g{j}(c) -> g{j}(c)", "a = t |> g{j}(c)\n  output = cat(a, t) |> conv(c, 1)",
+                        "output = t |> g{j}(c) * N as i"])
+    lines = [_HEAD.format(n=rng.choice([0, 1, 2, 3]), h=8, w=8),
+             "block g0(c) {\n  input t\n  output = t |> " + rng.choice(["conv(c, 1)", "relu", "identity"]) + "\n}"]
+    for i in range(1, depth):
+        lines.append(f"block g{i}(c) {{\n  input t\n  " + inner.format(j=i - 1) + "\n}")
+    lines.append(f"output = x |> conv(1, 1) -> g{rng.randrange(depth)}(1)")
+    return "\n".join(lines)
+
+
+def floor_annotations(rng: random.Random) -> str:
+    """Shape annotations in floor form, right or off by one, against strided convs and pools."""
+    k, s = rng.choice([1, 2, 3, 4, 5]), rng.choice([1, 2, 3])
+    p = rng.randrange(0, k // 2 + 1)
+    h = rng.choice(["(H + {a})//{s}", "(H + {a})//{s} + {b}", "H//{s} + {b}", "H/{s}", "(H - {a})//{s} + 1",
+                    "(H + 2*{p} - {k})//{s} + 1", "floor(H/{s})", "max(H//{s}, 1)", "H if {s} == 1 else (H+1)//{s}"])
+    fill = dict(a=rng.choice([0, 1, 2, -1]), b=rng.choice([0, 1, -1]), s=s, p=p, k=k)
+    op = rng.choice([f"conv(C, {k}, stride={s}, padding={p})", f"maxpool({k}, stride={s}, padding={p})",
+                     f"maxpool({k}, stride={s}, padding={p}, ceil_mode=true)",
+                     f"avgpool({k}, stride={s}, padding={p}, ceil_mode=true)",
+                     f"convT(C, {k}, stride={s}, padding={p})", f"conv(C, ({k}, 1), stride=({s}, 1), padding=({p}, 0))"])
+    where = rng.choice(["", f" where H % {s} == 0", f" where H % {s} == 1, W % 2 == 0", " where H > 4"])
+    hh, ww = rng.choice([7, 8, 9, 32, 33]), rng.choice([8, 9])
+    ann = h.format(**fill)
+    w_ann = rng.choice([ann.replace("H", "W"), "W", "(W+1)//2"])
+    return (f"net A(C = 2)\ninput x: [C, H = {hh}, W = {ww}]{where}\n"
+            f"a: [{rng.choice(['C', '2', 'C*1', 'C + 0'])}, {ann}, {w_ann}] = x |> {op}\noutput = a\n")
+
+
+def repetitions(rng: random.Random) -> str:
+    """Repetition counts: huge, zero, negative, from parameters, indexed, nested."""
+    n = rng.choice([0, 1, 3, 1000, 1001, 10**9, 10**30, -1])
+    count = rng.choice(["N", "10**9", "(N - 5)", "N*N", "(N if N < 4 else 2)", "1000", "(10**9 if N == 1 else 2)",
+                        "max(N, 0)", "(N//0)", "i", "0"])
+    idx = rng.choice(["", " as i", " as N", " as x", " as forward", " as C", " as j"])
+    layer = rng.choice(["relu", "conv(C, 1)", "conv(C + i, 1, padding=(i, 0))", "b(i)", "g(C)", "pad(i)",
+                        "maxpool(1, stride=1) -> relu", "b(1) * i as j"])
+    blocks = ("block b(c) = conv(c + 1, 1) * c as i -> relu\n"
+              "block g(c) {\n  input t\n  a = t |> conv(c, 1) * N as i\n  output = add(a, t) if c == C else a\n}\n")
+    return _HEAD.format(n=n, h=8, w=8) + blocks + f"output = x |> {layer} * {count}{idx}\n"
+
+
+STRUCTURES: list[Callable[[random.Random], str]] = [deep_linear_blocks, deep_graph_blocks, floor_annotations,
+                                                    repetitions]
+
+
+def fuzz_case(rng: random.Random) -> str:
+    """One case of the mix the tests and `bench/fuzz.py` run."""
+    r = rng.random()
+    if r < 0.08:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(200))).decode("utf-8", "replace")
+    if r < 0.14:
+        text = rng.choice(STRUCTURES)(rng)
+        return mutate(text, rng, rng.randrange(0, 2)) if rng.random() < 0.3 else text
+    if r < 0.22:
+        return mutate(rng.choice(ZOO), rng, rng.randrange(1, 5))
+    if r < 0.55:
+        return mutate(rng.choice(V2), rng, rng.randrange(1, 5))
+    return mutate(rng.choice(CORPUS), rng, rng.randrange(1, 5))
+
+
+# --- the invariant ---------------------------------------------------------------------------
+
+class Hang(BaseException):
+    """A case ran longer than allowed (a BaseException, so no `except Exception` swallows it)."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise Hang in the main thread after `seconds` (SIGALRM)."""
+    def stop(signum: int, frame: object) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def located(e: NetdslError) -> str:
+    assert e.span is not None, f"error without a position: {e.message!r}"
+    assert e.span.line >= 1 and e.span.column >= 1, e.span
+    e.render()
+    return "error"
+
+
+def shapes_only(text: str) -> str:
+    """'ok' or 'error' through parse, lowering and symbolic shapes (no torch)."""
+    try:
+        netdsl.shapes(text + "\n")  # the newline: always spec text, never a file name
+    except NetdslError as e:
+        return located(e)
+    return "ok"
 
 
 def check_one(text: str) -> str:
@@ -62,31 +315,43 @@ def check_one(text: str) -> str:
     try:
         r = netdsl.shapes(text)
     except NetdslError as e:
-        assert e.span is not None, f"error without a position: {e.message!r}"
-        assert e.span.line >= 1 and e.span.column >= 1
-        e.render()
-        return "error"
+        return located(e)
     # Only compile what is small enough to allocate; the rest is the limits' business.
-    weights = sum(int(r.env.at(ls.in_shape[0])) * int(r.env.at(ls.out_shape[0])) for ls in r.layers)
-    if weights < 10**6 and all(v < 10**4 for v in r.env.values.values()):
+    weights = sum(ls.in_at[0] * ls.out_at[0] for ls in r.layers)
+    units = sum(math.prod(ls.out_at) for ls in r.layers) + sum(math.prod(t.at) for t in r.inputs)
+    if weights < 10**6 and units < 10**7 and all(v < 10**4 for v in r.env.values.values()):
         try:
             m = netdsl.build(text)
         except NetdslError as e:
-            assert e.span is not None
-            return "error"
-        units = sum(a * b * c for a, b, c in (r.at(ls.out_shape) for ls in r.layers))
-        if units < 10**7:
-            m.eval()
-            with torch.no_grad():
-                out = m(torch.zeros(1, *r.at(r.input_shape)))
-            assert list(out.shape[1:]) == r.at(r.output_shape)
+            return located(e)
+        m.eval()
+        with torch.no_grad():
+            out = m(*[torch.zeros(1, *t.at) for t in r.inputs])
+        outs = out if isinstance(out, tuple) else (out,)
+        assert [list(o.shape[1:]) for o in outs] == [list(t.at) for t in r.outputs]
+        assert tuple(m.outputs) == tuple(t.name for t in r.outputs)
     return "ok"
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(SHIPPED), st.integers(0, 2**32), st.integers(1, 4))
+# --- mutated specs ---------------------------------------------------------------------------
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(CORPUS), st.integers(0, 2**32), st.integers(1, 4))
 def test_mutated_specs_fail_cleanly(text: str, seed: int, rounds: int) -> None:
     check_one(mutate(text, random.Random(seed), rounds))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ZOO), st.integers(0, 2**32), st.integers(1, 3))
+def test_mutated_zoo_specs_fail_cleanly(text: str, seed: int, rounds: int) -> None:
+    # The zoo is large (up to 369 layers): a few mutations of it per run, checked without torch.
+    shapes_only(mutate(text, random.Random(seed), rounds))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(STRUCTURES), st.integers(0, 2**32))
+def test_generated_structures_fail_cleanly(make: Callable[[random.Random], str], seed: int) -> None:
+    check_one(make(random.Random(seed)))
 
 
 @settings(max_examples=600, deadline=None)
@@ -95,61 +360,283 @@ def test_random_bytes(data: bytes) -> None:
     check_one(data.decode("utf-8", errors="replace"))
 
 
-@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment", "net", "net N(", "net N()\n",
-                                  "net N()\ninput x: [1, H = 4, W = 4]\n", "\ufeffnet N()",
-                                  "net N()\ninput x: [1, H = 4, W = 4]\noutput = x |> " + "relu -> " * 5000 + "relu",
-                                  "net N(a = " + "9" * 5000 + ")\ninput x: [1, H = 4, W = 4]\noutput = x",
-                                  "net N()\ninput x: [1, H = 4, W = 4]\noutput = x |> conv(1, 1) * 99999"])
+_H = "net N()\ninput x: [1, H = 4, W = 4]\n"
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n\n", "# only a comment", "net", "net N(", "net N()\n", _H, "\ufeffnet N()", "\ufeff" + _H + "output = x",
+    "\ufeff\ufeff" + _H + "output = x", _H + "output = x\x00", "\x00" + _H, _H + "out\x00put = x",
+    _H + "output = x |> " + "relu -> " * 5000 + "relu",
+    "net N(a = " + "9" * 5000 + ")\ninput x: [1, H = 4, W = 4]\noutput = x",
+    _H + "output = x |> conv(1, 1) * 99999",
+    _H + "output = x |> relu * 10**9 as i", _H + "output = x |> relu * (10**9) as i",
+    _H + "output = x |> conv(1, (3, 1), padding=(1, 0)) * 1000 as i",
+    _H + "output = x |> pad(1, value=-inf) -> maxpool(2, ceil_mode=true) -> pad(0, value=inf)",
+    _H + "output p = x\noutput q = x\noutput = x", _H + "output p = x\noutput p = x", _H + "output x = x",
+    _H + "input y: [1, H, W]\noutput = add(x, y)", _H + "input y: [2, H, W]\noutput = add(x, y)",
+    _H + "input y: [1, W, H]\noutput = cat(x, y)", _H + "input v: [3]\noutput = cat(x, v)",
+    _H + "input v: [3]\noutput = v |> conv(1, 1)", _H + "input v: [H*W]\noutput = add(v, v |> relu)",
+    _H + "input v: [H*W]\nf = x |> flatten\noutput = add(f, v)",
+    _H + "block g() {\n  input t\n  output = t\n}\noutput = x |> g * 1000",
+    _H + "block g() {\n  input x\n  output = x |> g\n}\noutput = x |> g",
+    _H + "block g() {}\noutput = x", _H + "block g() {\n}\noutput = x", _H + "block g() {\n  input t\n}\noutput = x",
+    _H + "block g(t) {\n  input t\n  output = t\n}\noutput = x |> g(1)",
+    _H + "block g(c = c) = conv(c, 1)\noutput = x |> g",
+    _H + "@freeze\noutput = x", _H + "@freeze output = x |> conv(1, 1) @freeze(",
+    _H + "output = x |> conv(1, 1, padding=1 if 1 == 1 else 1 if 2 == 2 else 0)",
+    _H + "output = x |> conv(1, 1, padding=(1 if H == 4 else 0, 0))",
+    _H + "output = x |> softmax(dim=10**20)", _H + "output = x |> adaptive_avgpool(10**9)",
+    _H + "output = x |> flatten -> linear(10**9)", _H + "output = x |> flatten -> linear(10**12)",
+    _H + "output = x |> pad(10**17)", _H + "output = x |> upsample(10**9)",
+    _H + "output = x |> maxpool(2, stride=(10**18, 1), ceil_mode=true)",
+    _H + "output = x |> avgpool((4, 1), padding=(2, 0), ceil_mode=true, count_include_pad=false)",
+    _H + "output forward = x", _H + "training = x\noutput = training", _H + "output = x |> _modules: relu",
+    _H + "block forward(c) = relu\noutput = x |> forward(1)", _H + "output = x |> relu * 2 as training",
+])
 def test_edge_cases(text: str) -> None:
-    check_one(text)
+    with time_limit(60):
+        check_one(text)
 
 
 # --- generated valid specs -------------------------------------------------------------------
+# The generator tracks every shape itself (PyTorch's arithmetic), so each spec is valid: netdsl
+# must accept it, predict what torch computes, and count what torch has, layer by layer.
 
-def _layer(draw: st.DrawFn) -> str:
-    kind = draw(st.sampled_from(["conv", "convT", "maxpool", "avgpool", "upsample", "batchnorm", "relu",
-                                 "leaky_relu", "sigmoid", "tanh", "dropout"]))
-    if kind == "conv":
-        k = draw(st.integers(1, 5))
-        return (f"conv({draw(st.integers(1, 8))}, {k}, stride={draw(st.integers(1, 2))}, padding={k // 2}, "
-                f"bias={draw(st.sampled_from(['true', 'false']))})")
+def _window(x: int, k: int, s: int, p: int, d: int = 1, ceil: bool = False) -> int:
+    span = x + 2 * p - d * (k - 1) - 1
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    return out - 1 if (out - 1) * s >= x + p else out
+
+
+def _pair(draw: st.DrawFn, lo: int, hi: int) -> tuple[str, tuple[int, int]]:
+    a = draw(st.integers(lo, hi))
+    if draw(st.booleans()):
+        return str(a), (a, a)
+    b = draw(st.integers(lo, hi))
+    return f"({a}, {b})", (a, b)
+
+
+def _image_layer(draw: st.DrawFn, c: int, h: int, w: int) -> tuple[str, tuple[int, ...]] | None:
+    """One layer on an image [c, h, w]: its text and output shape, or None when it would not fit."""
+    kind = draw(st.sampled_from(["conv", "conv", "convT", "maxpool", "avgpool", "upsample", "pad", "adaptive",
+                                 "batchnorm", "act", "act", "rep", "cond"]))
+    if kind in ("conv", "cond"):
+        kt, (kh, kw) = _pair(draw, 1, 4)
+        st_, (sh, sw) = _pair(draw, 1, 2)
+        dt, (dh, dw) = _pair(draw, 1, 2)
+        ph, pw = draw(st.integers(0, kh // 2 + 1)), draw(st.integers(0, kw // 2 + 1))
+        pt = f"({ph}, {pw})" if ph != pw or draw(st.booleans()) else str(ph)
+        if kind == "cond":  # paddings chosen by conditionals on a parameter (C is 2)
+            pt = f"({ph} if C == 2 else {ph + 5}, {pw} if C != 2 else 7)"
+        out = draw(st.integers(1, 8))
+        g = draw(st.sampled_from([x for x in (1, 2, 3) if c % x == 0 and out % x == 0]))
+        shape = (out, _window(h, kh, sh, ph, dh), _window(w, kw, sw, pw, dw))
+        bias = draw(st.sampled_from(["", ", bias=false"]))
+        return f"conv({out}, {kt}, stride={st_}, padding={pt}, dilation={dt}, groups={g}{bias})", shape
     if kind == "convT":
-        s = draw(st.integers(1, 2))
-        k = draw(st.integers(s, 4))
-        return f"convT({draw(st.integers(1, 8))}, {k}, stride={s}, padding={(k - 1) // 2}, output_padding={s - 1})"
+        s, k = draw(st.integers(1, 2)), draw(st.integers(1, 4))
+        p, d = draw(st.integers(0, (k - 1) // 2)), draw(st.integers(1, 2))
+        op = draw(st.integers(0, max(s, d) - 1))
+        size = lambda x: (x - 1) * s - 2 * p + d * (k - 1) + op + 1  # noqa: E731
+        out = draw(st.integers(1, 6))
+        return (f"convT({out}, {k}, stride={s}, padding={p}, output_padding={op}, dilation={d})",
+                (out, size(h), size(w)))
     if kind in ("maxpool", "avgpool"):
-        return f"{kind}({draw(st.integers(1, 2))})"
+        kt, (kh, kw) = _pair(draw, 1, 3)
+        st_, (sh, sw) = _pair(draw, 1, 3)
+        ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+        ceil = draw(st.booleans())
+        extra = f", ceil_mode={'true' if ceil else 'false'}"
+        dh = dw = 1
+        if kind == "maxpool" and draw(st.booleans()):
+            dh = dw = 2
+            extra += ", dilation=2"
+        if kind == "avgpool" and draw(st.booleans()):
+            extra += ", count_include_pad=false"
+        shape = (c, _window(h, kh, sh, ph, dh, ceil), _window(w, kw, sw, pw, dw, ceil))
+        return f"{kind}({kt}, stride={st_}, padding=({ph}, {pw}){extra})", shape
     if kind == "upsample":
-        return f'upsample(2, mode="{draw(st.sampled_from(["nearest", "bilinear"]))}")'
-    return kind
+        s = draw(st.integers(1, 2))
+        mode = draw(st.sampled_from(["nearest", "bilinear"]))
+        return f'upsample({s}, mode="{mode}")', (c, h * s, w * s)
+    if kind == "pad":
+        l, r, t, b = (draw(st.integers(0, 2)) for _ in range(4))
+        value = draw(st.sampled_from(["", ", value=-inf", ", value=1.5", ", value=inf"]))
+        return f"pad({l}, {r}, {t}, {b}{value})", (c, h + t + b, w + l + r)
+    if kind == "adaptive":
+        oh, ow = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        op = draw(st.sampled_from(["adaptive_avgpool", "adaptive_maxpool"]))
+        return draw(st.sampled_from([(f"{op}({oh}, {ow})", (c, oh, ow)), (f"{op}", (c, 1, 1)),
+                                     (f"{op}({oh})", (c, oh, oh))]))
+    if kind == "batchnorm":
+        return draw(st.sampled_from(["batchnorm", "batchnorm(eps=0.001, momentum=0.5)",
+                                     "batchnorm(affine=false)"])), (c, h, w)
+    if kind == "rep":  # an indexed repetition whose index changes the channels
+        n = draw(st.integers(0, 3))
+        return f"conv(C + i, 1) * {n} as i", ((2 + n - 1) if n else c, h, w)  # C is 2 in the header
+    return _activation(draw, rank=3), (c, h, w)
+
+
+def _activation(draw: st.DrawFn, rank: int) -> str:
+    act = draw(st.sampled_from(["relu", "relu6", "silu", "hardswish", "gelu", 'gelu(approximate="tanh")', "sigmoid",
+                                "tanh", "leaky_relu(0.2)", "dropout(0.1)", "identity", "softmax", "log_softmax"]))
+    if act in ("softmax", "log_softmax") and draw(st.booleans()):
+        act += f"(dim={draw(st.integers(-rank - 1, rank))})"
+    return act
+
+
+def _feature_layer(draw: st.DrawFn, f: int) -> tuple[str, tuple[int, ...]]:
+    kind = draw(st.sampled_from(["linear", "linear", "batchnorm", "act", "flatten"]))
+    if kind == "linear":
+        out = draw(st.integers(1, 9))
+        return f"linear({out}{draw(st.sampled_from(['', ', bias=false']))})", (out,)
+    if kind == "batchnorm":
+        return "batchnorm", (f,)
+    if kind == "flatten":
+        return "flatten", (f,)
+    return _activation(draw, rank=1), (f,)
+
+
+# Blocks whose output shapes the generator knows: name -> (definition, shape rule).
+_GRAPH_BLOCKS = {
+    "res": ("block res(c, s = 1) {\n  input t\n  a = t |> conv(c, 3, stride=s, padding=1) -> batchnorm -> relu\n"
+            "  b = t |> conv(c, 1, stride=s)\n  output = add(a, b) |> relu\n}",
+            lambda sh, c, s: (c, (sh[1] - 1) // s + 1, (sh[2] - 1) // s + 1)),
+    "inc": ("block inc(c) {\n  input t\n  a = t |> conv(c, 1) @freeze\n  b = t |> maxpool(3, stride=1, padding=1)\n"
+            "  output = cat(a, b)\n}", lambda sh, c, s: (c + sh[0], sh[1], sh[2])),
+    "nest": ("block nest(c) {\n  input t\n  u = t |> res(c) -> inc(c)\n  output = u |> identity\n}",
+             lambda sh, c, s: (2 * c, sh[1], sh[2])),
+    "lin": ("block lin(c) = conv(c, 1) -> relu", lambda sh, c, s: (c, sh[1], sh[2])),
+}
+_FEATURE_BLOCK = "block fb(k) {\n  input t\n  a = t |> linear(k)\n  output = cat(a, t) |> relu\n}"
 
 
 @st.composite
 def valid_specs(draw: st.DrawFn) -> str:
-    lines = [f"net G(C = {draw(st.integers(1, 4))})", f"input x: [C, H = {draw(st.integers(8, 24))}, W = 16]"]
-    names = ["x"]
+    h, w = draw(st.integers(4, 16)), draw(st.integers(4, 16))
+    lines = [f"net G(C = 2, N = {draw(st.integers(0, 2))})", f"input x: [C, H = {h}, W = {w}]"]
+    shapes: dict[str, tuple[int, ...]] = {"x": (2, h, w)}
+    if draw(st.booleans()):
+        c2 = draw(st.integers(1, 3))
+        lines.append(f"input y: [{c2}, H, W]")
+        shapes["y"] = (c2, h, w)
+    if draw(st.booleans()):
+        f = draw(st.integers(1, 6))
+        lines.append(f"input v: [{f}]")
+        shapes["v"] = (f,)
+    lines += [d for d, _ in _GRAPH_BLOCKS.values()] + [_FEATURE_BLOCK]
     for i in range(draw(st.integers(1, 4))):
-        chain = " -> ".join(_layer(draw) for _ in range(draw(st.integers(1, 4))))
-        src = draw(st.sampled_from(names))
-        lines.append(f"t{i} = {src} |> {chain}")
-        names.append(f"t{i}")
-    lines.append(f"output = {names[-1]} |> conv({draw(st.integers(1, 6))}, 1)")
+        # The source: a tensor, or a merge of tensors that fit together.
+        src = draw(st.sampled_from(sorted(shapes)))
+        s = shapes[src]
+        text = src
+        same = sorted(n for n, t in shapes.items() if t == s)
+        catable = sorted(n for n, t in shapes.items() if len(t) == len(s) and t[1:] == s[1:])
+        if len(same) > 1 and draw(st.booleans()):
+            ns = draw(st.lists(st.sampled_from(same), min_size=2, max_size=3))
+            text = f"add({', '.join(ns)})"
+        elif len(catable) > 1 and draw(st.booleans()):
+            ns = draw(st.lists(st.sampled_from(catable), min_size=2, max_size=3))
+            text = f"cat({', '.join(ns)})"
+            s = (sum(shapes[n][0] for n in ns), *s[1:])
+        layers = []
+        for _ in range(draw(st.integers(0, 4))):
+            if len(s) == 3:
+                choice = draw(st.integers(0, 9))
+                if choice == 0:
+                    layers.append("flatten")
+                    s = (math.prod(s),)
+                    continue
+                if choice == 1:
+                    name = draw(st.sampled_from(sorted(_GRAPH_BLOCKS)))
+                    c, stride = draw(st.integers(1, 4)), draw(st.integers(1, 2))
+                    call = f"{name}({c}, s={stride})" if name == "res" else f"{name}({c})"
+                    layers.append(call + draw(st.sampled_from(["", " @freeze"])))
+                    s = _GRAPH_BLOCKS[name][1](s, c, stride if name == "res" else 1)
+                    continue
+                got = _image_layer(draw, *s)
+            else:
+                if draw(st.integers(0, 4)) == 0:
+                    k = draw(st.integers(1, 4))
+                    layers.append(f"fb({k})")
+                    s = (s[0] + k,)
+                    continue
+                got = _feature_layer(draw, s[0])
+            text_l, out = got
+            if min(out) < 1 or math.prod(out) > 20_000:
+                break
+            if draw(st.integers(0, 7)) == 0:
+                text_l += " @freeze"
+            layers.append(text_l)
+            s = out
+        attr = "@freeze " if draw(st.integers(0, 5)) == 0 else ""
+        lines.append(f"{attr}t{i} = {text}" + (f" |> {' -> '.join(layers)}" if layers else ""))
+        shapes[f"t{i}"] = s
+    made = [n for n in shapes if n.startswith("t")]
+    outs = draw(st.lists(st.sampled_from(made + ["x"]), min_size=1, max_size=3, unique=True))
+    if len(outs) == 1 and draw(st.booleans()):
+        lines.append(f"output = {outs[0]} |> identity")
+    else:
+        lines += [f"output o{j} = {n}" for j, n in enumerate(outs)]
     return "\n".join(lines) + "\n"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_specs())
 def test_generated_specs_build_with_predicted_shapes(text: str) -> None:
-    # Shrinking pools can legitimately reach size zero: that must be our error, at a position.
-    check_one(text)
+    assert check_one(text) == "ok", text
+
+
+class _AllInputs:
+    """What tests/torch_oracle.torch_counts needs of a model, feeding every declared input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def named_modules(self) -> Iterator[tuple[str, nn.Module]]:
+        return self.model.named_modules()
+
+    def eval(self) -> Callable[[torch.Tensor], object]:
+        self.model.eval()
+        return lambda x: self.model(*[torch.zeros(x.shape[0], *s) for s in self.model.inputs.values()])
+
+
+def check_counts(text: str) -> None:
+    """tests/torch_oracle.check_against_torch for any number of inputs and outputs."""
+    counts = netdsl.count(text)
+    model = netdsl.build(text)
+    oracle = torch_counts(_AllInputs(model), model.input_shape)  # type: ignore[arg-type]
+    by_name = {l.name: l for l in counts.layers}
+    for name, want in oracle.items():
+        got = {m: int(counts.value(counts.layer_metric(by_name[name], m))) for m in want}
+        assert got == want, (name, text)
+    assert counts.value(counts.total("parameters")) == sum(p.numel() for p in model.parameters())
+    assert counts.value(counts.total("buffers")) == sum(b.numel() for b in model.buffers())
+    assert counts.value(counts.total("weights", Convention(biases=True, batchnorm=True))) == \
+        sum(p.numel() for p in model.parameters())
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert frozen == 0 or "@freeze" in text
+    cats = {l.name: l.category for l in counts.layers}
+    for metric in ("outputs", "connections"):
+        for conv in (Convention(), Convention(batchnorm=True, activations=True), Convention(batchnorm=False)):
+            keep = conv.categories(metric)
+            want = sum(v[metric] for n, v in oracle.items() if cats[n] in keep)
+            assert counts.value(counts.total(metric, conv)) == want, (metric, conv, text)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_specs())
 def test_generated_specs_count_what_torch_has(text: str) -> None:
-    # What build compiles, count counts, and the two agree layer by layer (tests/test_count.py's oracle).
-    try:
-        netdsl.shapes(text)
-    except NetdslError:
-        assume(False)  # a pool shrank a size to zero: an error case, covered above
-    check_against_torch(text)
+    # What build compiles, count counts, and the two agree layer by layer (tests/torch_oracle.py).
+    check_counts(text)
+
+
+# --- escapes found by fuzzing, kept until fixed ----------------------------------------------
+ESCAPES: list[tuple[str, str]] = []
+
+
+@pytest.mark.parametrize(("text", "why"), ESCAPES or [pytest.param("", "", marks=pytest.mark.skip("none known"))])
+def test_known_escapes(text: str, why: str) -> None:
+    check_one(text)

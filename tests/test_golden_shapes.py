@@ -47,18 +47,27 @@ def test_specs_found() -> None:
     assert {p.stem for p in SPECS} >= {"pool_upsample", "conv_transpose", "unet"}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
-def test_golden_shapes(spec: Path, update_golden: bool) -> None:
-    report, model = build_report(spec.read_text(encoding="utf-8"), str(spec), {})
+CASES = [(p, {}) for p in SPECS] + [(ROOT / "specs" / f"{n}.net", {"H": 416, "W": 416}) for n in ("yolov3", "yolov3-tiny")]
+
+
+def _first(out: object) -> torch.Tensor:
+    """A detection head returns (decoded, raw) in eval mode: its shape is the decoded one's."""
+    return out[0] if isinstance(out, tuple) else out  # type: ignore[index,return-value]
+
+
+@pytest.mark.parametrize(("spec", "sets"), CASES, ids=lambda c: c.stem if isinstance(c, Path) else "_".join(map(str, c.values())))
+def test_golden_shapes(spec: Path, sets: dict[str, int], update_golden: bool) -> None:
+    report, model = build_report(spec.read_text(encoding="utf-8"), str(spec), sets)
     view = _golden_view(report)
 
     # The golden file only ever records shapes that a real forward pass produced.
     seen: dict[str, list[int]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, list(out.shape[1:])))
-             for name, m in model.named_modules() if not list(m.children())]
+    wanted = {layer["name"] for layer in view["layers"]}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, list(_first(out).shape[1:])))
+             for name, m in model.named_modules() if name in wanted]
     model.eval()
     with torch.no_grad():
-        out = model(torch.zeros(2, *report["input_shape"]))
+        out = _first(model(torch.zeros(1, *report["input_shape"])))
     for h in hooks:
         h.remove()
     assert list(out.shape[1:]) == view["output_shape"]["at_values"]
@@ -67,7 +76,8 @@ def test_golden_shapes(spec: Path, update_golden: bool) -> None:
     if spec.parent.name != "zoo":
         assert "floor" not in json.dumps(view)  # the assumptions make every seed shape exact
 
-    path = GOLDEN / (("zoo_" if spec.parent.name == "zoo" else "") + f"{spec.stem}.shapes.json")
+    size = f"_{sets['H']}" if sets else ""
+    path = GOLDEN / (("zoo_" if spec.parent.name == "zoo" else "") + f"{spec.stem}{size}.shapes.json")
     text = json.dumps(view, indent=2) + "\n"
     if update_golden or not path.exists():
         path.write_text(text, encoding="utf-8")

@@ -1,8 +1,9 @@
 """`netdsl train`: the loop, the run directory, pre-flight errors and comparisons.
 
-Most tests use a stand-in model (a small conv net with the attributes `netdsl.build` gives) in place
-of the compiler, and a folder of tiny generated photos in place of the embedded data, so the file
-runs in seconds. `test_real_specs_end_to_end` goes through `netdsl.build` and the seed specs.
+Most tests use a stand-in model (a plain `nn.Module`, a small conv net) in place of the compiler, and
+a folder of tiny generated photos in place of the embedded data, so the file runs in seconds. A
+stand-in declares no spec: training names it by its class and records the `--set` values as its
+parameters. `test_real_specs_end_to_end` goes through `netdsl.build` and the seed specs.
 """
 from __future__ import annotations
 
@@ -28,13 +29,10 @@ SMALL = ["--max-train", "160", "--max-val", "40", "--epochs", "2", "--batch-size
 
 
 class Toy(nn.Module):
-    """Stands in for a compiled spec: same attributes as `netdsl.build`'s modules."""
+    """Stands in for a compiled spec: a plain module, with no spec behind it."""
 
-    def __init__(self, NC: int = 24, k: int = 3, NF: int = 8, H: int = 32, W: int = 32) -> None:
+    def __init__(self, NC: int = 24, k: int = 3, NF: int = 8) -> None:
         super().__init__()
-        self.spec_name, self.in_channels = "Toy", 1
-        self.params = {"NIC": 1, "NF": NF, "NC": NC, "k": k, "H": H, "W": W}
-        self.input_shape = (1, H, W)
         self.net = nn.Sequential(nn.Conv2d(1, NF, k, padding=1), nn.BatchNorm2d(NF), nn.ReLU(),
                                  nn.Conv2d(NF, NC, 3, padding=1))
 
@@ -118,16 +116,68 @@ def test_fit_learns_and_handles_partial_batch(photos: Path) -> None:
     assert 0 <= hist.rows[-1].val_acc <= 1 and hist.best_epoch in (1, 2, 3)
 
 
+TOYNET = """net ToyNet(NIC = 1, NF = 8, NC = 24, k = 3)
+input x: [NIC, H = 32, W = 32]
+output = x |> conv(NF, k, padding=1) -> batchnorm -> relu -> conv(NC, 3, padding=1)
+"""
+
+
 def test_check_model_names_shapes() -> None:
+    """A compiled spec is held to what it declares; the hints name the --set that fixes it."""
+    from netdsl import build
+
     with pytest.raises(NetdslError, match=r"output is \[N, 10, 32, 32\].*expected \[N, 24, 32, 32\]") as e:
-        check_model(Toy(NC=10), 24, "Toy")
+        check_model(build(TOYNET, NC=10), 24, "ToyNet")
     assert e.value.hint == "--set NC=24"
+    assert e.value.span is not None and e.value.span.line == 3  # the spec's output
+    with pytest.raises(NetdslError, match=r"output is \[N, 24, 31, 31\]") as e:
+        check_model(build(TOYNET, k=4), 24, "ToyNet")
+    assert "--set k=" in (e.value.hint or "")
+    with pytest.raises(NetdslError, match=r"declares input \[1, 64, 32\]") as e:
+        check_model(build(TOYNET, H=64), 24, "ToyNet")
+    assert e.value.hint == "--set H=32"
+    with pytest.raises(NetdslError, match=r"takes 2 input channels") as e:
+        check_model(build(TOYNET, NIC=2), 24, "ToyNet")
+    assert e.value.hint == "--set NIC=1"
+    check_model(build(TOYNET), 24, "ToyNet")
+
+
+class Impostor(Toy):
+    """A plain module with the attribute names of a compiled spec: they are not read."""
+
+    def __init__(self, NC: int = 24, NF: int = 8) -> None:
+        super().__init__(NC=NC, NF=NF)
+        self.spec_name, self.params, self.in_channels, self.input_shape = "Fake", {"NC": 99}, 3, (3, 64, 64)
+
+
+def test_check_model_plain_module_is_only_probed() -> None:
+    """Any nn.Module trains; one that is not a compiled spec is run, not asked what it declares."""
+    with pytest.raises(NetdslError, match=r"Toy's output is \[N, 10, 32, 32\]") as e:
+        check_model(Toy(NC=10), 24, "Toy")
+    assert e.value.hint == "training needs one score per palette colour at every pixel"
+    assert e.value.span is None
     with pytest.raises(NetdslError, match=r"output is \[N, 24, 31, 31\]"):
         check_model(Toy(k=4), 24, "Toy")
-    with pytest.raises(NetdslError, match=r"declares input \[1, 64, 32\]") as e:
-        check_model(Toy(H=64), 24, "Toy")
-    assert e.value.hint == "--set H=32"
-    check_model(Toy(), 24, "Toy")
+    check_model(Impostor(), 24, "Impostor")  # its in_channels/input_shape would refuse it if read
+    with pytest.raises(NetdslError) as e:
+        check_model(Impostor(NC=10), 24, "Impostor")
+    assert e.value.hint == "training needs one score per palette colour at every pixel"  # not --set NC=...
+
+
+def test_identity_of_compiled_and_plain_models() -> None:
+    from netdsl import build
+
+    assert command.identity(build(TOYNET, NF=4), "ignored", {"NF": 4}) == (
+        "ToyNet", {"NIC": 1, "NF": 4, "NC": 24, "k": 3, "H": 32, "W": 32})
+    assert command.identity(Impostor(), "Impostor", {"NF": 8}) == ("Impostor", {"NF": 8})
+
+
+def test_plain_module_run_records_class_name_and_sets(photos: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(command, "build_model", lambda spec, params: Impostor(**params))
+    assert main(["train", "toy.net", "--data", str(photos), "--out", "run", "--set", "NF=4", *SMALL]) == 0
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["spec"]["name"] == "Impostor" and meta["spec"]["params"] == {"NF": 4}
 
 
 # --- the command -----------------------------------------------------------------------------

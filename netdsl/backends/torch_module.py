@@ -27,20 +27,31 @@ def _check_name(owner: nn.Module, name: str, span: Span, what: str) -> None:
                           "it compiles to", span, f"rename the {what}")
 
 
-def make_layer(layer: Layer) -> nn.Module:
-    """The torch module of one layer, from the op's own description of it."""
-    cls, kwargs = layer.op.torch(layer.args, layer.in_at)
+def _construct(cls: str, kwargs: dict[str, Any], what: str, span: Span, attrs: frozenset[str]) -> nn.Module:
+    from netdsl.backends import torch_layers
+
     try:
-        module = getattr(nn, cls)(**kwargs)
+        module = getattr(nn, cls, None) or getattr(torch_layers, cls)
+        module = module(**kwargs)
     except (ValueError, RuntimeError, TypeError) as e:  # torch's own argument checks
-        raise NetdslError(f"PyTorch rejects this '{layer.op.name}': {e}", layer.span, "check the layer's arguments") from e
-    if "freeze" in layer.attrs:
+        raise NetdslError(f"PyTorch rejects this '{what}': {e}", span, "check the layer's arguments") from e
+    if "freeze" in attrs:
         for p in module.parameters():
             p.requires_grad_(False)
     return module
 
 
+def make_layer(layer: Layer) -> nn.Module:
+    """The torch module of one layer, from the op's own description of it."""
+    cls, kwargs = layer.op.torch(layer.args, layer.in_at)
+    return _construct(cls, kwargs, layer.op.name, layer.span, layer.attrs)
+
+
 def _statement_module(st: Statement) -> nn.Module | None:
+    if st.merge is not None:
+        made = st.merge.merge.module(st.merge.args, st.merge.in_at)
+        if made is not None:  # an op with weights over several inputs (detect): no layers follow it
+            return _construct(*made, st.merge.merge.name, st.merge.span, st.attrs)
     mods: list[tuple[str, nn.Module]] = []
     for it in st.items:
         if isinstance(it, Block):
@@ -67,11 +78,15 @@ class _GraphModule(nn.Module):
             mod = _statement_module(st)
             if mod is not None:
                 self.add_module(st.name, mod)
-            plan.append((st.name, st.source, st.inputs, mod is not None))
+            calls = st.merge is not None and st.merge.merge.final
+            plan.append((st.name, "call" if calls else st.source, st.inputs, mod is not None))
         self._netdsl_plan = tuple(plan)
 
     def _run(self, env: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for name, merge, inputs, has_module in self._netdsl_plan:
+            if merge == "call":  # the module takes every input itself
+                env[name] = self._modules[name](*[env[i] for i in inputs])
+                continue
             if merge == "ref":
                 t = env[inputs[0]]
             elif merge == "cat":

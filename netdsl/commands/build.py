@@ -9,6 +9,7 @@ from typing import Any
 
 from netdsl.api import DEFAULT_MAX_BYTES, compile_spec, load
 from netdsl.commands.common import parse_sets
+from netdsl.concrete import Layer, Merge
 from netdsl.errors import NetdslError
 
 
@@ -18,15 +19,18 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
     cg, model = compile_spec(text, path, overrides, max_bytes)
     modules = dict(model.named_modules())
     layers = []
-    for layer in cg.layers:
+    for layer in cg.walk():
+        if isinstance(layer, Merge) and layer.path not in modules:
+            continue  # cat and add hold no module; detect does
+        attrs = layer.attrs if isinstance(layer, Layer) else frozenset()
         layers.append({
             "name": layer.path,
-            "op": layer.op.name,
+            "op": layer.op.name if isinstance(layer, Layer) else layer.merge.name,
             "line": layer.line,
             "out_shape": list(layer.out_at),
             "out_shape_symbolic": [str(x) for x in cg.show(layer.out_shape)],
             "params": sum(p.numel() for p in modules[layer.path].parameters()),
-            **({"attrs": sorted(layer.attrs)} if layer.attrs else {}),
+            **({"attrs": sorted(attrs)} if attrs else {}),
         })
 
     def tensor(t: Any) -> dict[str, Any]:

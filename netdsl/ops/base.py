@@ -15,7 +15,7 @@ import sympy as sp
 from netdsl.symbolic import always_nonnegative
 
 Shape = tuple[sp.Expr, ...]
-ArgType = Literal["int", "float", "bool", "str"]
+ArgType = Literal["int", "float", "bool", "str", "ints", "intlists"]
 ZERO = sp.Integer(0)
 
 

@@ -1,28 +1,45 @@
-"""Merges that start a statement: cat (channels) and add (element-wise sum)."""
+"""Ops that take several tensors and start a statement: cat (channels) and add (element-wise sum);
+`detect` (netdsl/ops/detect.py) is one too, with weights and arguments of its own."""
 from __future__ import annotations
+
+from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Shape, units
+from netdsl.ops.base import Args, ArgSpec, Counts, Shape, units
 
 
 class MergeDef:
     name = ""
     doc = ""
+    args: tuple[ArgSpec, ...] = ()
+    min_inputs = 2
+    final = False  # its result is an output of the network, not a tensor to go on with
+    category = "merge"
+
+    def arg(self, name: str) -> ArgSpec | None:
+        return next((a for a in self.args if a.name == name), None)
+
+    def check(self, a: Args, in_shapes: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        """The rules on the arguments at the values in use (`image`: the network's image input)."""
+
+    def counts(self, a: Args, shapes: list[Shape], out: Shape) -> Counts:
+        return Counts()
+
+    def module(self, a: Args, in_shapes: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
+        """A module holding the op's weights (class name in torch.nn or netdsl's layers), or None."""
+        return None
 
     def match_axes(self, rank: int) -> range:
         """The per-sample axes whose sizes all operands must share."""
         return range(rank)
 
-    def shape(self, shapes: list[Shape]) -> Shape:
+    def shape(self, a: Args, shapes: list[Shape]) -> Shape:
         return shapes[0]
 
-    def connections(self, shapes: list[Shape], out: Shape) -> sp.Expr:
+    def connections(self, a: Args, shapes: list[Shape], out: Shape) -> sp.Expr:
         return sp.Integer(0)
 
-    def torch(self) -> str:
-        """The expression the backend and export use, over a list `xs` of tensors."""
-        raise NotImplementedError
 
 
 class Cat(MergeDef):
@@ -32,22 +49,24 @@ class Cat(MergeDef):
     def match_axes(self, rank: int) -> range:
         return range(1, rank)
 
-    def shape(self, shapes: list[Shape]) -> Shape:
+    def shape(self, a: Args, shapes: list[Shape]) -> Shape:
         return (sp.Add(*[s[0] for s in shapes]), *shapes[0][1:])
 
-    def torch(self) -> str:
-        return "torch.cat(xs, dim=1)"
 
 
 class Add(MergeDef):
     name = "add"
     doc = "add(a, b, ...): element-wise sum of tensors of one shape"
 
-    def connections(self, shapes: list[Shape], out: Shape) -> sp.Expr:
+    def connections(self, a: Args, shapes: list[Shape], out: Shape) -> sp.Expr:
         return sp.expand(units(out) * (len(shapes) - 1))
 
-    def torch(self) -> str:
-        return "sum(xs)"
 
 
-MERGES = {m.name: m for m in (Cat(), Add())}
+def _merges() -> dict[str, MergeDef]:
+    from netdsl.ops.detect import Detect
+
+    return {m.name: m for m in (Cat(), Add(), Detect())}
+
+
+MERGES = _merges()

@@ -191,15 +191,16 @@ def _layer_count(l: Layer) -> LayerCount:
 
 def count_layers(result: ConcreteGraph) -> CountResult:
     """Counts for every layer and cat/add merge of a concrete graph, in forward order."""
-    zero = sp.Integer(0)
     layers: list[LayerCount] = []
     for x in result.walk():
         if isinstance(x, Layer):
             layers.append(_layer_count(x))
         else:
-            layers.append(LayerCount(name=x.path, op=x.merge.name, line=x.line, category="merge",
-                                     out_shape=x.out_shape, weights=zero, biases=zero, norm_params=zero, buffers=zero,
-                                     outputs=units(x.out_shape), connections=x.connections))
+            c = x.counts
+            layers.append(LayerCount(name=x.path, op=x.merge.name, line=x.line, category=x.merge.category,
+                                     out_shape=x.out_shape, weights=c.weights, biases=c.biases,
+                                     norm_params=c.norm_params, buffers=c.buffers, outputs=units(x.out_shape),
+                                     connections=x.connections, macs=c.macs))
     return CountResult(shapes=result, layers=layers)
 
 

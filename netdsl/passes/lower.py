@@ -12,7 +12,7 @@ from typing import Iterable
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
-from netdsl.ops import REGISTRY, ArgSpec, OpDef
+from netdsl.ops import MERGES, REGISTRY, ArgSpec, MergeDef, OpDef
 
 MAX_LAYERS = 10_000
 MAX_REPEAT = 1_000
@@ -137,7 +137,11 @@ class _Lowerer:
                 if a % b:
                     raise NetdslError(f"{a}/{b} is not an integer", n.span, f"use // in a {what}")
                 return a // b
-            return {"+": a + b, "-": a - b, "*": a * b, "//": a // b, "%": a % b}[n.op]
+            if n.op == "//":
+                return a // b
+            if n.op == "%":
+                return a % b
+            return a + b if n.op == "+" else a - b if n.op == "-" else a * b
 
         return ir.fold(e, leaf, binop, lambda n, v: -v, lambda n, vs: min(vs) if n.func == "min" else max(vs))
 
@@ -245,13 +249,19 @@ class _Lowerer:
                                 via=sc.via[:-1], attrs=list(sc.attrs))
 
     def op(self, call: ir.LayerCall, spec: OpDef, sc: _Scope) -> ir.Op:
+        args = self.arguments(call.args, spec, call.span, call.op.span, sc)
+        return ir.Op(span=call.span, op=spec.name, name="", args=args, via=sc.via, attrs=list(sc.attrs))
+
+    def arguments(self, given_args: list[ir.Arg], spec: OpDef | MergeDef, span: Span, default_span: Span,
+                  sc: _Scope) -> dict[str, ir.Value]:
+        """Check an op's arguments (positional, then keyword) and fill in its defaults."""
         given: dict[str, ir.Value] = {}
-        for i, a in enumerate(call.args):
+        for i, a in enumerate(given_args):
             if a.name is None:
                 if i >= len(spec.args):
                     raise NetdslError(f"'{spec.name}' takes at most {len(spec.args)} argument(s)", a.span,
                                       f"{spec.name}: {spec.doc}")
-                if given and any(prev.name is not None for prev in call.args[:i]):
+                if given and any(prev.name is not None for prev in given_args[:i]):
                     raise NetdslError("a positional argument after a keyword argument", a.span,
                                       "put positional arguments first")
                 arg = spec.args[i]
@@ -273,13 +283,17 @@ class _Lowerer:
             elif arg.default_from is not None:
                 args[arg.name] = args[arg.default_from]
             elif arg.required:
-                raise NetdslError(f"'{spec.name}' needs its argument '{arg.name}'", call.span, f"{spec.name}: {spec.doc}")
+                raise NetdslError(f"'{spec.name}' needs its argument '{arg.name}'", span, f"{spec.name}: {spec.doc}")
             else:
-                args[arg.name] = literal(arg.default, call.op.span)
-        return ir.Op(span=call.span, op=spec.name, name="", args=args, via=sc.via, attrs=list(sc.attrs))
+                args[arg.name] = literal(arg.default, default_span)
+        return args
 
-    def value(self, v: ir.Value, arg: ArgSpec, spec: OpDef, sc: _Scope) -> ir.Value:
-        want = {"int": "an integer expression", "float": "a number", "bool": "true or false", "str": "a string"}[arg.type]
+    def value(self, v: ir.Value, arg: ArgSpec, spec: OpDef | MergeDef, sc: _Scope) -> ir.Value:
+        want = {"int": "an integer expression", "float": "a number", "bool": "true or false", "str": "a string",
+                "ints": "a list of integers, e.g. [8, 16, 32]",
+                "intlists": "a list of lists of integers, e.g. [[10, 13, 16, 30], [30, 61, 62, 45]]"}[arg.type]
+        if arg.type in ("ints", "intlists") and isinstance(v, ir.ListValue):
+            return self.int_list(v, arg, spec, sc, nested=arg.type == "intlists")
         if arg.type == "int":
             if isinstance(v, ir.Hole):
                 return v
@@ -312,12 +326,43 @@ class _Lowerer:
             return v
         raise NetdslError(f"'{spec.name}' argument '{arg.name}' wants {want}", v.span, f"{spec.name}: {spec.doc}")
 
+    def int_list(self, v: ir.ListValue, arg: ArgSpec, spec: OpDef | MergeDef, sc: _Scope,
+                 nested: bool) -> ir.ListValue:
+        """A list of integer expressions (or of such lists, all of one length), resolved."""
+        if not v.items:
+            raise NetdslError(f"'{spec.name}' argument '{arg.name}' is an empty list", v.span, f"{spec.name}: {spec.doc}")
+        items: list[ir.Value] = []
+        for x in v.items:
+            if nested:
+                if not isinstance(x, ir.ListValue):
+                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' is a list of lists; this item is not a list",
+                                      x.span, f"{spec.name}: {spec.doc}")
+                items.append(self.int_list(x, arg, spec, sc, nested=False))
+            else:
+                if x.kind not in ir.EXPR_KINDS:
+                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' takes integers; this item is not one",
+                                      x.span, f"{spec.name}: {spec.doc}")
+                check_names(x, sc.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
+                items.append(self.resolve(x, sc))  # type: ignore[arg-type]
+        if nested:
+            lengths = {len(x.items) for x in items}  # type: ignore[union-attr]
+            if len(lengths) > 1:
+                short = min(items, key=lambda x: len(x.items))  # type: ignore[union-attr]
+                raise NetdslError(f"'{spec.name}' argument '{arg.name}' is ragged: its lists have "
+                                  f"{', '.join(str(len(x.items)) for x in items)} items", short.span,  # type: ignore[union-attr]
+                                  "give every level the same number of values")
+        return v.model_copy(update={"items": items})
+
     # --- statements --------------------------------------------------------------------------
     def statements(self, assigns: list[ir.Assign], defined: dict[str, Span], sc: _Scope,
                    graph_block: ir.BlockDef | None = None) -> list[ir.TensorNode]:
         nodes: list[ir.TensorNode] = []
+        finals: set[str] = set()  # results of ops such as detect: outputs, not tensors to go on with
         for a in assigns:
             for ref in a.inputs:
+                if ref.name in finals:
+                    raise NetdslError(f"'{ref.name}' is a detection result, not a tensor", ref.span,
+                                      "a detect() statement is one of the network's outputs; nothing can read it")
                 if ref.name not in defined:
                     later = next((x for x in assigns if x.name == ref.name), None)
                     hint = (f"'{ref.name}' is defined later, at line {later.span.line}; move that statement up"
@@ -337,15 +382,37 @@ class _Lowerer:
             for e in a.annotation or ():
                 check_names(e, sc.known, "shape annotation")
             stmt_sc = sc.child(attrs=tuple(sorted({*sc.attrs, *self.attrs(a.attrs)})))
+            margs = self.merge_args(a, stmt_sc)
             pairs = self.expand(a.chain, stmt_sc, "")
-            nodes.append(ir.TensorNode(span=a.span, name=a.name, merge=a.merge, inputs=a.inputs,
+            nodes.append(ir.TensorNode(span=a.span, name=a.name, merge=a.merge, inputs=a.inputs, args=margs,
+                                       attrs=list(stmt_sc.attrs),
                                        source_span=a.source_span, layers=name_layers(pairs),
                                        annotation=[self.resolve(e, sc) for e in a.annotation] if a.annotation else None))
             defined[a.name] = a.span
+            if a.merge in MERGES and MERGES[a.merge].final:
+                finals.add(a.name)
+                if not a.output:
+                    raise NetdslError(f"{a.merge}() makes one of the network's outputs", a.span,
+                                      f"write `output = {a.merge}(...)` or `output {a.name} = {a.merge}(...)`")
         if graph_block is not None and not any(n.name == "output" for n in nodes):
             raise NetdslError(f"graph block '{graph_block.name}' has no result", graph_block.span,
                               "name the block's result `output`, e.g. `output = add(x, y) |> relu`")
         return nodes
+
+    def merge_args(self, a: ir.Assign, sc: _Scope) -> dict[str, ir.Value]:
+        if a.merge == "ref":
+            return {}
+        m = MERGES.get(a.merge)
+        if m is None:
+            raise NetdslError(f"unknown merge '{a.merge}'", a.source_span,
+                              did_you_mean(a.merge, MERGES) + "a statement starts from a tensor name or "
+                              + ", ".join(f"{k}(a, b, ...)" for k in MERGES))
+        if len(a.inputs) < m.min_inputs:
+            raise NetdslError(f"{m.name}() needs at least {m.min_inputs} tensors", a.source_span, f"{m.name}: {m.doc}")
+        if m.final and a.chain:
+            raise NetdslError(f"{m.name}() makes the network's result; no layers may follow it", a.chain[0].span,
+                              f"write `output = {m.name}(...)` on its own")
+        return self.arguments(a.args, m, a.source_span, a.source_span, sc)
 
     def run(self) -> ir.Graph:
         check_header(self.spec)

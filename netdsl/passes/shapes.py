@@ -13,7 +13,7 @@ import sympy as sp
 from netdsl import ir
 from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Shape, Statement, Tensor
 from netdsl.errors import NetdslError, Span
-from netdsl.ops import MERGES, REGISTRY, Args, OpDef, RuleError
+from netdsl.ops import MERGES, REGISTRY, Args, MergeDef, OpDef, RuleError
 from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
 from netdsl.symbolic import always_equal
 
@@ -44,39 +44,49 @@ class ShapeInference:
         self.dim_scale = dim_scale
         self.origin: dict[str, Span] = {i.name: i.span for i in graph.inputs}
         self.notes: list[str] = []
+        self.image: tuple[int, ...] | None = None  # the first image input at the values in use
 
     # --- values ------------------------------------------------------------------------------
-    def int_value(self, op: ir.Op, name: str, v: ir.Value, low: int) -> tuple[sp.Expr, int]:
+    def int_value(self, op: str, name: str, v: ir.Value, low: int) -> tuple[sp.Expr, int]:
         if isinstance(v, ir.Hole):
-            raise NetdslError(f"'{op.op}' argument '{name}' is left open ('?')", v.span,
+            raise NetdslError(f"'{op}' argument '{name}' is left open ('?')", v.span,
                               "`netdsl solve` finds values for open arguments; build needs them filled in")
         x = self.env.sym(v)  # type: ignore[arg-type]
         val = self.env.at(x)
         if not val.is_Integer:
-            raise NetdslError(f"'{op.op}' argument '{name}' is not an integer: {safe_str(self.env.show(x))} = "
+            raise NetdslError(f"'{op}' argument '{name}' is not an integer: {safe_str(self.env.show(x))} = "
                               f"{safe_str(val)}", v.span, "use // for integer division")
         if val > MAX_VALUE:
-            raise NetdslError(f"'{op.op}' argument '{name}' is larger than 10**18", v.span,
+            raise NetdslError(f"'{op}' argument '{name}' is larger than 10**18", v.span,
                               f"at the values in use {self.used(x)}")
         if val < low:
-            raise NetdslError(f"'{op.op}' argument '{name}' is {val}; it must be at least {low}", v.span,
+            raise NetdslError(f"'{op}' argument '{name}' is {val}; it must be at least {low}", v.span,
                               f"at the values in use {self.used(x)}")
         return x, int(val)
 
-    def args(self, op: ir.Op, spec: OpDef) -> tuple[Args, Args]:
-        """The op's arguments as SymPy expressions and as plain values (pairs for pair arguments)."""
+    def args(self, op: ir.Op | ir.TensorNode, spec: OpDef | MergeDef) -> tuple[Args, Args]:
+        """The op's arguments as SymPy expressions and as plain values (pairs for pair arguments,
+        tuples for lists; list items are plain integers in both)."""
         sym, val = Args(), Args()
+        given = op.args
         for a in spec.args:
-            v = op.args[a.name]
-            if a.type != "int":
+            v = given[a.name]
+            if a.type in ("float", "bool", "str"):
                 sym[a.name] = val[a.name] = v.value  # type: ignore[union-attr]
+                continue
+            if a.type in ("ints", "intlists"):
+                sym[a.name] = val[a.name] = self.int_list(spec.name, a.name, v)  # type: ignore[arg-type]
                 continue
             low = a.minimum if a.minimum is not None else -MAX_VALUE
             items = v.items if isinstance(v, ir.Pair) else ((v, v) if a.pair else (v,))
-            got = [self.int_value(op, a.name, x, low) for x in items]
+            got = [self.int_value(spec.name, a.name, x, low) for x in items]
             sym[a.name] = tuple(g[0] for g in got) if a.pair else got[0][0]
             val[a.name] = tuple(g[1] for g in got) if a.pair else got[0][1]
         return sym, val
+
+    def int_list(self, op: str, name: str, v: ir.ListValue) -> tuple:
+        return tuple(self.int_list(op, name, x) if isinstance(x, ir.ListValue)  # type: ignore[arg-type]
+                     else self.int_value(op, name, x, -MAX_VALUE)[1] for x in v.items)
 
     def used(self, x: sp.Expr) -> str:
         names = sorted(str(s) for s in self.env.show(x).free_symbols)
@@ -142,7 +152,7 @@ class ShapeInference:
                 self.check_annotation(node, s)
             out.append(Statement(name=node.name, path=prefix + node.name, source=node.merge,
                                  inputs=tuple(i.name for i in node.inputs), merge=merge, items=items, shape=s,
-                                 at=tuple(self.at(s)), span=node.span))
+                                 at=tuple(self.at(s)), span=node.span, attrs=frozenset(node.attrs)))
         return out
 
     def source(self, node: ir.TensorNode, tensors: dict[str, Shape], prefix: str = "") -> tuple[Shape, Merge | None]:
@@ -169,10 +179,19 @@ class ShapeInference:
             if "here" in verdicts:
                 self.notes.append(f"line {node.span.line}: {m.name}({first.name}, {other.name}): sizes could not be "
                                   f"shown equal for all parameter values; they are equal at the values in use")
-        out = tuple(m.shape(shapes))
-        merge = Merge(path=f"{prefix}{node.name}({m.name})", merge=m, inputs=tuple(i.name for i in node.inputs),
-                      out_shape=out, out_at=tuple(self.at(out)), connections=m.connections(shapes, out),
-                      span=node.source_span, line=node.span.line)
+        sym, val = self.args(node, m)
+        try:
+            m.check(val, [tuple(self.at(x)) for x in shapes], self.image)
+        except RuleError as e:
+            raise NetdslError(e.message, node.args[e.arg].span if e.arg in node.args else node.source_span,
+                              e.hint) from None
+        out = tuple(m.shape(sym, shapes))
+        # An op with weights (detect) is its statement's module; cat and add are named after it.
+        path = f"{prefix}{node.name}" if m.final else f"{prefix}{node.name}({m.name})"
+        merge = Merge(path=path, merge=m, inputs=tuple(i.name for i in node.inputs),
+                      out_shape=out, out_at=tuple(self.at(out)), connections=m.connections(sym, shapes, out),
+                      span=node.source_span, line=node.span.line, args=val, counts=m.counts(sym, shapes, out),
+                      in_at=[tuple(self.at(x)) for x in shapes])
         return out, merge
 
     def equal(self, a: sp.Expr, b: sp.Expr) -> str:
@@ -217,6 +236,8 @@ class ShapeInference:
         for inp in self.g.inputs:
             s = self.input_shape(inp)
             tensors[inp.name] = s
+            if len(s) == 3 and self.image is None:
+                self.image = tuple(self.at(s))
             inputs.append(Tensor(inp.name, s, tuple(self.at(s)), inp.span))
         statements = self.statements(self.g.nodes, tensors, "")
         spans = {st.name: st.span for st in statements}

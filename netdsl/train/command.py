@@ -10,10 +10,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netdsl.errors import NetdslError
 from netdsl.parse import read_spec_file
+
+if TYPE_CHECKING:  # torch stays out of `netdsl --help`
+    from torch import nn
 
 # Flags `--resume` may be combined with; every other setting comes from the run directory.
 RESUME_FLAGS = {"epochs", "device", "quiet"}
@@ -57,7 +60,7 @@ class Prepared:
 
     label: str
     rundir: Any  # rundir.RunDir
-    model: Any
+    model: nn.Module  # a CompiledNet, or a stand-in nn.Module (see `identity`)
     spec_name: str
     hyper: Any
     data: Any  # data.ColourData
@@ -66,14 +69,25 @@ class Prepared:
     create: tuple[dict[str, Any], str] | None = None  # (run.json, spec text) for a fresh run
 
 
-def build_model(spec: Path, params: dict[str, int]) -> Any:
-    """The one place training meets the compiler; tests replace it with stand-in modules."""
+def build_model(spec: Path, params: dict[str, int]) -> nn.Module:
+    """The one place training meets the compiler: a `CompiledNet`. Tests replace it with stand-in
+    `nn.Module`s, which `identity` and `loop.check_model` take for what they are (no spec)."""
     read_spec_file(spec)  # a missing or unreadable spec fails with the compiler's own message
     try:
         from netdsl import build
     except ImportError:
         raise NetdslError("this netdsl has no compiler (netdsl.build is missing)", path=str(spec)) from None
     return build(str(spec), **params)
+
+
+def identity(model: nn.Module, name: str, params: dict[str, int]) -> tuple[str, dict[str, int]]:
+    """(name, every parameter in use) of a model: a `CompiledNet` states its own; any other
+    `nn.Module` declares none, so it gets the given name and parameters (the `--set` values)."""
+    from netdsl.backends.torch_module import CompiledNet
+
+    if isinstance(model, CompiledNet):
+        return model.spec_name, dict(model.params or params)
+    return name, dict(params)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,9 +168,8 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
     for plan, d in zip(plans, dirs):
         torch.manual_seed(plan.hyper.seed)  # the same initial weights whatever else runs first
         model = build_model(plan.spec, plan.sets)
-        name = getattr(model, "spec_name", None) or plan.spec.stem
+        name, params = identity(model, type(model).__name__, plan.sets)
         check_model(model, k, name, path=str(plan.spec))
-        params = dict(getattr(model, "params", None) or plan.sets)
         run_json = {"label": plan.label, "spec": {"path": str(plan.spec), "name": name, "sets": plan.sets,
                                                    "params": params},
                     "train": plan.hyper.__dict__, "data": dspec.to_json(), "data_description": data.description,
@@ -226,7 +239,7 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
                                   path=str(d))
         torch.manual_seed(hyper.seed)
         model = build_model(d / "spec.net", sets)
-        name = getattr(model, "spec_name", None) or spec_info.get("name", label)
+        name, _ = identity(model, str(spec_info.get("name", label)), sets)
         check_model(model, len(data.palette), name, path=str(d / "spec.net"))
         if ckpt is not None:  # shape check now, so a mismatch is refused before any training
             _check_state(model, ckpt, d / "last.pt")
@@ -234,7 +247,7 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
     return out, group
 
 
-def _check_state(model: Any, ckpt: dict[str, Any], path: Path) -> None:
+def _check_state(model: nn.Module, ckpt: dict[str, Any], path: Path) -> None:
     state = ckpt.get("model")
     own = model.state_dict()
     if not isinstance(state, dict) or set(state) != set(own) or any(

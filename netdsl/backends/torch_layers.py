@@ -1,0 +1,59 @@
+"""torch modules netdsl needs that torch.nn does not have: the YOLO detection head."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class Detect(nn.Module):
+    """YOLO head: per level a 1x1 conv to na*(5+classes) channels, then ultralytics' v9.6.0 layout.
+
+    Training mode returns a tuple of raw maps `[N, na, H_i, W_i, 5+classes]`; eval mode returns
+    `(decoded, raw)`, `decoded` being `[N, sum(na*H_i*W_i), 5+classes]` with xy = (2*sigmoid - 0.5
+    + grid) * stride, wh = (2*sigmoid)^2 * anchor (pixels) and sigmoid objectness and classes.
+    The anchors are kept as plain attributes, not buffers: a state_dict holds weights only.
+    """
+
+    def __init__(self, classes: int, anchors: list[list[int]], strides: list[int], in_channels: list[int]) -> None:
+        super().__init__()
+        self.classes, self.outputs = classes, classes + 5
+        self.levels, self.per_level = len(anchors), len(anchors[0]) // 2
+        self.anchor_pixels = [[(float(a[2 * j]), float(a[2 * j + 1])) for j in range(self.per_level)] for a in anchors]
+        self.strides = [int(s) for s in strides]
+        self.m = nn.ModuleList(nn.Conv2d(c, self.per_level * self.outputs, 1) for c in in_channels)
+        self.reset_biases()
+
+    def reset_biases(self, image_size: int = 640) -> None:
+        """A fresh head's biases as ultralytics sets them: objectness log(8 / cells), classes
+        log(0.6 / (classes - 0.99)), so the first losses are of a sensible size."""
+        with torch.no_grad():
+            for conv, stride in zip(self.m, self.strides):
+                b = conv.bias.view(self.per_level, self.outputs)
+                b[:, 4] += math.log(8 / (image_size / stride) ** 2)
+                b[:, 5:] += math.log(0.6 / (self.classes - 0.99))
+
+    def extra_repr(self) -> str:
+        return f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}"
+
+    def forward(self, *xs: torch.Tensor) -> tuple:
+        raw = []
+        for conv, x in zip(self.m, xs):
+            y = conv(x)
+            n, _, h, w = y.shape
+            raw.append(y.view(n, self.per_level, self.outputs, h, w).permute(0, 1, 3, 4, 2).contiguous())
+        if self.training:
+            return tuple(raw)
+        decoded = [self.decode(i, y) for i, y in enumerate(raw)]
+        return torch.cat(decoded, 1), tuple(raw)
+
+    def decode(self, level: int, y: torch.Tensor) -> torch.Tensor:
+        n, na, h, w, no = y.shape
+        gy, gx = torch.meshgrid(torch.arange(h, device=y.device), torch.arange(w, device=y.device), indexing="ij")
+        grid = torch.stack((gx, gy), 2).view(1, 1, h, w, 2).to(y.dtype)
+        anchors = torch.tensor(self.anchor_pixels[level], dtype=y.dtype, device=y.device).view(1, na, 1, 1, 2)
+        s = y.sigmoid()
+        xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
+        wh = (s[..., 2:4] * 2) ** 2 * anchors
+        return torch.cat((xy, wh, s[..., 4:]), -1).view(n, -1, no)

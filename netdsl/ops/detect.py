@@ -1,0 +1,71 @@
+"""detect: the YOLO detection head over several feature maps (one 1x1 conv per level, decoding).
+
+Output layout as ultralytics' YOLOv3 (v9.6.0): in training mode a tuple of raw tensors
+`[N, na, H_i, W_i, 5 + classes]`, levels in the order given; in eval mode `(decoded, raw)` with
+`decoded` `[N, sum(na*H_i*W_i), 5 + classes]`: xy and wh in input pixels, sigmoid scores.
+The shape and counts here describe `decoded` and the level convolutions.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from netdsl.ops.base import Args, ArgSpec, Counts, RuleError, Shape
+from netdsl.ops.merge import MergeDef
+
+
+class Detect(MergeDef):
+    name = "detect"
+    doc = ("detect(p3, p4, ..., classes=NCLS, anchors=[[w, h, w, h, ...], ...], strides=[8, 16, ...]): "
+           "one 1x1 conv per level to anchors*(5 + classes) channels; anchors in input pixels")
+    args = (ArgSpec("classes", "int", minimum=1), ArgSpec("anchors", "intlists"), ArgSpec("strides", "ints"))
+    min_inputs = 1
+    final = True
+    category = "conv"
+
+    def match_axes(self, rank: int) -> range:
+        return range(0)  # levels differ in size by design
+
+    @staticmethod
+    def per_level(a: Args) -> int:
+        return len(a.anchors[0]) // 2
+
+    def check(self, a: Args, in_shapes: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        n = len(in_shapes)
+        if any(len(s) != 3 for s in in_shapes):
+            raise RuleError(None, "detect() takes image feature maps [C, H, W]", "give it the neck's feature maps")
+        if len(a.anchors) != n:
+            raise RuleError("anchors", f"{len(a.anchors)} lists of anchors for {n} feature maps",
+                            "give one list of anchors per feature map, in the same order")
+        if len(a.anchors[0]) % 2:
+            raise RuleError("anchors", "anchors are (width, height) pairs: each list needs an even number of values",
+                            "write e.g. [10, 13, 16, 30, 33, 23] for three anchors")
+        if any(v <= 0 for level in a.anchors for v in level):
+            raise RuleError("anchors", "anchors must be positive (widths and heights in input pixels)",
+                            "write the anchors in pixels of the input image")
+        if len(a.strides) != n:
+            raise RuleError("strides", f"{len(a.strides)} strides for {n} feature maps", "give one stride per feature map")
+        if any(st <= 0 for st in a.strides):
+            raise RuleError("strides", "strides must be positive", "a level's stride is input size / its size")
+        for i, (s, st) in enumerate(zip(in_shapes, a.strides)):
+            if image is not None and (s[1] * st, s[2] * st) != tuple(image[1:]):
+                raise RuleError("strides", f"feature map {i + 1} is {s[1]}x{s[2]}; with stride {st} it covers "
+                                f"{s[1] * st}x{s[2] * st}, but the input is {image[1]}x{image[2]}",
+                                "each stride must be the input size divided by that map's size")
+
+    def shape(self, a: Args, shapes: list[Shape]) -> Shape:
+        cells = sp.Add(*[s[1] * s[2] for s in shapes])
+        return (sp.expand(self.per_level(a) * cells), sp.expand(a.classes + 5))
+
+    def counts(self, a: Args, shapes: list[Shape], out: Shape) -> Counts:
+        outs = self.per_level(a) * (a.classes + 5)
+        return Counts(weights=sp.expand(outs * sp.Add(*[s[0] for s in shapes])), biases=sp.expand(len(shapes) * outs),
+                      macs=sp.expand(outs * sp.Add(*[s[0] * s[1] * s[2] for s in shapes])))
+
+    def connections(self, a: Args, shapes: list[Shape], out: Shape) -> sp.Expr:
+        return self.counts(a, shapes, out).macs
+
+    def module(self, a: Args, in_shapes: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
+        return "Detect", dict(classes=a.classes, anchors=[list(x) for x in a.anchors], strides=list(a.strides),
+                              in_channels=[s[0] for s in in_shapes])
