@@ -16,7 +16,8 @@ from netdsl.errors import Span
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf is a legal argument value (`pad(..., value=-inf)`); JSON writes it as -Infinity.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
     span: Span
 
 
@@ -74,7 +75,6 @@ Expr = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr], Field(discriminator
 # --- other argument values -------------------------------------------------------------------
 
 class Float(Node):
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
     kind: Literal["float"] = "float"
     value: float
 

@@ -221,20 +221,23 @@ def deep_graph_blocks(rng: random.Random) -> str:
 
 
 def floor_annotations(rng: random.Random) -> str:
-    """Shape annotations in floor form, right or off by one, against strided convs and pools."""
-    k, s = rng.choice([1, 2, 3, 4, 5]), rng.choice([1, 2, 3])
+    """Shape annotations in floor form (right, right but written otherwise, or off by one) against
+    strided convs and pools, under assumptions on the sizes that hold or not."""
+    k, s = rng.choice([1, 2, 3, 4, 5]), rng.choice([1, 2, 3, 4])
     p = rng.randrange(0, k // 2 + 1)
-    h = rng.choice(["(H + {a})//{s}", "(H + {a})//{s} + {b}", "H//{s} + {b}", "H/{s}", "(H - {a})//{s} + 1",
-                    "(H + 2*{p} - {k})//{s} + 1", "floor(H/{s})", "max(H//{s}, 1)", "H if {s} == 1 else (H+1)//{s}"])
-    fill = dict(a=rng.choice([0, 1, 2, -1]), b=rng.choice([0, 1, -1]), s=s, p=p, k=k)
-    op = rng.choice([f"conv(C, {k}, stride={s}, padding={p})", f"maxpool({k}, stride={s}, padding={p})",
-                     f"maxpool({k}, stride={s}, padding={p}, ceil_mode=true)",
-                     f"avgpool({k}, stride={s}, padding={p}, ceil_mode=true)",
-                     f"convT(C, {k}, stride={s}, padding={p})", f"conv(C, ({k}, 1), stride=({s}, 1), padding=({p}, 0))"])
-    where = rng.choice(["", f" where H % {s} == 0", f" where H % {s} == 1, W % 2 == 0", " where H > 4"])
-    hh, ww = rng.choice([7, 8, 9, 32, 33]), rng.choice([8, 9])
-    ann = h.format(**fill)
+    right = [f"(H + {2 * p - k})//{s} + 1", f"(H + {2 * p - k + s})//{s}", f"(H + {2 * p - k})//{s} + 2 - 1",
+             f"1 + (H - {k - 2 * p})//{s}" if k - 2 * p >= 0 else f"1 + (H + {2 * p - k})//{s}"]
+    other = ["(H + {a})//{s} + {b}", "H//{s} + {b}", "H/{s}", "(H - {a})//{s} + 1", "max(H//{s}, 1)",
+             "H if {s} == 1 else (H+1)//{s}", "(H + {a}) % {s} + H//{s}", "min(H, (H + {a})//{s})"]
+    fill = dict(a=rng.choice([0, 1, 2, -1]), b=rng.choice([0, 1, -1]), s=s)
+    ann = rng.choice(right) if rng.random() < 0.6 else rng.choice(other).format(**fill)
     w_ann = rng.choice([ann.replace("H", "W"), "W", "(W+1)//2"])
+    op = rng.choice([f"conv(C, {k}, stride={s}, padding={p})", f"conv(C, ({k}, 1), stride=({s}, 1), padding=({p}, 0))",
+                     f"maxpool({k}, stride={s}, padding={p})", f"avgpool({k}, stride={s}, padding={p})",
+                     f"maxpool({k}, stride={s}, padding={p}, ceil_mode=true)"])
+    hh, ww = rng.choice([k + 3, 2 * s + k, 32, 33]), rng.choice([8, 9])
+    where = rng.choice(["", f" where H % {s} == {hh % s}", f" where H % {s} == {hh % s}, W % 2 == {ww % 2}",
+                        " where H > 4", f" where H % {s} == {(hh + 1) % s}"])
     return (f"net A(C = 2)\ninput x: [C, H = {hh}, W = {ww}]{where}\n"
             f"a: [{rng.choice(['C', '2', 'C*1', 'C + 0'])}, {ann}, {w_ann}] = x |> {op}\noutput = a\n")
 
@@ -242,13 +245,13 @@ def floor_annotations(rng: random.Random) -> str:
 def repetitions(rng: random.Random) -> str:
     """Repetition counts: huge, zero, negative, from parameters, indexed, nested."""
     n = rng.choice([0, 1, 3, 1000, 1001, 10**9, 10**30, -1])
-    count = rng.choice(["N", "10**9", "(N - 5)", "N*N", "(N if N < 4 else 2)", "1000", "(10**9 if N == 1 else 2)",
-                        "max(N, 0)", "(N//0)", "i", "0"])
-    idx = rng.choice(["", " as i", " as N", " as x", " as forward", " as C", " as j"])
-    layer = rng.choice(["relu", "conv(C, 1)", "conv(C + i, 1, padding=(i, 0))", "b(i)", "g(C)", "pad(i)",
-                        "maxpool(1, stride=1) -> relu", "b(1) * i as j"])
+    count = rng.choice(["N", "(10**9)", "(N - 5)", "(N*N)", "(N if N < 4 else 2)", "1000", "(10**9 if N == 1 else 2)",
+                        "max(N, 0)", "(N//0)", "i", "0", "3", "10**9"])
+    idx = rng.choice(["", " as i", " as i", " as N", " as x", " as forward", " as C", " as j"])
+    layer = rng.choice(["relu", "conv(C, 1)", "conv(C + i, 1, padding=(i, 0))", "b(i + 1)", "g(C)", "pad(i)",
+                        "maxpool(1, stride=1) -> relu", "b(1) * i as j", "g(1 if i == 0 else C)"])
     blocks = ("block b(c) = conv(c + 1, 1) * c as i -> relu\n"
-              "block g(c) {\n  input t\n  a = t |> conv(c, 1) * N as i\n  output = add(a, t) if c == C else a\n}\n")
+              "block g(c) {\n  input t\n  a = t |> conv(c, 1) * N as i\n  output = cat(a, t)\n}\n")
     return _HEAD.format(n=n, h=8, w=8) + blocks + f"output = x |> {layer} * {count}{idx}\n"
 
 
