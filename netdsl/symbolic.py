@@ -54,6 +54,8 @@ def _classes(x: sp.Expr) -> list[sp.Expr] | None:
             if not moduli or all(m == 1 for m in moduli.values()):
                 return None
             syms = sorted((s for s, m in moduli.items() if m > 1), key=str)
+            if len(nxt) + math.prod(moduli[s] for s in syms) > MAX_CLASSES:
+                return None  # undecided: too many classes to enumerate (a stride of 10**18, say)
             fresh = {s: sp.Symbol(f"{s.name}_{level}", integer=True, nonnegative=True) for s in syms}
             for rs in itertools.product(*[range(moduli[s]) for s in syms]):
                 nxt.append(sp.expand(y.xreplace({s: moduli[s] * fresh[s] + r for s, r in zip(syms, rs)})))
