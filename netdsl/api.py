@@ -13,6 +13,7 @@ from netdsl.passes.limits import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:  # torch stays out of parse/count
     from netdsl.backends.torch_module import CompiledNet
+    from netdsl.freeze import Freeze
     from netdsl.concrete import ConcreteGraph
     from netdsl.passes.counts import CountResult
     from netdsl.passes.solve import SolveResult
@@ -44,12 +45,14 @@ def _params(params: dict[str, object]) -> dict[str, int]:
     return check_overrides(params)
 
 
-def analyse_text(text: str, path: str | None, params: dict[str, int] | None = None) -> "ConcreteGraph":
+def analyse_text(text: str, path: str | None, params: dict[str, int] | None = None,
+                 freeze: "Freeze | None" = None) -> "ConcreteGraph":
     """Spec text to its concrete graph at the values in use (no torch): the front of every command."""
+    from netdsl.freeze import Freeze
     from netdsl.passes.shapes import analyse
 
     with located(path, text):
-        cg = analyse(parse_text(text, path), params)
+        cg = analyse(parse_text(text, path), params, freeze=freeze or Freeze())
     cg.source = (path, text)
     return cg
 
@@ -88,7 +91,8 @@ def shapes(source: Source, **params: int) -> "ConcreteGraph":
 
 
 def compile_spec(text: str, path: str | None, params: dict[str, int],
-                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple["ConcreteGraph", "CompiledNet"]:
+                 max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 freeze: "Freeze | None" = None) -> tuple["ConcreteGraph", "CompiledNet"]:
     """Parse, check, size and compile spec text: the one path every build takes.
 
     The memory estimate is checked before torch is even imported, so an absurd size is refused
@@ -96,7 +100,7 @@ def compile_spec(text: str, path: str | None, params: dict[str, int],
     """
     from netdsl.passes.limits import check_memory
 
-    cg = analyse_text(text, path, params)
+    cg = analyse_text(text, path, params, freeze)
     with located(path, text):
         check_memory(cg, max_bytes)
         from netdsl.backends.torch_module import to_module
@@ -104,19 +108,26 @@ def compile_spec(text: str, path: str | None, params: dict[str, int],
         return cg, to_module(cg)
 
 
-def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES, **params: int) -> "CompiledNet":
+def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
+          freeze: "int | str | list[str] | Freeze | None" = None, freeze_bn: str | None = None,
+          **params: int) -> "CompiledNet":
     """Compile a spec into a torch.nn.Module; keyword arguments override its parameters.
 
     Networks whose estimated memory (parameters, buffers and one sample's activations) exceeds
     `max_bytes` (8 GiB by default) are refused before anything is allocated; None lifts the limit.
+    `freeze` freezes the first N top-level statements (an int) or the statements, labels and
+    blocks named (a name or a list), on top of the spec's own `@freeze`; `freeze_bn` is "train"
+    (frozen BatchNorm keeps updating its statistics in training mode, the default) or "eval".
 
     >>> import torch
     >>> m = build("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)", C=6)
     >>> tuple(m(torch.zeros(2, 1, 8, 8)).shape)
     (2, 6, 8, 8)
     """
+    from netdsl.freeze import as_freeze
+
     text, path = load(source)
-    return compile_spec(text, path, _params(params), max_bytes)[1]
+    return compile_spec(text, path, _params(params), max_bytes, as_freeze(freeze, freeze_bn))[1]
 
 
 def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params: int) -> "CountResult":

@@ -378,6 +378,7 @@ class Graph(Node):
     # Names whose value decided the structure (repetition counts, conditionals): the symbolic
     # passes hold them at their values, since other values would make another network.
     structural: list[str] = []
+    freeze_bn: Literal["train", "eval"] = "train"  # frozen BatchNorm in training mode: update statistics or not
 
     @property
     def dims(self) -> list[Dim]:

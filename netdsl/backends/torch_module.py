@@ -15,7 +15,7 @@ from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
 
 # Attributes the compiled classes set themselves; user names must not take them.
-_OWN = frozenset({"_netdsl_plan", "_netdsl_inputs", "_netdsl_outputs", "_netdsl_name", "ir", "concrete",
+_OWN = frozenset({"_netdsl_plan", "_netdsl_inputs", "_netdsl_outputs", "_netdsl_name", "_netdsl_frozen_bn", "ir", "concrete",
                   "spec_name", "params", "input_shape", "output_shape", "in_channels", "inputs", "outputs"})
 
 
@@ -139,6 +139,18 @@ class CompiledNet(_GraphModule):
         self._netdsl_inputs = tuple(self.inputs)
         self._netdsl_outputs = tuple(self.outputs)
         self._add_statements(cg.statements)
+        # `--freeze-bn eval`: frozen BatchNorm layers stay in eval mode whatever train() is asked.
+        frozen_bn = cg.graph is not None and cg.graph.freeze_bn == "eval"
+        modules = dict(self.named_modules())
+        self._netdsl_frozen_bn = tuple(modules[l.path] for l in cg.layers
+                                       if frozen_bn and "freeze" in l.attrs and l.op.name == "batchnorm")
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "CompiledNet":
+        super().train(mode)
+        for m in getattr(self, "_netdsl_frozen_bn", ()):  # not yet set while nn.Module.__init__ runs
+            m.eval()
+        return self
 
     def _get_name(self) -> str:
         return self.spec_name

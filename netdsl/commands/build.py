@@ -14,9 +14,9 @@ from netdsl.errors import NetdslError
 
 
 def build_report(text: str, path: str | None, overrides: dict[str, int],
-                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[dict[str, Any], Any]:
-    """The JSON-able report of a build and the compiled module."""
-    cg, model = compile_spec(text, path, overrides, max_bytes)
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, freeze: Any = None) -> tuple[dict[str, Any], Any]:
+    """The JSON-able report of a build and the compiled module (`freeze`: a netdsl.freeze.Freeze)."""
+    cg, model = compile_spec(text, path, overrides, max_bytes, freeze)
     modules = dict(model.named_modules())
     layers = []
     for layer in cg.walk():
@@ -31,6 +31,7 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
             "out_shape_symbolic": [str(x) for x in cg.show(layer.out_shape)],
             "params": sum(p.numel() for p in modules[layer.path].parameters()),
             **({"attrs": sorted(attrs)} if attrs else {}),
+            **({"frozen": True} if any(not p.requires_grad for p in modules[layer.path].parameters()) else {}),
         })
 
     def tensor(t: Any) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
         "layers": layers,
         "total_params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "frozen_params": sum(p.numel() for p in model.parameters() if not p.requires_grad),
         "buffers": sum(b.numel() for b in model.buffers()),
         "notes": cg.notes,
     }
@@ -75,13 +77,15 @@ def _print_table(report: dict[str, Any]) -> None:
     for layer in report["layers"]:
         table.add_row(layer["name"], layer["op"], str(layer["line"]),
                       "[" + ", ".join(layer["out_shape_symbolic"]) + "]",
-                      "×".join(map(str, layer["out_shape"])), f"{layer['params']:,}" if layer["params"] else "")
+                      "×".join(map(str, layer["out_shape"])),
+                      (f"{layer['params']:,}" + (" frozen" if layer.get("frozen") else "")) if layer["params"] else "")
     console.print(table)
     for out in report["outputs"]:
         label = "output" if len(report["outputs"]) == 1 else f"output {out['name']}"
         console.print(f"{label}: [{', '.join(out['shape_symbolic'])}] = [N, {', '.join(map(str, out['shape']))}]")
+    frozen = f"frozen {report['frozen_params']:,}; " if report["frozen_params"] else ""
     console.print(f"total parameters: {report['total_params']:,}  (trainable {report['trainable_params']:,}; "
-                  f"buffers {report['buffers']:,})")
+                  f"{frozen}buffers {report['buffers']:,})")
     for note in report["notes"]:
         console.print(f"note: {note}")
 

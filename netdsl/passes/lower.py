@@ -12,6 +12,7 @@ from typing import Iterable
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
+from netdsl.freeze import Freeze
 from netdsl.ops import MERGES, REGISTRY, ArgSpec, MergeDef, OpDef
 
 MAX_LAYERS = 10_000
@@ -94,6 +95,8 @@ class _Scope:
 class _Lowerer:
     spec: ir.Spec
     values: dict[str, int]
+    freeze: Freeze = Freeze()
+    frozen_names: set[str] = field(default_factory=set)  # the names of `freeze` that matched something
     blocks: dict[str, ir.BlockDef] = field(default_factory=dict)
     structural: set[str] = field(default_factory=set)
     count: int = 0
@@ -151,7 +154,7 @@ class _Lowerer:
         out: list[tuple[str | None, Layer]] = []
         for call in calls:
             times = self.times(call, sc)
-            attrs = tuple(sorted({*sc.attrs, *self.attrs(call.attrs)}))
+            attrs = tuple(sorted({*sc.attrs, *self.attrs(call.attrs), *self.requested(call, sc)}))
             label = (prefix + call.label.name) if call.label else None
             for i in range(times):
                 inner_sc = sc.child(attrs=attrs)
@@ -201,6 +204,16 @@ class _Lowerer:
     def block_known(self, block: ir.BlockDef) -> set[str]:
         return {p.name for p in self.spec.params} | {d.name for i in self.spec.inputs for d in i.dims} \
             | {p.name for p in block.params}
+
+    def requested(self, call: ir.LayerCall, sc: _Scope) -> list[str]:
+        """`freeze` where the build asks for this call's label or block to be frozen."""
+        names = [call.label.name] if call.label else []
+        names += [call.op.name] if call.op.name in self.blocks else []
+        hits = [n for n in names if n in self.freeze.names]
+        if sc.dry or not hits:
+            return []
+        self.frozen_names.update(hits)
+        return ["freeze"]
 
     def attrs(self, attrs: list[ir.Attr]) -> list[str]:
         for a in attrs:
@@ -381,7 +394,11 @@ class _Lowerer:
                                   f"write `output = ...` in block '{graph_block.name}'")
             for e in a.annotation or ():
                 check_names(e, sc.known, "shape annotation")
-            stmt_sc = sc.child(attrs=tuple(sorted({*sc.attrs, *self.attrs(a.attrs)})))
+            asked = []
+            if graph_block is None and not sc.dry and (len(nodes) < self.freeze.first or a.name in self.freeze.names):
+                asked = ["freeze"]
+                self.frozen_names.update({a.name} & set(self.freeze.names))
+            stmt_sc = sc.child(attrs=tuple(sorted({*sc.attrs, *self.attrs(a.attrs), *asked})))
             margs = self.merge_args(a, stmt_sc)
             pairs = self.expand(a.chain, stmt_sc, "")
             nodes.append(ir.TensorNode(span=a.span, name=a.name, merge=a.merge, inputs=a.inputs, args=margs,
@@ -421,6 +438,7 @@ class _Lowerer:
             self.define(b)
         defined = {i.name: i.span for i in self.spec.inputs}
         nodes = self.statements(self.spec.assigns, defined, _Scope(bound={}, known=params_dims, via=[]))
+        self.check_freeze(nodes)
         outputs = [a.name for a in self.spec.assigns if a.output]
         if not outputs:
             raise NetdslError("the spec has no output", self.spec.span if not nodes else nodes[-1].span,
@@ -429,6 +447,24 @@ class _Lowerer:
         return ir.Graph(span=self.spec.span, name=self.spec.name, params=self.spec.params,
                         conditions=self.spec.conditions, inputs=self.spec.inputs, nodes=nodes, outputs=outputs,
                         claims=self.spec.claims, structural=sorted(self.structural))
+
+    def check_freeze(self, nodes: list[ir.TensorNode]) -> None:
+        if self.freeze.first > len(nodes):
+            raise NetdslError(f"--freeze {self.freeze.first}: the spec has {len(nodes)} top-level statements",
+                              hint=f"freeze at most {len(nodes)}")
+        missing = [n for n in self.freeze.names if n not in self.frozen_names]
+        if missing:
+            known = {n.name for n in nodes} | set(self.blocks) | {c.label.name for c in self._calls() if c.label}
+            raise NetdslError(f"--freeze {missing[0]}: no statement, label or block of the spec is named '{missing[0]}'",
+                              hint=did_you_mean(missing[0], known) + "names: " + ", ".join(sorted(known)[:30]))
+
+    def _calls(self) -> Iterable[ir.LayerCall]:
+        for a in self.spec.assigns:
+            yield from a.chain
+        for b in self.spec.blocks:
+            yield from b.body
+            for a in b.assigns:
+                yield from a.chain
 
     def define(self, b: ir.BlockDef) -> None:
         if b.name in REGISTRY:
@@ -491,6 +527,8 @@ def name_layers(pairs: list[tuple[str | None, Layer]]) -> list[Layer]:
     return out
 
 
-def lower(spec: ir.Spec, values: dict[str, int]) -> ir.Graph:
-    """Check names and arguments and expand blocks at `values` (every parameter and size in use)."""
-    return _Lowerer(spec, values).run()
+def lower(spec: ir.Spec, values: dict[str, int], freeze: Freeze = Freeze()) -> ir.Graph:
+    """Check names and arguments and expand blocks at `values` (every parameter and size in use);
+    `freeze` adds the `freeze` attribute to the statements, labels and blocks it names."""
+    graph = _Lowerer(spec, values, freeze).run()
+    return graph.model_copy(update={"freeze_bn": freeze.bn}) if freeze.bn != "train" else graph

@@ -13,6 +13,7 @@ import sympy as sp
 from netdsl import ir
 from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Shape, Statement, Tensor
 from netdsl.errors import NetdslError, Span
+from netdsl.freeze import Freeze
 from netdsl.ops import MERGES, REGISTRY, Args, MergeDef, OpDef, RuleError
 from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
 from netdsl.symbolic import always_equal
@@ -246,7 +247,8 @@ class ShapeInference:
                              notes=self.notes)
 
 
-def analyse(spec: ir.Spec, overrides: dict[str, int] | None = None, dim_scale: int = 1) -> ConcreteGraph:
+def analyse(spec: ir.Spec, overrides: dict[str, int] | None = None, dim_scale: int = 1,
+            freeze: Freeze = Freeze()) -> ConcreteGraph:
     """Spec to concrete graph at the values in use: values and conditions, lowering, shapes.
 
     `dim_scale=2` gives the network at 2H x 2W; the spec's assumptions on its sizes must hold there.
@@ -255,7 +257,7 @@ def analyse(spec: ir.Spec, overrides: dict[str, int] | None = None, dim_scale: i
 
     check_header(spec)
     env = make_env(spec, overrides)
-    graph = lower(spec, env.values)
+    graph = lower(spec, env.values, freeze)
     env.graph = graph
     notes = env.pin(graph.structural)
     result = ShapeInference(graph, env, dim_scale).run()
