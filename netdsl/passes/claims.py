@@ -211,7 +211,7 @@ class ClaimChecker:
             msg = msg.replace(" (from --set)", "")  # every value is passed as an override here
             span = Span(args[0].span.line, args[0].span.column, args[-1].span.end_line, args[-1].span.end_column)
             shown = ", ".join(source_text(src.text, a.span) for a in args)
-            moved = [f"{a.name}={here[a.name]}" for a in args if not at[self.env.symbols[a.name]].is_Integer]  # type: ignore[index]
+            moved = [f"{s.name}={here[s.name]}" for s, v in at.items() if not v.is_Integer]
             where = f" (at the values in use: {', '.join(moved)})" if moved else ""
             raise NetdslError(f"the claim's options {shown} do not give a valid network{where}: {msg}", span,
                               "choose sizes and parameters that meet the spec's conditions")
