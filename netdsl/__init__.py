@@ -4,6 +4,7 @@
 """
 from netdsl.api import build, count, parse, shapes, solve
 from netdsl.errors import NetdslError, Span
+from netdsl.weights import load_weights, save_weights
 
-__all__ = ["parse", "shapes", "count", "solve", "build", "NetdslError", "Span"]
+__all__ = ["parse", "shapes", "count", "solve", "build", "load_weights", "save_weights", "NetdslError", "Span"]
 __version__ = "0.1.0"

@@ -22,6 +22,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
     p.add_argument("--max-memory", type=float, metavar="GIB",
                    help="refuse networks estimated to need more memory than this (default 8 GiB)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="load pretrained weights after building: darknet .weights, or a .pt/.pth state_dict "
+                        "or netdsl checkpoint")
 
     def run(args: argparse.Namespace) -> int:
         from netdsl.commands.build import run_build

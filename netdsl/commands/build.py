@@ -105,15 +105,26 @@ def run_build(args: argparse.Namespace) -> int:
     text, path = load(args.spec)
     overrides = parse_sets(args.sets)
     max_bytes = max_memory_bytes(args.max_memory)  # a bad flag is refused even with --emit-ir
+    weights = getattr(args, "weights", None)
     if args.emit_ir:
+        if weights is not None:
+            raise NetdslError("--weights has no effect with --emit-ir, which stops before building",
+                              hint="drop one of the two flags")
         from netdsl.api import lower_text
 
         graph = lower_text(text, path, overrides)
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
-    report, _ = build_report(text, path, overrides, max_bytes)
+    report, model = build_report(text, path, overrides, max_bytes)
+    if weights is not None:
+        from netdsl.weights import load_weights
+
+        load_weights(model, weights)
+        report["weights"] = weights
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         _print_table(report)
+        if weights is not None:
+            print(f"weights: {weights}")
     return 0
