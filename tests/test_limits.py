@@ -64,7 +64,7 @@ BLOWUPS = {
     "huge annotation": (f"y: [{BIG}, H, W] = x |> relu\noutput = y", "more than 77 digits"),
     "huge default": ("output = x |> relu", "more than 77 digits"),
     "huge argument": (f"output = x |> conv({BIG} // 7, 1)", "more than 77 digits"),
-    "huge value": ("output = x |> conv(10**19, 1)", "larger than 10**18"),
+    "huge value": ("output = x |> conv(10**19, 1)", "larger than 2,147,483,647"),
 }
 
 

@@ -19,6 +19,7 @@ from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
 from netdsl.symbolic import always_equal
 
 AXES = {1: ("features",), 3: ("channels", "height", "width")}
+MAX_ARG = 2**31 - 1  # PyTorch's convolution and pooling kernels take 32-bit sizes
 
 
 def axis_names(rank: int) -> tuple[str, ...]:
@@ -57,9 +58,9 @@ class ShapeInference:
         if not val.is_Integer:
             raise NetdslError(f"'{op}' argument '{name}' is not an integer: {safe_str(self.env.show(x))} = "
                               f"{safe_str(val)}", v.span, "use // for integer division")
-        if val > MAX_VALUE:
-            raise NetdslError(f"'{op}' argument '{name}' is larger than 10**18", v.span,
-                              f"at the values in use {self.used(x)}")
+        if val > MAX_ARG:
+            raise NetdslError(f"'{op}' argument '{name}' is larger than {MAX_ARG:,}, the most PyTorch's kernels "
+                              "take", v.span, f"at the values in use {self.used(x)}")
         if val < low:
             raise NetdslError(f"'{op}' argument '{name}' is {val}; it must be at least {low}", v.span,
                               f"at the values in use {self.used(x)}")
