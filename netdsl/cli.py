@@ -22,6 +22,10 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
     p.add_argument("--max-memory", type=float, metavar="GIB",
                    help="refuse networks estimated to need more memory than this (default 8 GiB)")
+    p.add_argument("--freeze", metavar="N|NAME[,NAME]",
+                   help="freeze the first N top-level statements, or statements, labels and blocks by name")
+    p.add_argument("--freeze-bn", choices=("train", "eval"),
+                   help="frozen BatchNorm layers: keep updating their statistics (train, the default) or not (eval)")
     p.add_argument("--weights", metavar="PATH",
                    help="load pretrained weights after building: darknet .weights, or a .pt/.pth state_dict "
                         "or netdsl checkpoint")

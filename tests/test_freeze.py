@@ -79,3 +79,15 @@ output = a |> conv(2, 1)
 def test_freeze_bn_policy_is_checked() -> None:
     with pytest.raises(NetdslError, match="--freeze-bn 'sometimes'"):
         netdsl.build(YOLO, H=64, W=64, freeze=1, freeze_bn="sometimes")
+
+
+def test_build_cli_freeze_flags(capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from netdsl.cli import main
+
+    assert main(["build", str(YOLO), "--set", "H=64", "--set", "W=64", "--freeze", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frozen_params"] == 19_601_120
+    assert main(["build", str(YOLO), "--set", "H=64", "--set", "W=64", "--freeze", "b99"]) == 2
+    assert "did you mean" in capsys.readouterr().err

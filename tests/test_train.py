@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+import netdsl
 import netdsl.train.command as command
 from netdsl.cli import main
 from netdsl.errors import NetdslError
@@ -71,7 +72,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
     monkeypatch.setenv("NETDSL_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params: Toy(**params))
+    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
 
@@ -174,7 +175,7 @@ def test_identity_of_compiled_and_plain_models() -> None:
 
 def test_plain_module_run_records_class_name_and_sets(photos: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(command, "build_model", lambda spec, params: Impostor(**params))
+    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Impostor(**params))
     assert main(["train", "toy.net", "--data", str(photos), "--out", "run", "--set", "NF=4", *SMALL]) == 0
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["spec"]["name"] == "Impostor" and meta["spec"]["params"] == {"NF": 4}
@@ -274,7 +275,7 @@ class Diverging(Toy):
 def test_nan_stops_and_keeps_last_good(photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture) -> None:
     Diverging.calls = 0
-    monkeypatch.setattr(command, "build_model", lambda spec, params: Diverging(**params))
+    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Diverging(**params))
     assert main(["train", "toy.net", "--data", str(photos), "--out", "run", *SMALL, "--epochs", "4"]) == 2
     err = capsys.readouterr().err
     assert "the loss became nan in epoch 2" in err and "last good checkpoint" in err
@@ -318,3 +319,26 @@ def test_real_specs_end_to_end(photos: Path, cache: Path, tmp_path: Path, monkey
     assert main(["train", specs[0], "--set", "k=5", "--set", "NC=12", "--data", str(photos), "--out", "x", *SMALL]) == 2
     assert "PoolUpsampleNet's output is [N, 12, 32, 32]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_freeze_and_weights_in_training(photos: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--weights starts from a file; --freeze keeps those statements as they were (no optimizer
+    state, no change), recorded in run.json and kept by --resume."""
+    monkeypatch.undo()  # the real compiler, not the stand-in
+    monkeypatch.setenv("NETDSL_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    spec = str(ROOT / "specs" / "unet.net")
+    start = netdsl.build(spec)
+    torch.save(start.state_dict(), tmp_path / "start.pt")
+    assert main(["train", spec, "--data", str(photos), "--out", "run", *SMALL, "--epochs", "1",
+                 "--weights", str(tmp_path / "start.pt"), "--freeze", "sequence1,sequence2", "--freeze-bn", "eval"]) == 0
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["freeze"] == {"first": 0, "names": ["sequence1", "sequence2"], "bn": "eval"}
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    before, after = start.state_dict(), ckpt["model"]
+    for key in before:
+        same = torch.equal(before[key], after[key])
+        assert same == key.startswith(("sequence1.", "sequence2.")) or key.endswith("num_batches_tracked"), key
+    assert main(["train", "--resume", "run", "--epochs", "2", "--quiet"]) == 0
+    after2 = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(before[k], after2[k]) for k in before if k.startswith("sequence1."))

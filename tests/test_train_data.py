@@ -33,7 +33,7 @@ class Toy(nn.Module):
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params: Toy(**params))
+    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
 

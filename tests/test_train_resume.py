@@ -62,7 +62,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
     monkeypatch.setenv("NETDSL_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params: Toy(**params))
+    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
 
@@ -118,7 +118,7 @@ def test_sigkill_then_resume(photos: Path, cache: Path, tmp_path: Path) -> None:
               "    def forward(self, x):\n"
               "        if self.training: time.sleep(0.03)\n"
               "        return super().forward(x)\n"
-              "c.build_model = lambda spec, params: Slow(**params)\n"
+              "c.build_model = lambda spec, params, freeze=None: Slow(**params)\n"
               "from netdsl.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     (tmp_path / "runner.py").write_text(script)

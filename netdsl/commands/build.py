@@ -115,7 +115,10 @@ def run_build(args: argparse.Namespace) -> int:
         graph = lower_text(text, path, overrides)
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
-    report, model = build_report(text, path, overrides, max_bytes)
+    from netdsl.freeze import parse_freeze
+
+    freeze = parse_freeze(getattr(args, "freeze", None), getattr(args, "freeze_bn", None))
+    report, model = build_report(text, path, overrides, max_bytes, freeze)
     if weights is not None:
         from netdsl.weights import load_weights
 

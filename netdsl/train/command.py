@@ -48,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate (default: 0.001)")
     t.add_argument("--seed", type=int, metavar="S", help="initial weights and shuffles (default: 0)")
     t.add_argument("--device", metavar="DEV", help="cpu or cuda (default: cuda when available)")
+    f = p.add_argument_group("weights and freezing")
+    f.add_argument("--weights", metavar="PATH",
+                   help="start from these weights: darknet .weights, or a .pt/.pth state_dict or netdsl checkpoint")
+    f.add_argument("--freeze", metavar="N|NAME[,NAME]",
+                   help="freeze the first N top-level statements, or statements, labels and blocks by name")
+    f.add_argument("--freeze-bn", choices=("train", "eval"),
+                   help="frozen BatchNorm layers: keep updating their statistics (train, the default) or not (eval)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec>-<timestamp>)")
     o.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (or comparison)")
@@ -69,15 +76,20 @@ class Prepared:
     create: tuple[dict[str, Any], str] | None = None  # (run.json, spec text) for a fresh run
 
 
-def build_model(spec: Path, params: dict[str, int]) -> nn.Module:
-    """The one place training meets the compiler: a `CompiledNet`. Tests replace it with stand-in
-    `nn.Module`s, which `identity` and `loop.check_model` take for what they are (no spec)."""
+def build_model(spec: Path, params: dict[str, int], freeze: Any = None) -> nn.Module:
+    """The one place training meets the compiler: a `CompiledNet` (`freeze`: a netdsl.freeze.Freeze).
+    Tests replace it with stand-in `nn.Module`s, which `identity` and `loop.check_model` take for
+    what they are (no spec)."""
     read_spec_file(spec)  # a missing or unreadable spec fails with the compiler's own message
     try:
         from netdsl import build
     except ImportError:
         raise NetdslError("this netdsl has no compiler (netdsl.build is missing)", path=str(spec)) from None
-    return build(str(spec), **params)
+    return build(str(spec), freeze=freeze, **params) if freeze else build(str(spec), **params)
+
+
+def _freeze_json(freeze: Any) -> dict[str, Any]:
+    return {"first": freeze.first, "names": list(freeze.names), "bn": freeze.bn}
 
 
 def identity(model: nn.Module, name: str, params: dict[str, int]) -> tuple[str, dict[str, int]]:
@@ -163,11 +175,20 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
         ensure_fresh(d)
     import torch
 
+    from netdsl.freeze import parse_freeze
+
+    freeze = parse_freeze(args.freeze, args.freeze_bn)
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise NetdslError("no such weights file", path=args.weights, hint="check the path given to --weights")
     fp = data.fingerprint()
     out: list[Prepared] = []
     for plan, d in zip(plans, dirs):
         torch.manual_seed(plan.hyper.seed)  # the same initial weights whatever else runs first
-        model = build_model(plan.spec, plan.sets)
+        model = build_model(plan.spec, plan.sets, freeze)
+        if args.weights is not None:
+            from netdsl.weights import load_weights
+
+            load_weights(model, args.weights)
         name, params = identity(model, type(model).__name__, plan.sets)
         check_model(model, k, name, path=str(plan.spec))
         run_json = {"label": plan.label, "spec": {"path": str(plan.spec), "name": name, "sets": plan.sets,
@@ -175,6 +196,7 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
                     "train": plan.hyper.__dict__, "data": dspec.to_json(), "data_description": data.description,
                     "data_fingerprint": fp, "num_colours": k, "train_patches": len(data.train_rgb),
                     "val_patches": len(data.val_rgb), "torch": torch.__version__,
+                    "freeze": _freeze_json(freeze), "weights": args.weights,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         out.append(Prepared(plan.label, RunDir(d, plan.label), model, name, plan.hyper, data, "0",
                             create=(run_json, texts[plan.spec])))
@@ -185,6 +207,7 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
     from netdsl.train import data as D
     from netdsl.train.loop import Hyper, check_model
     from netdsl.train.palette import load_palette
+    from netdsl.freeze import Freeze
     from netdsl.train.rundir import GROUP_FORMAT, RunDir, load_checkpoint, read_json
 
     given = [k for k, v in vars(args).items()
@@ -217,6 +240,9 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
             hyper = Hyper(**rj["train"])
             dspec = D.DataSpec.from_json(rj["data"])
             sets = {str(k): int(v) for k, v in spec_info["sets"].items()}
+            fz = rj.get("freeze") or {}
+            freeze = Freeze(first=int(fz.get("first", 0)), names=tuple(str(n) for n in fz.get("names", [])),
+                            bn=str(fz.get("bn", "train")))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError) as err:
             raise NetdslError(f"run.json is incomplete ({err})", path=str(d / "run.json")) from None
         if args.epochs is not None:
@@ -238,7 +264,7 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
                 raise NetdslError(f"the run has done {ckpt['epoch']} epochs already; --epochs {hyper.epochs} is fewer",
                                   path=str(d))
         torch.manual_seed(hyper.seed)
-        model = build_model(d / "spec.net", sets)
+        model = build_model(d / "spec.net", sets, freeze)
         name, _ = identity(model, str(spec_info.get("name", label)), sets)
         check_model(model, len(data.palette), name, path=str(d / "spec.net"))
         if ckpt is not None:  # shape check now, so a mismatch is refused before any training

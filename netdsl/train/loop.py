@@ -140,7 +140,8 @@ class Trainer:
         self.model: nn.Module = self.dist.wrap(self.module, self.device)
         self.data = data.to(self.device)
         self.hyper = hyper
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=hyper.lr)
+        # Frozen parameters (`@freeze`, `--freeze`) are not the optimizer's: no update, no state.
+        self.optimizer = torch.optim.Adam([p for p in self.module.parameters() if p.requires_grad], lr=hyper.lr)
         self.shuffle = torch.Generator().manual_seed(hyper.seed)  # CPU: same stream on any device
         self.history = History()
 
