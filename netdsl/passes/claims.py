@@ -39,7 +39,7 @@ from netdsl import ir
 from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
-from netdsl.passes.symbols import _fixed_value, _mod_assumption, conditions_of, make_env
+from netdsl.passes.symbols import fixed_value, mod_assumption, conditions_of, make_env
 
 SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
 MAX_SEARCH_POINTS = 2000
@@ -114,7 +114,7 @@ class ClaimChecker:
         out = [Assumption(p.name, f"{p.name}: {p.annotation}", 2, 1 if p.annotation == "odd" else 0)
                for p in self.spec.params if p.annotation in ("odd", "even")]
         for c in conditions_of(self.spec):
-            mod, fixed = _mod_assumption(c), _fixed_value(c)
+            mod, fixed = mod_assumption(c), fixed_value(c)
             if mod is not None:
                 out.append(Assumption(mod[0], ir.condition_text(c), mod[1], mod[2]))
             if fixed is not None:

@@ -149,7 +149,7 @@ class SymEnv:
         raise NetdslError(f"{what} is too large: {safe_str(shown)} > 10**18", span, text)
 
 
-def _mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
+def mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
     """`X % m == r` with X a name and m, r constants, as (X, m, r)."""
     if c.op != "==":
         return None
@@ -161,7 +161,7 @@ def _mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
     return None
 
 
-def _fixed_value(c: ir.Condition) -> tuple[str, int] | None:
+def fixed_value(c: ir.Condition) -> tuple[str, int] | None:
     """`X == n` with X a name and n a constant, as (X, n)."""
     if c.op != "==":
         return None
@@ -284,10 +284,10 @@ def _check_conditions(env: SymEnv, h: Header, overrides: dict[str, int], rules: 
             used = ", ".join(f"{n}={env.values[n]}" + (" (from --set)" if n in overrides else "") for n in names)
             raise NetdslError(f"the condition {ir.condition_text(c)} does not hold for {used}", c.span,
                               "choose values that satisfy the spec's `where` conditions")
-        mod = _mod_assumption(c)
+        mod = mod_assumption(c)
         if mod is not None:
             rules.setdefault(mod[0], []).append((mod[1], mod[2]))
-        fixed = _fixed_value(c)
+        fixed = fixed_value(c)
         if fixed is not None:  # `k == 3`: the symbol is that constant everywhere
             env.fwd[env.symbols[fixed[0]]] = sp.Integer(fixed[1])
 
