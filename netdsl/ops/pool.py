@@ -9,13 +9,9 @@ from netdsl.ops.base import (Args, ArgSpec, Counts, OpDef, Shape, pool_padding_r
                              scalar, units, window_out)
 
 
-class MaxPool(OpDef):
-    name = "maxpool"
-    args = (ArgSpec("kernel", "int", minimum=1, pair=True),
-            ArgSpec("stride", "int", default_from="kernel", minimum=1, pair=True),
-            ArgSpec("padding", "int", 0, minimum=0, pair=True), ArgSpec("dilation", "int", 1, minimum=1, pair=True),
-            ArgSpec("ceil_mode", "bool", False))
-    doc = "MaxPool2d(kernel, stride=kernel, padding, dilation, ceil_mode)"
+class _WindowPool(OpDef):
+    """Sliding-window pooling: PyTorch's padding rule, output size and one read per window cell."""
+
     category = "pool"
 
     def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
@@ -26,47 +22,43 @@ class MaxPool(OpDef):
 
     def shape(self, a: Args, s: Shape) -> Shape:
         c, h, w = s
+        dilation = a.get("dilation", (1, 1))
         return (c, *(window_out(x, k, st, p, d, a.ceil_mode) for x, k, st, p, d in
-                     zip((h, w), a.kernel, a.stride, a.padding, a.dilation)))
+                     zip((h, w), a.kernel, a.stride, a.padding, dilation)))
 
     def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
         return sp.expand(units(s_out) * a.kernel[0] * a.kernel[1])
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
-        kw = dict(kernel_size=scalar(a.kernel), stride=scalar(a.stride), padding=scalar(a.padding),
-                  dilation=scalar(a.dilation))
-        if a.ceil_mode:
-            kw["ceil_mode"] = True
-        return "MaxPool2d", kw
-
-
-class AvgPool(OpDef):
-    name = "avgpool"
-    args = (ArgSpec("kernel", "int", minimum=1, pair=True),
-            ArgSpec("stride", "int", default_from="kernel", minimum=1, pair=True),
-            ArgSpec("padding", "int", 0, minimum=0, pair=True), ArgSpec("ceil_mode", "bool", False),
-            ArgSpec("count_include_pad", "bool", True))
-    doc = "AvgPool2d(kernel, stride=kernel, padding, ceil_mode, count_include_pad)"
-    category = "pool"
-
-    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
-        pool_padding_rule(a)
-
-    def search_range(self, arg: str, a: Args) -> tuple[int, int, str] | None:
-        return pool_padding_range(arg, a)
-
-    def shape(self, a: Args, s: Shape) -> Shape:
-        c, h, w = s
-        return (c, *(window_out(x, k, st, p, ceil=a.ceil_mode) for x, k, st, p in
-                     zip((h, w), a.kernel, a.stride, a.padding)))
-
-    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
-        return sp.expand(units(s_out) * a.kernel[0] * a.kernel[1])
-
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def common(self, a: Args) -> dict[str, Any]:
         kw: dict[str, Any] = dict(kernel_size=scalar(a.kernel), stride=scalar(a.stride), padding=scalar(a.padding))
         if a.ceil_mode:
             kw["ceil_mode"] = True
+        return kw
+
+
+_WINDOW = (ArgSpec("kernel", "int", minimum=1, pair=True),
+           ArgSpec("stride", "int", default_from="kernel", minimum=1, pair=True),
+           ArgSpec("padding", "int", 0, minimum=0, pair=True))
+
+
+class MaxPool(_WindowPool):
+    name = "maxpool"
+    args = (*_WINDOW, ArgSpec("dilation", "int", 1, minimum=1, pair=True), ArgSpec("ceil_mode", "bool", False))
+    doc = "MaxPool2d(kernel, stride=kernel, padding, dilation, ceil_mode)"
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        kw = self.common(a)
+        kw["dilation"] = scalar(a.dilation)
+        return "MaxPool2d", kw
+
+
+class AvgPool(_WindowPool):
+    name = "avgpool"
+    args = (*_WINDOW, ArgSpec("ceil_mode", "bool", False), ArgSpec("count_include_pad", "bool", True))
+    doc = "AvgPool2d(kernel, stride=kernel, padding, ceil_mode, count_include_pad)"
+
+    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+        kw = self.common(a)
         if not a.count_include_pad:
             kw["count_include_pad"] = False
         return "AvgPool2d", kw
