@@ -130,3 +130,12 @@ def test_counts_of_a_structural_spec_match_torch_at_other_values() -> None:
 def test_api_parameters_must_be_integers(entry, value: object) -> None:  # noqa: ANN001 - an API function
     with pytest.raises(NetdslError, match="parameter 'k'"):
         entry(ROOT / "specs" / "unet.net", k=value)
+
+
+def test_sizes_that_nest_too_deeply_are_a_located_error() -> None:
+    # Found by the fuzzer: a thousand stride-2 convolutions built sizes SymPy recursed on without end.
+    spec = ("net D()\ninput x: [1, H = 32, W = 32] where H % 4 == 0, W % 4 == 0\n"
+            "block down(c) = conv(c, 3, stride=2, padding=1)\noutput = x |> down(2) * 1000")
+    with pytest.raises(NetdslError, match="nest more than 60 operations deep") as e:
+        netdsl.shapes(spec)
+    assert (e.value.span.line, e.value.span.column) == (3, 17) and "where H % 64 == 0" in e.value.hint

@@ -20,6 +20,19 @@ from netdsl.symbolic import always_equal
 
 AXES = {1: ("features",), 3: ("channels", "height", "width")}
 MAX_ARG = 2**31 - 1  # PyTorch's convolution and pooling kernels take 32-bit sizes
+MAX_SIZE_DEPTH = 60
+DEPTH_HINT = ("declare how the input sizes divide (e.g. `where H % 64 == 0`) so strides divide exactly and "
+              "sizes stay simple, or use fewer size-changing layers in a row")
+
+
+def depth(x: sp.Expr) -> int:
+    """The height of an expression tree, without recursion."""
+    best, stack = 0, [(x, 1)]
+    while stack:
+        e, d = stack.pop()
+        best = max(best, d)
+        stack.extend((a, d + 1) for a in e.args)
+    return best
 
 
 def axis_names(rank: int) -> tuple[str, ...]:
@@ -112,12 +125,24 @@ class ShapeInference:
         except RuleError as e:
             where = op.args[e.arg].span if e.arg in op.args else op.span
             raise NetdslError(e.message, where, e.hint) from None
-        out = tuple(spec.shape(sym, s))
-        self.check_sizes(tnode, op, s, out)
-        counts = spec.counts(sym, s, out)
+        try:
+            out = tuple(spec.shape(sym, s))
+            self.check_depth(op, out)
+            self.check_sizes(tnode, op, s, out)
+            counts = spec.counts(sym, s, out)
+        except RecursionError:
+            raise NetdslError(f"the sizes after this '{op.op}' nest too deeply to compute", op.span, DEPTH_HINT) from None
         return Layer(path=path, name=op.name, op=spec, args=val, sym=sym, in_shape=s, out_shape=out, in_at=in_at,
                      out_at=tuple(self.at(out)), counts=counts, connections=spec.connections(sym, s, out, counts),
                      attrs=frozenset(op.attrs), node=op, line=op.origin.line)
+
+    def check_depth(self, op: ir.Op, out: Shape) -> None:
+        """Sizes SymPy cannot simplify grow a level per layer; past a limit every later pass would
+        recurse too deeply, so stop here, at the layer."""
+        for x in out:
+            if depth(x) > MAX_SIZE_DEPTH:
+                raise NetdslError(f"the sizes after this '{op.op}' nest more than {MAX_SIZE_DEPTH} operations deep",
+                                  op.span, DEPTH_HINT)
 
     def check_sizes(self, tnode: ir.TensorNode, op: ir.Op, s: Shape, out: Shape) -> None:
         where = op.origin
