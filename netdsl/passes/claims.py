@@ -137,11 +137,10 @@ class ClaimChecker:
 
     def _check_polynomial(self, e: ir.Expr) -> None:
         """Claims are polynomials: no //, %, min, max or division by a symbol."""
-        stack: list[ir.Expr] = [e]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, ir.Call):
-                raise NetdslError(f"{n.func}() makes the claim non-polynomial", n.span,
+        for n in ir.walk(e):
+            if isinstance(n, (ir.Call, ir.IfExpr)):
+                what = f"{n.func}()" if isinstance(n, ir.Call) else "a conditional"
+                raise NetdslError(f"{what} makes the claim non-polynomial", n.span,
                                   "claims are polynomials in the spec's parameters and sizes")
             if isinstance(n, ir.BinOp):
                 if n.op in ("//", "%"):
@@ -150,9 +149,6 @@ class ClaimChecker:
                 if n.op == "/" and list(ir.names_in(n.right)):
                     raise NetdslError("division by a symbol makes the claim non-polynomial", n.span,
                                       "divide by constants only, e.g. H*W/4")
-                stack += [n.left, n.right]
-            elif isinstance(n, ir.Neg):
-                stack.append(n.operand)
 
     def _options(self, src: ClaimSource,
                  metric: str) -> tuple[Convention, bool, dict[sp.Symbol, sp.Expr], list[ir.Arg]]:
