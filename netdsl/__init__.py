@@ -1,10 +1,20 @@
 """netdsl: a declarative language and compiler for convolutional networks.
 
-`parse`, `shapes`, `count` and `solve` need no torch; `build` imports it when called.
+`parse`, `shapes`, `count` and `solve` need no torch; `build` imports it when called, and
+`yolo_loss` (netdsl.detection.loss) when first used.
 """
 from netdsl.api import build, count, parse, shapes, solve
 from netdsl.errors import NetdslError, Span
 from netdsl.weights import load_weights, save_weights
 
-__all__ = ["parse", "shapes", "count", "solve", "build", "load_weights", "save_weights", "NetdslError", "Span"]
+__all__ = ["parse", "shapes", "count", "solve", "build", "load_weights", "save_weights", "yolo_loss", "NetdslError",
+           "Span"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # lazy re-exports, so `import netdsl` does not import torch
+    if name == "yolo_loss":
+        from netdsl.detection.loss import yolo_loss
+
+        return yolo_loss
+    raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
