@@ -64,6 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_plugin(sub, "count", "netdsl.commands.count", "exact symbolic weights, outputs and connections; check claims")
     _add_plugin(sub, "solve", "netdsl.commands.solve", "find values for open arguments (`?`) that make the annotated shapes hold")
     _add_plugin(sub, "train", "netdsl.train.command", "train specs on the colourization task")
+    _add_plugin(sub, "detect", "netdsl.commands.detect", "run a detection spec with weights on images; draw boxes")
     return parser
 
 
