@@ -403,8 +403,8 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
         if nc is not None and nc != len(embedded.CLASSES):
             raise NetdslError(f"the embedded coins set has {len(embedded.CLASSES)} classes, not {nc}",
                               hint=f"build the network with NCLS={len(embedded.CLASSES)}")
-        train = DetectionSet(list(e.train_images), e.train_labels, img, True, hyp, cache)
-        val = DetectionSet(list(e.val_images), e.val_labels, img, False, hyp, cache)
+        train = DetectionSet(list(e.train_images), e.train_labels, img, True, dict(hyp), cache)
+        val = DetectionSet(list(e.val_images), e.val_labels, img, False, dict(hyp), cache)
         return DetectionData(train, val, len(embedded.CLASSES), list(embedded.CLASSES), embedded.DESCRIPTION)
     path = Path(os.path.expanduser(str(source)))
     if not path.exists():
@@ -440,6 +440,6 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
     elif len(class_names) != nc:
         raise NetdslError(f"{len(class_names)} names given for {nc} classes", path=str(path))
     desc = f"{len(tr)} training and {len(va)} validation images from {path}"
-    return DetectionData(DetectionSet(tr, tr_labels, img, True, hyp, cache),
-                         DetectionSet(va, va_labels, img, False, hyp, cache),
+    return DetectionData(DetectionSet(tr, tr_labels, img, True, dict(hyp), cache),
+                         DetectionSet(va, va_labels, img, False, dict(hyp), cache),
                          nc, class_names, desc, warnings, notes)
