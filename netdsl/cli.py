@@ -1,4 +1,4 @@
-"""The `netdsl` command line: build, count, solve, train.
+"""The `netdsl` command line: build, count, solve, train, detect.
 
 Heavy imports (torch, sympy passes) happen inside each command so `netdsl --help` stays fast.
 """
