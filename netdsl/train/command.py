@@ -55,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="freeze the first N top-level statements, or statements, labels and blocks by name")
     f.add_argument("--freeze-bn", choices=("train", "eval"),
                    help="frozen BatchNorm layers: keep updating their statistics (train, the default) or not (eval)")
+    det = p.add_argument_group("detection (a spec ending in detect; see netdsl/detection/train_command.py)")
+    det.add_argument("--img", type=int, metavar="N", help="training and validation image size, a multiple of "
+                     "the largest stride (default: 640)")
+    det.add_argument("--hyp", metavar="FILE.yaml", help="hyperparameters over hyp.scratch.yaml's (lr0, momentum, ...)")
+    det.add_argument("--cache", action="store_true", help="keep decoded, letterboxed images in memory")
+    det.add_argument("--skip-bad", action="store_true", help="skip (and report) bad images and label files")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec>-<timestamp>)")
     o.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (or comparison)")
@@ -103,6 +109,11 @@ def identity(model: nn.Module, name: str, params: dict[str, int]) -> tuple[str, 
 
 
 def run(args: argparse.Namespace) -> int:
+    # Issue 10: a spec whose head is `detect` (or a detection run to resume) trains as a detector.
+    from netdsl.detection import train_command as detection
+
+    if detection.is_detection_run(args):
+        return detection.run(args)
     from netdsl.train import distributed
 
     if args.device is not None:

@@ -1,0 +1,459 @@
+"""`netdsl train SPEC` for a spec whose head is `detect`: checks, run directory, progress, resume.
+
+`netdsl.train.command.run` hands a run here when `is_detection_run(args)` says so: a single spec
+whose compiled graph has a `detect` merge, or `--resume` of a run whose run.json says
+`"task": "detect"`. Nothing heavy is imported at module level (`netdsl --help` stays fast).
+
+Run directory (as the colourization trainer's): run.json, spec.net, metrics.csv (train box/obj/cls
+losses, validation losses, precision, recall, mAP@0.5, mAP@0.5:0.95, lr, seconds, samples/s),
+curves.png, samples.png (validation images, true boxes above, predicted below), last.pt and
+best.pt (best mAP@0.5:0.95); after every epoch best.pt (if improved), last.pt, then metrics.csv,
+each written to a temp file and renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from netdsl.errors import NetdslError
+
+TASK = "detect"
+DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad")
+# Colourization flags that mean nothing for detection.
+COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val")
+DEFAULT_IMG = 640
+
+
+# --------------------------------------------------------------------------------------- dispatch
+
+def _detect_merge(cg: Any) -> Any:
+    for st in cg.statements:
+        if st.merge is not None and st.merge.merge.name == "detect":
+            return st.merge
+    return None
+
+
+def spec_is_detection(spec: str, sets: dict[str, int]) -> bool:
+    """True when the spec compiles (at `sets`) to a graph with a `detect` head. A spec that does
+    not compile is not judged here: the colourization path reports its errors as before."""
+    try:
+        text = Path(spec).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if "detect" not in text:  # cheap: most colourization specs never get compiled here
+        return False
+    try:
+        from netdsl.api import analyse_text
+
+        return _detect_merge(analyse_text(text, spec, {k: v for k, v in sets.items()})) is not None
+    except Exception:  # noqa: BLE001 - a spec error at other values: try the spec's defaults
+        try:
+            return _detect_merge(analyse_text(text, spec, {})) is not None
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def is_detection_run(args: argparse.Namespace) -> bool:
+    """Whether `netdsl train` should run the detection trainer; refuses detection-only flags
+    for a colourization run."""
+    from netdsl.commands.common import parse_sets
+
+    if getattr(args, "resume", None):
+        rj = Path(args.resume) / "run.json"
+        try:
+            task = json.loads(rj.read_text()).get("task")
+        except (OSError, ValueError, AttributeError):
+            task = None
+        det = task == TASK
+    else:
+        try:
+            sets = parse_sets(args.sets)
+        except NetdslError:
+            sets = {}
+        det = any(spec_is_detection(s, sets) for s in args.specs or [])
+    if not det:
+        given = [f for f in DETECTION_FLAGS if getattr(args, f, None) not in (None, False)]
+        if given:
+            raise NetdslError(f"--{given[0].replace('_', '-')} applies to detection specs (a spec ending in detect)",
+                              hint="drop it for colourization training")
+    return det
+
+
+# --------------------------------------------------------------------------------------- checks
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, [], False)]
+
+
+def _options(args: argparse.Namespace) -> tuple[Any, dict[str, float], list[str]]:
+    from netdsl.detection.trainer import DetHyper, read_hyp
+
+    hyp, notes = read_hyp(args.hyp)
+    if args.lr is not None:
+        hyp["lr0"] = float(args.lr)
+    h = DetHyper()
+    over = {k: getattr(args, k) for k in ("epochs", "batch_size", "seed") if getattr(args, k) is not None}
+    hyper = DetHyper(**{**h.__dict__, **over})
+    if hyper.epochs < 1 or hyper.batch_size < 1:
+        raise NetdslError("--epochs and --batch-size must be at least 1")
+    return hyper, hyp, notes
+
+
+def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
+    from netdsl.api import analyse_text
+    from netdsl.commands.common import parse_sets
+    from netdsl.detection.data import load_detection_data
+    from netdsl.freeze import parse_freeze
+    from netdsl.parse import read_spec_file
+    from netdsl.train.rundir import ensure_fresh
+
+    if len(args.specs) != 1:
+        raise NetdslError("detection training takes one spec at a time", hint="run netdsl train once per spec")
+    bad = _given(args, COLOUR_FLAGS)
+    if bad:
+        raise NetdslError(f"{bad[0]} applies to colourization training, not to a detection spec")
+    spec = Path(args.specs[0])
+    text = read_spec_file(spec)
+    sets = parse_sets(args.sets)
+    hyper, hyp, notes = _options(args)
+    cg = analyse_text(text, str(spec), dict(sets))
+    merge = _detect_merge(cg)
+    params = cg.values
+    strides = [int(s) for s in (merge.args.get("strides") or [32])] if merge is not None else [32]
+    stride = max(strides)
+    img = args.img
+    if img is None:
+        hw = {sets[k] for k in ("H", "W") if k in sets}
+        img = hw.pop() if len(hw) == 1 else DEFAULT_IMG
+    for k in ("H", "W"):
+        if k in sets and sets[k] != img:
+            raise NetdslError(f"--set {k}={sets[k]} differs from --img {img}", hint="give the size once, with --img")
+    if img < stride or img % stride:
+        up = max(stride, -(-img // stride) * stride)
+        raise NetdslError(f"--img {img} is not a multiple of the network's largest stride {stride}", hint=f"--img {up}")
+    hyper = type(hyper)(**{**hyper.__dict__, "img": img})
+    nc_arg = sets.get("NCLS")
+    data = load_detection_data(args.data, img, stride=stride, nc=nc_arg, skip_bad=bool(args.skip_bad),
+                               cache=bool(args.cache), hyp={k: hyp[k] for k in ("hsv_h", "hsv_s", "hsv_v",
+                                                                                 "fliplr", "flipud")})
+    if "NCLS" in params and nc_arg is None:
+        sets["NCLS"] = data.nc
+    for k in ("H", "W"):
+        if k in params:
+            sets[k] = img
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ensure_fresh(out)
+    freeze = parse_freeze(args.freeze, args.freeze_bn)
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise NetdslError("no such weights file", path=args.weights, hint="check the path given to --weights")
+    import torch
+
+    from netdsl.api import build
+
+    torch.manual_seed(hyper.seed)
+    model = build(str(spec), freeze=freeze, **sets) if freeze else build(str(spec), **sets)
+    if args.weights is not None:
+        from netdsl.weights import load_weights
+
+        load_weights(model, args.weights)
+    from netdsl.detection.trainer import data_fingerprint
+
+    run_json = {"task": TASK, "label": spec.stem,
+                "spec": {"path": str(spec), "name": model.spec_name, "sets": sets, "params": dict(model.params)},
+                "train": hyper.__dict__, "hyp": hyp, "hyp_file": args.hyp,
+                "data": {"source": str(Path(args.data).expanduser().resolve()) if args.data else None,
+                         "skip_bad": bool(args.skip_bad), "cache": bool(args.cache)},
+                "data_description": data.description, "data_fingerprint": data_fingerprint(data),
+                "nc": data.nc, "names": data.names, "train_images": len(data.train), "val_images": len(data.val),
+                "torch": torch.__version__, "freeze": {"first": freeze.first, "names": list(freeze.names),
+                                                       "bn": freeze.bn},
+                "weights": args.weights, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {"dir": out, "model": model, "data": data, "hyper": hyper, "hyp": hyp, "notes": notes + data.notes,
+            "warnings": data.warnings, "create": (run_json, text), "ckpt": None, "fingerprint": run_json["data_fingerprint"]}
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    import pickle
+    import warnings
+
+    import torch
+
+    from netdsl.detection.trainer import CHECKPOINT_FORMAT
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NetdslError("checkpoint not found", path=str(path)) from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as err:
+        first = type(err).__name__ if isinstance(err, pickle.UnpicklingError) else (str(err).splitlines() or [""])[0][:160]
+        raise NetdslError(f"corrupt or unreadable checkpoint ({first or type(err).__name__})", path=str(path),
+                          hint="delete it to restart the run, or start a new run") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise NetdslError("not a netdsl detection training checkpoint", path=str(path))
+    return ckpt
+
+
+def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
+    from netdsl.api import build
+    from netdsl.detection.data import load_detection_data
+    from netdsl.detection.trainer import DetHyper, data_fingerprint
+    from netdsl.freeze import Freeze
+    from netdsl.train.command import RESUME_FLAGS
+    from netdsl.train.rundir import read_json
+
+    given = [k for k, v in vars(args).items()
+             if k not in RESUME_FLAGS | {"resume", "debug", "func", "command"} and v not in (None, [], False)]
+    if given:
+        flags = ", ".join("SPEC" if g == "specs" else "--" + g.replace("_", "-") for g in given)
+        raise NetdslError(f"--resume takes its settings from the run directory; drop {flags}",
+                          hint="only --epochs (to extend), --device and --quiet may change")
+    d = Path(args.resume)
+    rj = read_json(d / "run.json", "run")
+    try:
+        hyper = DetHyper(**rj["train"])
+        hyp = {str(k): float(v) for k, v in rj["hyp"].items()}
+        sets = {str(k): int(v) for k, v in rj["spec"]["sets"].items()}
+        dj = rj["data"]
+        fz = rj.get("freeze") or {}
+        freeze = Freeze(first=int(fz.get("first", 0)), names=tuple(str(n) for n in fz.get("names", [])),
+                        bn=str(fz.get("bn", "train")))  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as err:
+        raise NetdslError(f"run.json is incomplete ({err})", path=str(d / "run.json")) from None
+    if args.epochs is not None:
+        hyper = DetHyper(**{**hyper.__dict__, "epochs": args.epochs})
+    data = load_detection_data(dj.get("source"), hyper.img, nc=int(rj["nc"]), skip_bad=bool(dj.get("skip_bad")),
+                               cache=bool(dj.get("cache")), hyp={k: hyp[k] for k in ("hsv_h", "hsv_s", "hsv_v",
+                                                                                      "fliplr", "flipud")})
+    fp = data_fingerprint(data)
+    if fp != rj.get("data_fingerprint"):
+        raise NetdslError("the training data differs from the data this run started with", path=str(d),
+                          hint="restore the original data, or start a new run")
+    ckpt = None
+    if (d / "last.pt").exists():
+        ckpt = load_checkpoint(d / "last.pt")
+        if ckpt.get("fingerprint") != fp:
+            raise NetdslError("checkpoint belongs to another run (its data differs)", path=str(d / "last.pt"))
+        if int(ckpt.get("epoch", 0)) > hyper.epochs:
+            raise NetdslError(f"the run has done {ckpt['epoch']} epochs already; --epochs {hyper.epochs} is fewer",
+                              path=str(d))
+    import torch
+
+    torch.manual_seed(hyper.seed)
+    spec = d / "spec.net"
+    model = build(str(spec), freeze=freeze, **sets) if freeze else build(str(spec), **sets)
+    return {"dir": d, "model": model, "data": data, "hyper": hyper, "hyp": hyp, "notes": [], "warnings": [],
+            "create": None, "ckpt": ckpt, "fingerprint": fp}
+
+
+# --------------------------------------------------------------------------------------- files
+
+def write_metrics(path: Path, rows: list[Any]) -> None:
+    from netdsl.detection.trainer import DetRow
+    from netdsl.train.files import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    names = [f.name for f in fields(DetRow)]
+    w.writerow(names)
+    for r in rows:
+        dct = asdict(r)
+        w.writerow([dct["epoch"]] + [f"{dct[k]:.6g}" for k in names[1:]])
+    atomic_write_text(path / "metrics.csv", buf.getvalue())
+
+
+def save_epoch(path: Path, trainer: Any, fingerprint: str) -> None:
+    import torch
+
+    from netdsl.train.files import atomic_write
+
+    state = trainer.state({"fingerprint": fingerprint})
+    if trainer.history.best_epoch == trainer.epoch:
+        atomic_write(path / "best.pt", lambda fh: torch.save(state, fh))
+    atomic_write(path / "last.pt", lambda fh: torch.save(state, fh))
+    write_metrics(path, trainer.history.rows)
+
+
+def curves(rows: list[Any], path: Path, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    from netdsl.train.plots import _save
+
+    fig = Figure(figsize=(12, 4))
+    ax_l, ax_m = fig.subplots(1, 2)
+    ep = [r.epoch for r in rows]
+    for i, k in enumerate(("box", "obj", "cls")):
+        ax_l.plot(ep, [getattr(r, k) for r in rows], color=f"C{i}", marker="o", ms=3, label=f"train {k}")
+        ax_l.plot(ep, [getattr(r, "val_" + k) for r in rows], color=f"C{i}", ls="--", label=f"val {k}")
+    for i, (k, name) in enumerate((("precision", "precision"), ("recall", "recall"), ("map50", "mAP@0.5"),
+                                   ("map50_95", "mAP@0.5:0.95"))):
+        ax_m.plot(ep, [getattr(r, k) for r in rows], color=f"C{i}", marker="o", ms=3, label=name)
+    ax_l.set(xlabel="epoch", ylabel="weighted loss", title=f"{title}: losses")
+    ax_m.set(xlabel="epoch", title="validation", ylim=(0, 1))
+    for ax in (ax_l, ax_m):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def samples(trainer: Any, path: Path, title: str, names: list[str]) -> None:
+    """Validation images: true boxes (top row), predictions at conf 0.25 (bottom row)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from netdsl.detection.draw import draw_detections
+    from netdsl.detection.trainer import sample_images, truth
+    from netdsl.train.plots import _save
+
+    images, targets = sample_images(trainer.data.val)
+    dets = trainer.predict_letterboxed(images)
+    gts = truth(targets, len(images), trainer.hyper.img)
+    n = len(images)
+    fig = Figure(figsize=(2.2 * n, 4.8))
+    axes = fig.subplots(2, n, squeeze=False)
+    for c in range(n):
+        im = (images[c].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        g = gts[c]
+        true = np.concatenate([g["boxes"], np.ones((len(g["boxes"]), 1)), g["classes"][:, None]], 1)
+        for r, boxes in enumerate((true, dets[c].numpy())):
+            ax = axes[r][c]
+            ax.imshow(draw_detections(im, boxes, names), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0][0].set_ylabel("truth")
+    axes[1][0].set_ylabel("prediction")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------- progress
+
+def _line(label: str, row: Any, epochs: int) -> str:
+    return (f"{label}  epoch {row.epoch}/{epochs}  box {row.box:.4f}  obj {row.obj:.4f}  cls {row.cls:.4f}  "
+            f"P {row.precision:.3f}  R {row.recall:.3f}  mAP@0.5 {row.map50:.3f}  "
+            f"mAP@0.5:0.95 {row.map50_95:.3f}  {row.seconds:.1f}s")
+
+
+class Progress:
+    """A rich bar with the running box/obj/cls losses on a terminal, a line per epoch elsewhere."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.mode = "quiet" if quiet else ("rich" if sys.stdout.isatty() else "plain")
+        self._bar: Any = None
+
+    def message(self, text: str) -> None:
+        if self.mode != "quiet":
+            print(text, flush=True)
+
+    def start(self, label: str, epochs: int, done: int, images: int) -> None:
+        self.label, self.epochs = label, epochs
+        if self.mode == "rich":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[losses]}"))
+            self._bar.start()
+            self._task = self._bar.add_task(f"{label} epoch {done + 1}/{epochs}", total=images, losses="")
+
+    def batch(self, done: int, means: Any) -> None:
+        if self._bar is not None:
+            b, o, c = means.tolist()
+            self._bar.update(self._task, completed=done, losses=f"box {b:.4f} obj {o:.4f} cls {c:.4f}")
+
+    def epoch(self, row: Any) -> None:
+        if self.mode == "plain":
+            print(_line(self.label, row, self.epochs), flush=True)
+        elif self._bar is not None:
+            self._bar.console.print(_line(self.label, row, self.epochs), highlight=False)
+            self._bar.update(self._task, completed=0,
+                             description=f"{self.label} epoch {min(row.epoch + 1, self.epochs)}/{self.epochs}")
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    @property
+    def on_batch(self) -> Any:
+        return self.batch if self.mode == "rich" else None
+
+
+def after_epoch(trainer: Any) -> None:
+    """Called after each epoch's files are written (a seam for tests that interrupt a run)."""
+
+
+# --------------------------------------------------------------------------------------- run
+
+def run(args: argparse.Namespace) -> int:
+    from netdsl.train import distributed
+
+    if distributed.under_torchrun():
+        raise NetdslError("detection training runs in one process; DistributedDataParallel is not implemented for it",
+                          hint="run netdsl train without torchrun")
+    if args.device is not None:
+        distributed.device_ok(args.device)
+    device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    p = _prepare_resume(args) if args.resume else _prepare_fresh(args)
+    from netdsl.detection.trainer import DetTrainer
+    from netdsl.train.files import atomic_write_json, atomic_write_text
+
+    out: Path = p["dir"]
+    trainer = DetTrainer(p["model"], p["data"], p["hyper"], p["hyp"], device)
+    if p["create"] is not None:
+        run_json, text = p["create"]
+        run_json["device"] = str(device)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "spec.net", text)
+        atomic_write_json(out / "run.json", {"format": "netdsl-run-v1", **run_json})
+    else:
+        for tmp in out.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+    if p["ckpt"] is not None:
+        trainer.restore(p["ckpt"], str(out / "last.pt"))
+        write_metrics(out, trainer.history.rows)
+    rep = Progress(args.quiet)
+    for note in p["notes"]:
+        rep.message(f"note: {note}")
+    if p["warnings"]:
+        rep.message(f"warning: {len(p['warnings'])} data problems skipped, e.g. {p['warnings'][0]}")
+    h, data, label = p["hyper"], p["data"], out.name
+    rep.message(f"{label}: {trainer.model.spec_name if hasattr(trainer.model, 'spec_name') else 'model'}, "
+                f"{data.description}, {data.nc} classes, img {h.img}, batch {h.batch_size} "
+                f"(accumulate {trainer.base_accumulate}), {h.epochs} epochs -> {out}"
+                + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
+    failure = None
+    rep.start(label, h.epochs, trainer.epoch, len(data.train))
+    try:
+        while trainer.epoch < h.epochs:
+            row = trainer.run_epoch(rep.on_batch)
+            save_epoch(out, trainer, p["fingerprint"])
+            rep.epoch(row)
+            after_epoch(trainer)
+    except NetdslError as err:
+        if type(err).__name__ != "NonFiniteLoss":
+            raise
+        err.path = str(out / "last.pt") if trainer.epoch else str(out)
+        failure = err
+    finally:
+        rep.end()
+    rows = trainer.history.rows
+    if rows:
+        curves(rows, out / "curves.png", label)
+        last = rows[-1]
+        samples(trainer, out / "samples.png", f"{label}: epoch {last.epoch}, mAP@0.5 {last.map50:.3f}, "
+                                                 f"mAP@0.5:0.95 {last.map50_95:.3f}", data.names)
+        best = next(r for r in rows if r.epoch == trainer.history.best_epoch)
+        rep.message(f"done: P {last.precision:.3f} R {last.recall:.3f} mAP@0.5 {last.map50:.3f} "
+                    f"mAP@0.5:0.95 {last.map50_95:.3f} (best mAP@0.5:0.95 {best.map50_95:.3f} at epoch "
+                    f"{best.epoch}) -> {out}")
+    if failure is not None:
+        raise failure
+    return 0

@@ -1,0 +1,376 @@
+"""Detection training: SGD on `yolo_loss` with ultralytics v9.6.0's schedule (issue 10).
+
+Written from the method's description (hyp.scratch.yaml and train.py's documented behaviour), not
+from ultralytics' GPL code:
+
+- three parameter groups: BatchNorm weights (no decay), other weights (weight decay), biases (no
+  decay); SGD with Nesterov momentum; frozen parameters (`requires_grad=False`) are in none;
+- nominal batch 64: gradients of `accumulate = round(64 / batch)` batches are summed before a step,
+  and the weight decay is scaled by `batch * accumulate / 64`;
+- warmup over `warmup_epochs` epochs of iterations: `accumulate` ramps from 1, the bias lr falls
+  from `warmup_bias_lr` and the other lrs rise from 0 to their scheduled value, momentum rises
+  from `warmup_momentum`; an optimizer step whenever the iteration number is a multiple of
+  `accumulate` (gradients left over at an epoch's end carry into the next one, as in
+  ultralytics; checkpoints hold them);
+- after each epoch lr = lr0 * lf(epoch), lf(x) = (1 - x / (epochs - 1)) * (1 - lrf) + lrf;
+- loss gains rescaled: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (img/640)^2 * 3/nl.
+
+Not done (as of this module): EMA of the weights, mosaic/affine augmentation, AMP, multi-scale,
+the 1000-iteration minimum of ultralytics' warmup (warmup here is `warmup_epochs` epochs), DDP.
+
+`DetTrainer.state()` holds everything that decides the next epoch (weights, optimizer, pending
+gradients, `accumulate`, torch's RNG; the data order and augmentation are functions of
+(seed, epoch, index)), so a resumed run repeats an uninterrupted one exactly on CPU.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from netdsl.detection.data import DetectionData, DetectionSet
+from netdsl.detection.loss import head_geometry, yolo_loss
+from netdsl.detection.nms import non_max_suppression
+from netdsl.errors import NetdslError
+from netdsl.train.loop import NonFiniteLoss
+
+CHECKPOINT_FORMAT = "netdsl-detect-checkpoint-v1"
+NOMINAL_BATCH = 64
+VAL_CONF, VAL_IOU = 0.001, 0.6  # test.py's thresholds for mAP
+
+# ultralytics v9.6.0 data/hyp.scratch.yaml
+HYP_SCRATCH: dict[str, float] = {
+    "lr0": 0.01, "lrf": 0.1, "momentum": 0.937, "weight_decay": 0.0005, "warmup_epochs": 3.0,
+    "warmup_momentum": 0.8, "warmup_bias_lr": 0.1, "box": 0.05, "cls": 0.5, "cls_pw": 1.0, "obj": 1.0,
+    "obj_pw": 1.0, "iou_t": 0.2, "anchor_t": 4.0, "fl_gamma": 0.0, "hsv_h": 0.015, "hsv_s": 0.7,
+    "hsv_v": 0.4, "degrees": 0.0, "translate": 0.1, "scale": 0.5, "shear": 0.0, "perspective": 0.0,
+    "flipud": 0.0, "fliplr": 0.5, "mosaic": 1.0, "mixup": 0.0,
+}
+# Keys of hyp.scratch.yaml that this trainer does not use (no mosaic/affine augmentation yet).
+NOT_IMPLEMENTED = ("iou_t", "degrees", "translate", "scale", "shear", "perspective", "mosaic", "mixup")
+EXTRA_KEYS = {"label_smoothing": 0.0}  # train.py's option, accepted in --hyp too
+
+
+def read_hyp(path: str | None) -> tuple[dict[str, float], list[str]]:
+    """hyp.scratch.yaml's values overridden by the YAML at `path`; `(hyp, notes)`."""
+    hyp = {**HYP_SCRATCH, **EXTRA_KEYS}
+    if path is None:
+        return hyp, []
+    import yaml
+
+    try:
+        text = open(path, encoding="utf-8").read()
+        cfg = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise NetdslError("hyperparameter file not found", path=path, hint="check the path given to --hyp") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise NetdslError(f"cannot read the hyperparameter YAML: {str(err).splitlines()[0]}", path=path) from None
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise NetdslError("a hyperparameter YAML is a mapping of names to numbers (as hyp.scratch.yaml)", path=path)
+    notes = []
+    for k, v in cfg.items():
+        if k not in hyp:
+            import difflib
+
+            close = difflib.get_close_matches(str(k), list(hyp), 1)
+            raise NetdslError(f"unknown hyperparameter {k!r}", path=path,
+                              hint=f"did you mean {close[0]!r}?" if close else "the keys of hyp.scratch.yaml")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise NetdslError(f"hyperparameter {k!r} must be a number, not {v!r}", path=path)
+        hyp[str(k)] = float(v)
+    used = [k for k in NOT_IMPLEMENTED if k in cfg and cfg[k] != HYP_SCRATCH[k]]
+    if used:
+        notes.append(f"{path}: {', '.join(used)} ignored (mosaic and affine augmentation are not implemented)")
+    return hyp, notes
+
+
+def loss_gains(hyp: Mapping[str, float], nl: int, nc: int, img: int) -> dict[str, float]:
+    """The loss hyperparameters as train.py rescales them for the head's levels, classes and size."""
+    h = dict(hyp)
+    h["box"] = hyp["box"] * 3.0 / nl
+    h["cls"] = hyp["cls"] * nc / 80.0 * 3.0 / nl
+    h["obj"] = hyp["obj"] * (img / 640.0) ** 2 * 3.0 / nl
+    return h
+
+
+def param_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+    """Trainable (BatchNorm weights, other weights, biases): ultralytics' pg0, pg1, pg2."""
+    bn, weights, biases = [], [], []
+    seen: set[int] = set()
+
+    def put(group: list[nn.Parameter], p: Any) -> None:
+        if isinstance(p, nn.Parameter) and p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            group.append(p)
+
+    for m in model.modules():
+        put(biases, getattr(m, "bias", None))
+        put(bn if isinstance(m, nn.modules.batchnorm._BatchNorm) else weights, getattr(m, "weight", None))
+    for p in model.parameters():  # anything not called weight or bias decays, as a weight
+        put(weights, p)
+    return bn, weights, biases
+
+
+@dataclass(frozen=True)
+class DetHyper:
+    epochs: int = 30
+    batch_size: int = 16
+    img: int = 640
+    seed: int = 0
+
+
+@dataclass
+class DetRow:
+    epoch: int
+    box: float
+    obj: float
+    cls: float
+    val_box: float
+    val_obj: float
+    val_cls: float
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    lr: float
+    seconds: float
+    samples_per_s: float
+
+
+@dataclass
+class DetHistory:
+    rows: list[DetRow] = field(default_factory=list)
+    best_map: float = -1.0
+    best_epoch: int = 0
+
+
+def eval_parts(out: Any) -> tuple[torch.Tensor, tuple]:
+    """(decoded, raw) of an eval-mode forward."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor) and isinstance(out[1], tuple):
+        return out[0], out[1]
+    raise ValueError("the model's output is not a detect head's (decoded, raw) pair")
+
+
+def truth(targets: torch.Tensor, n: int, img: int) -> list[dict[str, Any]]:
+    """Per image of a batch the ground truth `evaluate` takes, in letterboxed pixels."""
+    t = targets.detach().cpu().double()
+    out = []
+    for j in range(n):
+        r = t[t[:, 0] == j]
+        xy, wh = r[:, 2:4] * img, r[:, 4:6] * img
+        out.append({"height": img, "width": img, "boxes": torch.cat((xy - wh / 2, xy + wh / 2), 1).numpy(),
+                    "classes": r[:, 1].numpy()})
+    return out
+
+
+class DetTrainer:
+    def __init__(self, model: nn.Module, data: DetectionData, hyper: DetHyper, hyp: Mapping[str, float],
+                 device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.data, self.hyper, self.hyp = data, hyper, dict(hyp)
+        anchors, strides, nc = head_geometry(model)
+        if nc != data.nc:
+            raise NetdslError(f"the network's detect head has {nc} classes, the data {data.nc}",
+                              hint=f"build it with --set NCLS={data.nc}")
+        self.anchors, self.strides, self.nc = anchors.to(self.device), strides.to(self.device), nc
+        self.loss_hyp = loss_gains(self.hyp, len(strides), nc, hyper.img)
+        bs = hyper.batch_size
+        self.base_accumulate = max(round(NOMINAL_BATCH / bs), 1)
+        self.accumulate = self.base_accumulate
+        decay = self.hyp["weight_decay"] * bs * self.base_accumulate / NOMINAL_BATCH
+        bn, weights, biases = param_groups(model)
+        groups = [{"params": ps, "kind": kind, "weight_decay": wd}
+                  for ps, kind, wd in ((bn, "bn", 0.0), (weights, "weight", decay), (biases, "bias", 0.0)) if ps]
+        if not groups:
+            raise NetdslError("every parameter of the network is frozen: nothing to train",
+                              hint="freeze fewer statements (--freeze)")
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.SGD(groups, lr=self.hyp["lr0"], momentum=self.hyp["momentum"], nesterov=True)
+        for g in self.optimizer.param_groups:
+            g["initial_lr"] = self.hyp["lr0"]
+        self.history = DetHistory()
+
+    # --- schedule ------------------------------------------------------------------------------
+    def lf(self, epoch: float) -> float:
+        e = self.hyper.epochs
+        return (1 - epoch / max(e - 1, 1)) * (1.0 - self.hyp["lrf"]) + self.hyp["lrf"]
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history.rows)
+
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.hyper.batch_size)
+
+    def warmup_iters(self) -> int:
+        w = self.hyp["warmup_epochs"]
+        return max(round(w * self.batches_per_epoch()), 1) if w > 0 else 0
+
+    def warmup(self, ni: int, epoch: int) -> None:
+        nw = self.warmup_iters()
+        if ni > nw or nw == 0:
+            return
+        xi = [0, nw]
+        self.accumulate = max(1, int(np.interp(ni, xi, [1, NOMINAL_BATCH / self.hyper.batch_size]).round()))
+        for g in self.optimizer.param_groups:
+            start = self.hyp["warmup_bias_lr"] if g["kind"] == "bias" else 0.0
+            g["lr"] = float(np.interp(ni, xi, [start, g["initial_lr"] * self.lf(epoch)]))
+            g["momentum"] = float(np.interp(ni, xi, [self.hyp["warmup_momentum"], self.hyp["momentum"]]))
+
+    # --- one step and one epoch ----------------------------------------------------------------
+    def step(self, images: torch.Tensor, targets: torch.Tensor, ni: int) -> torch.Tensor:
+        """Forward, loss, backward and (every `accumulate` iterations) an SGD step; the detached
+        weighted (box, obj, cls) loss items."""
+        preds = self.model(images)
+        loss, items = yolo_loss(preds, targets, self.anchors, self.strides, self.nc, self.loss_hyp)
+        loss.backward()
+        if ni % self.accumulate == 0:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return items
+
+    def train_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> tuple[list[float], float]:
+        """([box, obj, cls] means over the epoch's batches, samples/s)."""
+        e, nb = self.epoch, self.batches_per_epoch()
+        self.model.train()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        start = time.perf_counter()
+        done = 0
+        for i, (images, targets) in enumerate(self.data.train.batches(self.hyper.batch_size, seed=self.hyper.seed,
+                                                                      epoch=e)):
+            ni = i + nb * e
+            self.warmup(ni, e)
+            items = self.step(images.to(self.device, non_blocking=True), targets.to(self.device), ni)
+            sums += items.double()
+            done += len(images)
+            if on_batch is not None:
+                on_batch(done, sums / (i + 1))
+        elapsed = time.perf_counter() - start
+        return (sums / nb).tolist(), done / max(elapsed, 1e-9)
+
+    @torch.no_grad()
+    def validate(self, batch: int | None = None) -> tuple[list[float], dict[str, Any]]:
+        """(val [box, obj, cls] means, `metrics.evaluate`'s dict at conf 0.001, NMS IoU 0.6)."""
+        from netdsl.detection.metrics import evaluate
+
+        self.model.eval()
+        img = self.hyper.img
+        preds: list[torch.Tensor] = []
+        gts: list[dict[str, Any]] = []
+        sums = torch.zeros(3, dtype=torch.float64)
+        nb = 0
+        try:
+            for images, targets in self.data.val.batches(batch or self.hyper.batch_size, shuffle=False):
+                decoded, raw = eval_parts(self.model(images.to(self.device)))
+                _, items = yolo_loss(list(raw), targets.to(self.device), self.anchors, self.strides, self.nc,
+                                     self.loss_hyp)
+                sums += items.double().cpu()
+                nb += 1
+                preds += [d.cpu() for d in non_max_suppression(decoded.float(), VAL_CONF, VAL_IOU)]
+                gts += truth(targets, len(images), img)
+        finally:
+            self.model.train()
+        return (sums / max(nb, 1)).tolist(), evaluate(preds, gts, self.nc)
+
+    def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> DetRow:
+        t0 = time.perf_counter()
+        losses, rate = self.train_epoch(on_batch)
+        e = self.epoch
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        for g in self.optimizer.param_groups:  # the scheduler's step: lr for the next epoch
+            g["lr"] = g["initial_lr"] * self.lf(e + 1)
+        if not all(math.isfinite(v) for v in losses):
+            raise NonFiniteLoss(f"the loss became {losses} (box, obj, cls) in epoch {e + 1}; training stopped",
+                                hint="the last good checkpoint is kept; try a lower lr0 (--hyp)")
+        val, m = self.validate()
+        row = DetRow(e + 1, *losses, *val, m["precision"], m["recall"], m["map50"], m["map50_95"], lr,
+                     time.perf_counter() - t0, rate)
+        self.history.rows.append(row)
+        if row.map50_95 > self.history.best_map:
+            self.history.best_map, self.history.best_epoch = row.map50_95, row.epoch
+        return row
+
+    @torch.no_grad()
+    def predict_letterboxed(self, images: torch.Tensor, conf: float = 0.25, iou: float = 0.45) -> list[torch.Tensor]:
+        self.model.eval()
+        try:
+            decoded, _ = eval_parts(self.model(images.to(self.device)))
+            return [d.cpu() for d in non_max_suppression(decoded.float(), conf, iou)]
+        finally:
+            self.model.train()
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def state(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Tensors, numbers, strings, lists and dicts only (weights_only=True loads it); no tensor
+        at the top level, so `netdsl.load_weights` finds the `model` entry."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "grads": [p.grad.detach().cpu().clone() if p.grad is not None else None for p in self.params],
+            "accumulate": self.accumulate,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "history": [asdict(r) for r in self.history.rows],
+            "best_map": self.history.best_map,
+            "best_epoch": self.history.best_epoch,
+            **(extra or {}),
+        }
+
+    def restore(self, ckpt: dict[str, Any], path: str) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            grads = ckpt["grads"]
+            if len(grads) != len(self.params):
+                raise ValueError(f"{len(grads)} gradients for {len(self.params)} trainable parameters")
+            for p, g in zip(self.params, grads):
+                p.grad = None if g is None else g.to(p.device).reshape(p.shape).clone()
+            self.accumulate = int(ckpt["accumulate"])
+            torch.set_rng_state(ckpt["rng"]["torch"])
+            if ckpt["rng"].get("cuda") and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+            rows = [DetRow(**r) for r in ckpt["history"]]
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise NetdslError(f"checkpoint does not match this run's model: {msg}", path=path,
+                              hint="resume with the spec and --set values the run was started with") from None
+        if len(rows) != ckpt.get("epoch"):
+            raise NetdslError("checkpoint is inconsistent (history and epoch disagree)", path=path)
+        self.history = DetHistory(rows, float(ckpt["best_map"]), int(ckpt["best_epoch"]))
+
+
+def data_fingerprint(data: DetectionData) -> str:
+    """A content hash of both splits' images (arrays, or file names and sizes) and labels."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in (data.train, data.val):
+        for im, lb in zip(split.images, split.labels):
+            if isinstance(im, np.ndarray):
+                h.update(np.ascontiguousarray(im).tobytes())
+            else:
+                from pathlib import Path
+
+                p = Path(im)
+                h.update(f"{p}|{p.stat().st_size if p.exists() else -1}".encode())
+            h.update(np.ascontiguousarray(lb, np.float32).tobytes())
+    h.update(str(data.nc).encode())
+    return h.hexdigest()[:16]
+
+
+def sample_images(split: DetectionSet, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to `n` letterboxed images spread over the split, as a batch `(images, targets)`."""
+    from netdsl.detection.data import collate
+
+    pick = np.unique(np.linspace(0, len(split) - 1, min(n, len(split))).round().astype(int))
+    return collate([split.load(int(i)) for i in pick])

@@ -1,0 +1,208 @@
+"""`netdsl train` on a spec ending in `detect` (issue 10): run directory, learning, freezing, exact
+resume, located data errors, class-count conflicts. A tiny 64x64 detector on a generated YOLO folder."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import netdsl
+from netdsl.cli import main
+from netdsl.detection import train_command
+
+TINY = """\
+net TinyDet(NCLS = 2)
+input x: [3, H = 64, W = 64] where H % 32 == 0, W % 32 == 0
+block cba(c, s = 1) = conv(c, 3, stride=s, padding=1, bias=false) -> batchnorm(eps=0.001, momentum=0.03) -> leaky_relu(0.1)
+b0 = x |> cba(8, 2)
+b1 = b0 |> cba(16, 2)
+b2 = b1 |> cba(16, 2)
+b3 = b2 |> cba(32, 2)
+b4 = b3 |> cba(32, 2)
+output = detect(b2, b4, classes=NCLS, strides=[8, 32], anchors=[[8, 8, 16, 16, 24, 24], [32, 32, 48, 48, 64, 64]])
+"""
+FAST = ["--img", "64", "--batch-size", "4", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small convolutions run fastest (and reproducibly) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_folder(root: Path, n: int = 8, seed: int = 0) -> Path:
+    """A YOLO folder: images/{train,val} and labels/{train,val}; bright squares (class 0) and
+    wide bars (class 1) on dark noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("val", 4)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(count):
+            im = rng.integers(0, 40, (64, 64, 3)).astype(np.uint8)
+            lines = []
+            for _ in range(int(rng.integers(1, 3))):
+                c = int(rng.integers(0, 2))
+                w, h = (16, 16) if c == 0 else (28, 10)
+                x0, y0 = int(rng.integers(0, 64 - w)), int(rng.integers(0, 64 - h))
+                im[y0:y0 + h, x0:x0 + w] = (220, 200, 60) if c == 0 else (60, 200, 220)
+                lines.append(f"{c} {(x0 + w / 2) / 64:.6f} {(y0 + h / 2) / 64:.6f} {w / 64:.6f} {h / 64:.6f}")
+            Image.fromarray(im).save(root / "images" / split / f"{i}.png")
+            (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.net"
+    p.write_text(TINY)
+    return p
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "data")
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_run_writes_files_and_finite_losses(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "2", "--out", str(out),
+                 "--img", "64", "--batch-size", "4"]) == 0
+    for f in ("run.json", "spec.net", "metrics.csv", "curves.png", "samples.png", "last.pt", "best.pt"):
+        assert (out / f).is_file(), f
+    rs = rows(out)
+    assert [r["epoch"] for r in rs] == ["1", "2"]
+    for r in rs:
+        for k in ("box", "obj", "cls", "val_box", "val_obj", "val_cls", "precision", "recall", "map50", "map50_95"):
+            assert math.isfinite(float(r[k])), k
+        assert float(r["box"]) > 0 and float(r["obj"]) > 0
+    printed = capsys.readouterr().out
+    assert "box " in printed and "obj " in printed and "cls " in printed and "mAP@0.5:0.95" in printed
+    import json
+
+    rj = json.loads((out / "run.json").read_text())
+    assert rj["task"] == "detect" and rj["nc"] == 2 and rj["spec"]["sets"]["NCLS"] == 2
+    # last.pt is a checkpoint netdsl.load_weights (and so `netdsl detect --weights`) reads
+    model = netdsl.build(str(spec))
+    netdsl.load_weights(model, str(out / "last.pt"))
+
+
+def test_loss_decreases_on_tiny_set(spec: Path, folder: Path) -> None:
+    from netdsl.detection.data import load_detection_data
+    from netdsl.detection.trainer import DetHyper, DetTrainer, read_hyp
+
+    torch.manual_seed(0)
+    data = load_detection_data(str(folder), 64, nc=2)
+    data.train.augment = False
+    trainer = DetTrainer(netdsl.build(str(spec)), data, DetHyper(epochs=30, batch_size=64, img=64),  # accumulate 1
+                         {**read_hyp(None)[0], "lr0": 0.1})
+    losses = []
+    for e in range(12):
+        items, _ = trainer.train_epoch()
+        trainer.history.rows.append(None)  # type: ignore[arg-type]  # advance the epoch counter
+        losses.append(sum(items))
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.8 * losses[0], losses  # 0.74 when written
+
+
+def test_freeze_leaves_frozen_weights_unchanged(spec: Path, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "2", "--freeze", "2", "--out", str(out),
+                 "--img", "64", "--batch-size", "64", "--quiet"]) == 0  # accumulate 1: a step per epoch
+    torch.manual_seed(0)
+    initial = netdsl.build(str(spec)).state_dict()
+    trained = torch.load(out / "last.pt", weights_only=True)["model"]
+    frozen = [k for k in initial if k.startswith(("b0.", "b1.")) and not k.endswith(
+        ("running_mean", "running_var", "num_batches_tracked"))]
+    assert frozen
+    for k in frozen:
+        assert torch.equal(initial[k], trained[k]), k
+    trainable = [k for k in initial if not k.startswith(("b0.", "b1.")) and k.endswith(("weight", "bias"))]
+    assert all(not torch.equal(initial[k], trained[k]) for k in trainable)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(spec: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "2", "--out", str(whole), *FAST]) == 0
+
+    def stop(trainer) -> None:
+        if trainer.epoch == 1:
+            raise Interrupted
+
+    monkeypatch.setattr(train_command, "after_epoch", stop)
+    with pytest.raises(Interrupted):
+        main(["train", str(spec), "--data", str(folder), "--epochs", "2", "--out", str(cut), *FAST])
+    assert len(rows(cut)) == 1
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 0
+    a, b = rows(whole), rows(cut)
+    assert len(a) == len(b) == 2
+    for ra, rb in zip(a, b):
+        for k in ra:
+            if k not in ("seconds", "samples_per_s"):
+                assert ra[k] == rb[k], (k, ra[k], rb[k])
+    ca = torch.load(whole / "last.pt", weights_only=True)
+    cb = torch.load(cut / "last.pt", weights_only=True)
+    for k in ca["model"]:
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
+    sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"])
+
+
+def test_bad_label_is_reported_with_file_and_line(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
+    bad = folder / "labels" / "train" / "3.txt"
+    bad.write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2\n")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--data", str(folder), "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2:" in err and "expected 5 fields" in err
+    assert not out.exists()
+    # --skip-bad skips the image and says so
+    assert main(["train", str(spec), "--data", str(folder), "--out", str(out), "--epochs", "1", "--skip-bad",
+                 "--img", "64", "--batch-size", "4"]) == 0
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_class_count_conflict_is_an_error(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
+    yaml_file = tmp_path / "data.yaml"
+    yaml_file.write_text(f"path: {folder}\ntrain: images/train\nval: images/val\nnc: 2\nnames: [square, bar]\n")
+    assert main(["train", str(spec), "--data", str(yaml_file), "--set", "NCLS=3",
+                 "--out", str(tmp_path / "r"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "nc = 2" in err and "3 classes" in err
+    assert main(["train", str(spec), "--set", "NCLS=3", "--out", str(tmp_path / "r"), *FAST]) == 2  # embedded: 2
+    assert "2 classes, not 3" in capsys.readouterr().err
+    # the class count follows the data's when --set does not give it
+    one = make_folder(tmp_path / "one")
+    for f in (one / "labels").rglob("*.txt"):
+        f.write_text("".join(line.replace("1 ", "0 ", 1) if line.startswith("1 ") else line
+                             for line in f.read_text().splitlines(True)))
+    assert main(["train", str(spec), "--data", str(one), "--epochs", "1", "--out", str(tmp_path / "r1"), *FAST]) == 0
+    import json
+
+    assert json.loads((tmp_path / "r1" / "run.json").read_text())["spec"]["sets"]["NCLS"] == 1
+
+
+def test_detection_flags_refused_for_colourization(capsys) -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert main(["train", str(root / "specs" / "unet.net"), "--img", "64"]) == 2
+    assert "--img applies to detection specs" in capsys.readouterr().err
