@@ -43,9 +43,9 @@ TORCH_SUFFIXES = (".pt", ".pth")
 _FOREIGN_BUFFERS = ("anchors", "anchor_grid")
 
 ULTRALYTICS_HINT = (
-    "convert it where its classes are importable, e.g. in ultralytics' own environment: "
-    "torch.save(torch.load('yolov3.pt')['model'].float().state_dict(), 'yolov3_state_dict.pt'), "
-    "then load yolov3_state_dict.pt; or export darknet .weights from it and load those")
+    "convert it where its classes are importable and you trust it (ultralytics' own environment): open the "
+    "checkpoint there as `ckpt`, run torch.save(ckpt['model'].float().state_dict(), 'yolov3_state_dict.pt'), "
+    "then load that file; or export darknet .weights from it and load those")
 
 
 @dataclass(frozen=True)

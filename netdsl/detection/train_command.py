@@ -400,7 +400,9 @@ def run(args: argparse.Namespace) -> int:
                           hint="run netdsl train without torchrun")
     if args.device is not None:
         distributed.device_ok(args.device)
-    device = args.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     p = _prepare_resume(args) if args.resume else _prepare_fresh(args)
     from netdsl.detection.trainer import DetTrainer
     from netdsl.train.files import atomic_write_json, atomic_write_text
