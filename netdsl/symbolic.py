@@ -21,7 +21,7 @@ import math
 
 import sympy as sp
 
-MAX_CLASSES = 4096
+MAX_CLASSES = 256
 
 
 def _moduli(x: sp.Expr) -> dict[sp.Symbol, int] | None:

@@ -139,3 +139,18 @@ def test_sizes_that_nest_too_deeply_are_a_located_error() -> None:
     with pytest.raises(NetdslError, match="nest more than 60 operations deep") as e:
         netdsl.shapes(spec)
     assert (e.value.span.line, e.value.span.column) == (3, 17) and "where H % 64 == 0" in e.value.hint
+
+
+@pytest.mark.parametrize(("k", "s", "p"), [(3, 2, 1), (3, 2, 0), (2, 2, 0), (2, 3, 1), (1, 3, 0), (3, 5, 1), (2, 4, 1)])
+def test_ceil_mode_pooling_sizes_are_torchs_for_every_size(k: int, s: int, p: int) -> None:
+    # Windows starting in the right padding are dropped by PyTorch; decided symbolically, and
+    # quickly: 16 such pools in a row once took minutes (fuzzer).
+    spec = f"net P()\ninput x: [1, H = 20, W = 20]\noutput = x |> maxpool({k}, stride={s}, padding={p}, ceil_mode=true)"
+    r = netdsl.shapes(spec)
+    h = r.env.symbols["H"]
+    for size in range(max(1, k - 2 * p), 40):
+        want = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), k, s, p, ceil_mode=True).shape[2]
+        assert r.output_shape[1].xreplace({h: size}) == want, (size, r.output_shape[1])
+    deep = f"net P()\ninput x: [1, H = 8, W = 8]\noutput = x |> maxpool(3, stride=2, padding=1, ceil_mode=true) * 16"
+    got = netdsl.shapes(deep)
+    assert got.at(got.output_shape) == list(netdsl.build(deep)(torch.zeros(1, 1, 8, 8)).shape[1:])

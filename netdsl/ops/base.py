@@ -126,17 +126,23 @@ def window_out(x: sp.Expr, k: sp.Expr, s: sp.Expr, p: sp.Expr, d: sp.Expr = sp.I
     In ceil mode PyTorch drops a last window that would start inside the right padding; that
     correction is decided for every admissible size where possible, else kept as a Piecewise.
     """
-    span = x + 2 * p - d * (k - 1) - 1
+    e = d * (k - 1) + 1  # the window's extent
+    span = x + 2 * p - e
     if not ceil:
         return sp.floor(sp.expand(span / s)) + 1
     out = sp.floor(sp.expand((span + s - 1) / s)) + 1
-    starts_in_padding = sp.expand((out - 1) * s - x - p)  # >= 0: the last window starts in the padding
-    verdict = always_nonnegative(starts_in_padding)
-    if verdict is False:
+    # The last window starts at (out - 1)*s, which lies in [span, span + s - 1]; it starts inside
+    # the right padding when (out - 1)*s >= x + p. With a = (out - 1)*s - span in [0, s - 1] that
+    # is a >= e - p (>= 1, PyTorch's padding rule), so it never happens when s <= e - p: the
+    # common case (a 3x3 window of stride 2), decided without looking at x at all.
+    if bool(sp.Le(s, e - p)) if (s - e + p).is_number else False:
         return out
-    if verdict is True:
-        return out - 1
-    return sp.Piecewise((out - 1, sp.Ge(starts_in_padding, 0)), (out, True), evaluate=False)
+    starts_in_padding = sp.expand((out - 1) * s - x - p)
+    verdict = always_nonnegative(starts_in_padding)
+    if verdict is not None:
+        return out - 1 if verdict else out
+    a = sp.expand((out - 1) * s - span)
+    return out - sp.Min(1, sp.floor(a / (e - p)))
 
 
 def pool_padding_rule(a: Args) -> None:
