@@ -193,9 +193,12 @@ class _Lowerer:
         if sc.depth >= MAX_BLOCK_DEPTH:
             raise NetdslError(f"blocks nest more than {MAX_BLOCK_DEPTH} deep here", call.span,
                               "call fewer blocks inside blocks")
-        inner = sc.child(bound=self.bind(call, block, sc), known=self.block_known(block), via=[*sc.via, call.span],
-                         depth=sc.depth + 1)
+        bound = self.bind(call, block, sc)
+        if sc.dry:  # checking a definition: the block called was checked when it was defined
+            return []
+        inner = sc.child(bound=bound, known=self.block_known(block), via=[*sc.via, call.span], depth=sc.depth + 1)
         if block.is_graph:
+            self.count += 1  # a call of a block without layers still costs: count it against the limit
             return [(lab, self.graph_call(call, block, inner))]
         pairs = self.expand(block.body, inner, f"{lab}_" if lab else prefix)
         # A labelled call names every layer it expands to, so they read as one unit.
