@@ -12,10 +12,12 @@ structures (deep block chains, floor-form annotations, huge repetition counts).
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
 import signal
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +26,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sympy.core.evalf import PrecisionExhausted
 from torch import nn
 
 import netdsl
@@ -196,24 +199,35 @@ def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:
 _HEAD = "net D(C = 2, N = {n})\ninput x: [C, H = {h}, W = {w}]\n"
 
 
-def deep_linear_blocks(rng: random.Random) -> str:
+_OPLESS_G0 = "block b0(c) {\n  input t\n  output = t\n}"  # a graph block without a single layer
+
+
+def deep_linear_blocks(rng: random.Random, doubling: bool = True) -> str:
     """`block b{i}(c) = b{i-1}(c)`, hundreds deep, sometimes doubling at every level."""
     depth = rng.choice([3, 20, 63, 64, 65, 200, 600])
-    body = rng.choice(["b{j}(c)", "b{j}(c) -> b{j}(c)", "b{j}(c) * 2", "b{j}(c + 1)", "b{j}(c) * c as i"])
-    lines = [_HEAD.format(n=2, h=8, w=8), "block b0(c) = " + rng.choice(["relu", "conv(c, 1)", "identity"])]
+    bodies = ["b{j}(c)", "b{j}(c + 1)", "b{j}(c) * c as i"]
+    bodies += ["b{j}(c) -> b{j}(c)", "b{j}(c) * 2"] if doubling else []
+    body = rng.choice(bodies)
+    first = rng.choice(["block b0(c) = relu", "block b0(c) = conv(c, 1)", "block b0(c) = identity"]
+                       + ([_OPLESS_G0] if doubling else []))
+    lines = [_HEAD.format(n=2, h=8, w=8), first]
     lines += [f"block b{i}(c) = " + body.format(j=i - 1) for i in range(1, depth)]
     lines.append(f"output = x |> b{rng.randrange(depth)}({rng.choice(['1', 'C', 'N'])})")
     return "\n".join(lines)
 
 
-def deep_graph_blocks(rng: random.Random) -> str:
+def deep_graph_blocks(rng: random.Random, doubling: bool = True) -> str:
     """Graph blocks calling graph blocks: chains, residual sums, and doubling at every level."""
     depth = rng.choice([2, 10, 30, 63, 64, 65, 150])
-    inner = rng.choice(["a = t |> g{j}(c)\n  output = add(a, t)", "a = t |> g{j}(c)\n  b = a |> g{j}(c)\n  output = b",
-                        "output = t |> g{j}(c) -> g{j}(c)", "a = t |> g{j}(c)\n  output = cat(a, t) |> conv(c, 1)",
-                        "output = t |> g{j}(c) * N as i"])
+    inners = ["a = t |> g{j}(c)\n  output = add(a, t)", "a = t |> g{j}(c)\n  output = cat(a, t) |> conv(c, 1)",
+              "output = t |> g{j}(c + 1)"]
+    if doubling:
+        inners += ["a = t |> g{j}(c)\n  b = a |> g{j}(c)\n  output = b", "output = t |> g{j}(c) -> g{j}(c)",
+                   "output = t |> g{j}(c) * N as i"]
+    inner = rng.choice(inners)
+    g0 = rng.choice(["conv(c, 1)", "relu", "identity"] + (["", ""] if doubling else []))
     lines = [_HEAD.format(n=rng.choice([0, 1, 2, 3]), h=8, w=8),
-             "block g0(c) {\n  input t\n  output = t |> " + rng.choice(["conv(c, 1)", "relu", "identity"]) + "\n}"]
+             "block g0(c) {\n  input t\n  output = t" + (f" |> {g0}" if g0 else "") + "\n}"]
     for i in range(1, depth):
         lines.append(f"block g{i}(c) {{\n  input t\n  " + inner.format(j=i - 1) + "\n}")
     lines.append(f"output = x |> conv(1, 1) -> g{rng.randrange(depth)}(1)")
@@ -244,19 +258,26 @@ def floor_annotations(rng: random.Random) -> str:
 
 def repetitions(rng: random.Random) -> str:
     """Repetition counts: huge, zero, negative, from parameters, indexed, nested."""
-    n = rng.choice([0, 1, 3, 1000, 1001, 10**9, 10**30, -1])
+    n = rng.choice([0, 1, 3, 12, 16, 200, 1000, 1001, 10**9, 10**30, -1])
     count = rng.choice(["N", "(10**9)", "(N - 5)", "(N*N)", "(N if N < 4 else 2)", "1000", "(10**9 if N == 1 else 2)",
-                        "max(N, 0)", "(N//0)", "i", "0", "3", "10**9"])
+                        "max(N, 0)", "(N//0)", "i", "0", "3", "10**9", "N", "N"])
     idx = rng.choice(["", " as i", " as i", " as N", " as x", " as forward", " as C", " as j"])
     layer = rng.choice(["relu", "conv(C, 1)", "conv(C + i, 1, padding=(i, 0))", "b(i + 1)", "g(C)", "pad(i)",
-                        "maxpool(1, stride=1) -> relu", "b(1) * i as j", "g(1 if i == 0 else C)"])
+                        "maxpool(1, stride=1) -> relu", "b(1) * i as j", "g(1 if i == 0 else C)", "e", "e -> e",
+                        "conv(C, 3, stride=2, padding=1)", "maxpool(3, stride=2, padding=1, ceil_mode=true)",
+                        "avgpool(2, stride=2, ceil_mode=true)", "convT(C, 2, stride=2) -> maxpool(2)"])
     blocks = ("block b(c) = conv(c + 1, 1) * c as i -> relu\n"
-              "block g(c) {\n  input t\n  a = t |> conv(c, 1) * N as i\n  output = cat(a, t)\n}\n")
+              "block g(c) {\n  input t\n  a = t |> conv(c, 1) * N as i\n  output = cat(a, t)\n}\n"
+              "block e() {\n  input t\n  output = t\n}\n")
     return _HEAD.format(n=n, h=8, w=8) + blocks + f"output = x |> {layer} * {count}{idx}\n"
 
 
 STRUCTURES: list[Callable[[random.Random], str]] = [deep_linear_blocks, deep_graph_blocks, floor_annotations,
                                                     repetitions]
+# For the test run: the deep chains without the exponential bodies (those take seconds each to refuse).
+CHEAP_STRUCTURES: list[Callable[[random.Random], str]] = [
+    functools.partial(deep_linear_blocks, doubling=False), functools.partial(deep_graph_blocks, doubling=False),
+    floor_annotations, floor_annotations, repetitions, repetitions]
 
 
 def fuzz_case(rng: random.Random) -> str:
@@ -265,7 +286,9 @@ def fuzz_case(rng: random.Random) -> str:
     if r < 0.08:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(200))).decode("utf-8", "replace")
     if r < 0.14:
-        text = rng.choice(STRUCTURES)(rng)
+        # The deep chains take up to seconds each (thousands of layers): rarer than the others.
+        make = rng.choices(STRUCTURES, weights=[5, 2, 40, 40])[0]
+        text = make(rng)
         return mutate(text, rng, rng.randrange(0, 2)) if rng.random() < 0.3 else text
     if r < 0.22:
         return mutate(rng.choice(ZOO), rng, rng.randrange(1, 5))
@@ -287,7 +310,8 @@ def time_limit(seconds: float) -> Iterator[None]:
         raise Hang(f"still running after {seconds} s")
 
     old = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Repeating: an exception raised inside a gc callback or __del__ is swallowed; the next one is not.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.25)
     try:
         yield
     finally:
@@ -336,31 +360,63 @@ def check_one(text: str) -> str:
     return "ok"
 
 
+# --- escapes found by fuzzing, reported and not fixed yet --------------------------------------
+# Each is pinned by an xfail(strict=True) test at the end of this file, with a minimal spec. Until
+# it is fixed, the random tests accept a case that fails the same way (the same exception type in
+# the same pass), so the suite stays green; once fixed, its pinned test passes, strict xfail turns
+# that into a failure, and its entry here and its xfail mark are to be deleted.
+KNOWN_ESCAPES: dict[str, tuple[type[BaseException], str, str]] = {
+    # name: (exception type, netdsl file the traceback passes through, what goes wrong). Empty: the
+    # escapes found so far (ceil_mode blow-ups, unbounded block expansion) are fixed and pinned below.
+}
+
+
+def known_escape(e: BaseException) -> str | None:
+    """The name of the known escape `e` is an instance of, if any."""
+    files = {f.filename.replace("\\", "/") for f in traceback.extract_tb(e.__traceback__)}
+    for name, (kind, where, _) in KNOWN_ESCAPES.items():
+        if isinstance(e, kind) and any(f.endswith("/netdsl/" + where) for f in files):
+            return name
+    return None
+
+
+def guarded(run: Callable[[str], str], text: str, seconds: float = 10.0) -> str:
+    """`run(text)` under a time limit; a known escape is 'known', anything else unexpected re-raised."""
+    try:
+        with time_limit(seconds):
+            return run(text)
+    except (Exception, Hang) as e:
+        if known_escape(e) is None:
+            raise
+        return "known"
+
+
 # --- mutated specs ---------------------------------------------------------------------------
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(CORPUS), st.integers(0, 2**32), st.integers(1, 4))
 def test_mutated_specs_fail_cleanly(text: str, seed: int, rounds: int) -> None:
-    check_one(mutate(text, random.Random(seed), rounds))
+    guarded(check_one, mutate(text, random.Random(seed), rounds))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(ZOO), st.integers(0, 2**32), st.integers(1, 3))
 def test_mutated_zoo_specs_fail_cleanly(text: str, seed: int, rounds: int) -> None:
-    # The zoo is large (up to 369 layers): a few mutations of it per run, checked without torch.
-    shapes_only(mutate(text, random.Random(seed), rounds))
+    # The zoo is large (up to 369 layers at 224x224): a sample of its mutations per run, without torch.
+    guarded(shapes_only, mutate(text, random.Random(seed), rounds))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(STRUCTURES), st.integers(0, 2**32))
-def test_generated_structures_fail_cleanly(make: Callable[[random.Random], str], seed: int) -> None:
-    check_one(make(random.Random(seed)))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(CHEAP_STRUCTURES), st.integers(0, 2**32), st.integers(0, 1))
+def test_generated_structures_fail_cleanly(make: Callable[[random.Random], str], seed: int, rounds: int) -> None:
+    rng = random.Random(seed)
+    guarded(check_one, mutate(make(rng), rng, rounds) if rounds else make(rng), seconds=5)
 
 
 @settings(max_examples=600, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes(data: bytes) -> None:
-    check_one(data.decode("utf-8", errors="replace"))
+    guarded(check_one, data.decode("utf-8", errors="replace"))
 
 
 _H = "net N()\ninput x: [1, H = 4, W = 4]\n"
@@ -371,9 +427,10 @@ _H = "net N()\ninput x: [1, H = 4, W = 4]\n"
     "\ufeff\ufeff" + _H + "output = x", _H + "output = x\x00", "\x00" + _H, _H + "out\x00put = x",
     _H + "output = x |> " + "relu -> " * 5000 + "relu",
     "net N(a = " + "9" * 5000 + ")\ninput x: [1, H = 4, W = 4]\noutput = x",
-    _H + "output = x |> conv(1, 1) * 99999",
+    _H + "output = x |> conv(1, 1) * 99999", _H + "output = x |> maxpool(3, stride=2, padding=1) * 200",
+    _H + "output = x |> conv(1, 3, stride=2, padding=1) * 1000",
     _H + "output = x |> relu * 10**9 as i", _H + "output = x |> relu * (10**9) as i",
-    _H + "output = x |> conv(1, (3, 1), padding=(1, 0)) * 1000 as i",
+    _H + "output = x |> conv(1, (3, 1), padding=(1, 0)) * 100 as i", _H + "output = x |> relu * 1000 as i",
     _H + "output = x |> pad(1, value=-inf) -> maxpool(2, ceil_mode=true) -> pad(0, value=inf)",
     _H + "output p = x\noutput q = x\noutput = x", _H + "output p = x\noutput p = x", _H + "output x = x",
     _H + "input y: [1, H, W]\noutput = add(x, y)", _H + "input y: [2, H, W]\noutput = add(x, y)",
@@ -397,8 +454,7 @@ _H = "net N()\ninput x: [1, H = 4, W = 4]\n"
     _H + "block forward(c) = relu\noutput = x |> forward(1)", _H + "output = x |> relu * 2 as training",
 ])
 def test_edge_cases(text: str) -> None:
-    with time_limit(60):
-        check_one(text)
+    guarded(check_one, text, seconds=30)
 
 
 # --- generated valid specs -------------------------------------------------------------------
@@ -610,7 +666,8 @@ def check_counts(text: str) -> None:
     """tests/torch_oracle.check_against_torch for any number of inputs and outputs."""
     counts = netdsl.count(text)
     model = netdsl.build(text)
-    oracle = torch_counts(_AllInputs(model), model.input_shape)  # type: ignore[arg-type]
+    # A network without a single layer has nothing to hook (the root would be its own leaf).
+    oracle = torch_counts(_AllInputs(model), model.input_shape) if list(model.children()) else {}  # type: ignore
     by_name = {l.name: l for l in counts.layers}
     for name, want in oracle.items():
         got = {m: int(counts.value(counts.layer_metric(by_name[name], m))) for m in want}
@@ -636,10 +693,38 @@ def test_generated_specs_count_what_torch_has(text: str) -> None:
     check_counts(text)
 
 
-# --- escapes found by fuzzing, kept until fixed ----------------------------------------------
-ESCAPES: list[tuple[str, str]] = []
+# --- escapes the fuzzer found, fixed, pinned (each must end in a result or a located error, in time) ---
+_P = "net E()\ninput x: [1, H = 8, W = 8]\n"
+PINNED = [
+    # ceil_mode: 12 layers take ~3 s, 14 more than 30 s (a Piecewise per layer, nested).
+    ("ceil-mode-blowup", _P + "output = x |> maxpool(3, stride=2, padding=1, ceil_mode=true) * 16", 3),
+    # Three 1x1 ceil_mode pools of stride 2 (a mutated squeezenet1_1 with `maxpool((3, 1), ...)` hit it).
+    ("ceil-mode-precision", _P + "output = x |> maxpool(1, stride=2, ceil_mode=true) * 3", 30),
+    # 1000 x 1000 calls of a block without layers: nothing counts them, lowering never ends.
+    ("unbounded-expansion",
+     _P + "block g() {\n  input t\n  output = t\n}\nblock b() = g * 1000\noutput = x |> b * 1000", 3),
+    # The same with no call at all: defining 25 doubling blocks without layers hangs (each definition is
+    # expanded once to check it).
+    ("unbounded-expansion", _P + "block g0() {\n  input t\n  output = t\n}\n" + "".join(
+        f"block g{i}() {{\n  input t\n  output = t |> g{i - 1} -> g{i - 1}\n}}\n" for i in range(1, 25))
+     + "output = x", 3),
+]
 
 
-@pytest.mark.parametrize(("text", "why"), ESCAPES or [pytest.param("", "", marks=pytest.mark.skip("none known"))])
-def test_known_escapes(text: str, why: str) -> None:
-    check_one(text)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # a Hang inside a gc callback
+@pytest.mark.parametrize(("name", "text", "seconds"), [pytest.param(n, t, sec, id=f"{n}-{i}")
+                                                       for i, (n, t, sec) in enumerate(PINNED)])
+def test_known_escapes(name: str, text: str, seconds: float) -> None:
+    # Fixed means: a result or a located error, within the time.
+    with time_limit(seconds):
+        check_one(text)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_doubling_graph_blocks_are_refused_quickly() -> None:
+    # About 6 s on 2 cores (10 s under load); 2**19 layers, refused at the 10,000th.
+    text = _P + "block g0(c) {\n  input t\n  output = t |> conv(c, 1)\n}\n" + "".join(
+        f"block g{i}(c) {{\n  input t\n  a = t |> g{i - 1}(c)\n  output = a |> g{i - 1}(c)\n}}\n"
+        for i in range(1, 20)) + "output = x |> g19(1)"
+    with pytest.raises(NetdslError), time_limit(2):
+        netdsl.shapes(text)
