@@ -88,6 +88,13 @@ NEW_PLACES = {
     "if in an index count": ("expr", _V2 + "output = x |> relu * ({p} if NF == 1 else 2) as i"),
     "new op argument": ("expr", _V2 + "output = x |> adaptive_avgpool({p}) -> flatten -> linear({p})"),
     "float argument": ("expr", _V2 + "output = x |> pad(1, value={p})"),
+    # List arguments and the keyword arguments of an op over several tensors (the YOLO head).
+    "list item": ("expr", _V2 + "a = x |> maxpool(2)\noutput = detect(x, a, classes=2, strides=[1, 2], "
+                          "anchors=[[{p}, 2], [3, 4]])"),
+    "flat list item": ("expr", _V2 + "a = x |> maxpool(2)\noutput = detect(x, a, classes=2, strides=[{p}, 2], "
+                               "anchors=[[1, 2], [3, 4]])"),
+    "merge keyword value": ("expr", _V2 + "a = x |> maxpool(2)\noutput = detect(x, a, classes={p}, strides=[1, 2], "
+                                    "anchors=[[1, 2], [3, 4]])"),
 }
 FILLERS = {"name": "q", "expr": "1", "attr": "freeze", "attr arg": None}
 
