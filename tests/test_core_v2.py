@@ -172,6 +172,7 @@ output = b |> conv(2, 1)
     ("block b() = b\noutput = x |> b", "unknown op or block 'b'", 3, 13),
     ("output = x |> conv(4, 3, padding=(1, 1, 1))", "unexpected ','", 3, 39),
     ("output = x |> conv(4, 3, groups=(1, 2))", "takes one integer, not a pair", 3, 33),
+    ("output = x |> conv(4, 1) * 2 as H", "the index name 'H' is already a name here", 3, 33),
 ])
 def test_graph_block_and_repetition_errors(body: str, words: str, line: int, col: int) -> None:
     with pytest.raises(NetdslError, match=words) as e:

@@ -156,6 +156,9 @@ class _Lowerer:
             times = self.times(call, sc)
             attrs = tuple(sorted({*sc.attrs, *self.attrs(call.attrs), *self.requested(call, sc)}))
             label = (prefix + call.label.name) if call.label else None
+            if call.index is not None and (call.index.name in sc.known or call.index.name in RESERVED):
+                raise NetdslError(f"the index name '{call.index.name}' is already a name here", call.index.span,
+                                  "pick a fresh name for the index, e.g. `* 3 as i`")
             for i in range(times):
                 inner_sc = sc.child(attrs=attrs)
                 if call.index is not None:
