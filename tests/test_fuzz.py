@@ -32,6 +32,7 @@ from torch import nn
 import netdsl
 from netdsl.errors import NetdslError
 from netdsl.passes.counts import Convention
+from test_core_v2 import RESNETISH
 from torch_oracle import torch_counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,19 +58,7 @@ output p1 = f |> conv(2, 1)
 output p2 = f |> maxpool(2) -> flatten -> linear(7) -> softmax(dim=-1)
 output p3 = add(v, v) |> batchnorm -> linear(3)
 """,
-    """net Res(C = 8, N = 3)
-input x: [3, H = 16, W = 16] where H % 4 == 0, W % 4 == 0
-block proj(c, s) = conv(c, 1, stride=s, bias=false) -> batchnorm
-block unit(c, s = 1, down = 1 if s != 1 else 0) {
-  input x
-  main = x |> conv(c, 3, stride=s, padding=1, bias=false) -> batchnorm -> relu
-  skip = x |> proj(c, s) * down
-  output = add(main, skip) |> relu
-}
-stem = x |> conv(C, 3, padding=1)
-body = stem |> unit(2*C, s = 2 if i == 0 else 1) * N as i
-output = body |> adaptive_avgpool -> flatten -> linear(10)
-""",
+    RESNETISH,
     """net F(k = 3, N = 2)
 input x: [3, H = 9, W = 9]
 block cb(c) = conv(c, 3, padding=1) -> batchnorm

@@ -207,16 +207,10 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     from netdsl.detection.data import load_detection_data
     from netdsl.detection.trainer import DetHyper, data_fingerprint
     from netdsl.freeze import Freeze
-    from netdsl.train.command import RESUME_FLAGS
+    from netdsl.train.command import resume_dir
     from netdsl.train.rundir import read_json
 
-    given = [k for k, v in vars(args).items()
-             if k not in RESUME_FLAGS | {"resume", "debug", "func", "command"} and v not in (None, [], False)]
-    if given:
-        flags = ", ".join("SPEC" if g == "specs" else "--" + g.replace("_", "-") for g in given)
-        raise NetdslError(f"--resume takes its settings from the run directory; drop {flags}",
-                          hint="only --epochs (to extend), --device and --quiet may change")
-    d = Path(args.resume)
+    d = resume_dir(args)
     rj = read_json(d / "run.json", "run")
     try:
         hyper = DetHyper(**rj["train"])

@@ -214,13 +214,8 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
     return out, group
 
 
-def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | None]:
-    from netdsl.train import data as D
-    from netdsl.train.loop import Hyper, check_model
-    from netdsl.train.palette import load_palette
-    from netdsl.freeze import Freeze
-    from netdsl.train.rundir import GROUP_FORMAT, RunDir, load_checkpoint, read_json
-
+def resume_dir(args: argparse.Namespace) -> Path:
+    """The run directory `--resume` names, refusing every flag a resumed run takes from run.json."""
     given = [k for k, v in vars(args).items()
              if k not in RESUME_FLAGS | {"resume", "debug", "func", "command"} and v not in (None, [], False)]
     if given:
@@ -233,6 +228,17 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
                           hint="--resume takes the run directory (the folder holding run.json and last.pt)")
     if not root.is_dir():
         raise NetdslError("run directory not found", path=str(root))
+    return root
+
+
+def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | None]:
+    from netdsl.train import data as D
+    from netdsl.train.loop import Hyper, check_model
+    from netdsl.train.palette import load_palette
+    from netdsl.freeze import Freeze
+    from netdsl.train.rundir import GROUP_FORMAT, RunDir, load_checkpoint, read_json
+
+    root = resume_dir(args)
     group: Path | None = None
     members = [root]
     if (root / "group.json").is_file():
