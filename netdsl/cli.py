@@ -1,4 +1,4 @@
-"""The `netdsl` command line: build, count, solve, train, detect.
+"""The `netdsl` command line: build, count, solve, train, detect, export, import.
 
 Heavy imports (torch, sympy passes) happen inside each command so `netdsl --help` stays fast.
 """
@@ -65,6 +65,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_plugin(sub, "solve", "netdsl.commands.solve", "find values for open arguments (`?`) that make the annotated shapes hold")
     _add_plugin(sub, "train", "netdsl.train.command", "train specs on the colourization task")
     _add_plugin(sub, "detect", "netdsl.commands.detect", "run a detection spec with weights on images; draw boxes")
+    _add_plugin(sub, "export", "netdsl.commands.export", "write a spec as PyTorch source, ONNX, or a picture")
+    _add_plugin(sub, "import", "netdsl.commands.import_spec", "read a darknet .cfg or Ultralytics YAML into a spec")
     return parser
 
 

@@ -1,0 +1,66 @@
+"""`netdsl export SPEC --to FORMAT [-o PATH]`: the network as Python source, ONNX, or a picture.
+
+Every format reads the concrete graph at the values in use (`--set` changes them). The file is
+written through a temporary file and renamed, so an error leaves nothing half-written. Each
+backend is imported only for its format: `python` and `dot` need no torch at import time here,
+`onnx` needs the optional extra (`pip install "netdsl[onnx]"`).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from netdsl.commands.common import add_set_argument, parse_sets
+from netdsl.errors import NetdslError
+
+FORMATS = {"python": ".py", "onnx": ".onnx", "dot": ".dot", "svg": ".svg", "png": ".png"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Export a spec: a standalone PyTorch module (python), an ONNX model (onnx), "
+                     "or a picture of the network (dot, svg, png).")
+    p.add_argument("spec", help="path to a .net spec")
+    p.add_argument("--to", required=True, choices=sorted(FORMATS), help="what to write")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="file to write (default: the spec's name with the format's suffix, in the current folder)")
+    add_set_argument(p, "override a declared parameter or input size (repeatable)")
+    p.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset (>= 17; default 18)")
+    p.add_argument("--expand", action="store_true",
+                   help="pictures: draw every layer inside blocks instead of one box per block")
+
+
+def output_path(spec: str, fmt: str, given: str | None) -> Path:
+    """Where the export goes; refuses a folder or a missing parent folder before any work is done."""
+    out = Path(given) if given else Path(Path(spec).stem + FORMATS[fmt])
+    if out.is_dir():
+        raise NetdslError(f"-o {out}: is a folder; give a file name", hint=f"e.g. -o {out / (Path(spec).stem + FORMATS[fmt])}")
+    if not out.parent.is_dir() and str(out.parent) not in ("", "."):
+        raise NetdslError(f"-o {out}: the folder {out.parent} does not exist", hint="create it first")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from netdsl.api import analyse_text, load
+
+    fmt = args.to
+    out = output_path(args.spec, fmt, args.output)
+    if fmt == "onnx" and args.opset < 17:
+        raise NetdslError(f"--opset {args.opset}: netdsl exports opset 17 or later", hint="drop --opset (default 18)")
+    text, path = load(args.spec)
+    cg = analyse_text(text, path, parse_sets(args.sets))
+    if fmt == "python":
+        from netdsl.backends.python_source import to_python_source
+        from netdsl.train.files import atomic_write_text
+
+        atomic_write_text(out, to_python_source(cg))
+        message = f"wrote {out}"
+    elif fmt == "onnx":
+        from netdsl.backends.onnx_export import export_onnx
+
+        message = export_onnx(cg, out, opset=args.opset)
+    else:
+        from netdsl.backends.picture import write_picture
+
+        message = write_picture(cg, out, fmt, expand=args.expand)
+    print(message)
+    return 0
