@@ -70,7 +70,19 @@ class _NewlineFilter:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> lark.Lark:
-    # One LALR build per process serves both start symbols: specs and claims files.
+    # One LALR parser per process serves both start symbols: specs and claims files. Its tables
+    # ship with the package (parse_tables.py); they are built here only when stale or missing.
+    from netdsl import parse_tables
+
+    grammar = _grammar_text()
+    try:
+        shipped = parse_tables.load(grammar, _NewlineFilter())
+    except Exception:  # noqa: BLE001 - a private Lark loader: any failure means "build instead"
+        shipped = None
+    return shipped if shipped is not None else _build_parser()
+
+
+def _build_parser() -> lark.Lark:
     # Lark checks terminals for collisions with interegular whenever it is installed; that check
     # costs ~0.25 s per process, and the grammar is fixed, so tests/test_language.py runs it once
     # (strict=True) and the run-time build skips it.

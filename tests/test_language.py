@@ -25,6 +25,33 @@ def test_grammar_is_conflict_free_lalr() -> None:
     lark.Lark(_grammar_text(), parser="lalr", strict=True, start=["start", "claims_file"])
 
 
+def test_shipped_parse_tables_are_current_and_used() -> None:
+    # A stale file would silently cost every process the build again; a wrong one, wrong parses.
+    import importlib
+
+    from netdsl import parse_tables
+
+    parse = importlib.import_module("netdsl.parse")
+    # LALR state numbers differ from build to build (set order), so the file is compared by its
+    # key and by what it parses, not byte for byte.
+    shipped = json.loads(Path(parse_tables.__file__).with_name(parse_tables.TABLES_NAME).read_text(encoding="utf-8"))
+    assert shipped["key"] == parse_tables.fingerprint(_grammar_text()), "run: python -m netdsl.parse_tables"
+    built = parse._build_parser()
+    loaded = parse_tables.load(_grammar_text(), parse._NewlineFilter())
+    assert loaded is not None
+    for spec in sorted(ROOT.glob("specs/**/*.net")):
+        text = spec.read_text(encoding="utf-8")
+        assert loaded.parse(text, start="start") == built.parse(text, start="start"), spec
+    for bad in ("net A\ninput x: [3, H = 4, W = 4]\noutput = x |> conv(3,\n", "net\n", "net A(3)\n", "net A\ninput x: [3 4]\n",
+                "net A\ninput x: [3]\ny = x |> |> relu\noutput = y\n"):
+        with pytest.raises(lark.exceptions.UnexpectedInput) as a:
+            built.parse(bad, start="start")
+        with pytest.raises(lark.exceptions.UnexpectedInput) as b:
+            loaded.parse(bad, start="start")
+        assert (type(a.value), str(a.value)) == (type(b.value), str(b.value))
+    assert parse_tables.load(_grammar_text() + "\n// edited\n", parse._NewlineFilter()) is None
+
+
 def test_blocks_labels_repetition_and_wrapping() -> None:
     spec = """
     net T(C = 4)   # comment after the header
