@@ -7,6 +7,7 @@ passes hold them at their values (another value would be another network).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -28,6 +29,13 @@ Layer = ir.Op | ir.BlockInstance
 def did_you_mean(name: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f"did you mean '{close[0]}'? " if close else ""
+
+
+def _name_list(names: set[str], most: int = 30) -> str:
+    """Names in natural order (b2 before b10), the first `most` of them and how many more."""
+    ordered = sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+    more = len(ordered) - most
+    return ", ".join(ordered[:most]) + (f", ... and {more} more" if more > 0 else "")
 
 
 def check_names(e: ir.Expr, known: set[str] | dict, where: str) -> None:
@@ -462,7 +470,7 @@ class _Lowerer:
         if missing:
             known = {n.name for n in nodes} | set(self.blocks) | {c.label.name for c in self._calls() if c.label}
             raise NetdslError(f"--freeze {missing[0]}: no statement, label or block of the spec is named '{missing[0]}'",
-                              hint=did_you_mean(missing[0], known) + "names: " + ", ".join(sorted(known)[:30]))
+                              hint=did_you_mean(missing[0], known) + "names: " + _name_list(known))
 
     def _calls(self) -> Iterable[ir.LayerCall]:
         for a in self.spec.assigns:
