@@ -158,14 +158,24 @@ def test_resume_equals_uninterrupted(spec: Path, folder: Path, tmp_path: Path, m
         for k in ra:
             if k not in ("seconds", "samples_per_s"):
                 assert ra[k] == rb[k], (k, ra[k], rb[k])
-    ca = torch.load(whole / "last.pt", weights_only=True)
-    cb = torch.load(cut / "last.pt", weights_only=True)
-    for k in ca["model"]:
-        assert torch.equal(ca["model"][k], cb["model"][k]), k
+    same_checkpoints(whole / "last.pt", cut / "last.pt")
+
+
+def same_checkpoints(a: Path, b: Path) -> None:
+    """Bit-identical EMA and live weights, EMA update counts, momentum buffers and pending gradients."""
+    ca = torch.load(a, weights_only=True)
+    cb = torch.load(b, weights_only=True)
+    assert ca["epoch"] == cb["epoch"] and ca["ema"] == cb["ema"] and ca["accumulate"] == cb["accumulate"]
+    for entry in ("model", "live_model"):
+        assert ca[entry].keys() == cb[entry].keys()
+        for k in ca[entry]:
+            assert torch.equal(ca[entry][k], cb[entry][k]), (entry, k)
     sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"])
+    for ga, gb in zip(ca["grads"], cb["grads"]):
+        assert (ga is None and gb is None) or torch.equal(ga, gb)
 
 
 def test_bad_label_is_reported_with_file_and_line(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
@@ -206,3 +216,172 @@ def test_detection_flags_refused_for_colourization(capsys) -> None:
     root = Path(__file__).resolve().parents[1]
     assert main(["train", str(root / "specs" / "unet.net"), "--img", "64"]) == 2
     assert "--img applies to detection specs" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------- EMA
+
+def parse(argv: list[str]):
+    """`netdsl train` arguments as the CLI parses them (so a test can set `ema` whatever the
+    flag's spelling in netdsl/train/command.py)."""
+    from netdsl.cli import make_parser
+
+    args = make_parser().parse_args(argv)
+    args.debug = False
+    return args
+
+
+def test_ema_is_validated_and_saved_as_the_model(spec: Path, folder: Path, tmp_path: Path) -> None:
+    from netdsl.detection.data import load_detection_data
+    from netdsl.detection.trainer import EMA_DECAY, DetHyper, DetTrainer, read_hyp
+
+    data = load_detection_data(str(folder), 64, nc=2)
+    trainers, steps = {}, []
+    for ema in (True, False):
+        torch.manual_seed(0)
+        trainers[ema] = DetTrainer(netdsl.build(str(spec)), data, DetHyper(epochs=3, batch_size=4, img=64, ema=ema),
+                                   read_hyp(None)[0])
+        if ema:
+            trainers[ema].optimizer.register_step_post_hook(lambda *_: steps.append(1))
+        trainers[ema].run_epoch()
+        trainers[ema].run_epoch()
+    t, plain = trainers[True], trainers[False]
+    # the average only watches: the live weights train exactly as without it
+    for (k, a), b in zip(t.model.state_dict().items(), plain.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    # one update per optimizer step (not per batch: warmup accumulates 1, 4, 6, 8 batches)
+    assert t.ema.updates == len(steps) >= 1
+    # the EMA differs from the live weights, and is their ramped average (decay after 2 updates)
+    live = dict(t.model.named_parameters())
+    ema = dict(t.ema.module.named_parameters())
+    assert any(not torch.equal(live[k], ema[k]) for k in live)
+    d = EMA_DECAY * (1 - math.exp(-t.ema.updates / 2000))
+    assert 0 < d < 0.001  # the ramp: early on the average stays close to the live weights
+    # validation and the checkpoint use the averaged weights
+    state = t.state()
+    for k, v in t.ema.module.state_dict().items():
+        assert torch.equal(state["model"][k], v), k
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(state["live_model"][k], v), k
+    assert state["ema"]["updates"] == t.ema.updates
+    val_ema = t.validate()
+    saved = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.model.load_state_dict(t.ema.module.state_dict())  # the EMA's weights as the live model
+    t.ema = None
+    assert t.validate() == val_ema
+    t.model.load_state_dict(saved)
+    assert "ema" not in plain.state() and "live_model" not in plain.state()
+
+
+def test_no_ema_flag(spec: Path, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = parse(["train", str(spec), "--data", str(folder), "--epochs", "1", "--out", str(out), *FAST])
+    args.ema = False  # --no-ema
+    assert args.func(args) == 0
+    import json
+
+    assert json.loads((out / "run.json").read_text())["train"]["ema"] is False
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert "ema" not in ck and "live_model" not in ck
+    # resuming keeps the run's choice; asking for the other is refused
+    args = parse(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
+    args.ema = True
+    with pytest.raises(netdsl.NetdslError, match="drop --ema"):
+        args.func(args)
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert len(rows(out)) == 2
+
+
+def test_default_run_keeps_ema(spec: Path, folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "1", "--out", str(out), *FAST]) == 0
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["ema"]["updates"] >= 1 and ck["ema"]["decay"] == 0.9999 and ck["ema"]["tau"] == 2000
+    assert any(not torch.equal(ck["model"][k], ck["live_model"][k]) for k in ck["model"])
+    # netdsl.load_weights (so `netdsl detect --weights` and `--weights` fine-tuning) reads the EMA
+    model = netdsl.build(str(spec))
+    netdsl.load_weights(model, str(out / "last.pt"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ck["model"][k]), k
+    args = parse(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
+    args.ema = False  # --no-ema on a run that keeps one
+    with pytest.raises(netdsl.NetdslError, match="started with EMA"):
+        args.func(args)
+
+
+# --------------------------------------------------------------------------------------- SIGKILL
+
+def test_resume_after_sigkill_equals_uninterrupted(spec: Path, folder: Path, tmp_path: Path) -> None:
+    """`netdsl train` in its own process, killed with SIGKILL as soon as epoch 1's last.pt exists
+    (so somewhere in epoch 2 or its file writes), then `--resume`d: metrics.csv and the weights
+    equal an uninterrupted run's, bit for bit (CPU, one thread)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["train", str(spec), "--data", str(folder), "--epochs", "3", *FAST]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "netdsl.cli", *args, "--out", str(cut)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (cut / "last.pt").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint after 60 s"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    # killed mid-run: last.pt is written first, then metrics.csv (each atomically), so the kill
+    # may find epoch 1's checkpoint without a metrics.csv yet; resume writes it from the checkpoint
+    assert torch.load(cut / "last.pt", weights_only=True)["epoch"] in (1, 2)
+    assert not (cut / "metrics.csv").exists() or len(rows(cut)) < 3
+    assert main(["train", str(spec), *args[2:], "--out", str(whole)]) == 0  # the reference, this process
+    assert main(["train", "--resume", str(cut), "--quiet"]) == 0
+    a, b = rows(whole), rows(cut)
+    assert len(a) == len(b) == 3
+    for ra, rb in zip(a, b):
+        for k in ra:
+            if k not in ("seconds", "samples_per_s"):
+                assert ra[k] == rb[k], (ra["epoch"], k, ra[k], rb[k])
+    same_checkpoints(whole / "last.pt", cut / "last.pt")
+    same_checkpoints(whole / "best.pt", cut / "best.pt")
+    assert not list(cut.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------------------- fine-tuning
+
+def test_fine_tune_from_saved_weights_trains_only_unfrozen(spec: Path, folder: Path, tmp_path: Path) -> None:
+    """The course's path: a model trained briefly and saved (best.pt), reloaded with `--weights`
+    and `--freeze 2` (b0 and b1; `--freeze-bn eval` so their BatchNorm statistics stay too):
+    the frozen statements' tensors are bit-identical to the saved ones after training, every
+    other weight and bias has changed, and the optimizer holds only the unfrozen parameters."""
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "2", "--out", str(first), *FAST]) == 0
+    saved = torch.load(first / "best.pt", weights_only=True)["model"]
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "2", "--out", str(tuned),
+                 "--weights", str(first / "best.pt"), "--freeze", "2", "--freeze-bn", "eval",
+                 "--img", "64", "--batch-size", "64", "--quiet"]) == 0  # accumulate 1: a step per batch
+    ck = torch.load(tuned / "last.pt", weights_only=True)
+    frozen = [k for k in saved if k.startswith(("b0.", "b1."))]
+    unfrozen = [k for k in saved if not k.startswith(("b0.", "b1.")) and k.endswith(("weight", "bias"))]
+    assert len(frozen) >= 8 and unfrozen  # conv weight, BN weight, bias, mean, var, count (x2)
+    for entry in ("model", "live_model"):  # the EMA's weights and the live ones
+        for k in frozen:
+            assert torch.equal(saved[k], ck[entry][k]), (entry, k)
+        changed = [k for k in unfrozen if not torch.equal(saved[k], ck[entry][k])]
+        assert changed == unfrozen, (entry, sorted(set(unfrozen) - set(changed)))
+    trainable = sum(1 for k in unfrozen)
+    assert len(ck["optimizer"]["state"]) == trainable
+    import json
+
+    rj = json.loads((tuned / "run.json").read_text())
+    assert rj["weights"] == str(first / "best.pt") and rj["freeze"] == {"first": 2, "names": [], "bn": "eval"}

@@ -92,6 +92,12 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, [], False)]
 
 
+def ema_wanted(args: argparse.Namespace) -> bool:
+    """EMA weights unless `--no-ema` (`args.ema` False): on by default for detection, as ultralytics."""
+    ema = getattr(args, "ema", None)
+    return True if ema is None else bool(ema)
+
+
 def _options(args: argparse.Namespace) -> tuple[Any, dict[str, float], list[str]]:
     from netdsl.detection.trainer import DetHyper, read_hyp
 
@@ -100,6 +106,7 @@ def _options(args: argparse.Namespace) -> tuple[Any, dict[str, float], list[str]
         hyp["lr0"] = float(args.lr)
     h = DetHyper()
     over = {k: getattr(args, k) for k in ("epochs", "batch_size", "seed") if getattr(args, k) is not None}
+    over["ema"] = ema_wanted(args)
     hyper = DetHyper(**{**h.__dict__, **over})
     if hyper.epochs < 1 or hyper.batch_size < 1:
         raise NetdslError("--epochs and --batch-size must be at least 1")
@@ -213,7 +220,8 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     d = resume_dir(args)
     rj = read_json(d / "run.json", "run")
     try:
-        hyper = DetHyper(**rj["train"])
+        # runs written before EMA existed trained without one
+        hyper = DetHyper(**{"ema": False, **rj["train"]})
         hyp = {str(k): float(v) for k, v in rj["hyp"].items()}
         sets = {str(k): int(v) for k, v in rj["spec"]["sets"].items()}
         dj = rj["data"]
@@ -222,6 +230,9 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
                         bn=str(fz.get("bn", "train")))  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as err:
         raise NetdslError(f"run.json is incomplete ({err})", path=str(d / "run.json")) from None
+    if getattr(args, "ema", None) is not None and bool(args.ema) != hyper.ema:
+        raise NetdslError(f"this run was started {'with' if hyper.ema else 'without'} EMA weights; "
+                          f"--resume keeps that", path=str(d), hint="drop --ema / --no-ema")
     if args.epochs is not None:
         hyper = DetHyper(**{**hyper.__dict__, "epochs": args.epochs})
     data = load_detection_data(dj.get("source"), hyper.img, nc=int(rj["nc"]), skip_bad=bool(dj.get("skip_bad")),
@@ -423,7 +434,8 @@ def run(args: argparse.Namespace) -> int:
     h, data, label = p["hyper"], p["data"], out.name
     rep.message(f"{label}: {trainer.model.spec_name if hasattr(trainer.model, 'spec_name') else 'model'}, "
                 f"{data.description}, {data.nc} classes, img {h.img}, batch {h.batch_size} "
-                f"(accumulate {trainer.base_accumulate}), {h.epochs} epochs -> {out}"
+                f"(accumulate {trainer.base_accumulate}), {h.epochs} epochs"
+                f"{', EMA weights' if h.ema else ''} -> {out}"
                 + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
     failure = None
     rep.start(label, h.epochs, trainer.epoch, len(data.train))

@@ -13,14 +13,22 @@ from ultralytics' GPL code:
   `accumulate` (gradients left over at an epoch's end carry into the next one, as in
   ultralytics; checkpoints hold them);
 - after each epoch lr = lr0 * lf(epoch), lf(x) = (1 - x / (epochs - 1)) * (1 - lrf) + lrf;
-- loss gains rescaled: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (img/640)^2 * 3/nl.
+- loss gains rescaled: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (img/640)^2 * 3/nl;
+- an exponential moving average of the weights (`DetHyper.ema`, on by default as in ultralytics:
+  decay 0.9999 ramped by `1 - exp(-updates / 2000)`, one update after every optimizer step,
+  `netdsl.train.ema.ModelEMA`): validation, mAP, samples.png and the checkpoints' `model` entry
+  use the averaged weights (ultralytics saves its EMA as the model), so `netdsl detect --weights
+  best.pt` and `--weights` fine-tuning start from them. Unlike ultralytics' EMA, BatchNorm's
+  running statistics are copied from the live model, not averaged, and frozen parameters are
+  copied too, so they stay bit-identical.
 
-Not done (as of this module): EMA of the weights, mosaic/affine augmentation, AMP, multi-scale,
-the 1000-iteration minimum of ultralytics' warmup (warmup here is `warmup_epochs` epochs), DDP.
+Not done (as of this module): AMP, multi-scale, the 1000-iteration minimum of ultralytics' warmup
+(warmup here is `warmup_epochs` epochs).
 
-`DetTrainer.state()` holds everything that decides the next epoch (weights, optimizer, pending
-gradients, `accumulate`, torch's RNG; the data order and augmentation are functions of
-(seed, epoch, index)), so a resumed run repeats an uninterrupted one exactly on CPU.
+`DetTrainer.state()` holds everything that decides the next epoch (live and averaged weights,
+optimizer, pending gradients, `accumulate`, the EMA's update count, torch's RNG; the data order
+and augmentation are functions of (seed, epoch, index)), so a resumed run repeats an
+uninterrupted one exactly on CPU.
 """
 from __future__ import annotations
 
@@ -37,11 +45,13 @@ from netdsl.detection.data import DetectionData, DetectionSet
 from netdsl.detection.loss import head_geometry, yolo_loss
 from netdsl.detection.nms import non_max_suppression
 from netdsl.errors import NetdslError
+from netdsl.train.ema import ModelEMA
 from netdsl.train.loop import NonFiniteLoss
 
 CHECKPOINT_FORMAT = "netdsl-detect-checkpoint-v1"
 NOMINAL_BATCH = 64
 VAL_CONF, VAL_IOU = 0.001, 0.6  # test.py's thresholds for mAP
+EMA_DECAY, EMA_TAU = 0.9999, 2000.0  # ultralytics' ModelEMA
 
 # ultralytics v9.6.0 data/hyp.scratch.yaml
 HYP_SCRATCH: dict[str, float] = {
@@ -124,6 +134,19 @@ class DetHyper:
     batch_size: int = 16
     img: int = 640
     seed: int = 0
+    ema: bool = True
+
+
+class DetEMA(ModelEMA):
+    """`ModelEMA` whose frozen parameters (`requires_grad=False` in the live model) are copied,
+    not averaged: `d * x + (1 - d) * x` need not round back to `x`, and frozen means unchanged."""
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        super().update(model)
+        for mine, theirs in zip(self.module.parameters(), model.parameters()):
+            if not theirs.requires_grad:
+                mine.copy_(theirs)
 
 
 @dataclass
@@ -197,6 +220,12 @@ class DetTrainer:
         for g in self.optimizer.param_groups:
             g["initial_lr"] = self.hyp["lr0"]
         self.history = DetHistory()
+        self.ema = DetEMA(self.model, EMA_DECAY, EMA_TAU) if hyper.ema else None
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     # --- schedule ------------------------------------------------------------------------------
     def lf(self, epoch: float) -> float:
@@ -235,6 +264,8 @@ class DetTrainer:
         if ni % self.accumulate == 0:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
         return items
 
     def train_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> tuple[list[float], float]:
@@ -261,7 +292,9 @@ class DetTrainer:
         """(val [box, obj, cls] means, `metrics.evaluate`'s dict at conf 0.001, NMS IoU 0.6)."""
         from netdsl.detection.metrics import evaluate
 
-        self.model.eval()
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
         img = self.hyper.img
         preds: list[torch.Tensor] = []
         gts: list[dict[str, Any]] = []
@@ -269,7 +302,7 @@ class DetTrainer:
         nb = 0
         try:
             for images, targets in self.data.val.batches(batch or self.hyper.batch_size, shuffle=False):
-                decoded, raw = eval_parts(self.model(images.to(self.device)))
+                decoded, raw = eval_parts(model(images.to(self.device)))
                 _, items = yolo_loss(list(raw), targets.to(self.device), self.anchors, self.strides, self.nc,
                                      self.loss_hyp)
                 sums += items.double().cpu()
@@ -277,7 +310,7 @@ class DetTrainer:
                 preds += [d.cpu() for d in non_max_suppression(decoded.float(), VAL_CONF, VAL_IOU)]
                 gts += truth(targets, len(images), img)
         finally:
-            self.model.train()
+            model.train(was_training)
         return (sums / max(nb, 1)).tolist(), evaluate(preds, gts, self.nc)
 
     def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> DetRow:
@@ -300,21 +333,29 @@ class DetTrainer:
 
     @torch.no_grad()
     def predict_letterboxed(self, images: torch.Tensor, conf: float = 0.25, iou: float = 0.45) -> list[torch.Tensor]:
-        self.model.eval()
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
         try:
-            decoded, _ = eval_parts(self.model(images.to(self.device)))
+            decoded, _ = eval_parts(model(images.to(self.device)))
             return [d.cpu() for d in non_max_suppression(decoded.float(), conf, iou)]
         finally:
-            self.model.train()
+            model.train(was_training)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def state(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Tensors, numbers, strings, lists and dicts only (weights_only=True loads it); no tensor
-        at the top level, so `netdsl.load_weights` finds the `model` entry."""
+        at the top level, so `netdsl.load_weights` finds the `model` entry: the EMA's weights when
+        training keeps one (the live ones are then `live_model`), as ultralytics saves its EMA."""
+        ema = {}
+        if self.ema is not None:
+            ema = {"live_model": self.model.state_dict(),
+                   "ema": {"updates": self.ema.updates, "decay": self.ema.decay, "tau": self.ema.tau}}
         return {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),
+            **ema,
             "optimizer": self.optimizer.state_dict(),
             "grads": [p.grad.detach().cpu().clone() if p.grad is not None else None for p in self.params],
             "accumulate": self.accumulate,
@@ -327,8 +368,18 @@ class DetTrainer:
         }
 
     def restore(self, ckpt: dict[str, Any], path: str) -> None:
+        if (self.ema is None) != ("ema" not in ckpt):
+            raise NetdslError("checkpoint " + ("has no" if self.ema is not None else "has") + " EMA weights, "
+                              "but this run " + ("keeps" if self.ema is not None else "does not keep") + " them",
+                              path=path, hint="resume with the settings the run was started with")
         try:
-            self.model.load_state_dict(ckpt["model"])
+            if self.ema is not None:
+                self.model.load_state_dict(ckpt["live_model"])
+                self.ema.module.load_state_dict(ckpt["model"])
+                e = ckpt["ema"]
+                self.ema.updates, self.ema.decay, self.ema.tau = int(e["updates"]), float(e["decay"]), float(e["tau"])
+            else:
+                self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             grads = ckpt["grads"]
             if len(grads) != len(self.params):
