@@ -205,13 +205,14 @@ def test_flip_and_hsv_are_deterministic_given_the_seed(tmp_path: Path) -> None:
     iio.imwrite(img, im)
     write_labels(img, "0 0.25 0.5 0.25 0.5\n")
     d = load_detection_data(tmp_path, img=32, cache=True)
+    d.train.hyp.update(mosaic=0, translate=0, scale=0)  # colour and flips only (geometry: test_detection_augment)
     runs = [d.train.item(0, seed=s, epoch=e) for s, e in [(1, 0), (1, 0), (2, 0), (1, 1)] + [(s, 0) for s in range(3, 20)]]
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
     assert not np.array_equal(runs[0][0], runs[2][0]) and not np.array_equal(runs[0][0], runs[3][0])
     cxs = {round(float(lb[0, 1]), 4) for _, lb in runs}
     assert cxs == {0.25, 0.75}  # both flipped and unflipped occur
     plain, lb = d.train.load(0)
-    assert 0 in d.train._store  # cache=True keeps the letterboxed image
+    assert 0 in d.train._store  # cache=True keeps the resized image
     for out, olb in runs:  # HSV changes colours, not where things are: the grey padding stays grey
         assert (out[:5] == out[:5, :, :1]).all() and not (out[6:26] == out[6:26, :, :1]).all()
     # no jitter and no flip: the augmented item is the letterboxed image itself

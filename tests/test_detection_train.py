@@ -385,3 +385,21 @@ def test_fine_tune_from_saved_weights_trains_only_unfrozen(spec: Path, folder: P
 
     rj = json.loads((tuned / "run.json").read_text())
     assert rj["weights"] == str(first / "best.pt") and rj["freeze"] == {"first": 2, "names": [], "bn": "eval"}
+
+
+def test_course_hyp_file_reads_and_reaches_the_augmentation(tmp_path: Path) -> None:
+    """The course's own hyp.scratch.yaml (it has copy_paste) is read as it is; its augmentation
+    keys reach the data; a mixup or copy-paste the trainer does not do is a note, not silence."""
+    from netdsl.detection.augment import DEFAULT_AUGMENT
+    from netdsl.detection.train_command import augment_hyp
+    from netdsl.detection.trainer import HYP_SCRATCH, read_hyp
+
+    ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ultralytics-yolov3-v9.6.0" / "hyp.scratch.yaml"
+    if ref.exists():
+        hyp, notes = read_hyp(str(ref))
+        assert notes == [] and {k: hyp[k] for k in HYP_SCRATCH} == HYP_SCRATCH
+    f = tmp_path / "hyp.yaml"
+    f.write_text("mosaic: 0.5\nscale: 0.25\nmixup: 0.1\n")
+    hyp, notes = read_hyp(str(f))
+    assert augment_hyp(hyp) == {**DEFAULT_AUGMENT, "mosaic": 0.5, "scale": 0.25}
+    assert len(notes) == 1 and "mixup" in notes[0] and "not implemented" in notes[0]

@@ -24,9 +24,11 @@ width or height; and, naming the file, an unreadable image or label file, no ima
 `DetectionData.warnings`; exact duplicate label rows are dropped with a warning, as ultralytics did.
 
 Batches: each image's long side is resized to `img`, then it is letterboxed to `img` x `img`
-(grey 114); training sets then get HSV jitter and a left-right flip (`DEFAULT_AUGMENT`, from
-hyp.scratch.yaml), drawn from `numpy.random.default_rng([seed, epoch, index])` so an image's
-augmentation depends only on those three numbers. `DetectionSet.batches` yields
+(grey 114); training sets are augmented as hyp.scratch.yaml says (`DEFAULT_AUGMENT`): a mosaic
+of four images (probability `mosaic`) or the letterboxed image, either under a random affine
+transform (`degrees`, `translate`, `scale`, `shear`, `perspective`), then HSV jitter and flips,
+drawn from generators seeded with `(seed, epoch, index)` so an image's augmentation depends only
+on those three numbers (`DetectionSet.item`). `DetectionSet.batches` yields
 `(images [N, 3, img, img] float32 in [0, 1], targets [nt, 6])`, targets rows
 `(image index in the batch, class, cx, cy, w, h)` normalised to the letterboxed image: what
 `netdsl.detection.loss.yolo_loss` takes.
@@ -80,25 +82,42 @@ class DetectionSet:
         im = self.images[i]
         return im if isinstance(im, np.ndarray) else read_image(Path(im))
 
-    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image i resized and letterboxed to `[img, img, 3]` uint8, and its labels normalised to
-        that square; kept in memory when `cache` is set."""
+    def load_resized(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image i with its long side resized to `img` (uint8 `[h, w, 3]`, aspect kept) and its
+        labels (normalised, so unchanged); kept in memory when `cache` is set."""
         if i in self._store:
             return self._store[i]
-        im = self.read(i)
-        resized = aug.resize_long_side(im, self.img)
-        boxed, pad = aug.letterbox(resized, self.img)
-        out = boxed, aug.letterbox_labels(self.labels[i], resized.shape[:2], pad, self.img)
+        out = aug.resize_long_side(self.read(i), self.img), self.labels[i]
         if self.cache:
             self._store[i] = out
         return out
 
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image i resized and letterboxed to `[img, img, 3]` uint8, and its labels normalised to
+        that square."""
+        resized, labels = self.load_resized(i)
+        boxed, pad = aug.letterbox(resized, self.img)
+        return boxed, aug.letterbox_labels(labels, resized.shape[:2], pad, self.img)
+
     def item(self, i: int, seed: int = 0, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """`load(i)`, then (training sets) HSV jitter and flips drawn from `(seed, epoch, i)`."""
-        im, lb = self.load(i)
+        """Image i as training sees it: validation sets `load(i)`; training sets, drawn from
+        `(seed, epoch, i)` only: with probability `mosaic` a mosaic of image i and three others
+        (drawn with replacement), else `load(i)` under the random affine transform (ultralytics
+        applies it to non-mosaic images too), then HSV jitter and flips. Geometry draws from
+        `default_rng([seed, epoch, i, 1])`, colour and flips from `default_rng([seed, epoch, i])`,
+        so turning geometry off leaves the colour and flip draws as they were."""
         if not self.augment:
-            return im, lb
+            return self.load(i)
         h = {**aug.DEFAULT_AUGMENT, **self.hyp}
+        geo = np.random.default_rng([seed, epoch, i, 1])
+        if geo.random() < h["mosaic"]:
+            others = geo.integers(0, len(self), 3)
+            picks = [i, *(int(k) for k in others)]
+            geo.shuffle(picks)
+            im, lb = aug.mosaic([self.load_resized(k) for k in picks], self.img, geo, h)
+        else:
+            im, lb = self.load(i)
+            im, lb = aug.random_perspective(im, lb, geo, None, *(h[k] for k in aug.GEOMETRY))
         rng = np.random.default_rng([seed, epoch, i])
         im = aug.augment_hsv(im, rng, h["hsv_h"], h["hsv_s"], h["hsv_v"])
         if rng.random() < h["flipud"]:
@@ -387,8 +406,9 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
 
     `img`: the letterboxed size, a multiple of `stride` (the network's largest); `nc`/`names`:
     for a bare folder (with a YAML, `nc` must agree); `skip_bad`: skip and report bad images
-    instead of failing; `cache`: keep decoded, letterboxed images in memory; `hyp`: overrides of
-    `DEFAULT_AUGMENT` (`hsv_h`, `hsv_s`, `hsv_v`, `fliplr`, `flipud`).
+    instead of failing; `cache`: keep decoded, resized images in memory; `hyp`: overrides of
+    `DEFAULT_AUGMENT` (`hsv_h`, `hsv_s`, `hsv_v`, `fliplr`, `flipud`, `degrees`, `translate`,
+    `scale`, `shear`, `perspective`, `mosaic`).
     """
     if not isinstance(img, int) or img < stride or img % stride:
         up = max(stride, -(-int(img) // stride) * stride)

@@ -20,7 +20,7 @@ from torch import nn
 
 from netdsl.detection.nms import non_max_suppression
 
-PAD_VALUE = 114
+from netdsl.detection.augment import PAD_VALUE  # noqa: F401  (one grey for training and inference)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,11 @@ def letterbox(image: np.ndarray, img: int, stride: int | None = None) -> tuple[t
     """A uint8 `[H, W, 3]` image as a float `[3, H', W']` tensor in [0, 1], aspect kept, grey padding:
     `img` x `img`, or with `stride` padded only up to multiples of it (ultralytics' `auto=True`).
 
+    The resize is detect.py's (cv2.INTER_LINEAR at scale `min(img / H, img / W)`: bilinear with
+    half-pixel centres, no antialiasing, rounded to uint8); the padding is training's, one rule
+    for both (`netdsl.detection.augment.letterbox`). Training resizes differently (area averaging
+    when shrinking, as ultralytics' `load_image`), so the two share the padding, not the resize.
+
     >>> x, lb = letterbox(np.zeros((30, 60, 3), np.uint8), 64)
     >>> tuple(x.shape), lb, round(float(x[0, 0, 0]) * 255)
     ((3, 64, 64), Letterbox(scale=1.0666666666666667, left=0, top=16), 114)
@@ -70,19 +75,19 @@ def letterbox(image: np.ndarray, img: int, stride: int | None = None) -> tuple[t
     >>> tuple(x.shape), lb.left, lb.top
     ((3, 640, 480), 0, 0)
     """
+    from netdsl.detection.augment import letterbox as pad
+
     h, w = image.shape[:2]
     r = min(img / h, img / w)
     nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    resized = np.ascontiguousarray(image)
     if (nh, nw) != (h, w):  # cv2.INTER_LINEAR's rule (half-pixel centres, no antialiasing)
+        x = torch.from_numpy(resized).permute(2, 0, 1).float()
         x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
-    dw, dh = img - nw, img - nh
-    if stride:
-        dw, dh = dw % stride, dh % stride
-    left, top = int(round(dw / 2 - 0.1)), int(round(dh / 2 - 0.1))
-    out = torch.full((3, nh + dh, nw + dw), float(PAD_VALUE))
-    out[:, top:top + nh, left:left + nw] = x.round().clamp(0, 255)  # cv2 resizes to uint8
-    return out / 255.0, Letterbox(r, left, top)
+        resized = x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # cv2 resizes to uint8
+    padded, (left, top) = pad(resized, img, stride)
+    out = torch.from_numpy(padded).permute(2, 0, 1).float() / 255.0
+    return out.contiguous(), Letterbox(r, left, top)
 
 
 def unletterbox(det: torch.Tensor, lb: Letterbox, shape: tuple[int, int]) -> torch.Tensor:

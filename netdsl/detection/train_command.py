@@ -92,6 +92,13 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, [], False)]
 
 
+def augment_hyp(hyp: dict[str, float]) -> dict[str, float]:
+    """The hyperparameters the data augmentation takes (netdsl.detection.augment.DEFAULT_AUGMENT's keys)."""
+    from netdsl.detection.augment import DEFAULT_AUGMENT
+
+    return {k: hyp[k] for k in DEFAULT_AUGMENT}
+
+
 def ema_wanted(args: argparse.Namespace) -> bool:
     """EMA weights unless `--no-ema` (`args.ema` False): on by default for detection, as ultralytics."""
     ema = getattr(args, "ema", None)
@@ -148,8 +155,7 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
     hyper = type(hyper)(**{**hyper.__dict__, "img": img})
     nc_arg = sets.get("NCLS")
     data = load_detection_data(args.data, img, stride=stride, nc=nc_arg, skip_bad=bool(args.skip_bad),
-                               cache=bool(args.cache), hyp={k: hyp[k] for k in ("hsv_h", "hsv_s", "hsv_v",
-                                                                                 "fliplr", "flipud")})
+                               cache=bool(args.cache), hyp=augment_hyp(hyp))
     if "NCLS" in params and nc_arg is None:
         sets["NCLS"] = data.nc
     for k in ("H", "W"):
@@ -236,8 +242,7 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs is not None:
         hyper = DetHyper(**{**hyper.__dict__, "epochs": args.epochs})
     data = load_detection_data(dj.get("source"), hyper.img, nc=int(rj["nc"]), skip_bad=bool(dj.get("skip_bad")),
-                               cache=bool(dj.get("cache")), hyp={k: hyp[k] for k in ("hsv_h", "hsv_s", "hsv_v",
-                                                                                      "fliplr", "flipud")})
+                               cache=bool(dj.get("cache")), hyp=augment_hyp(hyp))
     fp = data_fingerprint(data)
     if fp != rj.get("data_fingerprint"):
         raise NetdslError("the training data differs from the data this run started with", path=str(d),

@@ -59,10 +59,10 @@ HYP_SCRATCH: dict[str, float] = {
     "warmup_momentum": 0.8, "warmup_bias_lr": 0.1, "box": 0.05, "cls": 0.5, "cls_pw": 1.0, "obj": 1.0,
     "obj_pw": 1.0, "iou_t": 0.2, "anchor_t": 4.0, "fl_gamma": 0.0, "hsv_h": 0.015, "hsv_s": 0.7,
     "hsv_v": 0.4, "degrees": 0.0, "translate": 0.1, "scale": 0.5, "shear": 0.0, "perspective": 0.0,
-    "flipud": 0.0, "fliplr": 0.5, "mosaic": 1.0, "mixup": 0.0,
+    "flipud": 0.0, "fliplr": 0.5, "mosaic": 1.0, "mixup": 0.0, "copy_paste": 0.0,
 }
-# Keys of hyp.scratch.yaml that this trainer does not use (no mosaic/affine augmentation yet).
-NOT_IMPLEMENTED = ("iou_t", "degrees", "translate", "scale", "shear", "perspective", "mosaic", "mixup")
+# Keys of hyp.scratch.yaml that this trainer does not use (iou_t: ultralytics' loss does not either).
+NOT_IMPLEMENTED = ("iou_t", "mixup", "copy_paste")
 EXTRA_KEYS = {"label_smoothing": 0.0}  # train.py's option, accepted in --hyp too
 
 
@@ -97,7 +97,8 @@ def read_hyp(path: str | None) -> tuple[dict[str, float], list[str]]:
         hyp[str(k)] = float(v)
     used = [k for k in NOT_IMPLEMENTED if k in cfg and cfg[k] != HYP_SCRATCH[k]]
     if used:
-        notes.append(f"{path}: {', '.join(used)} ignored (mosaic and affine augmentation are not implemented)")
+        notes.append(f"{path}: {', '.join(used)} ignored (mixup and copy-paste augmentation are not implemented; "
+                     f"iou_t is unused, as in ultralytics)")
     return hyp, notes
 
 
