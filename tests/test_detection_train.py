@@ -403,3 +403,42 @@ def test_course_hyp_file_reads_and_reaches_the_augmentation(tmp_path: Path) -> N
     hyp, notes = read_hyp(str(f))
     assert augment_hyp(hyp) == {**DEFAULT_AUGMENT, "mosaic": 0.5, "scale": 0.25}
     assert len(notes) == 1 and "mixup" in notes[0] and "not implemented" in notes[0]
+
+
+# --------------------------------------------------------------------------------------- DDP
+
+def test_two_processes_under_torchrun(spec: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """`torchrun --nproc_per_node 2 -m netdsl.cli train` on a detection spec: two gloo processes,
+    each training its half of every global batch of 4; rank 0 alone prints and writes. Same
+    initial weights, order and augmentation as one process: only BatchNorm's per-rank statistics
+    (2 images each) differ, so the losses are close, not equal."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    args = ["train", str(spec), "--data", str(folder), "--epochs", "2", "--img", "64", "--batch-size", "4",
+            "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "netdsl.cli", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    run = tmp_path / "two"
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    assert ddp.stdout.count("epoch 2/2") == 1 and "2 processes" in ddp.stdout  # rank 1 prints nothing
+    for f in ("last.pt", "best.pt", "metrics.csv", "curves.png", "samples.png"):
+        assert (run / f).is_file(), f
+    one, two = rows(tmp_path / "one"), rows(run)
+    assert len(two) == 2
+    for a, b in zip(one, two):
+        for k in ("box", "obj", "cls"):
+            assert abs(float(a[k]) - float(b[k])) < 0.1 * float(a[k]), (k, a[k], b[k])
+        assert float(b["samples_per_s"]) > 0 and math.isfinite(float(b["map50"]))
+    # the checkpoint is a single-process one: netdsl.load_weights reads it, --resume continues it
+    netdsl.load_weights(netdsl.build(str(spec)), str(run / "last.pt"))
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
+    assert len(rows(run)) == 3

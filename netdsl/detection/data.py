@@ -129,15 +129,20 @@ class DetectionSet:
     def batch(self, indices: Sequence[int], seed: int = 0, epoch: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
         return collate([self.item(int(i), seed, epoch) for i in indices])
 
+    def order(self, seed: int = 0, epoch: int = 0, shuffle: bool | None = None) -> np.ndarray:
+        """The epoch's image order: shuffled (by default for training sets) with
+        `default_rng([seed, epoch])`, else 0, 1, 2, ..."""
+        if self.augment if shuffle is None else shuffle:
+            return np.random.default_rng([seed, epoch]).permutation(len(self))
+        return np.arange(len(self))
+
     def batches(self, batch_size: int, *, shuffle: bool | None = None, seed: int = 0,
                 epoch: int = 0) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
         """Every image once, in batches (the last may be partial); shuffled (by default for
         training sets) with `default_rng([seed, epoch])`."""
         if batch_size < 1:
             raise NetdslError(f"batch size {batch_size} must be at least 1")
-        order = np.arange(len(self))
-        if self.augment if shuffle is None else shuffle:
-            order = np.random.default_rng([seed, epoch]).permutation(len(self))
+        order = self.order(seed, epoch, shuffle)
         for k in range(0, len(order), batch_size):
             yield self.batch(order[k:k + batch_size], seed, epoch)
 

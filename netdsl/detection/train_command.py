@@ -9,6 +9,10 @@ losses, validation losses, precision, recall, mAP@0.5, mAP@0.5:0.95, lr, seconds
 curves.png, samples.png (validation images, true boxes above, predicted below), last.pt and
 best.pt (best mAP@0.5:0.95); after every epoch best.pt (if improved), last.pt, then metrics.csv,
 each written to a temp file and renamed.
+
+Under torchrun (`torchrun --nproc_per_node N -m netdsl.cli train SPEC ...`) every rank trains its
+share of each global batch (`DetTrainer`); rank 0 alone validates, prints and writes; run.json
+records `world_size`. Checkpoints are the same as one process's, so either may resume the other.
 """
 from __future__ import annotations
 
@@ -405,33 +409,41 @@ def after_epoch(trainer: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from netdsl.train import distributed
 
-    if distributed.under_torchrun():
-        raise NetdslError("detection training runs in one process; DistributedDataParallel is not implemented for it",
-                          hint="run netdsl train without torchrun")
     if args.device is not None:
         distributed.device_ok(args.device)
-    import torch
+    dist, device = distributed.init(args.device)
+    try:
+        rc = _run(args, dist, device)
+        # Ranks leave together: one tearing gloo down while rank 0 still writes can abort.
+        dist.barrier()
+        return rc
+    finally:
+        distributed.shutdown()
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+def _run(args: argparse.Namespace, dist: Any, device: Any) -> int:
     p = _prepare_resume(args) if args.resume else _prepare_fresh(args)
+    dist.barrier()  # every rank has checked the run directory before rank 0 creates it
     from netdsl.detection.trainer import DetTrainer
     from netdsl.train.files import atomic_write_json, atomic_write_text
 
     out: Path = p["dir"]
-    trainer = DetTrainer(p["model"], p["data"], p["hyper"], p["hyp"], device)
-    if p["create"] is not None:
+    trainer = DetTrainer(p["model"], p["data"], p["hyper"], p["hyp"], device, dist)
+    main = dist.is_main
+    if p["create"] is not None and main:
         run_json, text = p["create"]
-        run_json["device"] = str(device)
+        run_json["device"], run_json["world_size"] = str(device), dist.world
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "spec.net", text)
         atomic_write_json(out / "run.json", {"format": "netdsl-run-v1", **run_json})
-    else:
+    elif main:
         for tmp in out.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
     if p["ckpt"] is not None:
         trainer.restore(p["ckpt"], str(out / "last.pt"))
-        write_metrics(out, trainer.history.rows)
-    rep = Progress(args.quiet)
+        if main:
+            write_metrics(out, trainer.history.rows)
+    rep = Progress(args.quiet or not main)
     for note in p["notes"]:
         rep.message(f"note: {note}")
     if p["warnings"]:
@@ -440,14 +452,16 @@ def run(args: argparse.Namespace) -> int:
     rep.message(f"{label}: {trainer.model.spec_name if hasattr(trainer.model, 'spec_name') else 'model'}, "
                 f"{data.description}, {data.nc} classes, img {h.img}, batch {h.batch_size} "
                 f"(accumulate {trainer.base_accumulate}), {h.epochs} epochs"
-                f"{', EMA weights' if h.ema else ''} -> {out}"
+                f"{', EMA weights' if h.ema else ''}"
+                f"{f', {dist.world} processes' if dist.world > 1 else ''} -> {out}"
                 + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
     failure = None
     rep.start(label, h.epochs, trainer.epoch, len(data.train))
     try:
         while trainer.epoch < h.epochs:
             row = trainer.run_epoch(rep.on_batch)
-            save_epoch(out, trainer, p["fingerprint"])
+            if main:
+                save_epoch(out, trainer, p["fingerprint"])
             rep.epoch(row)
             after_epoch(trainer)
     except NetdslError as err:
@@ -458,7 +472,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         rep.end()
     rows = trainer.history.rows
-    if rows:
+    if rows and main:
         curves(rows, out / "curves.png", label)
         last = rows[-1]
         samples(trainer, out / "samples.png", f"{label}: epoch {last.epoch}, mAP@0.5 {last.map50:.3f}, "

@@ -22,8 +22,15 @@ from ultralytics' GPL code:
   running statistics are copied from the live model, not averaged, and frozen parameters are
   copied too, so they stay bit-identical.
 
-Not done (as of this module): AMP, multi-scale, the 1000-iteration minimum of ultralytics' warmup
-(warmup here is `warmup_epochs` epochs).
+Several processes (`dist`, under torchrun): every rank builds the same model and draws the same
+image order; each global batch of `batch_size` images is split across the ranks (rank r takes
+every world-th image from r), DistributedDataParallel averages the gradients and the loss is
+multiplied by the world size (as ultralytics does), so the sum over the global batch is what is
+optimised, as in one process; BatchNorm's statistics are each rank's own (no SyncBatchNorm).
+Every rank keeps the EMA; rank 0 alone validates (the others record zeros) and writes files.
+
+Not done (as of this module): AMP, multi-scale, SyncBatchNorm, the 1000-iteration minimum of
+ultralytics' warmup (warmup here is `warmup_epochs` epochs).
 
 `DetTrainer.state()` holds everything that decides the next epoch (live and averaged weights,
 optimizer, pending gradients, `accumulate`, the EMA's update count, torch's RNG; the data order
@@ -35,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -196,9 +203,13 @@ def truth(targets: torch.Tensor, n: int, img: int) -> list[dict[str, Any]]:
 
 class DetTrainer:
     def __init__(self, model: nn.Module, data: DetectionData, hyper: DetHyper, hyp: Mapping[str, float],
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", dist: Any = None) -> None:
+        from netdsl.train.distributed import Dist
+
         self.device = torch.device(device)
-        self.model = model.to(self.device)
+        self.dist = dist or Dist()
+        self.model = model.to(self.device)  # the bare module: what checkpoints and the EMA hold
+        self.net = self.dist.wrap(self.model, self.device)  # what trains (DDP under torchrun)
         self.data, self.hyper, self.hyp = data, hyper, dict(hyp)
         anchors, strides, nc = head_geometry(model)
         if nc != data.nc:
@@ -259,9 +270,9 @@ class DetTrainer:
     def step(self, images: torch.Tensor, targets: torch.Tensor, ni: int) -> torch.Tensor:
         """Forward, loss, backward and (every `accumulate` iterations) an SGD step; the detached
         weighted (box, obj, cls) loss items."""
-        preds = self.model(images)
+        preds = self.net(images)
         loss, items = yolo_loss(preds, targets, self.anchors, self.strides, self.nc, self.loss_hyp)
-        loss.backward()
+        (loss * self.dist.world if self.dist.world > 1 else loss).backward()
         if ni % self.accumulate == 0:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -269,22 +280,39 @@ class DetTrainer:
                 self.ema.update(self.model)
         return items
 
+    def global_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, int]]:
+        """Per global batch of the epoch (the training set's order, cut into `batch_size`), this
+        rank's image indices and the global batch's size. With several ranks a batch smaller
+        than the world borrows images from the start of the order."""
+        order = self.data.train.order(self.hyper.seed, epoch)
+        bs, rank, world = self.hyper.batch_size, self.dist.rank, self.dist.world
+        for k in range(0, len(order), bs):
+            idx = order[k:k + bs]
+            size = len(idx)
+            if world > 1:
+                if len(idx) < world:
+                    idx = np.concatenate([idx, order[:world - len(idx)]])
+                idx = idx[rank::world]
+            yield idx, size
+
     def train_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> tuple[list[float], float]:
-        """([box, obj, cls] means over the epoch's batches, samples/s)."""
+        """([box, obj, cls] means over the epoch's batches (and ranks), samples/s over all ranks)."""
         e, nb = self.epoch, self.batches_per_epoch()
-        self.model.train()
+        self.net.train()
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         start = time.perf_counter()
         done = 0
-        for i, (images, targets) in enumerate(self.data.train.batches(self.hyper.batch_size, seed=self.hyper.seed,
-                                                                      epoch=e)):
+        train = self.data.train
+        for i, (idx, size) in enumerate(self.global_batches(e)):
+            images, targets = train.batch(idx, self.hyper.seed, e)
             ni = i + nb * e
             self.warmup(ni, e)
             items = self.step(images.to(self.device, non_blocking=True), targets.to(self.device), ni)
             sums += items.double()
-            done += len(images)
+            done += size
             if on_batch is not None:
                 on_batch(done, sums / (i + 1))
+        sums = self.dist.sum(sums) / self.dist.world
         elapsed = time.perf_counter() - start
         return (sums / nb).tolist(), done / max(elapsed, 1e-9)
 
@@ -324,7 +352,10 @@ class DetTrainer:
         if not all(math.isfinite(v) for v in losses):
             raise NonFiniteLoss(f"the loss became {losses} (box, obj, cls) in epoch {e + 1}; training stopped",
                                 hint="the last good checkpoint is kept; try a lower lr0 (--hyp)")
-        val, m = self.validate()
+        if self.dist.is_main:
+            val, m = self.validate()
+        else:  # rank 0 validates and writes; the others only count the epoch
+            val, m = [0.0, 0.0, 0.0], {k: 0.0 for k in ("precision", "recall", "map50", "map50_95")}
         row = DetRow(e + 1, *losses, *val, m["precision"], m["recall"], m["map50"], m["map50_95"], lr,
                      time.perf_counter() - t0, rate)
         self.history.rows.append(row)
