@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # torch stays out of `netdsl --help`
     from torch import nn
 
 # Flags `--resume` may be combined with; every other setting comes from the run directory.
-RESUME_FLAGS = {"epochs", "device", "quiet"}
+# `--ema`/`--no-ema` only when it agrees with the run (checked by each trainer's resume).
+RESUME_FLAGS = {"epochs", "device", "quiet", "ema", "compile"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,6 +49,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, metavar="LR", help="Adam learning rate (default: 0.001)")
     t.add_argument("--seed", type=int, metavar="S", help="initial weights and shuffles (default: 0)")
     t.add_argument("--device", metavar="DEV", help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="evaluate and checkpoint a moving average of the weights (default: off; "
+                        "--no-ema trains as the course did)")
+    t.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="colourization: bf16 autocasts the forward pass (faster on CPUs with AVX-512 BF16 "
+                        "or AMX, and on recent GPUs; default: fp32)")
+    t.add_argument("--compile", action="store_true",
+                   help="colourization: torch.compile the model (needs a C++ compiler on the CPU; "
+                        "the first steps pay for the compile)")
     f = p.add_argument_group("weights and freezing")
     f.add_argument("--weights", metavar="PATH",
                    help="start from these weights: darknet .weights, or a .pt/.pth state_dict or netdsl checkpoint")
@@ -137,7 +147,10 @@ def _hyper_from_args(args: argparse.Namespace) -> Any:
     from netdsl.train.loop import Hyper
 
     h = Hyper()
-    over = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed") if getattr(args, k) is not None}
+    over = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "ema", "precision")
+            if getattr(args, k, None) is not None}
+    if getattr(args, "compile", False):
+        over["compile"] = True
     return Hyper(**{**h.__dict__, **over})
 
 
@@ -254,7 +267,9 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
         rj = read_json(d / "run.json", "run")
         try:
             label, spec_info = str(rj["label"]), rj["spec"]
-            hyper = Hyper(**rj["train"])
+            # Runs written before issue 12 trained without EMA, in the contiguous layout, with
+            # Adam's for-loop step: resumed as they started.
+            hyper = Hyper(**{"ema": False, "channels_last": False, "fused": False, **rj["train"]})
             dspec = D.DataSpec.from_json(rj["data"])
             sets = {str(k): int(v) for k, v in spec_info["sets"].items()}
             fz = rj.get("freeze") or {}
@@ -262,8 +277,13 @@ def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | No
                             bn=str(fz.get("bn", "train")))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError) as err:
             raise NetdslError(f"run.json is incomplete ({err})", path=str(d / "run.json")) from None
+        if getattr(args, "ema", None) is not None and bool(args.ema) != hyper.ema:
+            raise NetdslError(f"this run was started {'with' if hyper.ema else 'without'} EMA weights; "
+                              "--resume keeps that", path=str(d), hint="drop --ema / --no-ema")
         if args.epochs is not None:
             hyper = Hyper(**{**hyper.__dict__, "epochs": args.epochs})
+        if getattr(args, "compile", False):
+            hyper = Hyper(**{**hyper.__dict__, "compile": True})
         palette = load_palette(d / "palette.npy")
         key = f"{dspec.to_json()}|{palette.tobytes().hex()}"
         if key not in datas:
@@ -330,16 +350,24 @@ def _train_all(prepared: list[Prepared], group: Path | None, reporter: Any, dist
             trainer.restore(p.ckpt, str(p.rundir.path / "last.pt"))
             p.rundir.write_metrics(trainer.history.rows)  # drop any row written after last.pt
         fp = p.data.fingerprint()
+        how = ", ".join(x for x in ("EMA weights" if trainer.ema is not None else "",
+                                    "bf16" if p.hyper.precision == "bf16" else "",
+                                    "compiled" if p.hyper.compile else "") if x)
         reporter.message(f"{p.label}: {p.spec_name}, {len(p.data.train_rgb)} training / {len(p.data.val_rgb)} "
-                         f"validation patches, {len(p.data.palette)} colours, {p.hyper.epochs} epochs "
+                         f"validation patches, {len(p.data.palette)} colours, {p.hyper.epochs} epochs"
+                         + (f" ({how})" if how else "") + " "
                          f"-> {p.rundir.path}" + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
         status = "done"
+        compiled_said = False
         reporter.start(p.label, p.hyper.epochs, trainer.epoch, len(p.data.train_rgb))
         try:
             while trainer.epoch < p.hyper.epochs:
                 row = trainer.run_epoch(reporter.on_batch)
                 p.rundir.save_epoch(trainer, fp)
                 reporter.epoch(row)
+                if trainer.compile_seconds is not None and not compiled_said:
+                    compiled_said = True
+                    reporter.message(f"{p.label}: the first (compiling) step took {trainer.compile_seconds:.1f} s")
         except NonFiniteLoss as err:
             err.path = str(p.rundir.path / "last.pt") if trainer.epoch else str(p.rundir.path)
             status = "stopped: loss not finite"
