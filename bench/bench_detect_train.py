@@ -1,10 +1,11 @@
 """Detection training overhead: netdsl's step (`DetTrainer.step` with its warmup bookkeeping, as
 `train_epoch` runs it) against a bare loop (forward, yolo_loss, backward, SGD step every
-`accumulate` iterations, zero_grad) over copies of the same model, the same loss and the same
+`accumulate` iterations, zero_grad, and an EMA update after each step unless --no-ema, as
+netdsl's loop does by default) over copies of the same model, the same loss and the same
 tensors, interleaved rounds. Prints samples/s of each and the ratio (target >= 0.95).
 
     python bench/bench_detect_train.py [--spec specs/yolov3-tiny.net] [--img 128] [--batch 8]
-                                       [--steps 16] [--rounds 5] [--threads 1] [--device cpu]
+                                       [--steps 16] [--rounds 5] [--threads 1] [--device cpu] [--no-ema]
 """
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-ema", dest="ema", action="store_false", help="both loops without the weights' EMA")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     import netdsl
     from netdsl.detection.data import load_detection_data
     from netdsl.detection.loss import yolo_loss
-    from netdsl.detection.trainer import DetHyper, DetTrainer, read_hyp
+    from netdsl.detection.trainer import EMA_DECAY, EMA_TAU, DetHyper, DetTrainer, read_hyp
+    from netdsl.train.ema import ModelEMA
 
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -42,8 +45,10 @@ def main() -> None:
     images, targets = images.to(dev), targets.to(dev)
 
     hyp = read_hyp(None)[0]
-    trainer = DetTrainer(copy.deepcopy(model), data, DetHyper(epochs=300, batch_size=a.batch, img=a.img), hyp, dev)
+    trainer = DetTrainer(copy.deepcopy(model), data, DetHyper(epochs=300, batch_size=a.batch, img=a.img, ema=a.ema),
+                         hyp, dev)
     bare = copy.deepcopy(model).to(dev).train()
+    bare_ema = ModelEMA(bare, EMA_DECAY, EMA_TAU) if a.ema else None
     opt = torch.optim.SGD([p for p in bare.parameters() if p.requires_grad], lr=0.001, momentum=0.937, nesterov=True)
     anchors, strides, nc, lh = trainer.anchors, trainer.strides, trainer.nc, trainer.loss_hyp
     acc = trainer.base_accumulate
@@ -66,6 +71,8 @@ def main() -> None:
             if (start_ni + i) % acc == 0:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if bare_ema is not None:
+                    bare_ema.update(bare)
 
     def timed(fn) -> float:  # samples/s
         sync()
@@ -82,7 +89,7 @@ def main() -> None:
             out.append(timed(fn))
     o, b = statistics.median(ours), statistics.median(theirs)
     print(f"{a.spec} img {a.img} batch {a.batch} (accumulate {acc}), {a.steps} steps x {a.rounds} rounds, "
-          f"device {dev}, torch threads {torch.get_num_threads()}")
+          f"device {dev}, torch threads {torch.get_num_threads()}, EMA {'on' if a.ema else 'off'}")
     print(f"netdsl loop: {o:.1f} samples/s (rounds {', '.join(f'{x:.1f}' for x in ours)})")
     print(f"bare loop:   {b:.1f} samples/s (rounds {', '.join(f'{x:.1f}' for x in theirs)})")
     print(f"ratio netdsl/bare: {o / b:.3f}")
