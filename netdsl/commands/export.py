@@ -25,8 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="file to write (default: the spec's name with the format's suffix, in the current folder)")
     add_set_argument(p, "override a declared parameter or input size (repeatable)")
     p.add_argument("--opset", type=int, default=18, metavar="N", help="ONNX opset (>= 17; default 18)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="onnx: the weights to export (darknet .weights, or a .pt/.pth state_dict or checkpoint); "
+                        "default: a fresh initialisation")
     p.add_argument("--expand", action="store_true",
-                   help="pictures: draw every layer inside blocks instead of one box per block")
+                   help="pictures: a row per layer and a frame per block call (default: sequence-block calls "
+                        "and block statements on one line, identical repeats drawn once)")
 
 
 def output_path(spec: str, fmt: str, given: str | None) -> Path:
@@ -46,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     out = output_path(args.spec, fmt, args.output)
     if fmt == "onnx" and args.opset < 17:
         raise NetdslError(f"--opset {args.opset}: netdsl exports opset 17 or later", hint="drop --opset (default 18)")
+    if args.weights is not None and fmt != "onnx":
+        raise NetdslError(f"--weights has no effect with --to {fmt}", hint="weights are exported with --to onnx")
     text, path = load(args.spec)
     cg = analyse_text(text, path, parse_sets(args.sets))
     if fmt == "python":
@@ -57,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     elif fmt == "onnx":
         from netdsl.backends.onnx_export import export_onnx
 
-        message = export_onnx(cg, out, opset=args.opset)
+        message = export_onnx(cg, out, opset=args.opset, weights=args.weights)
     else:
         from netdsl.backends.picture import write_picture
 
