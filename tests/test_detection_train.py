@@ -220,16 +220,6 @@ def test_detection_flags_refused_for_colourization(capsys) -> None:
 
 # --------------------------------------------------------------------------------------- EMA
 
-def parse(argv: list[str]):
-    """`netdsl train` arguments as the CLI parses them (so a test can set `ema` whatever the
-    flag's spelling in netdsl/train/command.py)."""
-    from netdsl.cli import make_parser
-
-    args = make_parser().parse_args(argv)
-    args.debug = False
-    return args
-
-
 def test_ema_is_validated_and_saved_as_the_model(spec: Path, folder: Path, tmp_path: Path) -> None:
     from netdsl.detection.data import load_detection_data
     from netdsl.detection.trainer import EMA_DECAY, DetHyper, DetTrainer, read_hyp
@@ -272,26 +262,29 @@ def test_ema_is_validated_and_saved_as_the_model(spec: Path, folder: Path, tmp_p
     assert "ema" not in plain.state() and "live_model" not in plain.state()
 
 
-def test_no_ema_flag(spec: Path, folder: Path, tmp_path: Path) -> None:
+def test_no_ema_flag(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    args = parse(["train", str(spec), "--data", str(folder), "--epochs", "1", "--out", str(out), *FAST])
-    args.ema = False  # --no-ema
-    assert args.func(args) == 0
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "1", "--out", str(out), "--no-ema", *FAST]) == 0
     import json
 
     assert json.loads((out / "run.json").read_text())["train"]["ema"] is False
     ck = torch.load(out / "last.pt", weights_only=True)
     assert "ema" not in ck and "live_model" not in ck
-    # resuming keeps the run's choice; asking for the other is refused
-    args = parse(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
-    args.ema = True
-    with pytest.raises(netdsl.NetdslError, match="drop --ema"):
-        args.func(args)
-    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    # resuming keeps the run's choice: saying it again is fine, asking for the other is refused
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--ema", "--quiet"]) == 2
+    assert "started without EMA weights" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-ema", "--quiet"]) == 0
     assert len(rows(out)) == 2
 
 
-def test_default_run_keeps_ema(spec: Path, folder: Path, tmp_path: Path) -> None:
+def test_colourization_only_flags_refused(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
+    for flag in (["--precision", "bf16"], ["--compile"]):
+        assert main(["train", str(spec), "--data", str(folder), "--out", str(tmp_path / "r"), *flag, *FAST]) == 2
+        assert f"{flag[0]} applies to colourization training" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_default_run_keeps_ema(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", str(spec), "--data", str(folder), "--epochs", "1", "--out", str(out), *FAST]) == 0
     ck = torch.load(out / "last.pt", weights_only=True)
@@ -302,10 +295,8 @@ def test_default_run_keeps_ema(spec: Path, folder: Path, tmp_path: Path) -> None
     netdsl.load_weights(model, str(out / "last.pt"))
     for k, v in model.state_dict().items():
         assert torch.equal(v, ck["model"][k]), k
-    args = parse(["train", "--resume", str(out), "--epochs", "2", "--quiet"])
-    args.ema = False  # --no-ema on a run that keeps one
-    with pytest.raises(netdsl.NetdslError, match="started with EMA"):
-        args.func(args)
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-ema", "--quiet"]) == 2
+    assert "started with EMA weights" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------- SIGKILL

@@ -31,7 +31,7 @@ from netdsl.errors import NetdslError
 TASK = "detect"
 DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad")
 # Colourization flags that mean nothing for detection.
-COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val")
+COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "precision", "compile")
 DEFAULT_IMG = 640
 
 
@@ -104,7 +104,8 @@ def augment_hyp(hyp: dict[str, float]) -> dict[str, float]:
 
 
 def ema_wanted(args: argparse.Namespace) -> bool:
-    """EMA weights unless `--no-ema` (`args.ema` False): on by default for detection, as ultralytics."""
+    """EMA weights unless `--no-ema` (`args.ema` False; netdsl/train/command.py defines the flag, a
+    BooleanOptionalAction defaulting to None): on by default for detection, as in ultralytics."""
     ema = getattr(args, "ema", None)
     return True if ema is None else bool(ema)
 
@@ -228,6 +229,9 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     from netdsl.train.rundir import read_json
 
     d = resume_dir(args)
+    bad = _given(args, COLOUR_FLAGS)
+    if bad:
+        raise NetdslError(f"{bad[0]} applies to colourization training, not to a detection run", path=str(d))
     rj = read_json(d / "run.json", "run")
     try:
         # runs written before EMA existed trained without one
