@@ -433,3 +433,22 @@ def test_two_processes_under_torchrun(spec: Path, folder: Path, tmp_path: Path, 
     netdsl.load_weights(netdsl.build(str(spec)), str(run / "last.pt"))
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
     assert len(rows(run)) == 3
+
+
+def test_runs_from_before_mosaic_resume_without_it(spec: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """A run directory written before mosaic/affine augmentation existed (no "augment" in run.json)
+    resumes with them off, as it was trained; a current one keeps them."""
+    import json
+
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--data", str(folder), "--epochs", "1", "--out", str(out), *FAST]) == 0
+    seen = []
+    monkeypatch.setattr(train_command, "after_epoch", lambda t: seen.append(dict(t.data.train.hyp)))
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
+    assert seen[-1]["mosaic"] == 1.0 and seen[-1]["scale"] == 0.5
+    rj = json.loads((out / "run.json").read_text())
+    del rj["augment"]
+    (out / "run.json").write_text(json.dumps(rj))
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert seen[-1]["mosaic"] == 0.0 and seen[-1]["scale"] == 0.0 and seen[-1]["translate"] == 0.0
+    assert seen[-1]["fliplr"] == 0.5 and len(rows(out)) == 3

@@ -33,6 +33,9 @@ DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad")
 # Colourization flags that mean nothing for detection.
 COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "precision", "compile")
 DEFAULT_IMG = 640
+# run.json's "augment": runs without it were made before mosaic and affine augmentation existed and
+# resume without them (so they still repeat exactly).
+AUGMENT_VERSION = "mosaic-affine-v1"
 
 
 # --------------------------------------------------------------------------------------- dispatch
@@ -192,7 +195,7 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
                 "nc": data.nc, "names": data.names, "train_images": len(data.train), "val_images": len(data.val),
                 "torch": torch.__version__, "freeze": {"first": freeze.first, "names": list(freeze.names),
                                                        "bn": freeze.bn},
-                "weights": args.weights, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                "weights": args.weights, "augment": AUGMENT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return {"dir": out, "model": model, "data": data, "hyper": hyper, "hyp": hyp, "notes": notes + data.notes,
             "warnings": data.warnings, "create": (run_json, text), "ckpt": None, "fingerprint": run_json["data_fingerprint"]}
 
@@ -244,6 +247,8 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
                         bn=str(fz.get("bn", "train")))  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError) as err:
         raise NetdslError(f"run.json is incomplete ({err})", path=str(d / "run.json")) from None
+    if rj.get("augment") != AUGMENT_VERSION:
+        hyp.update(mosaic=0.0, degrees=0.0, translate=0.0, scale=0.0, shear=0.0, perspective=0.0)
     if getattr(args, "ema", None) is not None and bool(args.ema) != hyper.ema:
         raise NetdslError(f"this run was started {'with' if hyper.ema else 'without'} EMA weights; "
                           f"--resume keeps that", path=str(d), hint="drop --ema / --no-ema")
