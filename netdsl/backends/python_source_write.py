@@ -94,13 +94,13 @@ class _Writer:
         if c.frozen_bn:
             paths = "".join(f"{_str(p)}, " for p in c.frozen_bn)
             out += [f"{IND}# frozen BatchNorm layers stay in eval mode, whatever train() asks (--freeze-bn eval)",
-                    f"{IND}self._frozen_bn = [self.get_submodule(path) for path in ({paths.rstrip()})]",
+                    f"{IND}self._netdsl_frozen_bn = [self.get_submodule(path) for path in ({paths.rstrip()})]",
                     f"{IND}self.train(self.training)"]
         out += ["", *self.forward(c)]
         if c.frozen_bn:
             out += ["", f'    def train(self, mode: bool = True) -> "{c.pyname}":',
                     f"{IND}super().train(mode)",
-                    f'{IND}for m in getattr(self, "_frozen_bn", ()):',
+                    f'{IND}for m in getattr(self, "_netdsl_frozen_bn", ()):',
                     f"{IND}    m.eval()",
                     f"{IND}return self"]
         return "\n".join(out)
