@@ -1,0 +1,57 @@
+"""`netdsl import FILE [-o SPEC]`: a darknet .cfg or an Ultralytics model YAML as a netdsl spec.
+
+The format comes from the suffix (`.cfg`; `.yaml`/`.yml`) or `--format`. The spec is printed, or
+with `-o` written through a temporary file and renamed, so an error leaves nothing half-written.
+Every refusal (an unsupported section, key, module or argument; an index out of range) is an
+error at the source file's line and column. torch is never imported.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from netdsl.errors import NetdslError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Read a darknet .cfg or an Ultralytics model YAML (YOLOv3/v5 family) and print, or write with "
+                     "-o, the same network as a readable netdsl spec.")
+    p.add_argument("file", help="a darknet .cfg, or an Ultralytics model .yaml/.yml")
+    p.add_argument("-o", "--output", metavar="SPEC", help="write the spec to this file (default: print it)")
+    p.add_argument("--format", choices=("cfg", "yaml"), help="the input's format (default: from its suffix)")
+
+
+def output_path(given: str, source: str) -> Path:
+    """Where -o writes; a folder, a missing parent folder or the input itself is refused before any work."""
+    out = Path(given)
+    if out.is_dir():
+        raise NetdslError(f"-o {out}: is a folder; give a file name",
+                          hint=f"e.g. -o {out / (Path(source).stem + '.net')}")
+    if str(out.parent) not in ("", ".") and not out.parent.is_dir():
+        raise NetdslError(f"-o {out}: the folder {out.parent} does not exist", hint="create it first")
+    try:
+        same = out.exists() and out.resolve() == Path(source).resolve()
+    except OSError:
+        same = False
+    if same:
+        raise NetdslError(f"-o {out} is the file being imported", hint="write the spec to a .net file")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from netdsl.importers import import_file
+
+    out = output_path(args.output, args.file) if args.output else None
+    text = import_file(args.file, args.format)
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    from netdsl.train.files import atomic_write_text
+
+    try:
+        atomic_write_text(out, text)
+    except OSError as e:
+        raise NetdslError(f"cannot write {out}: {e.strerror}", hint="check the folder's permissions") from None
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,267 @@
+"""What the importers share: places in the source file and errors there, sizes as exact affine
+functions of the input size, and the writer that lays out the spec, checks it with netdsl's own
+passes (no torch) and maps any refusal back to the line of the source it came from.
+
+Sizes. Every height (and width) is tracked as `a*H + b` with `a` a fraction and `b` an integer,
+assuming `H % S == 0` where `S` is the least common multiple of every `a`'s denominator: under
+that assumption a window `floor((a*H + b + pad - k) / s) + 1` is `(a/s)*H + floor((b + pad - k)/s)
++ 1`, exactly, for every admissible H. The spec gets `where H % S == 0, W % S == 0`, which is what
+lets netdsl's symbolic passes drop the floors, and equal sizes are equal for every H, not just at
+the default.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from netdsl.errors import NetdslError, Span
+
+MAX_SOURCE_BYTES = 1_000_000
+MAX_INT = 2**31 - 1  # the largest layer argument PyTorch's kernels take
+COMMENT_COLUMN = 44
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A place in the source: 1-based line and column; `end_column` exclusive (0: to the line's end)."""
+
+    line: int
+    column: int = 1
+    end_column: int = 0
+
+
+class Source:
+    """The file being imported: its name (for messages) and text (for carets)."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path, self.text = path, text
+        self.lines = text.splitlines()
+
+    def error(self, loc: Loc | None, message: str, hint: str | None = None,
+              notes: tuple[str, ...] = ()) -> NetdslError:
+        loc = loc or Loc(1)
+        end = loc.end_column if loc.end_column > loc.column else loc.column + 1
+        return NetdslError(message, Span(loc.line, loc.column, loc.line, end), hint, path=self.path,
+                           source=self.text, notes=notes)
+
+
+def read_source(path: str, what: str) -> str:
+    """A file's text as UTF-8 (a BOM dropped), or a NetdslError naming the file."""
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise NetdslError(f"no such file: {p}", hint=f"check the path to the {what}", path=str(p)) from None
+    except IsADirectoryError:
+        raise NetdslError(f"{p} is a directory", hint=f"name a {what}", path=str(p)) from None
+    except OSError as e:
+        raise NetdslError(f"cannot read {p}: {e.strerror}", hint="check the file's permissions", path=str(p)) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise NetdslError(f"{p} is {len(data)} bytes; imports are limited to {MAX_SOURCE_BYTES}",
+                          hint=f"a {what} this large is almost certainly not one", path=str(p))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise NetdslError(f"the file is not valid UTF-8 (byte 0x{data[e.start]:02x})", Span(line, col, line, col + 1),
+                          "save it as UTF-8", path=str(p), source=data.decode("utf-8", errors="replace")) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def check_text(src: Source) -> None:
+    """Refuse binary-looking text (a NUL byte) at its place."""
+    if len(src.text) > MAX_SOURCE_BYTES:
+        raise src.error(None, f"the file is {len(src.text)} characters; imports are limited to {MAX_SOURCE_BYTES}")
+    at = src.text.find("\x00")
+    if at >= 0:
+        line = src.text.count("\n", 0, at) + 1
+        col = at - (src.text.rfind("\n", 0, at) + 1) + 1
+        raise src.error(Loc(line, col, col + 1), "the file holds a NUL byte: it looks binary",
+                        "give the text file itself")
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Size:
+    """`a*H + b` (or in W): see the module's doc."""
+
+    a: Fraction
+    b: int
+
+    def at(self, value: int) -> Fraction:
+        return self.a * value + self.b
+
+    def window(self, k: int, s: int, pad: int) -> "Size":
+        """A sliding window of size k, stride s, `pad` added in all (both sides together)."""
+        return Size(self.a / s, (self.b + pad - k) // s + 1)
+
+    def scaled(self, s: int) -> "Size":
+        return Size(self.a * s, self.b * s)
+
+    def padded(self, n: int) -> "Size":
+        return Size(self.a, self.b + n)
+
+    def show(self, sym: str) -> str:
+        head = sym if self.a == 1 else "" if self.a == 0 else f"{sym}*{self.a}" if self.a.denominator == 1 \
+            else f"{sym}/{self.a.denominator}" if self.a.numerator == 1 else f"{sym}*{self.a}"
+        if not head:
+            return str(self.b)
+        return head if self.b == 0 else f"{head} {'+' if self.b > 0 else '-'} {abs(self.b)}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    c: int
+    h: Size
+    w: Size
+
+    def show(self) -> str:
+        return f"[{self.c}, {self.h.show('H')}, {self.w.show('W')}]"
+
+    def same_size(self, other: "Shape") -> bool:
+        return (self.h, self.w) == (other.h, other.w)
+
+
+@dataclass
+class Sizes:
+    """The input's default size and every shape made, checked at that size once it is known."""
+
+    H: int = 0
+    W: int = 0
+    seen: list[tuple[Shape, Loc | None, str]] = field(default_factory=list)
+
+    def check(self, shape: Shape, loc: Loc | None, what: str) -> Shape:
+        """Record `shape` (made at `loc`), to be checked by `validate`."""
+        self.seen.append((shape, loc, what))
+        return shape
+
+    @property
+    def multiple(self) -> int:
+        """S: the least common multiple of every size's denominator."""
+        s = 1
+        for shape, _, _ in self.seen:
+            for a in (shape.h.a, shape.w.a):
+                s = s * a.denominator // math.gcd(s, a.denominator)
+        return s
+
+    def validate(self, src: Source) -> None:
+        """An error at the first shape without rows, columns or channels at the default size."""
+        for shape, loc, what in self.seen:
+            h, w = shape.h.at(self.H), shape.w.at(self.W)
+            if h < 1 or w < 1 or shape.c < 1:
+                raise src.error(loc, f"{what} would be {shape.c}x{h}x{w} for a {self.H}x{self.W} input",
+                                "a larger input size, or smaller strides and windows")
+
+
+def stride_of(shape: Shape) -> int | None:
+    """The stride of a feature map that is exactly H/s x W/s, else None."""
+    h, w = shape.h, shape.w
+    if h.b or w.b or h.a != w.a or h.a <= 0 or h.a.numerator != 1:
+        return None
+    return h.a.denominator
+
+
+def net_name(stem: str) -> str:
+    """`yolov3-tiny` -> `Yolov3Tiny`: a valid, readable `net` name."""
+    parts = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in stem).split()
+    name = "".join(p[:1].upper() + p[1:] for p in parts)
+    return name if name[:1].isalpha() else "Net" + name
+
+
+# -- the writer -------------------------------------------------------------------------------------
+
+@dataclass
+class Stmt:
+    """One statement: `name = source |> chain  # comment`; `merge` is None for a plain reference."""
+
+    name: str
+    inputs: list[str]
+    chain: list[str]
+    comment: str
+    loc: Loc | None
+    merge: str | None = None
+    extra: str = ""        # keyword arguments of a merge (detect's)
+
+
+class Writer:
+    def __init__(self, src: Source, name: str, header: list[str]) -> None:
+        self.src, self.name, self.header = src, name, header
+        self.params: list[tuple[str, int]] = []
+        self.input: tuple[int, Sizes] | None = None
+        self.blocks: dict[str, tuple[str, Loc | None]] = {}
+        self.items: list[Stmt | str] = []  # statements and comment lines, in order
+
+    def block(self, name: str, text: str, loc: Loc | None) -> str:
+        """Define a block (its comment lines and definition) once, where it is first used."""
+        if name not in self.blocks:
+            self.blocks[name] = (text, loc)
+        return name
+
+    def add(self, stmt: Stmt) -> Stmt:
+        self.items.append(stmt)
+        return stmt
+
+    def note(self, comment: str) -> None:
+        self.items.append(comment)
+
+    def rename(self, old: str, new: str) -> None:
+        for it in self.items:
+            if isinstance(it, Stmt):
+                it.name = new if it.name == old else it.name
+                it.inputs = [new if n == old else n for n in it.inputs]
+
+    def names(self) -> set[str]:
+        return {it.name for it in self.items if isinstance(it, Stmt)}
+
+    def render(self) -> tuple[str, dict[int, Loc | None]]:
+        """The spec's text and, per line, the source place it came from."""
+        assert self.input is not None
+        lines: list[str] = [*self.header]
+        where: dict[int, Loc | None] = {}
+        params = ", ".join(f"{n} = {v}" for n, v in self.params)
+        lines.append(f"net {self.name}({params})")
+        channels, sizes = self.input
+        s = sizes.multiple
+        cond = f" where H % {s} == 0, W % {s} == 0" if s > 1 else ""
+        lines.append(f"input x: [{channels}, H = {sizes.H}, W = {sizes.W}]{cond}")
+        for text, loc in self.blocks.values():
+            lines.append("")
+            for ln in text.splitlines():
+                lines.append(ln)
+                where[len(lines)] = loc
+        lines.append("")
+        for it in self.items:
+            if isinstance(it, str):
+                lines.extend(it.split("\n"))
+                continue
+            src = it.inputs[0] if it.merge is None else f"{it.merge}({', '.join(it.inputs)}{it.extra})"
+            code = f"{it.name} = {src}" + (f" |> {' -> '.join(it.chain)}" if it.chain else "")
+            first = len(lines) + 1
+            if it.comment and "\n" in code:  # a statement over several lines: its comment above it
+                lines.append(f"# {it.comment}")
+            lines.extend(code.split("\n"))
+            if it.comment and "\n" not in code:
+                lines[-1] = f"{lines[-1]:<{COMMENT_COLUMN - 1}} # {it.comment}"
+            for n in range(first, len(lines) + 1):
+                where[n] = it.loc
+        return "\n".join(lines) + "\n", where
+
+    def finish(self) -> str:
+        """Render, then check the spec with netdsl's passes; a refusal is an error at the source's line."""
+        from netdsl.api import analyse_text
+
+        text, where = self.render()
+        try:
+            analyse_text(text, None)
+        except NetdslError as e:
+            line = e.span.line if e.span else 0
+            generated = text.splitlines()[line - 1].strip() if 1 <= line <= text.count("\n") else ""
+            raise self.src.error(where.get(line), f"netdsl refuses the imported network here: {e.message}",
+                                 e.hint, notes=(f"the imported spec's line {line}: {generated}",) if generated
+                                 else ()) from None
+        return text

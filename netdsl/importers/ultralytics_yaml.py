@@ -1,0 +1,200 @@
+"""Ultralytics model YAML (the YOLOv3 v9.6.0 / YOLOv5 family) -> netdsl spec.
+
+Read with safe_load's semantics (`yaml_nodes`), never evaluated: where ultralytics `eval`s a
+string, netdsl knows the few names those files use (`nc`, `anchors`, `None`, `True`, `False`) and
+takes any other string as a plain string. Ultralytics' rules (models/yolo.py `parse_model` and
+models/common.py), written anew:
+
+- a row is `[from, number, module, args]`; `from` -1 is the previous row (the input for row 0),
+  other negative values count back, others are row numbers; a list for Concat and Detect;
+- `number` > 1 becomes `max(round(number * depth_multiple), 1)` copies (C3: its bottlenecks);
+- the output channels of Conv, Bottleneck, C3, SPP, SPPF become `ceil(c * width_multiple / 8) * 8`
+  unless they equal Detect's `anchors * (nc + 5)`; the others keep their input's channels;
+- Conv(c, k=1, s=1, p=k//2, g=1, act=True): conv without bias, BatchNorm (eps 0.001, momentum
+  0.03, as ultralytics sets them), SiLU; Bottleneck(c, shortcut=True, g=1, e=0.5): 1x1 to
+  int(c*e), 3x3 to c, plus the input when shortcut and the input has c channels; C3(c, shortcut,
+  g, e); SPP(c, k=(5, 9, 13)) and SPPF(c, k=5) with int(input/2) hidden channels; Concat(1);
+  nn.Upsample(None, scale, mode); nn.MaxPool2d(k, s=k, p=0); nn.ZeroPad2d(p); Detect(nc, anchors)
+  with each level's stride its input's size ratio.
+
+The spec has one top-level statement per row, in order (so `--freeze N` freezes rows 0 to N-1, as
+ultralytics' `--freeze N` does), named b<row> in the backbone and n<row> in the head, the last
+one `output`; Bottleneck, C3, SPP and SPPF are graph blocks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from netdsl.importers import yaml_blocks as blocks
+from netdsl.importers.spec_writer import MAX_INT, Shape, Size, Sizes, Source, Writer, check_text, net_name
+from netdsl.importers.yaml_nodes import Y, read_yaml
+
+MODULES = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", "Concat", "nn.Upsample", "nn.MaxPool2d", "nn.ZeroPad2d",
+           "Detect")
+TOP_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "ch")
+NAMES = {"None": None, "True": True, "False": False}  # what ultralytics' eval makes of these strings
+
+
+@dataclass
+class T:
+    name: str
+    shape: Shape
+
+
+class YamlImporter:
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        check_text(src)
+        root = read_yaml(src)
+        if root.kind != "map":
+            raise src.error(root.loc, "the top level is not a mapping", "a model YAML has nc, depth_multiple, "
+                            "width_multiple, anchors, backbone and head")
+        self.top: dict[str, Y] = {}
+        for key, (knode, v) in root.value.items():
+            if key not in TOP_KEYS:
+                raise src.error(knode.loc, f"key '{key}' is not supported", f"the keys are {', '.join(TOP_KEYS)}")
+            self.top[key] = v
+        for key in TOP_KEYS[:-1]:
+            if key not in self.top:
+                raise src.error(root.loc, f"'{key}' is missing", f"add {key}: ... (ultralytics requires it)")
+        self.nc = self.int(self.top["nc"], 1, 100_000, "nc")
+        self.gd = self.number(self.top["depth_multiple"], "depth_multiple")
+        self.gw = self.number(self.top["width_multiple"], "width_multiple")
+        self.channels = self.int(self.top["ch"], 1, 100_000, "ch") if "ch" in self.top else 3
+        a = self.top["anchors"]
+        if a.is_int() and a.value >= 1:
+            na = a.value
+        elif a.kind == "seq" and a.value and a.value[0].kind == "seq":
+            na = len(a.value[0].value) // 2
+        else:
+            raise src.error(a.loc, "anchors must be a list of lists of (width, height) values",
+                            "write e.g. anchors: [[10,13, 16,30, 33,23], [30,61, 62,45, 59,119]]")
+        self.no = na * (self.nc + 5)
+        rows = []
+        for part in ("backbone", "head"):
+            node = self.top[part]
+            if node.kind != "seq":
+                raise src.error(node.loc, f"{part} must be a list of rows", "write rows [from, number, module, args]")
+            rows += [(part, r) for r in node.value]
+        if not rows:
+            raise src.error(root.loc, "backbone and head hold no rows", "add rows [from, number, module, args]")
+        self.rows = rows
+        self.sizes = Sizes()
+        self.w = Writer(src, net_name(Path(src.path).stem), [
+            f"# Imported from {Path(src.path).name} (Ultralytics model YAML) by `netdsl import`: one statement per",
+            "# row, in order; each comment gives the row's line in the YAML and its number."])
+        self.used: dict[str, Any] = {}   # block name -> its extra (SPP's k list), in first-use order
+        self.grouped = self.padded = False
+        self.out: list[T] = []
+
+    # -- values ----------------------------------------------------------------------------------
+
+    def int(self, y: Y, lo: int, hi: int, what: str) -> int:
+        if not y.is_int():
+            raise self.src.error(y.loc, f"{what} is {y.show()}; expected a whole number",
+                                 "netdsl does not evaluate expressions: write the number itself")
+        if not lo <= y.value <= hi:
+            raise self.src.error(y.loc, f"{what} = {y.value} is out of range", f"use a value from {lo} to {hi}")
+        return y.value
+
+    def number(self, y: Y, what: str) -> float:
+        if not y.is_number() or not 0 < y.value <= 1000 or y.value != y.value:
+            raise self.src.error(y.loc, f"{what} is {y.show()}; expected a positive number", f"write e.g. {what}: 1.0")
+        return float(y.value)
+
+    def value(self, y: Y) -> Any:
+        """An argument as ultralytics reads it: the known names resolved, anything else as written."""
+        if y.kind == "scalar" and isinstance(y.value, str):
+            if y.value == "nc":
+                return self.nc
+            if y.value == "anchors":
+                return self.top["anchors"]
+            return NAMES.get(y.value, y.value)
+        return y if y.kind != "scalar" else y.value
+
+    def ints(self, y: Y, n: int | None, lo: int, what: str) -> tuple[int, ...]:
+        """An int (repeated n times) or a list of n ints (any length when n is None)."""
+        v = self.value(y)
+        if isinstance(v, Y) and v.kind == "seq" and (n is None or len(v.value) == n) and v.value:
+            return tuple(self.int(e, lo, MAX_INT, what) for e in v.value)
+        if type(v) is int and n is not None:
+            return (self.int(y, lo, MAX_INT, what),) * n
+        shape = "a whole number" + (f" or a list of {n}" if n else "") if n else "a list of whole numbers"
+        raise self.src.error(y.loc, f"{what} is {y.show()}; expected {shape}", "write the value itself")
+
+    def width(self, y: Y) -> int:
+        c = self.int(y, 1, MAX_INT, "the output channels")
+        return c if c == self.no else math.ceil(c * self.gw / 8) * 8
+
+    # -- rows ------------------------------------------------------------------------------------
+
+    def source(self, i: int, y: Y) -> T:
+        if not y.is_int():
+            raise self.src.error(y.loc, f"from is {y.show()}; expected a row number", "-1 is the previous row")
+        f = y.value
+        j = i - 1 if f == -1 else i + f if f < 0 else f
+        if f == -1 and i == 0:
+            return T("x", Shape(self.channels, Size(Fraction(1), 0), Size(Fraction(1), 0)))
+        if not 0 <= j < i:
+            raise self.src.error(y.loc, f"from {f} names row {j}, but row {i} can only read rows 0 to {i - 1}"
+                                 if i else f"from {f}: row 0 reads the input only (from -1)",
+                                 "-1 is the previous row, -2 the one before; from 0 up, rows are numbered from the "
+                                 "first backbone row")
+        if self.rows[j][1].value[2].value == "Detect":
+            raise self.src.error(y.loc, f"from {f} reads the Detect row {j}", "Detect must be the last row")
+        return self.out[j]
+
+    def row(self, i: int, part: str, r: Y) -> None:
+        src = self.src
+        if r.kind != "seq" or len(r.value) != 4:
+            raise src.error(r.loc, f"row {i} is {r.show()}; a row is [from, number, module, args]",
+                            "write e.g. [-1, 1, Conv, [64, 3, 2]]")
+        f, n, m, args = r.value
+        if m.kind != "scalar" or m.value not in MODULES:
+            raise src.error(m.loc, f"module {m.show()} is not supported", f"netdsl imports {', '.join(MODULES)}")
+        mod = m.value
+        if args.kind != "seq":
+            raise src.error(args.loc, f"args is {args.show()}; expected a list", "write e.g. [64, 3, 2]")
+        number = self.int(n, 1, 10**6, "number")
+        number = max(round(number * self.gd), 1) if number > 1 else number
+        if number > 1000:
+            raise src.error(n.loc, f"{number} copies (number x depth_multiple): netdsl repeats at most 1000 times",
+                            "a smaller number or depth_multiple")
+        last = i == len(self.rows) - 1
+        name = "output" if last else f"{'b' if part == 'backbone' else 'n'}{i}"
+        if mod == "Detect" and not last:
+            raise src.error(m.loc, f"Detect in row {i}, not the last row", "put Detect last")
+        if mod in ("Concat", "Detect"):
+            if f.kind != "seq" or not f.value:
+                raise src.error(f.loc, f"{mod} reads a list of rows; from is {f.show()}", "write e.g. [[-1, 6], ...")
+            ins = [self.source(i, e) for e in f.value]
+            if number != 1:
+                raise src.error(n.loc, f"{mod} cannot be repeated (number {number})", "set number to 1")
+        else:
+            ins = [self.source(i, f)]
+        a = list(args.value)
+        stmt, shape = blocks.emit(self, mod, ins, a, number, n, args)
+        stmt.name, stmt.comment, stmt.loc = name, f"line {r.loc.line}, row {i}: {mod}", r.loc
+        self.w.add(stmt)
+        self.out.append(T(name, self.sizes.check(shape, r.loc, f"row {i}'s output")))
+
+    def run(self) -> str:
+        for i, (part, r) in enumerate(self.rows):
+            self.row(i, part, r)
+        blocks.define(self)
+        s = self.sizes.multiple
+        step = s * 32 // math.gcd(s, 32)
+        self.sizes.H = self.sizes.W = -(-640 // step) * step
+        self.sizes.validate(self.src)
+        self.w.input = (self.channels, self.sizes)
+        return self.w.finish()
+
+
+def import_yaml(text: str, path: str) -> str:
+    """The netdsl spec for an Ultralytics model YAML (a NetdslError at the YAML's line for anything unsupported)."""
+    return YamlImporter(Source(path, text)).run()
+
