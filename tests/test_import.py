@@ -282,6 +282,19 @@ def test_conv_padding_routes_and_activations() -> None:
     assert total(spec, "parameters") == torch_params(spec)
 
 
+def test_mish_is_darknet_mish() -> None:
+    # darknet's mish is x * tanh(softplus(x)), as torch's Mish; with and without batchnorm.
+    text = cfg(conv(4, 3, act="mish"), conv(4, 1, bn=0, act="mish"), width=8, height=8)
+    spec = import_text(text, "m.cfg", "cfg")
+    assert "cb_mish(4, 3)" in spec and "conv(4, 1) -> mish" in spec
+    m = netdsl.build(spec + "\n").eval()
+    assert sum(isinstance(x, torch.nn.Mish) for x in m.modules()) == 2
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        pre = m.output[0](m.conv0(x))
+        torch.testing.assert_close(m(x), pre * torch.tanh(torch.nn.functional.softplus(pre)))
+
+
 def test_residual_runs_group_only_what_nothing_else_reads() -> None:
     unit = [conv(4, 1), conv(8), ("shortcut", {"from": -3, "activation": "linear"})]
     text = cfg(conv(8), *unit, *unit, *unit, conv(8, stride=2), *unit, *unit, ("route", {"layers": 8}), width=8, height=8)
@@ -354,7 +367,7 @@ CFG_ERRORS = [
     (_NET + _C + "[shortcut]\nfrom=-2\n", 13, 6, "names layer -1"),
     (_NET + "[convolutional]\nfilters=8\nfilters=9\n", 7, 1, "'filters' is given twice"),
     (_NET + "[convolutional]\nfilters=8x\n", 6, 9, "filters=8x: expected a whole number"),
-    (_NET + "[convolutional]\nfilters=8\nactivation = mish\n", 7, 14, "netdsl has no mish op"),
+    (_NET + "[convolutional]\nfilters=8\nactivation = mlsh\n", 7, 14, "activation=mlsh is not supported"),
     (_NET + "[convolutional]\nactivation=elu\n", 6, 12, "activation=elu is not supported"),
     ("filters=3\n[net]\n", 1, 1, "an option before the first section"),
     ("[convolutional]\n", 1, 1, "darknet's first section is [net]"),
@@ -543,7 +556,7 @@ def _random_section(rng: random.Random) -> str:
     opts = {"convolutional": {"batch_normalize": r(2), "filters": rng.choice([1, 4, 8, 16, 21, 64]),
                               "size": rng.choice([1, 2, 3, 5]), "stride": rng.choice([1, 1, 2, 3]), "pad": r(2),
                               "groups": rng.choice([1, 1, 1, 2]),
-                              "activation": rng.choice(["leaky", "linear", "logistic", "swish", "relu", "tanh"])},
+                              "activation": rng.choice(["leaky", "linear", "logistic", "swish", "mish", "relu", "tanh"])},
             "maxpool": {"size": r(1, 4), "stride": r(1, 3)} | ({"padding": r(4)} if r(2) else {}),
             "route": {"layers": rng.choice(["-1", "-2", "-1,-3", "0", "-4,1", "2,-1"])},
             "shortcut": {"from": rng.choice([-1, -2, -3, 0, 1]), "activation": rng.choice(["linear", "leaky"])},

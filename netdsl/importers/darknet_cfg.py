@@ -3,8 +3,8 @@
 - `[net]`: width, height and channels are the input (`input x: [channels, H = height, W = width]`).
 - `[convolutional]`: `filters`, `size`, `stride`, `pad=1` meaning padding `size//2` (else
   `padding`), `groups`, `batch_normalize` (then the convolution has no bias: BatchNorm's beta is
-  darknet's bias), `activation` linear, leaky (0.1), logistic, swish, relu, tanh (darknet's default
-  is logistic). mish has no netdsl op: an error.
+  darknet's bias), `activation` linear, leaky (0.1), logistic, swish, mish, relu, tanh (darknet's
+  default is logistic).
 - `[shortcut]` `from`: the sum of the previous layer and that one; `[route]` `layers`: one layer
   (the next layer reads it) or the channel concatenation of several. Indices below zero count
   back from the layer itself, others are absolute; both must name an earlier layer.
@@ -33,7 +33,7 @@ from netdsl.importers.darknet_residual import unit_end, write_residual
 from netdsl.importers.spec_writer import Loc, Shape, Size, Sizes, Source, Stmt, Writer, check_text, net_name, stride_of
 
 # Blocks for conv + batchnorm + activation, by darknet's activation name.
-BN_BLOCKS = {"leaky": "cbl", "linear": "cb", "logistic": "cb_sigmoid", "swish": "cb_silu", "relu": "cb_relu",
+BN_BLOCKS = {"leaky": "cbl", "linear": "cb", "logistic": "cb_sigmoid", "swish": "cb_silu", "mish": "cb_mish", "relu": "cb_relu",
              "tanh": "cb_tanh"}
 BN = "batchnorm(eps=0.001, momentum=0.03)"
 
@@ -100,9 +100,6 @@ class CfgImporter:
 
     def activation(self, s: Section, default: str) -> str:
         act, loc = opt_str(self.src, s, "activation", default)
-        if act == "mish":
-            raise self.src.error(loc, "activation=mish: netdsl has no mish op",
-                                 "use a cfg without mish, or convert the network by hand once netdsl has mish")
         if act not in ACTIVATIONS:
             raise self.src.error(loc, f"activation={act} is not supported",
                                  f"netdsl imports {', '.join(sorted(ACTIVATIONS))}")

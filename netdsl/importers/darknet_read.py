@@ -42,7 +42,7 @@ KEYS = {
 IGNORED = {"net": _NET_TRAINING, "yolo": _YOLO_TRAINING}
 
 ACTIVATIONS = {"linear": [], "leaky": ["leaky_relu(0.1)"], "logistic": ["sigmoid"], "swish": ["silu"],
-               "relu": ["relu"], "tanh": ["tanh"]}
+               "mish": ["mish"], "relu": ["relu"], "tanh": ["tanh"]}
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _WS = " \t\r\n\f\v"

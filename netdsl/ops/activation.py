@@ -76,6 +76,6 @@ class LogSoftmax(_Softmax):
 
 OPS = (
     _simple("relu", "ReLU"), _simple("relu6", "ReLU6"), _simple("sigmoid", "Sigmoid"), _simple("tanh", "Tanh"),
-    _simple("silu", "SiLU"), _simple("hardswish", "Hardswish"), _simple("identity", "Identity", "shape"),
+    _simple("silu", "SiLU"), _simple("mish", "Mish"), _simple("hardswish", "Hardswish"), _simple("identity", "Identity", "shape"),
     LeakyReLU(), GELU(), Dropout(), Softmax(), LogSoftmax(),
 )
