@@ -197,6 +197,16 @@ def test_detect_head_outputs_and_opset_17(ort, tmp_path: Path) -> None:  # noqa:
     assert onnx.load(str(tmp_path / "head.onnx")).opset_import[0].version == 17
 
 
+def test_several_inputs_and_outputs(ort, tmp_path: Path) -> None:  # noqa: ANN001
+    spec = ("net Two(C = 4)\ninput a: [1, H = 8, W = 8] where H % 2 == 0\ninput b: [2, G = 4, K = 4]\n"
+            "output y = a |> conv(C, 3, padding=1) -> maxpool(2)\noutput z = b |> conv(C, 1)\n")
+    report = export(spec, {}, tmp_path / "two.onnx")
+    assert report.inputs == [("a", ["batch", "1", "H", "W"]), ("b", ["batch", "2", "G", "K"])]
+    assert report.outputs == [("y", ["batch", "4", "H/2", "floor(W/2)"]), ("z", ["batch", "4", "G", "K"])]
+    assert report.dynamic == ["H", "W", "G", "K"] and report.max_diff < 1e-4
+    assert [s for s, _ in report.checks] == ["2x1x8x8 + 2x2x4x4", "3x1x10x9 + 3x2x5x6", "1x1x2x2 + 1x2x1x1"]
+
+
 def test_sizes_fall_back_to_fixed_when_pytorch_cannot_trace_them(ort, tmp_path: Path) -> None:  # noqa: ANN001
     # ceil_mode pooling without a `where`: PyTorch's trace depends on the sizes' parity
     spec = ("net Ceil(C = 4)\ninput x: [1, H = 9, W = 9]\n"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import logging
 import os
@@ -604,7 +605,11 @@ def _write(cg: "ConcreteGraph", model: "nn.Module", tmp: Path, opset: int, axes:
     what = "with dynamic sizes" if dynamic else "at fixed sizes"
     try:
         with _quiet():
-            ep = torch.export.export(model, example, dynamic_shapes=_dynamic_shapes(cg, axes, dynamic), strict=False)
+            shapes = _dynamic_shapes(cg, axes, dynamic)
+            params = inspect.signature(model.forward).parameters.values()
+            varargs = next((p.name for p in params if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+            ep = torch.export.export(model, example, dynamic_shapes={varargs: shapes} if varargs else shapes,
+                                     strict=False)
             program = torch.onnx.export(ep, example, dynamo=True, opset_version=opset, verbose=False,
                                         input_names=[t.name for t in cg.inputs], output_names=names)
             assert program is not None
