@@ -69,6 +69,26 @@ def test_detect_layout_in_training_and_eval() -> None:
     assert torch.allclose(decoded[0, index], want, atol=1e-4)
 
 
+def test_darknet_decoding_for_darknet_trained_weights() -> None:
+    spec = HEAD + 'output = detect(a, b, classes=NC, strides=[8, 16], anchors=[[10, 14], [23, 27]], decode="darknet")'
+    m = netdsl.build(spec).eval()
+    plain = netdsl.build(spec.replace(', decode="darknet"', "")).eval()
+    plain.load_state_dict(m.state_dict())
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        (decoded, raw), (other, raw2) = m(x), plain(x)
+    assert all(torch.equal(p, q) for p, q in zip(raw, raw2))  # only the decoding differs
+    # darknet's [yolo], written out for level 1 (stride 16, anchor 23 x 27), cell (y=3, x=2).
+    t = raw[1][0, 0, 3, 2]
+    want = torch.cat([(t[:2].sigmoid() + torch.tensor([2.0, 3.0])) * 16,
+                      t[2:4].exp() * torch.tensor([23.0, 27.0]), t[4:].sigmoid()])
+    index = 8 * 8 + 3 * 4 + 2
+    assert torch.allclose(decoded[0, index], want, atol=1e-5)
+    assert not torch.allclose(other[0, index], want, atol=1e-3)
+    with pytest.raises(NetdslError, match="ultralytics"):
+        netdsl.build(spec.replace('"darknet"', '"yolov4"'))
+
+
 def test_fresh_head_biases_as_ultralytics() -> None:
     m = netdsl.build(ROOT / "specs" / "yolov3.net", H=64, W=64)
     torch.manual_seed(0)

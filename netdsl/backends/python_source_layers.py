@@ -62,13 +62,15 @@ class Detect(nn.Module):
     (decoded, raw): decoded is [N, sum(na * H_i * W_i), 5 + classes], xy and wh in input pixels.
     """
 
-    def __init__(self, classes: int, anchors: list, strides: list, in_channels: list) -> None:
+    def __init__(self, classes: int, anchors: list, strides: list, in_channels: list,
+                 decode: str = "ultralytics") -> None:
         super().__init__()
         self.classes, self.outputs = classes, classes + 5
         self.levels, self.per_level = len(anchors), len(anchors[0]) // 2
         self.anchor_pixels = [[(float(a[2 * j]), float(a[2 * j + 1])) for j in range(self.per_level)]
                               for a in anchors]
         self.strides = [int(s) for s in strides]
+        self.decode_style = decode
         self.m = nn.ModuleList(nn.Conv2d(c, self.per_level * self.outputs, 1) for c in in_channels)
         self.reset_biases()
 
@@ -82,7 +84,7 @@ class Detect(nn.Module):
                 b[:, 5:] += _log(0.6 / (self.classes - 0.99))
 
     def extra_repr(self) -> str:
-        return f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}"
+        return f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}, decode={self.decode_style!r}"
 
     def forward(self, *xs: torch.Tensor) -> tuple:
         raw = []
@@ -101,8 +103,12 @@ class Detect(nn.Module):
         grid = torch.stack((gx, gy), 2).view(1, 1, h, w, 2).to(y.dtype)
         anchors = y.new_tensor(self.anchor_pixels[level]).view(1, na, 1, 1, 2)
         s = y.sigmoid()
-        xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
-        wh = (s[..., 2:4] * 2) ** 2 * anchors
+        if self.decode_style == "darknet":  # darknet's [yolo]: sigmoid offsets, exponential sizes
+            xy = (s[..., 0:2] + grid) * self.strides[level]
+            wh = y[..., 2:4].exp() * anchors
+        else:
+            xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
+            wh = (s[..., 2:4] * 2) ** 2 * anchors
         return torch.cat((xy, wh, s[..., 4:]), -1).view(n, -1, no)
 '''
 

@@ -12,16 +12,20 @@ class Detect(nn.Module):
 
     Training mode returns a tuple of raw maps `[N, na, H_i, W_i, 5+classes]`; eval mode returns
     `(decoded, raw)`, `decoded` being `[N, sum(na*H_i*W_i), 5+classes]` with xy = (2*sigmoid - 0.5
-    + grid) * stride, wh = (2*sigmoid)^2 * anchor (pixels) and sigmoid objectness and classes.
+    + grid) * stride, wh = (2*sigmoid)^2 * anchor (pixels) and sigmoid objectness and classes;
+    with `decode="darknet"`, as darknet's [yolo] layer: xy = (sigmoid + grid) * stride,
+    wh = exp * anchor (darknet's own weights were trained for that).
     The anchors are kept as plain attributes, not buffers: a state_dict holds weights only.
     """
 
-    def __init__(self, classes: int, anchors: list[list[int]], strides: list[int], in_channels: list[int]) -> None:
+    def __init__(self, classes: int, anchors: list[list[int]], strides: list[int], in_channels: list[int],
+                 decode: str = "ultralytics") -> None:
         super().__init__()
         self.classes, self.outputs = classes, classes + 5
         self.levels, self.per_level = len(anchors), len(anchors[0]) // 2
         self.anchor_pixels = [[(float(a[2 * j]), float(a[2 * j + 1])) for j in range(self.per_level)] for a in anchors]
         self.strides = [int(s) for s in strides]
+        self.decode_style = decode
         self.m = nn.ModuleList(nn.Conv2d(c, self.per_level * self.outputs, 1) for c in in_channels)
         self.reset_biases()
 
@@ -35,7 +39,7 @@ class Detect(nn.Module):
                 b[:, 5:] += math.log(0.6 / (self.classes - 0.99))
 
     def extra_repr(self) -> str:
-        return f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}"
+        return f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}, decode={self.decode_style!r}"
 
     def forward(self, *xs: torch.Tensor) -> tuple:
         raw = []
@@ -54,6 +58,10 @@ class Detect(nn.Module):
         grid = torch.stack((gx, gy), 2).view(1, 1, h, w, 2).to(y.dtype)
         anchors = torch.tensor(self.anchor_pixels[level], dtype=y.dtype, device=y.device).view(1, na, 1, 1, 2)
         s = y.sigmoid()
-        xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
-        wh = (s[..., 2:4] * 2) ** 2 * anchors
+        if self.decode_style == "darknet":  # darknet's [yolo]: sigmoid offsets, exponential sizes
+            xy = (s[..., 0:2] + grid) * self.strides[level]
+            wh = y[..., 2:4].exp() * anchors
+        else:
+            xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
+            wh = (s[..., 2:4] * 2) ** 2 * anchors
         return torch.cat((xy, wh, s[..., 4:]), -1).view(n, -1, no)

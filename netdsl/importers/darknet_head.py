@@ -68,11 +68,10 @@ def write_detect(imp: "CfgImporter") -> None:
     lines = ", ".join(str(levels[k][1].line) for k in order)
     anchors = ", ".join("[" + ", ".join(map(str, levels[k][2])) + "]" for k in order)
     imp.w.note(f"\n# The [yolo] sections at lines {lines} (smallest stride first); the [convolutional] before "
-               "each is its\n# level's 1x1 convolution inside detect. detect decodes boxes as ultralytics v9.6.0 "
-               "does, not as\n# darknet's [yolo] does; the raw outputs are the same.")
+               "each is its\n# level's 1x1 convolution inside detect, which decodes boxes as darknet's [yolo] does.")
     imp.w.add(Stmt("output", [t.name for t in feats], [], "", levels[order[0]][1].loc, merge="detect",
                    extra=f", classes=NCLS, strides=[{', '.join(map(str, strides))}],\n"
-                         f"                anchors=[{anchors}]"))
+                         f"                anchors=[{anchors}], decode=\"darknet\""))
     _check_weights_order(imp, order)
 
 

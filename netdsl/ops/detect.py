@@ -3,6 +3,9 @@
 Output layout as ultralytics' YOLOv3 (v9.6.0): in training mode a tuple of raw tensors
 `[N, na, H_i, W_i, 5 + classes]`, levels in the order given; in eval mode `(decoded, raw)` with
 `decoded` `[N, sum(na*H_i*W_i), 5 + classes]`: xy and wh in input pixels, sigmoid scores.
+Weights trained by darknet expect darknet's decoding (`decode="darknet"`): xy = (sigmoid + grid)
+* stride, wh = exp * anchor; ultralytics' is xy = (2*sigmoid - 0.5 + grid) * stride,
+wh = (2*sigmoid)^2 * anchor. The raw outputs are the same either way.
 The shape and counts here describe `decoded` and the level convolutions.
 """
 from __future__ import annotations
@@ -17,9 +20,11 @@ from netdsl.ops.merge import MergeDef
 
 class Detect(MergeDef):
     name = "detect"
-    doc = ("detect(p3, p4, ..., classes=NCLS, anchors=[[w, h, w, h, ...], ...], strides=[8, 16, ...]): "
-           "one 1x1 conv per level to anchors*(5 + classes) channels; anchors in input pixels")
-    args = (ArgSpec("classes", "int", minimum=1), ArgSpec("anchors", "intlists"), ArgSpec("strides", "ints"))
+    doc = ("detect(p3, p4, ..., classes=NCLS, anchors=[[w, h, w, h, ...], ...], strides=[8, 16, ...], "
+           "decode=\"ultralytics\"): one 1x1 conv per level to anchors*(5 + classes) channels; anchors in "
+           "input pixels; boxes decoded as ultralytics v9.6.0 does, or as darknet's [yolo] (decode=\"darknet\")")
+    args = (ArgSpec("classes", "int", minimum=1), ArgSpec("anchors", "intlists"), ArgSpec("strides", "ints"),
+            ArgSpec("decode", "str", "ultralytics", choices=("ultralytics", "darknet")))
     min_inputs = 1
     final = True
     category = "conv"
@@ -68,4 +73,4 @@ class Detect(MergeDef):
 
     def module(self, a: Args, in_shapes: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
         return "Detect", dict(classes=a.classes, anchors=[list(x) for x in a.anchors], strides=list(a.strides),
-                              in_channels=[s[0] for s in in_shapes])
+                              in_channels=[s[0] for s in in_shapes], decode=a.decode)
