@@ -256,7 +256,8 @@ class _Picture:
         if m.merge.final:  # detect: a head with weights, one box
             sym, value = self.shape_cells(m.out_shape, m.out_at)
             args = ", ".join(f"{a.name}={_value(m.args[a.name], a.type in ('ints', 'intlists'))}"
-                             for a in m.merge.args if a.name in m.args and a.name != "anchors")
+                             for a in m.merge.args if a.name in m.args and a.name != "anchors"
+                             and (a.required or _differs(a, m.args, m.args[a.name])))
             per = len(m.args["anchors"][0]) // 2 if "anchors" in m.args else 0
             rows = [self.row(esc(f"{m.merge.name}({args})") + (f"<br align=\"left\"/><font point-size=\"9\" "
                              f"color=\"#555555\">{per} anchors per level</font><br align=\"left\"/>" if per else ""),
