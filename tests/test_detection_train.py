@@ -452,3 +452,12 @@ def test_runs_from_before_mosaic_resume_without_it(spec: Path, folder: Path, tmp
     assert main(["train", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
     assert seen[-1]["mosaic"] == 0.0 and seen[-1]["scale"] == 0.0 and seen[-1]["translate"] == 0.0
     assert seen[-1]["fliplr"] == 0.5 and len(rows(out)) == 3
+
+
+def test_darknet_decoding_is_refused_for_training(folder: Path, tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "dark.net"
+    spec.write_text(TINY.replace("[32, 32, 48, 48, 64, 64]])", '[32, 32, 48, 48, 64, 64]], decode="darknet")'))
+    assert main(["train", str(spec), "--data", str(folder), "--out", str(tmp_path / "r"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "ultralytics parametrisation" in err and "dark.net:" in err
+    assert not (tmp_path / "r").exists()

@@ -147,6 +147,15 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
     hyper, hyp, notes = _options(args)
     cg = analyse_text(text, str(spec), dict(sets))
     merge = _detect_merge(cg)
+    if merge is not None and merge.args.get("decode", "ultralytics") != "ultralytics":
+        # yolo_loss trains ultralytics' box parametrisation; darknet's decoding would then read the
+        # trained outputs wrongly at inference.
+        from netdsl.api import located
+
+        with located(str(spec), text):
+            raise NetdslError(f'detect(decode="{merge.args.get("decode")}"): netdsl trains the ultralytics '
+                              "parametrisation of boxes only", merge.span,
+                              'drop decode="darknet" to train (the weights load as before; the head adapts)')
     params = cg.values
     strides = [int(s) for s in (merge.args.get("strides") or [32])] if merge is not None else [32]
     stride = max(strides)
