@@ -2,14 +2,16 @@
 
 One training run gives every column: the EMA only reads the live weights (it draws no random
 numbers), so the live trajectory is exactly the `--no-ema` run's with the same seed. Each epoch
-evaluates the live weights (= `netdsl train --no-ema`) and the EMA weights (= `netdsl train`
-with `--ema`, at `loop.ema_settings`), plus extra averages over other windows, updated after
-every step through the trainer's `on_batch` hook. Prints a markdown table and, per column, the
+evaluates the live weights (= `netdsl train --no-ema`) and the EMA weights (= `netdsl train
+--ema`: a one-epoch window, `loop.ema_settings`, its BatchNorm statistics recomputed for the
+averaged weights), plus extra averages over other windows (`--windows`, in epochs), updated after
+every step through the trainer's `on_batch` hook, each evaluated with the live model's BatchNorm
+statistics (what `ModelEMA` copies) and with recomputed ones (+BN). Prints a markdown table and, per column, the
 mean and standard deviation of the last 10 epochs' validation loss and the mean absolute change
 from one epoch to the next.
 
     python bench/ema_table.py                      # UNet, 25 epochs, seed 0 (about 25 x one epoch)
-    python bench/ema_table.py --epochs 12 --max-train 2000 --windows 1,2,4 --seeds 0,1
+    python bench/ema_table.py --epochs 12 --max-train 2000 --windows 1,2 --seeds 0,1
 """
 from __future__ import annotations
 
@@ -38,8 +40,6 @@ def run(spec: str, seed: int, args: argparse.Namespace, tensors) -> dict[str, li
     steps = math.ceil(len(tensors.x_train) / args.batch_size)
     extra: dict[str, ModelEMA] = {}
     for w in args.windows:
-        if w == 2.0:
-            continue  # the trainer's own (ema_settings: a window of two epochs)
         decay, tau = 1.0 - 1.0 / (w * steps), float(steps)
         extra[f"EMA {w:g} ep"] = ModelEMA(trainer.module, decay=decay, tau=tau)
 
@@ -47,7 +47,9 @@ def run(spec: str, seed: int, args: argparse.Namespace, tensors) -> dict[str, li
         for e in extra.values():
             e.update(trainer.module)
 
-    cols: dict[str, list[float]] = {"no EMA": [], "EMA 2 ep (default)": [], **{k: [] for k in extra}}
+    names = [f"EMA {w:g} ep" + suffix for w in args.windows for suffix in ("", " +BN")
+             if not (w == 1.0 and suffix)]  # EMA 1 ep +BN is the trainer's own (the default)
+    cols: dict[str, list[float]] = {"no EMA": [], "EMA 1 ep +BN (default)": [], **{k: [] for k in names}}
     decay, tau = ema_settings(steps)
     print(f"seed {seed}: {steps} steps per epoch, default EMA decay {decay:.4f}, tau {tau:g}", flush=True)
     for _ in range(args.epochs):
@@ -55,9 +57,12 @@ def run(spec: str, seed: int, args: argparse.Namespace, tensors) -> dict[str, li
         row = trainer.run_epoch(on_batch)
         live, _acc = trainer.evaluate(trainer.module)
         cols["no EMA"].append(live)
-        cols["EMA 2 ep (default)"].append(row.val_loss)
+        cols["EMA 1 ep +BN (default)"].append(row.val_loss)
         for k, e in extra.items():
-            cols[k].append(trainer.evaluate(e.module)[0])
+            cols[k].append(trainer.evaluate(e.module)[0])  # with the live model's BN statistics
+            if k + " +BN" in cols:
+                trainer.recompute_ema_bn(e.module)  # the next update copies the live ones back
+                cols[k + " +BN"].append(trainer.evaluate(e.module)[0])
         print(f"  epoch {row.epoch}: " + "  ".join(f"{k} {v[-1]:.4f}" for k, v in cols.items())
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     return cols
@@ -70,7 +75,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--windows", default="2", help="EMA windows in epochs (2 is the default EMA)")
+    ap.add_argument("--windows", default="1,2,4", help="extra EMA windows, in epochs")
     ap.add_argument("--last", type=int, default=10)
     args = ap.parse_args()
     args.windows = [float(w) for w in args.windows.split(",")]

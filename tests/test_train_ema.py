@@ -55,10 +55,10 @@ def equal_states(a: dict, b: dict) -> bool:
 
 
 def test_ema_settings_scale_with_the_run() -> None:
-    assert ema_settings(50) == (0.99, 50.0)  # the defaults: 5000 patches, batch 100
+    assert ema_settings(50) == (0.98, 50.0)  # the defaults: 5000 patches, batch 100
     decay, tau = ema_settings(3)
-    assert decay == pytest.approx(1 - 1 / 6) and tau == 3.0
-    assert ema_settings(0) == (0.5, 1.0)
+    assert decay == pytest.approx(1 - 1 / 3) and tau == 3.0
+    assert ema_settings(0) == (0.0, 1.0)
 
 
 def test_ema_checkpoint_and_live_weights_match_no_ema(photos: Path, tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_ema_checkpoint_and_live_weights_match_no_ema(photos: Path, tmp_path: Pa
     assert main([*common, "--out", "plain", "--no-ema"]) == 0
     e, p = load(tmp_path / "ema" / "last.pt"), load(tmp_path / "plain" / "last.pt")
     assert "ema" not in p and "live" not in p  # the course's setup: one set of weights
-    assert e["ema"]["updates"] == 2 * 3 and e["ema"]["decay"] == pytest.approx(1 - 1 / 6)
+    assert e["ema"]["updates"] == 2 * 3 and e["ema"]["decay"] == pytest.approx(1 - 1 / 3)
     # The average reads the live weights and draws no random numbers: training is untouched.
     assert equal_states(e["live"], p["model"])
     assert not equal_states(e["model"], e["live"])  # "model" holds the averaged weights
@@ -141,3 +141,20 @@ def test_ema_model_is_what_predict_and_weights_use(photos: Path, tmp_path: Path)
     load_weights(m, str(tmp_path / "w" / "best.pt"))
     assert equal_states(m.state_dict(), ckpt["model"])
     assert isinstance(m, nn.Module)
+
+
+def test_recompute_bn_gives_the_averaged_weights_their_own_statistics() -> None:
+    import contextlib
+
+    from netdsl.train.loop import recompute_bn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5))
+    x = torch.rand(30, 1, 8, 8)
+    rng = torch.get_rng_state()
+    recompute_bn(net, x, 10, contextlib.nullcontext)
+    assert torch.equal(torch.get_rng_state(), rng)  # dropout stayed in eval mode: no random numbers
+    with torch.no_grad():
+        h = net[0](x)
+    assert torch.allclose(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert net[1].momentum == 0.1 and not net.training
