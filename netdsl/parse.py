@@ -150,27 +150,33 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslErro
 
 def read_spec_file(path: str | Path) -> str:
     """Read a spec as UTF-8, turning OS and encoding failures into NetdslError."""
+    return read_text_file(path, "spec", ".net file", MAX_SPEC_BYTES)
+
+
+def read_text_file(path: str | Path, what: str, name_a: str, max_bytes: int) -> str:
+    """Read a source file (a spec, a .cfg, a YAML) as UTF-8 of at most `max_bytes`; every OS and
+    encoding failure is a NetdslError naming the file (`what`: "spec"; `name_a`: ".net file")."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise NetdslError(f"no such file: {p}", hint="check the path to the .net spec", path=str(p)) from None
+        raise NetdslError(f"no such file: {p}", hint=f"check the path to the {what}", path=str(p)) from None
     except IsADirectoryError:
-        raise NetdslError(f"{p} is a directory, not a spec file", hint="name a .net file", path=str(p)) from None
+        raise NetdslError(f"{p} is a directory, not a {what}", hint=f"name a {name_a}", path=str(p)) from None
     except OSError as e:
         raise NetdslError(f"cannot read {p}: {e.strerror}", hint="check the file's permissions", path=str(p)) from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise NetdslError(f"{p} is {len(data)} bytes; specs are limited to {MAX_SPEC_BYTES}",
-                          hint="a spec this large is almost certainly not a spec", path=str(p))
+    if len(data) > max_bytes:
+        raise NetdslError(f"{p} is {len(data)} bytes; a {what} is limited to {max_bytes}",
+                          hint=f"a file this large is almost certainly not a {what}", path=str(p))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise NetdslError(f"the file is not valid UTF-8 (byte 0x{data[e.start]:02x})", Span(line, col, line, col + 1),
-                          "save the spec as UTF-8", path=str(p),
+                          f"save the {what} as UTF-8", path=str(p),
                           source=data.decode("utf-8", errors="replace")) from None
-    # Editors on Windows may start a UTF-8 file with a byte-order mark; it is not part of the spec
+    # Editors on Windows may start a UTF-8 file with a byte-order mark; it is not part of the text
     # (dropped here, before parsing, so every column the parser reports is still right).
     return text[1:] if text.startswith("\ufeff") else text
 

@@ -48,28 +48,10 @@ class Source:
 
 def read_source(path: str, what: str) -> str:
     """A file's text as UTF-8 (a BOM dropped), or a NetdslError naming the file."""
-    from pathlib import Path
+    import importlib
 
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise NetdslError(f"no such file: {p}", hint=f"check the path to the {what}", path=str(p)) from None
-    except IsADirectoryError:
-        raise NetdslError(f"{p} is a directory", hint=f"name a {what}", path=str(p)) from None
-    except OSError as e:
-        raise NetdslError(f"cannot read {p}: {e.strerror}", hint="check the file's permissions", path=str(p)) from None
-    if len(data) > MAX_SOURCE_BYTES:
-        raise NetdslError(f"{p} is {len(data)} bytes; imports are limited to {MAX_SOURCE_BYTES}",
-                          hint=f"a {what} this large is almost certainly not one", path=str(p))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise NetdslError(f"the file is not valid UTF-8 (byte 0x{data[e.start]:02x})", Span(line, col, line, col + 1),
-                          "save it as UTF-8", path=str(p), source=data.decode("utf-8", errors="replace")) from None
-    return text[1:] if text.startswith("\ufeff") else text
+    parse = importlib.import_module("netdsl.parse")  # `netdsl.parse` the attribute is api.parse
+    return parse.read_text_file(path, what, what, MAX_SOURCE_BYTES)
 
 
 def check_text(src: Source) -> None:
