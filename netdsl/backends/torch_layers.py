@@ -39,7 +39,8 @@ class Detect(nn.Module):
                 b[:, 5:] += math.log(0.6 / (self.classes - 0.99))
 
     def extra_repr(self) -> str:
-        return f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}, decode={self.decode_style!r}"
+        return (f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}, "
+                f"decode={self.decode_style!r}")
 
     def forward(self, *xs: torch.Tensor) -> tuple:
         raw = []
