@@ -98,6 +98,18 @@ class Block:
     span: Span
 
 
+def walk_statements(stmts: list[Statement]) -> Iterator[Layer | Merge]:
+    """Every layer and merge of these statements in forward order, blocks opened."""
+    for st in stmts:
+        if st.merge is not None:
+            yield st.merge
+        for it in st.items:
+            if isinstance(it, Block):
+                yield from walk_statements(it.statements)
+            else:
+                yield it
+
+
 @dataclass
 class ConcreteGraph:
     name: str
@@ -112,16 +124,7 @@ class ConcreteGraph:
 
     def walk(self) -> Iterator[Layer | Merge]:
         """Every layer and merge in forward order, blocks opened."""
-        def go(stmts: list[Statement]) -> Iterator[Layer | Merge]:
-            for st in stmts:
-                if st.merge is not None:
-                    yield st.merge
-                for it in st.items:
-                    if isinstance(it, Block):
-                        yield from go(it.statements)
-                    else:
-                        yield it
-        return go(self.statements)
+        return walk_statements(self.statements)
 
     @property
     def layers(self) -> list[Layer]:

@@ -463,16 +463,9 @@ def _gray(text: str) -> str:
 
 
 def _walk(stmts: list["Statement"]) -> Iterator[Any]:
-    from netdsl.concrete import Block
+    from netdsl.concrete import walk_statements
 
-    for st in stmts:
-        if st.merge is not None:
-            yield st.merge
-        for it in st.items:
-            if isinstance(it, Block):
-                yield from _walk(it.statements)
-            else:
-                yield it
+    return walk_statements(stmts)
 
 
 def to_dot(cg: "ConcreteGraph", expand: bool = False) -> str:
