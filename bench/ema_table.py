@@ -2,9 +2,8 @@
 
 One training run gives every column: the EMA only reads the live weights (it draws no random
 numbers), so the live trajectory is exactly the `--no-ema` run's with the same seed. Each epoch
-evaluates the live weights (= `netdsl train --no-ema`) and the EMA weights (= `netdsl train
---ema`: a one-epoch window, `loop.ema_settings`, its BatchNorm statistics recomputed for the
-averaged weights), plus extra averages over other windows (`--windows`, in epochs), updated after
+evaluates the live weights (= `netdsl train --no-ema`) and the EMA weights (= `netdsl train`:
+a one-epoch window, `loop.ema_settings`), plus extra averages over other windows (`--windows`, in epochs), updated after
 every step through the trainer's `on_batch` hook, each evaluated with the live model's BatchNorm
 statistics (what `ModelEMA` copies) and with recomputed ones (+BN). Prints a markdown table and, per column, the
 mean and standard deviation of the last 10 epochs' validation loss and the mean absolute change
@@ -48,8 +47,8 @@ def run(spec: str, seed: int, args: argparse.Namespace, tensors) -> dict[str, li
             e.update(trainer.module)
 
     names = [f"EMA {w:g} ep" + suffix for w in args.windows for suffix in ("", " +BN")
-             if not (w == 1.0 and suffix)]  # EMA 1 ep +BN is the trainer's own (the default)
-    cols: dict[str, list[float]] = {"no EMA": [], "EMA 1 ep +BN (default)": [], **{k: [] for k in names}}
+             if not (w == 1.0 and not suffix)]  # EMA 1 ep is the trainer's own (the default)
+    cols: dict[str, list[float]] = {"no EMA": [], "EMA 1 ep (default)": [], **{k: [] for k in names}}
     decay, tau = ema_settings(steps)
     print(f"seed {seed}: {steps} steps per epoch, default EMA decay {decay:.4f}, tau {tau:g}", flush=True)
     for _ in range(args.epochs):
@@ -57,9 +56,10 @@ def run(spec: str, seed: int, args: argparse.Namespace, tensors) -> dict[str, li
         row = trainer.run_epoch(on_batch)
         live, _acc = trainer.evaluate(trainer.module)
         cols["no EMA"].append(live)
-        cols["EMA 1 ep +BN (default)"].append(row.val_loss)
+        cols["EMA 1 ep (default)"].append(row.val_loss)
         for k, e in extra.items():
-            cols[k].append(trainer.evaluate(e.module)[0])  # with the live model's BN statistics
+            if k in cols:
+                cols[k].append(trainer.evaluate(e.module)[0])  # with the live model's BN statistics
             if k + " +BN" in cols:
                 trainer.recompute_ema_bn(e.module)  # the next update copies the live ones back
                 cols[k + " +BN"].append(trainer.evaluate(e.module)[0])

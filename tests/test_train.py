@@ -191,7 +191,7 @@ def test_run_directory(photos: Path, tmp_path: Path) -> None:
     assert not [n for n in names if n.endswith(".tmp")]
     meta = json.loads((run / "run.json").read_text())
     assert meta["spec"]["params"]["NF"] == 4 and meta["spec"]["sets"] == {"NF": 4}
-    assert meta["train"] == {"epochs": 2, "batch_size": 64, "lr": 0.001, "seed": 0, "ema": False,
+    assert meta["train"] == {"epochs": 2, "batch_size": 64, "lr": 0.001, "seed": 0, "ema": True,
                              "precision": "fp32", "compile": False, "channels_last": True, "fused": True}
     assert meta["train_patches"] == 160 and meta["val_patches"] == 40
     m = rows(run / "metrics.csv")

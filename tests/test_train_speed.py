@@ -84,7 +84,7 @@ def test_no_per_step_host_sync(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_validation_builds_no_graph() -> None:
     t = train({}, epochs=0)
     seen = []
-    t.module.c.register_forward_hook(lambda m, i, o: seen.append((o.requires_grad, torch.is_inference_mode_enabled())))
+    t.eval_module.c.register_forward_hook(lambda m, i, o: seen.append((o.requires_grad, torch.is_inference_mode_enabled())))
     t.evaluate()
     assert seen and all(not rg and inf for rg, inf in seen)
 

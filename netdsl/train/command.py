@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, metavar="S", help="initial weights and shuffles (default: 0)")
     t.add_argument("--device", metavar="DEV", help="cpu or cuda (default: cuda when available)")
     t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
-                   help="evaluate and checkpoint a moving average of the weights (default: off; "
+                   help="evaluate and checkpoint a moving average of the weights (default: on; "
                         "--no-ema trains as the course did)")
     t.add_argument("--precision", choices=("fp32", "bf16"),
                    help="colourization: bf16 autocasts the forward pass (faster on CPUs with AVX-512 BF16 "
