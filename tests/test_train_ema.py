@@ -3,7 +3,6 @@ exactly as without EMA, `--resume` continues an EMA run exactly, and `--no-ema` 
 setup."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -16,34 +15,12 @@ from netdsl.train.data import Tensors
 from netdsl.train.loop import Hyper, Trainer, ema_settings
 from netdsl.train.rundir import RunDir
 
-from test_train_resume import ARGS, Toy, make_photos
+# The fixtures (photos, cache, env) and metrics() are test_train_resume's: the same stand-in runs.
+from test_train_resume import ARGS, Toy, cache, env, metrics, photos  # noqa: F401
 
 
 class Crash(Exception):
     pass
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_photos(tmp_path_factory.mktemp("photos"))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
-    monkeypatch.setenv("NETDSL_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
-    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
-
-
-def metrics(run: Path) -> list[tuple[str, ...]]:
-    with open(run / "metrics.csv") as fh:
-        return [(r["epoch"], r["train_loss"], r["val_loss"], r["val_acc"]) for r in csv.DictReader(fh)]
 
 
 def load(path: Path) -> dict:
