@@ -35,9 +35,13 @@ def test_shipped_parse_tables_are_current_and_used() -> None:
     # LALR state numbers differ from build to build (set order), so the file is compared by its
     # key and by what it parses, not byte for byte.
     shipped = json.loads(Path(parse_tables.__file__).with_name(parse_tables.TABLES_NAME).read_text(encoding="utf-8"))
-    assert shipped["key"] == parse_tables.fingerprint(_grammar_text()), "run: python -m netdsl.parse_tables"
+    key = parse_tables.fingerprint(_grammar_text())
+    assert shipped["key"]["grammar_sha256"] == key["grammar_sha256"], "run: python -m netdsl.parse_tables"
     built = parse._build_parser()
     loaded = parse_tables.load(_grammar_text(), parse._NewlineFilter())
+    if shipped["key"] != key:  # another Lark than the tables were built with: they must be ignored
+        assert loaded is None
+        return
     assert loaded is not None
     for spec in sorted(ROOT.glob("specs/**/*.net")):
         text = spec.read_text(encoding="utf-8")
