@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import statistics
 import sys
 import time
@@ -237,9 +236,9 @@ def bench_network(name: str, args: argparse.Namespace, peaks: dict[str, float], 
     p20 = {k: bs / sorted(v)[len(v) // 5] for k, v in steps.items()}
     best = {k: bs / min(v) for k, v in steps.items()}
     c_med, c_p20, c_full, c_best = med(rate["course"]), p20["course"], med(full["course"]), best["course"]
-    lines = [f"| network | loop | train samples/s (median) | ratio | samples/s (p20 step) | ratio | samples/s (best step) "
-             f"| ratio | full epoch samples/s | ratio | GFLOP/s (median) | of fp32 peak | of bf16 peak | GFLOP/s (best step) "
-             f"| of fp32 peak | of bf16 peak |", "|---|---|" + "---:|" * 14]
+    lines = ["| network | loop | train samples/s (median) | ratio | samples/s (p20 step) | ratio | samples/s (best step) "
+             "| ratio | full epoch samples/s | ratio | GFLOP/s (median) | of fp32 peak | of bf16 peak | GFLOP/s (best step) "
+             "| of fp32 peak | of bf16 peak |", "|---|---|" + "---:|" * 14]
     for k in keys:
         m, p, f, b = med(rate[k]), p20[k], med(full[k]), best[k]
         gf, gb = m * flops_per_sample, b * flops_per_sample

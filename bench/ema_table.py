@@ -100,7 +100,7 @@ def main() -> int:
         print(f"| last-{n} mean | " + " | ".join(f"{mean[k]:.4f}" for k in names) + " |")
         print(f"| last-{n} std | " + " | ".join(f"{std[k]:.4f}" for k in names) + " |")
         print(f"| last-{n} mean abs change | " + " | ".join(f"{swing[k]:.4f}" for k in names) + " |")
-        print(f"| final | " + " | ".join(f"{cols[k][-1]:.4f}" for k in names) + " |")
+        print("| final | " + " | ".join(f"{cols[k][-1]:.4f}" for k in names) + " |")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from netdsl.concrete import Block, Layer, Statement
+    from netdsl.concrete import Layer, Statement
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -4,7 +4,6 @@ and checks that every box covers its rectangle's pixels and no more (up to the b
 from __future__ import annotations
 
 import doctest
-import math
 from pathlib import Path
 
 import numpy as np

@@ -26,7 +26,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sympy.core.evalf import PrecisionExhausted
 from torch import nn
 
 import netdsl

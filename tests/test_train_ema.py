@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-import netdsl.train.command as command
 from netdsl.cli import main
 from netdsl.train.data import Tensors
 from netdsl.train.loop import Hyper, Trainer, ema_settings

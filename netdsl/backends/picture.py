@@ -21,10 +21,8 @@ temporary file and renamed.
 from __future__ import annotations
 
 import html
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Union

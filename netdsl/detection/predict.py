@@ -20,8 +20,6 @@ from torch import nn
 
 from netdsl.detection.nms import non_max_suppression
 
-from netdsl.detection.augment import PAD_VALUE  # noqa: F401  (one grey for training and inference)
-
 
 @dataclass(frozen=True)
 class Letterbox:

@@ -17,12 +17,9 @@ records `world_size`. Checkpoints are the same as one process's, so either may r
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import time
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -290,16 +287,9 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_metrics(path: Path, rows: list[Any]) -> None:
     from netdsl.detection.trainer import DetRow
-    from netdsl.train.files import atomic_write_text
+    from netdsl.train.files import atomic_write_rows_csv
 
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    names = [f.name for f in fields(DetRow)]
-    w.writerow(names)
-    for r in rows:
-        dct = asdict(r)
-        w.writerow([dct["epoch"]] + [f"{dct[k]:.6g}" for k in names[1:]])
-    atomic_write_text(path / "metrics.csv", buf.getvalue())
+    atomic_write_rows_csv(path / "metrics.csv", DetRow, rows)
 
 
 def save_epoch(path: Path, trainer: Any, fingerprint: str) -> None:

@@ -53,7 +53,7 @@ from netdsl.detection.loss import head_geometry, yolo_loss
 from netdsl.detection.nms import non_max_suppression
 from netdsl.errors import NetdslError
 from netdsl.train.ema import ModelEMA
-from netdsl.train.loop import NonFiniteLoss
+from netdsl.train.loop import NonFiniteLoss, checkpoint_mismatch, restore_torch_rng
 
 CHECKPOINT_FORMAT = "netdsl-detect-checkpoint-v1"
 NOMINAL_BATCH = 64
@@ -404,12 +404,10 @@ class DetTrainer:
             raise NetdslError("checkpoint " + ("has no" if self.ema is not None else "has") + " EMA weights, "
                               "but this run " + ("keeps" if self.ema is not None else "does not keep") + " them",
                               path=path, hint="resume with the settings the run was started with")
-        try:
+        with checkpoint_mismatch(path):
             if self.ema is not None:
                 self.model.load_state_dict(ckpt["live_model"])
-                self.ema.module.load_state_dict(ckpt["model"])
-                e = ckpt["ema"]
-                self.ema.updates, self.ema.decay, self.ema.tau = int(e["updates"]), float(e["decay"]), float(e["tau"])
+                self.ema.load_state_dict({"module": ckpt["model"], **ckpt["ema"]})
             else:
                 self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -419,14 +417,8 @@ class DetTrainer:
             for p, g in zip(self.params, grads):
                 p.grad = None if g is None else g.to(p.device).reshape(p.shape).clone()
             self.accumulate = int(ckpt["accumulate"])
-            torch.set_rng_state(ckpt["rng"]["torch"])
-            if ckpt["rng"].get("cuda") and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+            restore_torch_rng(ckpt["rng"]["torch"], ckpt["rng"].get("cuda"))
             rows = [DetRow(**r) for r in ckpt["history"]]
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise NetdslError(f"checkpoint does not match this run's model: {msg}", path=path,
-                              hint="resume with the spec and --set values the run was started with") from None
         if len(rows) != ckpt.get("epoch"):
             raise NetdslError("checkpoint is inconsistent (history and epoch disagree)", path=path)
         self.history = DetHistory(rows, float(ckpt["best_map"]), int(ckpt["best_epoch"]))

@@ -30,7 +30,7 @@ from netdsl.importers.darknet_head import read_yolo, write_detect
 from netdsl.importers.darknet_read import (ACTIVATIONS, Conv, Section, T, must_be, opt_int, opt_ints, opt_str,
                                            read_cfg, require_float)
 from netdsl.importers.darknet_residual import unit_end, write_residual
-from netdsl.importers.spec_writer import Loc, Shape, Size, Sizes, Source, Stmt, Writer, check_text, net_name, stride_of
+from netdsl.importers.spec_writer import Shape, Size, Sizes, Source, Stmt, Writer, check_text, net_name
 
 # Blocks for conv + batchnorm + activation, by darknet's activation name.
 BN_BLOCKS = {"leaky": "cbl", "linear": "cb", "logistic": "cb_sigmoid", "swish": "cb_silu", "mish": "cb_mish", "relu": "cb_relu",

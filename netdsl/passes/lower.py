@@ -404,7 +404,7 @@ class _Lowerer:
                 raise NetdslError(f"duplicate name '{a.name}'", a.span,
                                   f"'{a.name}' is already defined at line {prev.line}, column {prev.column}; rename one of them")
             if graph_block is not None and a.output and a.name != "output":
-                raise NetdslError(f"a graph block has one result, the statement named `output`", a.span,
+                raise NetdslError("a graph block has one result, the statement named `output`", a.span,
                                   f"write `output = ...` in block '{graph_block.name}'")
             for e in a.annotation or ():
                 check_names(e, sc.known, "shape annotation")

@@ -1,13 +1,15 @@
 """Where netdsl keeps its caches, and writes that never leave a half-written file behind."""
 from __future__ import annotations
 
+import csv
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -47,6 +49,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_rows_csv(path: Path, row_type: type, rows: Sequence[Any]) -> None:
+    """Dataclass rows as CSV with a header of `row_type`'s fields: the first field (the epoch) as
+    it is, the others to 6 significant digits (metrics.csv of both trainers)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    names = [f.name for f in dataclasses.fields(row_type)]
+    w.writerow(names)
+    for r in rows:
+        d = dataclasses.asdict(r)
+        w.writerow([d[names[0]]] + [f"{d[k]:.6g}" for k in names[1:]])
+    atomic_write_text(path, buf.getvalue())
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:

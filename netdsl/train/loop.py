@@ -17,7 +17,7 @@ import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -364,7 +364,7 @@ class Trainer:
         }
 
     def restore(self, ckpt: dict[str, Any], path: str) -> None:
-        try:
+        with checkpoint_mismatch(path):
             if self.ema is not None:
                 if "ema" not in ckpt or "live" not in ckpt:
                     raise KeyError("ema (the checkpoint was written without --ema)")
@@ -376,17 +376,30 @@ class Trainer:
                 self.module.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.shuffle.set_state(ckpt["shuffle_rng"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            if ckpt.get("cuda_rng") and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+            restore_torch_rng(ckpt["torch_rng"], ckpt.get("cuda_rng"))
             rows = [EpochRow(**r) for r in ckpt["history"]]
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise NetdslError(f"checkpoint does not match this run's model: {msg}", path=path,
-                              hint="resume with the spec and --set values the run was started with") from None
         if len(rows) != ckpt.get("epoch"):
             raise NetdslError("checkpoint is inconsistent (history and epoch disagree)", path=path)
         self.history = History(rows, float(ckpt["best_val_loss"]), int(ckpt["best_epoch"]))
+
+
+@contextlib.contextmanager
+def checkpoint_mismatch(path: str) -> Iterator[None]:
+    """Loading a checkpoint into this run's objects: any failure is one NetdslError naming the file
+    (both trainers' `restore` run inside it)."""
+    try:
+        yield
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise NetdslError(f"checkpoint does not match this run's model: {msg}", path=path,
+                          hint="resume with the spec and --set values the run was started with") from None
+
+
+def restore_torch_rng(cpu: torch.Tensor, cuda: list[torch.Tensor] | None) -> None:
+    """torch's generators as a checkpoint saved them (CUDA's only where there is CUDA)."""
+    torch.set_rng_state(cpu)
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _layout(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:

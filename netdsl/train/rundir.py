@@ -7,13 +7,10 @@ a SIGKILL between any two writes costs at most the epoch in progress.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import pickle
 import re
 import warnings
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,8 @@ import torch
 from netdsl.errors import NetdslError
 from netdsl.train import plots
 from netdsl.train.data import Tensors
-from netdsl.train.files import atomic_save_npy, atomic_write, atomic_write_json, atomic_write_text
+from netdsl.train.files import (atomic_save_npy, atomic_write, atomic_write_json, atomic_write_rows_csv,
+                                atomic_write_text)
 from netdsl.train.loop import CHECKPOINT_FORMAT, EpochRow, Trainer
 
 RUN_FORMAT = "netdsl-run-v1"
@@ -118,14 +116,7 @@ class RunDir:
     def write_metrics(self, rows: list[EpochRow]) -> None:
         if not self.write:
             return
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        names = [f.name for f in fields(EpochRow)]
-        w.writerow(names)
-        for r in rows:
-            d = asdict(r)
-            w.writerow([d["epoch"]] + [f"{d[k]:.6g}" for k in names[1:]])
-        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+        atomic_write_rows_csv(self.path / "metrics.csv", EpochRow, rows)
 
     def finish(self, trainer: Trainer, data: Tensors, palette: np.ndarray) -> None:
         """The figures, from the final weights."""
