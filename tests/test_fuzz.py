@@ -123,6 +123,18 @@ def _names(toks: list[str]) -> list[int]:
     return [i for i, t in enumerate(toks) if t[:1].isalpha() or t[:1] == "_"]
 
 
+def basic_edit(items: list, i: int, which: int, rng: random.Random) -> None:
+    """The edits every mutator shares (specs, .cfg lines, YAML tokens): 0 deletes item i,
+    1 duplicates it, 2 swaps it with a random item."""
+    if which == 0:
+        del items[i]
+    elif which == 1:
+        items.insert(i, items[i])
+    else:
+        j = rng.randrange(len(items))
+        items[i], items[j] = items[j], items[i]
+
+
 def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:
     """Token-level damage: delete, duplicate, swap, replace, insert noise, nest, stretch; plant the
     core v2 constructs; rename things to nn.Module attributes; a BOM, NUL bytes."""
@@ -132,13 +144,8 @@ def mutate(text: str, rng: random.Random, rounds: int = 3) -> str:
             toks = [rng.choice(_NOISE)]
         i = rng.randrange(len(toks))
         kind = rng.randrange(15)
-        if kind == 0:
-            del toks[i]
-        elif kind == 1:
-            toks.insert(i, toks[i])
-        elif kind == 2:
-            j = rng.randrange(len(toks))
-            toks[i], toks[j] = toks[j], toks[i]
+        if kind <= 2:
+            basic_edit(toks, i, kind, rng)
         elif kind == 3:
             toks[i] = rng.choice(_NOISE)
         elif kind == 4:

@@ -26,7 +26,7 @@ from netdsl.cli import main as cli_main
 from netdsl.errors import NetdslError
 from netdsl.importers import import_file, import_text
 from netdsl.weights import darknet_layout, load_weights, save_weights
-from test_fuzz import Hang, time_limit
+from test_fuzz import Hang, basic_edit, time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -588,13 +588,8 @@ def mutate_cfg(text: str, rng: random.Random, rounds: int) -> str:
             continue
         if not lines or kind == 0:
             lines.insert(i, rng.choice(_CFG_LINES))
-        elif kind == 1:
-            del lines[i]
-        elif kind == 2:
-            lines.insert(i, lines[i])
-        elif kind == 3:
-            j = rng.randrange(len(lines))
-            lines[i], lines[j] = lines[j], lines[i]
+        elif kind <= 3:
+            basic_edit(lines, i, kind - 1, rng)
         elif kind in (4, 5) and "=" in lines[i]:  # a value replaced, or one item of a list
             key, _, value = lines[i].partition("=")
             items = value.split(",")
@@ -627,13 +622,8 @@ def mutate_yaml(text: str, rng: random.Random, rounds: int) -> str:
                 text_.insert(rng.choice(rows) + 1, "   " + _random_row(rng))
                 toks = _YAML_TOKEN.findall("\n".join(text_))
             continue
-        if kind == 0:
-            del toks[i]
-        elif kind == 1:
-            toks.insert(i, toks[i])
-        elif kind == 2:
-            j = rng.randrange(len(toks))
-            toks[i], toks[j] = toks[j], toks[i]
+        if kind <= 2:
+            basic_edit(toks, i, kind, rng)
         elif kind in (3, 4):  # a number, name or module replaced
             words = [j for j, t in enumerate(toks) if t.strip() and t.strip() not in "[],:"] or [i]
             toks[rng.choice(words)] = rng.choice(_YAML_NOISE)
