@@ -87,3 +87,15 @@ def test_a_tensor_named_module_is_not_mistaken_for_ddp() -> None:
 def test_bad_settings_are_refused(decay: float, tau: float) -> None:
     with pytest.raises(ValueError):
         ModelEMA(_net(), decay=decay, tau=tau)
+
+
+def test_frozen_parameters_are_copied_not_averaged() -> None:
+    live = _net()
+    live[0].weight.requires_grad_(False)
+    ema = ModelEMA(live, decay=0.9, tau=1.0)
+    with torch.no_grad():
+        live[0].weight.mul_(1.0 / 3.0)  # a frozen weight the EMA has not seen (e.g. loaded weights)
+        live[0].bias.add_(1.0)
+    ema.update(live)
+    assert torch.equal(ema.module[0].weight, live[0].weight)
+    assert not torch.equal(ema.module[0].bias, live[0].bias)  # trainable: averaged

@@ -145,18 +145,6 @@ class DetHyper:
     ema: bool = True
 
 
-class DetEMA(ModelEMA):
-    """`ModelEMA` whose frozen parameters (`requires_grad=False` in the live model) are copied,
-    not averaged: `d * x + (1 - d) * x` need not round back to `x`, and frozen means unchanged."""
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        super().update(model)
-        for mine, theirs in zip(self.module.parameters(), model.parameters()):
-            if not theirs.requires_grad:
-                mine.copy_(theirs)
-
-
 @dataclass
 class DetRow:
     epoch: int
@@ -232,7 +220,7 @@ class DetTrainer:
         for g in self.optimizer.param_groups:
             g["initial_lr"] = self.hyp["lr0"]
         self.history = DetHistory()
-        self.ema = DetEMA(self.model, EMA_DECAY, EMA_TAU) if hyper.ema else None
+        self.ema = ModelEMA(self.model, EMA_DECAY, EMA_TAU) if hyper.ema else None
 
     @property
     def eval_model(self) -> nn.Module:

@@ -4,7 +4,8 @@ The decay ramps up as ultralytics' ModelEMA does: `decay * (1 - exp(-updates / t
 first updates follow the live weights closely and the average only later becomes long. Parameters
 are averaged; buffers (BatchNorm's running statistics, its batch counter) are copied from the live
 model at each update, so the averaged model is always evaluated with statistics that belong to
-recent weights. Written from the method's description, not from ultralytics' code.
+recent weights. Frozen parameters (`requires_grad=False` in the live model) are copied too.
+Written from the method's description, not from ultralytics' code.
 
 >>> import torch
 >>> live = torch.nn.Linear(2, 1)
@@ -51,7 +52,9 @@ class ModelEMA:
         self.updates += 1
         live = _unwrap(model)
         for mine, theirs in zip(self.module.parameters(), live.parameters()):
-            if mine.dtype.is_floating_point:
+            if not theirs.requires_grad:  # frozen means unchanged: d*x + (1-d)*x need not round to x
+                mine.copy_(theirs)
+            elif mine.dtype.is_floating_point:
                 mine.mul_(d).add_(theirs.detach(), alpha=1.0 - d)
         for mine, theirs in zip(self.module.buffers(), live.buffers()):
             mine.copy_(theirs)

@@ -219,8 +219,6 @@ class Trainer:
         if hyper.ema:
             decay, tau = ema_settings(math.ceil(len(data.x_train) / hyper.batch_size))
             self.ema = ModelEMA(self.module, decay=decay, tau=tau)
-        self._frozen = [(mine, theirs) for mine, theirs in zip(self.ema.module.parameters(), self.module.parameters())
-                        if not theirs.requires_grad] if self.ema is not None else []
         self.step_model: nn.Module = self.model
         self.compile_seconds: float | None = None  # the first compiled step's time, once taken
         if hyper.compile:
@@ -270,8 +268,6 @@ class Trainer:
                 self.compile_seconds = time.perf_counter() - t_step
             if ema is not None:
                 ema.update(self.module)
-                if self._frozen:
-                    _copy_frozen(self._frozen)
             total += loss.detach() * len(idx)  # no .item(): a per-batch sync would cost on a GPU
             seen += len(idx)
             if on_batch is not None:
@@ -420,14 +416,6 @@ def _adam(params: list[nn.Parameter], lr: float, fused: bool, device: torch.devi
             except (RuntimeError, TypeError, ValueError):  # no such kernel for this device or torch
                 continue
     return torch.optim.Adam(params, lr=lr)
-
-
-@torch.no_grad()
-def _copy_frozen(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Frozen parameters are their own average: copied, so float rounding in the EMA's
-    `d * x + (1 - d) * x` cannot move a weight that `--freeze` promises to keep."""
-    for mine, theirs in pairs:
-        mine.copy_(theirs)
 
 
 def fit(model: nn.Module, data: Tensors, hyper: Hyper = Hyper(), *, device: str = "cpu",
