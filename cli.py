@@ -1,7 +1,6 @@
 """Run netdsl from a checkout without installing it: `python cli.py build specs/unet.net`."""
-import sys
 
-from netdsl.cli import main
+from netdsl.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

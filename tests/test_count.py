@@ -151,6 +151,32 @@ def test_count_parse_and_solve_never_import_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120).returncode == 0
 
 
+def _script(out: Path, *args: str) -> tuple[int, str]:
+    """The console script's entry (`run`, which skips the interpreter's teardown for count and
+    solve) in a fresh process, its stdout a file: the test of a flush that would be missed."""
+    code = ("import atexit, sys\natexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+            "from netdsl.cli import run\nsys.argv[0] = 'netdsl'\nrun()\n")
+    with out.open("w") as f:
+        r = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, stdout=f, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    return r.returncode, r.stderr
+
+
+def test_console_script_fast_exit_keeps_output_and_exit_codes(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    rc, err = _script(out, "count", "specs/unet.net", "--json")
+    assert rc == 0 and "atexit ran" not in err  # count skipped the teardown ...
+    assert json.loads(out.read_text()) == json.loads(_cli("count", "specs/unet.net", "--json").stdout)  # ... all written
+    rc, err = _script(out, "count", "specs/pool_upsample.net", "--json")
+    assert rc == 1 and json.loads(out.read_text())["net"] == "PoolUpsampleNet"  # failing claims: exit 1
+    rc, err = _script(out, "count", "specs/unet.net", "--set", "k=4")
+    assert rc == 2 and "odd" in err
+    rc, err = _script(out, "solve", "specs/conv_transpose_open.net", "--set", "k=5")
+    assert rc == 0 and out.read_text().strip()
+    rc, err = _script(out, "build", "specs/unet.net", "--json")  # other commands exit normally
+    assert rc == 0 and "atexit ran" in err and json.loads(out.read_text())
+
+
 def test_count_cli_json_and_flags() -> None:
     r = _cli("count", "specs/unet.net", "--json", "--double-resolution", "--biases", "--batchnorm", "--activations")
     assert r.returncode == 0, r.stderr

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netdsl.errors import NetdslError
-from netdsl.passes.counts import count_layers
-from netdsl.concrete import ConcreteGraph
+
+if TYPE_CHECKING:  # SymPy is imported when a check runs: `import netdsl` stays without it
+    from netdsl.concrete import ConcreteGraph
 
 BYTES_PER_VALUE = 4  # float32
 DEFAULT_MAX_BYTES = 8 * 2**30
@@ -27,6 +29,8 @@ def _gib(n: int) -> str:
 
 def check_memory(shapes: ConcreteGraph, max_bytes: int | None = DEFAULT_MAX_BYTES) -> MemoryEstimate:
     """Estimate the memory a compiled network needs; refuse above `max_bytes` (None: no limit)."""
+    from netdsl.passes.counts import count_layers
+
     counts = count_layers(shapes)
     env = shapes.env
     spans = {l.path: l.node.origin for l in shapes.layers}
