@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from netdsl.errors import NetdslError
+from netdsl.train.report import EpochProgress
 
 TASK = "detect"
 DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad")
@@ -206,36 +206,13 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
             "warnings": data.warnings, "create": (run_json, text), "ckpt": None, "fingerprint": run_json["data_fingerprint"]}
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    import pickle
-    import warnings
-
-    import torch
-
-    from netdsl.detection.trainer import CHECKPOINT_FORMAT
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise NetdslError("checkpoint not found", path=str(path)) from None
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as err:
-        first = type(err).__name__ if isinstance(err, pickle.UnpicklingError) else (str(err).splitlines() or [""])[0][:160]
-        raise NetdslError(f"corrupt or unreadable checkpoint ({first or type(err).__name__})", path=str(path),
-                          hint="delete it to restart the run, or start a new run") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise NetdslError("not a netdsl detection training checkpoint", path=str(path))
-    return ckpt
-
-
 def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     from netdsl.api import build
     from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import DetHyper, data_fingerprint
+    from netdsl.detection.trainer import CHECKPOINT_FORMAT, DetHyper, data_fingerprint
     from netdsl.freeze import Freeze
     from netdsl.train.command import resume_dir
-    from netdsl.train.rundir import read_json
+    from netdsl.train.rundir import load_checkpoint, read_json
 
     d = resume_dir(args)
     bad = _given(args, COLOUR_FLAGS)
@@ -268,7 +245,7 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
                           hint="restore the original data, or start a new run")
     ckpt = None
     if (d / "last.pt").exists():
-        ckpt = load_checkpoint(d / "last.pt")
+        ckpt = load_checkpoint(d / "last.pt", CHECKPOINT_FORMAT, "detection training")
         if ckpt.get("fingerprint") != fp:
             raise NetdslError("checkpoint belongs to another run (its data differs)", path=str(d / "last.pt"))
         if int(ckpt.get("epoch", 0)) > hyper.epochs:
@@ -358,54 +335,18 @@ def samples(trainer: Any, path: Path, title: str, names: list[str]) -> None:
 
 # --------------------------------------------------------------------------------------- progress
 
-def _line(label: str, row: Any, epochs: int) -> str:
-    return (f"{label}  epoch {row.epoch}/{epochs}  box {row.box:.4f}  obj {row.obj:.4f}  cls {row.cls:.4f}  "
-            f"P {row.precision:.3f}  R {row.recall:.3f}  mAP@0.5 {row.map50:.3f}  "
-            f"mAP@0.5:0.95 {row.map50_95:.3f}  {row.seconds:.1f}s")
+class Progress(EpochProgress[Any]):
+    """The detection trainer's display: the bar notes the running box/obj/cls losses."""
 
+    def line(self, row: Any) -> str:
+        return (f"{self._label}  epoch {row.epoch}/{self._epochs}  box {row.box:.4f}  obj {row.obj:.4f}  "
+                f"cls {row.cls:.4f}  P {row.precision:.3f}  R {row.recall:.3f}  mAP@0.5 {row.map50:.3f}  "
+                f"mAP@0.5:0.95 {row.map50_95:.3f}  {row.seconds:.1f}s")
 
-class Progress:
-    """A rich bar with the running box/obj/cls losses on a terminal, a line per epoch elsewhere."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.mode = "quiet" if quiet else ("rich" if sys.stdout.isatty() else "plain")
-        self._bar: Any = None
-
-    def message(self, text: str) -> None:
-        if self.mode != "quiet":
-            print(text, flush=True)
-
-    def start(self, label: str, epochs: int, done: int, images: int) -> None:
-        self.label, self.epochs = label, epochs
-        if self.mode == "rich":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-
-            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[losses]}"))
-            self._bar.start()
-            self._task = self._bar.add_task(f"{label} epoch {done + 1}/{epochs}", total=images, losses="")
-
-    def batch(self, done: int, means: Any) -> None:
-        if self._bar is not None:
-            b, o, c = means.tolist()
-            self._bar.update(self._task, completed=done, losses=f"box {b:.4f} obj {o:.4f} cls {c:.4f}")
-
-    def epoch(self, row: Any) -> None:
-        if self.mode == "plain":
-            print(_line(self.label, row, self.epochs), flush=True)
-        elif self._bar is not None:
-            self._bar.console.print(_line(self.label, row, self.epochs), highlight=False)
-            self._bar.update(self._task, completed=0,
-                             description=f"{self.label} epoch {min(row.epoch + 1, self.epochs)}/{self.epochs}")
-
-    def end(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    @property
-    def on_batch(self) -> Any:
-        return self.batch if self.mode == "rich" else None
+    def batch_note(self, *state: Any) -> str:
+        (means,) = state  # DetTrainer passes the epoch's running mean losses
+        b, o, c = means.tolist()
+        return f"box {b:.4f} obj {o:.4f} cls {c:.4f}"
 
 
 def after_epoch(trainer: Any) -> None:
@@ -451,7 +392,7 @@ def _run(args: argparse.Namespace, dist: Any, device: Any) -> int:
         trainer.restore(p["ckpt"], str(out / "last.pt"))
         if main:
             write_metrics(out, trainer.history.rows)
-    rep = Progress(args.quiet or not main)
+    rep = Progress.choose(args.quiet, main)
     for note in p["notes"]:
         rep.message(f"note: {note}")
     if p["warnings"]:

@@ -4,63 +4,99 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, Sequence, TypeVar
 
-from netdsl.train.loop import EpochRow
-
-
-def _line(label: str, row: EpochRow, epochs: int) -> str:
-    return (f"{label}  epoch {row.epoch}/{epochs}  train loss {row.train_loss:.4f}  "
-            f"val loss {row.val_loss:.4f}  val acc {100 * row.val_acc:.2f}%  {row.seconds:.1f}s")
+if TYPE_CHECKING:  # loop imports torch, and the detection CLI module imports this one on import
+    from netdsl.train.loop import EpochRow
 
 
-class Reporter:
+class _Row(Protocol):
+    epoch: int  # all the bar needs of a trainer's epoch row: which epoch comes next
+
+
+RowT = TypeVar("RowT", bound=_Row)
+ProgressT = TypeVar("ProgressT", bound="EpochProgress[Any]")
+
+
+class EpochProgress(Generic[RowT]):
+    """A trainer's display: a rich bar on a terminal, one plain line per epoch otherwise, nothing
+    when quiet. Subclasses say what the epoch line reads and what the bar's note shows."""
+
     def __init__(self, mode: str) -> None:
         self.mode = mode  # "rich" | "plain" | "quiet"
-        self._progress: Any = None
+        self._bar: Any = None
         self._task: Any = None
 
     @classmethod
-    def choose(cls, quiet: bool, is_main: bool = True) -> "Reporter":
+    def choose(cls: type[ProgressT], quiet: bool, is_main: bool = True) -> ProgressT:
         if quiet or not is_main:
             return cls("quiet")
         return cls("rich" if sys.stdout.isatty() else "plain")
+
+    def line(self, row: RowT) -> str:
+        raise NotImplementedError
+
+    def batch_note(self, *state: Any) -> str | None:
+        """The bar's note after a batch (`state`: what the trainer passes after the count); None keeps it."""
+        return None
+
+    def epoch_note(self, row: RowT) -> str | None:
+        """The bar's note after an epoch; None keeps it."""
+        return None
 
     def message(self, text: str) -> None:
         if self.mode != "quiet":
             print(text, flush=True)
 
-    def start(self, label: str, epochs: int, done: int, samples: int) -> None:
-        self._label, self._epochs, self._samples = label, epochs, samples
+    def start(self, label: str, epochs: int, done: int, total: int) -> None:
+        self._label, self._epochs = label, epochs
         if self.mode == "rich":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("{task.fields[last]}"), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task(f"{label} epoch {done + 1}/{epochs}", total=samples, last="")
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[note]}"), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(self._description(done + 1), total=total, note="")
 
-    def batch(self, done: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done)
+    def batch(self, done: int, *state: Any) -> None:
+        if self._bar is not None:
+            self._update(self.batch_note(*state), completed=done)
 
-    def epoch(self, row: EpochRow) -> None:
+    def epoch(self, row: RowT) -> None:
         if self.mode == "plain":
-            print(_line(self._label, row, self._epochs), flush=True)
-        elif self._progress is not None:
-            self._progress.console.print(_line(self._label, row, self._epochs), highlight=False)
+            print(self.line(row), flush=True)
+        elif self._bar is not None:
+            self._bar.console.print(self.line(row), highlight=False)
             nxt = min(row.epoch + 1, self._epochs)
-            self._progress.update(self._task, completed=0, description=f"{self._label} epoch {nxt}/{self._epochs}",
-                                  last=f"val loss {row.val_loss:.3f} acc {100 * row.val_acc:.1f}%")
+            self._update(self.epoch_note(row), completed=0, description=self._description(nxt))
 
     def end(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
     @property
-    def on_batch(self) -> Any:
+    def on_batch(self) -> Callable[..., None] | None:
         return self.batch if self.mode == "rich" else None
+
+    def _description(self, epoch: int) -> str:
+        return f"{self._label} epoch {epoch}/{self._epochs}"
+
+    def _update(self, note: str | None, **fields: Any) -> None:
+        if note is not None:
+            fields["note"] = note
+        self._bar.update(self._task, **fields)
+
+
+class Reporter(EpochProgress["EpochRow"]):
+    """The colourization trainer's display: the bar notes the last validation loss and accuracy."""
+
+    def line(self, row: EpochRow) -> str:
+        return (f"{self._label}  epoch {row.epoch}/{self._epochs}  train loss {row.train_loss:.4f}  "
+                f"val loss {row.val_loss:.4f}  val acc {100 * row.val_acc:.2f}%  {row.seconds:.1f}s")
+
+    def epoch_note(self, row: EpochRow) -> str:
+        return f"val loss {row.val_loss:.3f} acc {100 * row.val_acc:.1f}%"
 
 
 @dataclass

@@ -55,8 +55,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return obj
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint dict, or NetdslError for anything torn, foreign or tampered with."""
+def load_checkpoint(path: Path, fmt: str = CHECKPOINT_FORMAT, what: str = "training") -> dict[str, Any]:
+    """A checkpoint dict whose "format" is `fmt`, or NetdslError for anything torn, foreign or
+    tampered with; `what` names the kind of checkpoint expected ("detection training")."""
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing
             warnings.simplefilter("ignore")
@@ -75,8 +76,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             first = type(err).__name__
         raise NetdslError(f"corrupt or unreadable checkpoint, or not a netdsl checkpoint ({first})", path=str(path),
                           hint="delete it to restart that run from its previous checkpoint, or start a new run") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise NetdslError("not a netdsl training checkpoint", path=str(path))
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise NetdslError(f"not a netdsl {what} checkpoint", path=str(path))
     return ckpt
 
 
