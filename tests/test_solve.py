@@ -1,6 +1,7 @@
 """`netdsl solve`: open arguments found symbolically, checked against torch; the seed's Question 4."""
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -152,3 +153,80 @@ def test_max_value_is_checked() -> None:
     assert r.returncode == 2 and "--max-value" in r.stderr
     res = netdsl.solve(OPEN, k=7, max_value=2)  # padding 3 is needed: out of the searched range
     assert res.status == "none"
+
+
+# --- open arguments inside graph blocks --------------------------------------------------------
+
+RES_OPEN = """net ResOpen(C = 8, k: odd = 3)
+input x: [3, H = 16, W = 16] where H % 2 == 0, W % 2 == 0
+
+block basic(c, s = 1) {
+  input x
+  main = x |> conv(c, k, stride=s, padding=?) -> relu -> conv(c, k, padding=?)
+  skip = x |> conv(c, 1, stride=s)
+  output = add(main, skip) |> relu
+}
+
+stem: [C, H, W] = x |> conv(C, k, padding=k//2)
+a: [C, H, W] = stem |> basic(C)
+b: [2*C, H/2, W/2] = a |> basic(2*C, 2)
+output = b |> conv(4, 1)
+"""
+
+
+def _res_filled(k: int, pa: tuple[int, int], pb: tuple[int, int]) -> str:
+    """The same network with each call's paddings as block arguments: what torch checks."""
+    text = RES_OPEN.replace("block basic(c, s = 1)", "block basic(c, s = 1, p1 = 0, p2 = 0)")
+    text = text.replace("stride=s, padding=?)", "stride=s, padding=p1)").replace("conv(c, k, padding=?)",
+                                                                                 "conv(c, k, padding=p2)")
+    text = text.replace("basic(C)", f"basic(C, 1, {pa[0]}, {pa[1]})").replace("basic(2*C, 2)",
+                                                                               f"basic(2*C, 2, {pb[0]}, {pb[1]})")
+    return text.replace("k: odd = 3", f"k: odd = {k}")
+
+
+def _torch_keeps_shapes(text: str) -> bool:
+    """Built by netdsl and run by torch at several even sizes: every call's add works and a, b
+    have their annotated shapes."""
+    try:
+        model = netdsl.build(text)
+    except NetdslError:
+        return False
+    seen: dict[str, tuple[int, ...]] = {}
+    for name in ("a", "b"):
+        model.get_submodule(name).register_forward_hook(lambda m, i, o, n=name: seen.__setitem__(n, tuple(o.shape)))
+    for h, w in ((16, 16), (8, 12), (20, 36)):
+        try:
+            model(torch.zeros(1, 3, h, w))
+        except RuntimeError:  # the add's shapes differ
+            return False
+        if seen["a"] != (1, 8, h, w) or seen["b"] != (1, 16, h // 2, w // 2):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_open_arguments_inside_graph_blocks_match_torch(k: int) -> None:
+    res = netdsl.solve(RES_OPEN, k=k, max_value=2 * k)
+    # each call of the block opens its own `?`, named by the module its layer becomes
+    assert [h.key for h in res.holes] == ["a.main.0.padding", "a.main.2.padding", "b.main.0.padding",
+                                          "b.main.2.padding"]
+    model = netdsl.build(_res_filled(k, (k // 2, k // 2), (k // 2, k // 2)))
+    names = dict(model.named_modules())
+    assert all(h.layer in names for h in res.holes)
+    found = set(res.solutions)
+    assert found and res.status == "several"
+    # torch as the oracle over the whole searched box of each call (the two calls are independent
+    # given a's annotation, so a's box with b at a solution, and b's box with a at one)
+    a0, b0 = res.solutions[0][:2], res.solutions[0][2:]
+    box = range(0, 2 * k + 1)
+    for p in itertools.product(box, box):
+        assert _torch_keeps_shapes(_res_filled(k, p, b0)) == ((*p, *b0) in found), p
+        assert _torch_keeps_shapes(_res_filled(k, a0, p)) == ((*a0, *p) in found), p
+
+
+def test_too_many_combinations_inside_one_block_call_is_an_error() -> None:
+    text = RES_OPEN.replace("output = add(main, skip) |> relu",
+                            "output = add(main, skip) |> conv(c, 1, padding=?) -> conv(c, 1, padding=?)"
+                            " -> conv(c, 1, padding=?) -> conv(c, 1, padding=?)")
+    with pytest.raises(NetdslError, match="too many combinations"):
+        netdsl.solve(text, max_value=40)

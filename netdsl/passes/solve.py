@@ -10,6 +10,7 @@ merged, so annotated tensors cut the search into independent segments.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -111,30 +112,53 @@ def _range(env: SymEnv, op: ir.Op, arg: str, max_value: int) -> tuple[int, int, 
 
 
 def _open_args(graph: ir.Graph, env: SymEnv, max_value: int) -> list[OpenArg]:
-    out = []
+    out: list[OpenArg] = []
     for node in graph.nodes:
-        for op in node.layers:
-            if isinstance(op, ir.BlockInstance):
-                _no_holes_inside(op)
-                continue
-            for name, v in op.args.items():
-                if isinstance(v, ir.Hole):
-                    lo, hi, rule = _range(env, op, name, max_value)
-                    out.append(OpenArg(tensor=node.name, layer=node.module_path(op), op=op.op, arg=name,
-                                       span=v.span, line=op.origin.line, low=lo, high=hi, rule=rule))
+        _collect(node, node.name, "", env, max_value, out)
     return out
 
 
-def _no_holes_inside(inst: ir.BlockInstance) -> None:
+def _collect(node: ir.TensorNode, tensor: str, prefix: str, env: SymEnv, max_value: int,
+             out: list[OpenArg]) -> None:
+    """The `?` of one statement's layers, those inside its graph-block calls included (each call
+    opens its own, named by the module path its layer gets)."""
+    for op in node.layers:
+        path = prefix + node.module_path(op)
+        if isinstance(op, ir.BlockInstance):
+            for inner in op.nodes:
+                _collect(inner, tensor, path + ".", env, max_value, out)
+            continue
+        for name, v in op.args.items():
+            if isinstance(v, ir.Hole):
+                lo, hi, rule = _range(env, op, name, max_value)
+                out.append(OpenArg(tensor=tensor, layer=path, op=op.op, arg=name,
+                                   span=v.span, line=op.origin.line, low=lo, high=hi, rule=rule))
+
+
+def _holes_in(inst: ir.BlockInstance, prefix: str) -> list[tuple[str, str]]:
+    """(layer path, argument) of every `?` inside a graph-block call, in module order."""
+    found = []
     for node in inst.nodes:
         for op in node.layers:
+            path = prefix + node.module_path(op)
             if isinstance(op, ir.BlockInstance):
-                _no_holes_inside(op)
-                continue
-            for v in op.args.values():
-                if isinstance(v, ir.Hole):
-                    raise NetdslError("solve cannot search open arguments inside graph blocks yet", v.span,
-                                      "write the open argument in a top-level statement or a linear block")
+                found += _holes_in(op, path + ".")
+            else:
+                found += [(path, n) for n, v in op.args.items() if isinstance(v, ir.Hole)]
+    return found
+
+
+def _fill(op: ir.Op | ir.BlockInstance, values: dict[tuple[str, str], int], path: str) -> ir.Op | ir.BlockInstance:
+    """A copy of a layer (a graph-block call: of its whole body) with these `?` filled in."""
+    if isinstance(op, ir.Op):
+        if not any((path, n) in values for n in op.args):
+            return op
+        args = {n: ir.Int(span=v.span, value=values[(path, n)]) if (path, n) in values else v
+                for n, v in op.args.items()}
+        return op.model_copy(update={"args": args})
+    nodes = [n.model_copy(update={"layers": [_fill(l, values, f"{path}.{n.module_path(l)}") for l in n.layers]})
+             for n in op.nodes]
+    return op.model_copy(update={"nodes": nodes})
 
 
 def _check_annotations(graph: ir.Graph, env: SymEnv) -> None:
@@ -189,20 +213,17 @@ def solve(spec: ir.Spec, overrides: dict[str, int] | None = None, max_value: int
                 continue
             _add(cur, s, st, st.assigns)
         for op in node.layers:
-            opened = [n for n, v in op.args.items() if isinstance(v, ir.Hole)] if isinstance(op, ir.Op) else []
-            nxt: dict[tuple, tuple[Shape, _State]] = {}
             qual = node.module_path(op)
-            combos = list(itertools.product(*[range(holes[index[(qual, n)]].low, holes[index[(qual, n)]].high + 1)
-                                              for n in opened]))
+            opened = (_holes_in(op, qual + ".") if isinstance(op, ir.BlockInstance)
+                      else [(qual, n) for n, v in op.args.items() if isinstance(v, ir.Hole)])
+            nxt: dict[tuple, tuple[Shape, _State]] = {}
+            combos = _combos(opened, holes, index, node)
             messages: set[str] = set()
             for s, st in cur.values():
                 for combo in combos:
-                    filled = op
-                    if opened:
-                        args = dict(op.args)
-                        for n, v in zip(opened, combo):
-                            args[n] = ir.Int(span=op.args[n].span, value=v)
-                        filled = op.model_copy(update={"args": args})
+                    values = dict(zip(opened, combo))
+                    filled = _fill(op, values, qual) if opened else op
+                    notes = len(inf.notes)
                     try:
                         out = (inf.layer(node, filled, s, qual) if isinstance(filled, ir.Op)
                                else inf.block(filled, s, qual)).out_shape
@@ -210,7 +231,10 @@ def solve(spec: ir.Spec, overrides: dict[str, int] | None = None, max_value: int
                         last_error = e
                         messages.add(e.message)
                         continue
-                    extra = {index[(qual, n)]: v for n, v in zip(opened, combo)}
+                    if len(inf.notes) > notes:  # a merge in the block holds at the values in use only
+                        del inf.notes[notes:]
+                        continue
+                    extra = {index[k]: v for k, v in values.items()}
                     _add(nxt, out, st, [{**a, **extra} for a in st.assigns])
             if not nxt and cur and last_error is not None and len(messages) == 1:
                 # Every candidate fails the same way (e.g. --set NF=0 makes a channel count zero):
@@ -237,6 +261,16 @@ def solve(spec: ir.Spec, overrides: dict[str, int] | None = None, max_value: int
     result.solutions.sort()
     result.output_shapes = outputs
     return result
+
+
+def _combos(opened: list[tuple[str, str]], holes: list[OpenArg], index: dict[tuple[str, str], int],
+            node: ir.TensorNode) -> list[tuple[int, ...]]:
+    """Every combination of values for one layer's `?` (a graph-block call's: all inside it)."""
+    ranges = [range(holes[index[k]].low, holes[index[k]].high + 1) for k in opened]
+    if math.prod(len(r) for r in ranges) > MAX_ASSIGNMENTS:
+        raise NetdslError("too many combinations of open arguments to search", node.span,
+                          "fill in some of the open arguments, or narrow them with --max-value")
+    return list(itertools.product(*ranges))
 
 
 def _add(table: dict, s: Shape, st: _State, assigns: list[dict[int, int]]) -> None:
