@@ -162,7 +162,7 @@ class Ours:
 
 # --- data ------------------------------------------------------------------------------------
 def colour_tensors(max_train: int | None) -> tuple[Tensors, Any]:
-    data = load_data(DataSpec(max_train=max_train))
+    data = load_data(DataSpec(max_train=max_train, patches="fixed"))  # the course trained on a fixed set
     return to_tensors(data), data
 
 

@@ -65,7 +65,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=100)
     args = ap.parse_args()
 
-    data = load_data(DataSpec(max_train=args.max_train))
+    data = load_data(DataSpec(max_train=args.max_train, patches="fixed"))
     t = to_tensors(data)
     torch.manual_seed(0)
     base = netdsl.build(args.spec)

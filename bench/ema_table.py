@@ -80,7 +80,7 @@ def main() -> int:
     args = ap.parse_args()
     args.windows = [float(w) for w in args.windows.split(",")]
     t0 = time.perf_counter()
-    data = load_data(DataSpec(max_train=args.max_train))
+    data = load_data(DataSpec(max_train=args.max_train, patches="fixed"))
     tensors = to_tensors(data)
     print(f"{args.spec}: {len(tensors.x_train)} training / {len(tensors.x_val)} validation patches, "
           f"batch {args.batch_size}, {args.epochs} epochs, torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -24,7 +24,7 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
         names = set(z.namelist())
         assert z.read("netdsl/grammar/netdsl.lark").decode() == (ROOT / "grammar" / "netdsl.lark").read_text()
         entry = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "netdsl = netdsl.cli:main" in z.read(entry).decode()
+        assert "netdsl = netdsl.cli:run" in z.read(entry).decode()
 
     # A fresh venv that has netdsl only from the wheel and borrows this environment's dependencies
     # through a .pth line (appended after its own site-packages, so the wheel's copy wins).

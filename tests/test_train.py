@@ -117,6 +117,29 @@ def test_fit_learns_and_handles_partial_batch(photos: Path) -> None:
     assert 0 <= hist.rows[-1].val_acc <= 1 and hist.best_epoch in (1, 2, 3)
 
 
+def test_fresh_patches_draw_a_new_subset_each_epoch() -> None:
+    """With an epoch size, each epoch trains on that many distinct samples of the pool, a new
+    subset each epoch; the EMA's window is an epoch of those steps."""
+    from netdsl.train.data import Tensors
+    from netdsl.train.loop import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(200, dtype=torch.float32).view(200, 1, 1, 1).expand(200, 1, 32, 32).contiguous()
+    t = Tensors(x, torch.randint(0, 24, (200, 32, 32), generator=g), x[:20], torch.zeros(20, 32, 32, dtype=torch.int64),
+                epoch_size=50)
+    torch.manual_seed(0)
+    model = Toy()
+    seen: list[list[int]] = []
+    model.register_forward_hook(lambda m, i, o: seen[-1].extend(int(v) for v in i[0][:, 0, 0, 0]) if m.training else None)
+    trainer = Trainer(model, t, Hyper(epochs=3, batch_size=20, lr=1e-3, ema=True))
+    assert trainer.ema is not None and trainer.ema.decay == pytest.approx(1 - 1 / 3)  # ceil(50 / 20) steps
+    for _ in range(3):
+        seen.append([])
+        trainer.run_epoch()
+    assert all(len(ep) == 50 and len(set(ep)) == 50 for ep in seen)
+    assert len({frozenset(ep) for ep in seen}) == 3 and len(set().union(*seen)) > 100
+
+
 TOYNET = """net ToyNet(NIC = 1, NF = 8, NC = 24, k = 3)
 input x: [NIC, H = 32, W = 32]
 output = x |> conv(NF, k, padding=1) -> batchnorm -> relu -> conv(NC, 3, padding=1)

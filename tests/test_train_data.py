@@ -209,15 +209,32 @@ def test_cut_is_deterministic() -> None:
 
 
 def test_embedded_data_and_cache(tmp_path: Path) -> None:
-    a = load_data(DataSpec())
+    a = load_data(DataSpec(patches="fixed"))
     assert a.train_rgb.shape == (5000, 32, 32, 3) and a.val_rgb.shape == (1000, 32, 32, 3)
+    assert a.epoch_size is None and a.per_epoch == 5000
     assert a.palette.shape == (24, 3) and "embedded photographs" in a.description
     cached = list((tmp_path / "cache").glob("embedded-*/*"))
     assert {p.name for p in cached} == {"patches.npz", "palette-k24.npy"}
-    b = load_data(DataSpec(max_train=100, max_val=10))  # from the cache now
+    b = load_data(DataSpec(max_train=100, max_val=10, patches="fixed"))  # from the cache now
     assert np.array_equal(a.palette, b.palette) and np.array_equal(a.train_rgb[:100], b.train_rgb)
     t = to_tensors(b)
     assert t.x_train.shape == (100, 1, 32, 32) and t.y_train.shape == (100, 32, 32)
     assert float(t.x_train.max()) < 1 and t.y_train.dtype == torch.int64
     # greyscale = mean of R, G, B over 256, as in the course
     assert torch.allclose(t.x_train[0, 0], torch.from_numpy(b.train_rgb[0].mean(-1) / 256).float())
+
+
+def test_fresh_patches_pool_every_training_position() -> None:
+    """The default: every training position of the photographs is a pool (the validation band's
+    never among them); 5000 are drawn from it per epoch."""
+    fixed, fresh = load_data(DataSpec(patches="fixed")), load_data(DataSpec())
+    assert fresh.epoch_size == 5000 and fresh.per_epoch == 5000 and len(fresh.train_rgb) > 4 * 5000
+    assert np.array_equal(fresh.val_rgb, fixed.val_rgb)  # one validation set for both
+    pool = {p.tobytes() for p in fresh.train_rgb}
+    assert all(p.tobytes() in pool for p in fixed.train_rgb[:500])  # the fixed set is drawn from the pool
+    assert not any(p.tobytes() in pool for p in fresh.val_rgb[:200])
+    t = to_tensors(fresh)
+    assert t.epoch_size == 5000 and t.per_epoch == 5000 and t.to("cpu").epoch_size == 5000
+    assert DataSpec.from_json({k: v for k, v in DataSpec().to_json().items() if k != "patches"}).patches == "fixed"
+    with pytest.raises(NetdslError, match="patch mode"):
+        load_data(DataSpec(patches="random"))

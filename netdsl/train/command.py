@@ -41,7 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CIFAR-10 category name or 0-9, or 'all' (default: horse)")
     d.add_argument("--palette", metavar="FILE.npy", help="a [K, 3] palette in [0, 1] (default: k-means)")
     d.add_argument("--colours", type=int, metavar="K", help="k-means palette size (default: 24)")
-    d.add_argument("--max-train", type=int, metavar="N", help="use only the first N training patches")
+    d.add_argument("--max-train", type=int, metavar="N",
+                   help="use only the first N training patches (with fresh patches: of the pool drawn from)")
+    d.add_argument("--fixed-patches", action="store_true",
+                   help="photographs and image folders: train on one fixed set of 5000 patches every epoch, "
+                        "as the course's fixed data set (default: 5000 drawn afresh each epoch from every "
+                        "training position)")
     d.add_argument("--max-val", type=int, metavar="N", help="use only the first N validation patches")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, metavar="N", help="(default: 25; with --resume: extend to N)")
@@ -172,7 +177,8 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
     dspec = D.DataSpec(path=str(Path(args.data).expanduser().resolve()) if args.data else None,
                        category=args.category, colours=24 if args.colours is None else args.colours,
                        palette=str(Path(args.palette).expanduser().resolve()) if args.palette else None,
-                       max_train=args.max_train, max_val=args.max_val)
+                       max_train=args.max_train, max_val=args.max_val,
+                       patches="fixed" if args.fixed_patches else "fresh")
     if args.category and not args.data:
         raise NetdslError("--category applies to CIFAR-10 data", hint="add --data PATH/TO/cifar-10-batches-py")
     if args.palette and args.colours is not None:
@@ -219,6 +225,7 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
                                                    "params": params},
                     "train": plan.hyper.__dict__, "data": dspec.to_json(), "data_description": data.description,
                     "data_fingerprint": fp, "num_colours": k, "train_patches": len(data.train_rgb),
+                    "train_patches_per_epoch": data.per_epoch,
                     "val_patches": len(data.val_rgb), "torch": torch.__version__,
                     "freeze": _freeze_json(freeze), "weights": args.weights,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -353,13 +360,14 @@ def _train_all(prepared: list[Prepared], group: Path | None, reporter: Any, dist
         how = ", ".join(x for x in ("EMA weights" if trainer.ema is not None else "",
                                     "bf16" if p.hyper.precision == "bf16" else "",
                                     "compiled" if p.hyper.compile else "") if x)
-        reporter.message(f"{p.label}: {p.spec_name}, {len(p.data.train_rgb)} training / {len(p.data.val_rgb)} "
+        drawn = "" if p.data.epoch_size is None else f" drawn each epoch from {len(p.data.train_rgb)}"
+        reporter.message(f"{p.label}: {p.spec_name}, {p.data.per_epoch} training{drawn} / {len(p.data.val_rgb)} "
                          f"validation patches, {len(p.data.palette)} colours, {p.hyper.epochs} epochs"
                          + (f" ({how})" if how else "") + " "
                          f"-> {p.rundir.path}" + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
         status = "done"
         compiled_said = False
-        reporter.start(p.label, p.hyper.epochs, trainer.epoch, len(p.data.train_rgb))
+        reporter.start(p.label, p.hyper.epochs, trainer.epoch, p.data.per_epoch)
         try:
             while trainer.epoch < p.hyper.epochs:
                 row = trainer.run_epoch(reporter.on_batch)

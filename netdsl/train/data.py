@@ -16,8 +16,14 @@ from netdsl.train.files import atomic_save_npy, atomic_save_npz, cache_dir, fing
 if TYPE_CHECKING:
     import torch
 
-N_TRAIN = 5000
+N_TRAIN = 5000  # training patches per epoch (and the size of a fixed set)
 N_VAL = 1000
+# Fresh patches: the pool is every training position of the photographs (about 22,000 for the
+# embedded ones), and each epoch trains on N_TRAIN of them drawn anew. On the embedded data one
+# fixed set of 5000 overfits within a few epochs and the validation loss swings from epoch to
+# epoch; see README, "Embedded data".
+N_POOL = 100_000
+PATCH_MODES = ("fresh", "fixed")
 
 
 @dataclass(frozen=True)
@@ -30,13 +36,18 @@ class DataSpec:
     palette: str | None = None  # a .npy file; None: k-means on the training pixels
     max_train: int | None = None
     max_val: int | None = None
+    # Photographs and image folders: "fresh" draws each epoch's N_TRAIN patches anew from every
+    # training position; "fixed" cuts one set of N_TRAIN, as the course trained on a fixed set.
+    # CIFAR-10 has no positions to draw from: every image, every epoch, either way.
+    patches: str = "fresh"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "DataSpec":
-        return cls(**{k: obj.get(k, getattr(cls, k)) for k in cls.__dataclass_fields__})
+        # run.json written before fresh patches existed trained on a fixed set
+        return cls(**{k: obj.get(k, "fixed" if k == "patches" else getattr(cls, k)) for k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -45,6 +56,11 @@ class ColourData:
     val_rgb: np.ndarray
     palette: np.ndarray  # float32 [K, 3], 8-bit values / 256
     description: str
+    epoch_size: int | None = None  # patches drawn from train_rgb per epoch; None: all of them
+
+    @property
+    def per_epoch(self) -> int:
+        return len(self.train_rgb) if self.epoch_size is None else min(self.epoch_size, len(self.train_rgb))
 
     def fingerprint(self) -> str:
         return fingerprint(self.train_rgb, self.val_rgb, self.palette)
@@ -56,9 +72,19 @@ class Tensors:
     y_train: "torch.Tensor"  # int64 [N, 32, 32]: palette index
     x_val: "torch.Tensor"
     y_val: "torch.Tensor"
+    epoch_size: int | None = None  # samples drawn from x_train per epoch; None: all, reshuffled
 
     def to(self, device: Any) -> "Tensors":
-        return Tensors(*(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val)))
+        return self.map(lambda t: t.to(device))
+
+    def map(self, f: Any) -> "Tensors":
+        """The same data with `f` applied to each tensor (device, memory layout)."""
+        return Tensors(*(f(t) for t in (self.x_train, self.y_train, self.x_val, self.y_val)), self.epoch_size)
+
+    @property
+    def per_epoch(self) -> int:
+        n = len(self.x_train)
+        return n if self.epoch_size is None else min(self.epoch_size, n)
 
 
 def _hash_files(files: list[Path], extra: str) -> str:
@@ -83,14 +109,38 @@ def _cached_patches(key: str, build: Any) -> tuple[patches.Patches, Path]:
     return p, folder
 
 
-def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
-    """(train, val, cache folder for the palette or None, description)."""
+@dataclass
+class _Source:
+    train: np.ndarray
+    val: np.ndarray
+    folder: Path | None  # the cache folder for the palette
+    description: str
+    pool: bool = False  # train is a pool of positions to draw each epoch's patches from
+    palette_pixels: np.ndarray | None = None  # what k-means runs on; None: train
+
+
+def _photographs(kind: str, files: list[Path], bands: list[float] | None, fresh: bool,
+                 description: str) -> _Source:
+    """One fixed cut (its validation set and palette serve both modes, so fresh and fixed runs
+    are compared on the same validation patches and colours) and, for fresh patches, a cut of
+    every training position."""
+    def cut(n_train: int, n_val: int, recipe: str) -> tuple[patches.Patches, Path]:
+        key = f"{kind}-{recipe}-{_hash_files(files, kind)}"
+        return _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], n_train, n_val, bands))
+
+    fixed, folder = cut(N_TRAIN, N_VAL, patches.RECIPE)
+    if not fresh:
+        return _Source(fixed.train, fixed.val, folder, description)
+    pool, _ = cut(N_POOL, 0, f"{patches.RECIPE}-pool")
+    return _Source(pool.train, fixed.val, folder, description, pool=True, palette_pixels=fixed.train)
+
+
+def _source(spec: DataSpec) -> _Source:
+    fresh = spec.patches == "fresh"
     if spec.path is None:
         files = patches.embedded_files()
-        key = f"embedded-{patches.RECIPE}-{_hash_files(files, 'embedded')}"
-        bands = [b for _, b in patches.EMBEDDED_IMAGES]
-        p, folder = _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], N_TRAIN, N_VAL, bands))
-        return p.train, p.val, folder, f"embedded photographs ({len(files)} scikit-image images)"
+        return _photographs("embedded", files, [b for _, b in patches.EMBEDDED_IMAGES], fresh,
+                            f"embedded photographs ({len(files)} scikit-image images)")
     root = Path(spec.path).expanduser()
     if not root.exists():
         raise NetdslError("data path does not exist", path=str(root),
@@ -102,7 +152,7 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
         if len(train) == 0 or len(val) == 0:
             raise NetdslError(f"no {name} images in the CIFAR archive", path=str(root))
         key = f"cifar-{_hash_files([root], f'tar|{cat}')}"
-        return train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {root})"
+        return _Source(train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {root})")
     if not root.is_dir():
         raise NetdslError("data path is not a folder or a CIFAR-10 archive", path=str(root),
                           hint="point --data at the folder that holds the CIFAR batches or the images, "
@@ -120,7 +170,7 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
             raise NetdslError(f"no {name} images in the CIFAR batches", path=str(folder))
         batch_files = sorted(folder.glob("*_batch*"))
         key = f"cifar-{_hash_files(batch_files, f'{kind}|{cat}')}"
-        return train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {folder})"
+        return _Source(train, val, cache_dir() / key, f"CIFAR-10 {name} ({kind} batches in {folder})")
     if spec.category is not None:
         raise NetdslError("--category applies to CIFAR-10 data, but this folder holds no CIFAR batches",
                           path=str(root), hint="drop --category, or point --data at cifar-10-batches-py or -bin")
@@ -128,9 +178,7 @@ def _source(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, Path | None, str]:
         files = patches.folder_files(root)
     except PermissionError as err:
         raise NetdslError(f"cannot read the data folder: {err.strerror}", path=str(root)) from None
-    key = f"images-{patches.RECIPE}-{_hash_files(files, 'images')}"
-    p, folder = _cached_patches(key, lambda: patches.cut([patches.read_rgb(f) for f in files], N_TRAIN, N_VAL))
-    return p.train, p.val, folder, f"{len(files)} images in {root}"
+    return _photographs("images", files, None, fresh, f"{len(files)} images in {root}")
 
 
 def load_data(spec: DataSpec, palette_override: np.ndarray | None = None) -> ColourData:
@@ -139,7 +187,10 @@ def load_data(spec: DataSpec, palette_override: np.ndarray | None = None) -> Col
         palette_override = pal.load_palette(spec.palette)  # cheap check first: fail fast
     if not 2 <= spec.colours <= 256:
         raise NetdslError(f"--colours {spec.colours} is out of range", hint="use 2 to 256 colours")
-    train, val, folder, desc = _source(spec)
+    if spec.patches not in PATCH_MODES:
+        raise NetdslError(f"unknown patch mode {spec.patches!r}", hint="fresh or fixed")
+    src = _source(spec)
+    train, val, folder = src.train, src.val, src.folder
     if len(train) == 0 or len(val) == 0:
         raise NetdslError(f"the data gives {len(train)} training and {len(val)} validation patches; "
                           "both must be non-empty", path=spec.path,
@@ -156,13 +207,13 @@ def load_data(spec: DataSpec, palette_override: np.ndarray | None = None) -> Col
             except NetdslError:
                 palette = None  # damaged cache: recompute
         if palette is None or len(palette) != spec.colours:
-            palette = pal.kmeans_palette(train, spec.colours)
+            palette = pal.kmeans_palette(train if src.palette_pixels is None else src.palette_pixels, spec.colours)
             atomic_save_npy(pf, palette)
     if spec.max_train is not None:
         train = train[: spec.max_train]
     if spec.max_val is not None:
         val = val[: spec.max_val]
-    return ColourData(train, val, palette, desc)
+    return ColourData(train, val, palette, src.description, N_TRAIN if src.pool else None)
 
 
 def to_tensors(data: ColourData) -> Tensors:
@@ -173,4 +224,4 @@ def to_tensors(data: ColourData) -> Tensors:
         return torch.from_numpy(np.ascontiguousarray(g.transpose(0, 3, 1, 2)))
 
     return Tensors(grey(data.train_rgb), torch.from_numpy(pal.labels(data.train_rgb, data.palette)),
-                   grey(data.val_rgb), torch.from_numpy(pal.labels(data.val_rgb, data.palette)))
+                   grey(data.val_rgb), torch.from_numpy(pal.labels(data.val_rgb, data.palette)), data.epoch_size)

@@ -207,7 +207,7 @@ class Trainer:
         self.memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
         if hyper.channels_last:
             self.module.to(memory_format=torch.channels_last)  # in place: `model` is `module`
-            data = Tensors(*(_layout(t, self.memory_format) for t in (data.x_train, data.y_train, data.x_val, data.y_val)))
+            data = data.map(lambda t: _layout(t, self.memory_format))
         self.data = data.to(self.device)
         self.model: nn.Module = self.dist.wrap(self.module, self.device)
         # Frozen parameters (`@freeze`, `--freeze`) are not the optimizer's: no update, no state.
@@ -217,7 +217,7 @@ class Trainer:
         self.history = History()
         self.ema: ModelEMA | None = None
         if hyper.ema:
-            decay, tau = ema_settings(math.ceil(len(data.x_train) / hyper.batch_size))
+            decay, tau = ema_settings(math.ceil(data.per_epoch / hyper.batch_size))
             self.ema = ModelEMA(self.module, decay=decay, tau=tau)
         self.step_model: nn.Module = self.model
         self.compile_seconds: float | None = None  # the first compiled step's time, once taken
@@ -242,8 +242,10 @@ class Trainer:
         """(mean per-pixel loss, samples/s). One global batch = `batch_size` samples across ranks."""
         model, opt, data, ema = self.step_model, self.optimizer, self.data, self.ema
         self.module.train()
-        n = len(data.x_train)
-        perm = torch.randperm(n, generator=self.shuffle).to(self.device)
+        # With an epoch size (fresh patches), the first `per_epoch` of a permutation of the pool:
+        # a new random subset each epoch, in random order, from the one checkpointed generator.
+        n = data.per_epoch
+        perm = torch.randperm(len(data.x_train), generator=self.shuffle)[:n].to(self.device)
         bs, rank, world = self.hyper.batch_size, self.dist.rank, self.dist.world
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         seen = 0
