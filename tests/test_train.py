@@ -205,6 +205,19 @@ def test_plain_module_run_records_class_name_and_sets(photos: Path, tmp_path: Pa
 
 
 # --- the command -----------------------------------------------------------------------------
+def test_fresh_patches_flag_is_recorded_and_resumed(photos: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    small = [a for a in SMALL if a != "--quiet"]
+    assert main(["train", "toy.net", "--data", str(photos), "--out", "fresh", "--set", "NF=4", "--fresh-patches",
+                 "--max-train", "400", *small[2:]]) == 0
+    meta = json.loads((tmp_path / "fresh" / "run.json").read_text())
+    assert meta["data"]["patches"] == "fresh" and meta["train_patches_per_epoch"] == 400
+    assert "drawn each epoch from" not in capsys.readouterr().out  # max-train 400 < 5000: all of them
+    assert main(["train", "--resume", "fresh", "--epochs", "3", "--quiet"]) == 0
+    rows = list(csv.DictReader((tmp_path / "fresh" / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+
+
 def test_run_directory(photos: Path, tmp_path: Path) -> None:
     assert main(["train", "toy.net", "--data", str(photos), "--out", "run", "--set", "NF=4", *SMALL]) == 0
     run = tmp_path / "run"

@@ -209,13 +209,13 @@ def test_cut_is_deterministic() -> None:
 
 
 def test_embedded_data_and_cache(tmp_path: Path) -> None:
-    a = load_data(DataSpec(patches="fixed"))
+    a = load_data(DataSpec())
     assert a.train_rgb.shape == (5000, 32, 32, 3) and a.val_rgb.shape == (1000, 32, 32, 3)
     assert a.epoch_size is None and a.per_epoch == 5000
     assert a.palette.shape == (24, 3) and "embedded photographs" in a.description
     cached = list((tmp_path / "cache").glob("embedded-*/*"))
     assert {p.name for p in cached} == {"patches.npz", "palette-k24.npy"}
-    b = load_data(DataSpec(max_train=100, max_val=10, patches="fixed"))  # from the cache now
+    b = load_data(DataSpec(max_train=100, max_val=10))  # from the cache now
     assert np.array_equal(a.palette, b.palette) and np.array_equal(a.train_rgb[:100], b.train_rgb)
     t = to_tensors(b)
     assert t.x_train.shape == (100, 1, 32, 32) and t.y_train.shape == (100, 32, 32)
@@ -225,9 +225,9 @@ def test_embedded_data_and_cache(tmp_path: Path) -> None:
 
 
 def test_fresh_patches_pool_every_training_position() -> None:
-    """The default: every training position of the photographs is a pool (the validation band's
-    never among them); 5000 are drawn from it per epoch."""
-    fixed, fresh = load_data(DataSpec(patches="fixed")), load_data(DataSpec())
+    """--fresh-patches: every training position of the photographs is a pool (the validation
+    band's never among them); 5000 are drawn from it per epoch."""
+    fixed, fresh = load_data(DataSpec()), load_data(DataSpec(patches="fresh"))
     assert fresh.epoch_size == 5000 and fresh.per_epoch == 5000 and len(fresh.train_rgb) > 4 * 5000
     assert np.array_equal(fresh.val_rgb, fixed.val_rgb)  # one validation set for both
     pool = {p.tobytes() for p in fresh.train_rgb}
@@ -235,6 +235,7 @@ def test_fresh_patches_pool_every_training_position() -> None:
     assert not any(p.tobytes() in pool for p in fresh.val_rgb[:200])
     t = to_tensors(fresh)
     assert t.epoch_size == 5000 and t.per_epoch == 5000 and t.to("cpu").epoch_size == 5000
+    # run.json written before the option existed: a fixed set, as those runs trained
     assert DataSpec.from_json({k: v for k, v in DataSpec().to_json().items() if k != "patches"}).patches == "fixed"
     with pytest.raises(NetdslError, match="patch mode"):
         load_data(DataSpec(patches="random"))

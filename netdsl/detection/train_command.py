@@ -28,7 +28,7 @@ from netdsl.train.report import EpochProgress
 TASK = "detect"
 DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad")
 # Colourization flags that mean nothing for detection.
-COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "fixed_patches", "precision",
+COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "fresh_patches", "precision",
                 "compile")
 DEFAULT_IMG = 640
 # run.json's "augment": runs without it were made before mosaic and affine augmentation existed and

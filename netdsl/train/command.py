@@ -43,10 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--colours", type=int, metavar="K", help="k-means palette size (default: 24)")
     d.add_argument("--max-train", type=int, metavar="N",
                    help="use only the first N training patches (with fresh patches: of the pool drawn from)")
-    d.add_argument("--fixed-patches", action="store_true",
-                   help="photographs and image folders: train on one fixed set of 5000 patches every epoch, "
-                        "as the course's fixed data set (default: 5000 drawn afresh each epoch from every "
-                        "training position)")
+    d.add_argument("--fresh-patches", action="store_true",
+                   help="photographs and image folders: each epoch trains on 5000 patches drawn afresh from "
+                        "every training position (default: one fixed set of 5000, as the course's data set)")
     d.add_argument("--max-val", type=int, metavar="N", help="use only the first N validation patches")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, metavar="N", help="(default: 25; with --resume: extend to N)")
@@ -178,7 +177,7 @@ def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | Non
                        category=args.category, colours=24 if args.colours is None else args.colours,
                        palette=str(Path(args.palette).expanduser().resolve()) if args.palette else None,
                        max_train=args.max_train, max_val=args.max_val,
-                       patches="fixed" if args.fixed_patches else "fresh")
+                       patches="fresh" if args.fresh_patches else "fixed")
     if args.category and not args.data:
         raise NetdslError("--category applies to CIFAR-10 data", hint="add --data PATH/TO/cifar-10-batches-py")
     if args.palette and args.colours is not None:
@@ -360,7 +359,8 @@ def _train_all(prepared: list[Prepared], group: Path | None, reporter: Any, dist
         how = ", ".join(x for x in ("EMA weights" if trainer.ema is not None else "",
                                     "bf16" if p.hyper.precision == "bf16" else "",
                                     "compiled" if p.hyper.compile else "") if x)
-        drawn = "" if p.data.epoch_size is None else f" drawn each epoch from {len(p.data.train_rgb)}"
+        pool = len(p.data.train_rgb)
+        drawn = f" drawn each epoch from {pool}" if p.data.per_epoch < pool else ""
         reporter.message(f"{p.label}: {p.spec_name}, {p.data.per_epoch} training{drawn} / {len(p.data.val_rgb)} "
                          f"validation patches, {len(p.data.palette)} colours, {p.hyper.epochs} epochs"
                          + (f" ({how})" if how else "") + " "
