@@ -118,8 +118,11 @@ def run() -> NoReturn:
     code = main()
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if command in _FAST_EXIT and "torch" not in sys.modules and threading.active_count() == 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # output lost (a full disk, a closed pipe): as Python's own exit, status 120
+            os._exit(120)
         os._exit(code)
     sys.exit(code)
 
