@@ -5,6 +5,7 @@ Heavy imports (torch, sympy passes) happen inside each command so `netdsl --help
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import sys
@@ -105,6 +106,17 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if debug or err.errno not in _NO_ROOM:
+            raise
+        # a full disk or quota is the machine's state, not a bug: say so, without a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: cannot write{where}: {err.strerror}", file=sys.stderr)
+        print("  hint: free some space, or write elsewhere (--out, or redirect the output)", file=sys.stderr)
+        return 2
+
+
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 # Commands that only read their inputs and print: nothing of theirs needs the interpreter's

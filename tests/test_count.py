@@ -177,6 +177,15 @@ def test_console_script_fast_exit_keeps_output_and_exit_codes(tmp_path: Path) ->
     assert rc == 0 and "atexit ran" in err and json.loads(out.read_text())
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_output_to_a_full_disk_is_an_error_not_a_traceback() -> None:
+    code = "import sys\nfrom netdsl.cli import run\nsys.argv[0] = 'netdsl'\nrun()\n"
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-c", code, "count", "specs/unet.net"], cwd=ROOT, stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 2 and "No space left on device" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_count_cli_json_and_flags() -> None:
     r = _cli("count", "specs/unet.net", "--json", "--double-resolution", "--biases", "--batchnorm", "--activations")
     assert r.returncode == 0, r.stderr
