@@ -135,19 +135,6 @@ def _collect(node: ir.TensorNode, tensor: str, prefix: str, env: SymEnv, max_val
                                    span=v.span, line=op.origin.line, low=lo, high=hi, rule=rule))
 
 
-def _holes_in(inst: ir.BlockInstance, prefix: str) -> list[tuple[str, str]]:
-    """(layer path, argument) of every `?` inside a graph-block call, in module order."""
-    found = []
-    for node in inst.nodes:
-        for op in node.layers:
-            path = prefix + node.module_path(op)
-            if isinstance(op, ir.BlockInstance):
-                found += _holes_in(op, path + ".")
-            else:
-                found += [(path, n) for n, v in op.args.items() if isinstance(v, ir.Hole)]
-    return found
-
-
 def _fill(op: ir.Op | ir.BlockInstance, values: dict[tuple[str, str], int], path: str) -> ir.Op | ir.BlockInstance:
     """A copy of a layer (a graph-block call: of its whole body) with these `?` filled in."""
     if isinstance(op, ir.Op):
@@ -214,8 +201,9 @@ def solve(spec: ir.Spec, overrides: dict[str, int] | None = None, max_value: int
             _add(cur, s, st, st.assigns)
         for op in node.layers:
             qual = node.module_path(op)
-            opened = (_holes_in(op, qual + ".") if isinstance(op, ir.BlockInstance)
-                      else [(qual, n) for n, v in op.args.items() if isinstance(v, ir.Hole)])
+            # this layer's `?`: its own, or (a graph-block call) every one inside it, in module order
+            opened = [(h.layer, h.arg) for h in holes
+                      if h.tensor == node.name and (h.layer == qual or h.layer.startswith(qual + "."))]
             nxt: dict[tuple, tuple[Shape, _State]] = {}
             combos = _combos(opened, holes, index, node)
             messages: set[str] = set()

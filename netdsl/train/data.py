@@ -27,6 +27,11 @@ N_POOL = 100_000
 PATCH_MODES = ("fresh", "fixed")
 
 
+def per_epoch(available: int, epoch_size: int | None) -> int:
+    """How many training samples an epoch uses: all, or `epoch_size` drawn from them."""
+    return available if epoch_size is None else min(epoch_size, available)
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What the user asked for; stored in run.json so `--resume` rebuilds the same data."""
@@ -60,7 +65,7 @@ class ColourData:
 
     @property
     def per_epoch(self) -> int:
-        return len(self.train_rgb) if self.epoch_size is None else min(self.epoch_size, len(self.train_rgb))
+        return per_epoch(len(self.train_rgb), self.epoch_size)
 
     def fingerprint(self) -> str:
         return fingerprint(self.train_rgb, self.val_rgb, self.palette)
@@ -83,8 +88,7 @@ class Tensors:
 
     @property
     def per_epoch(self) -> int:
-        n = len(self.x_train)
-        return n if self.epoch_size is None else min(self.epoch_size, n)
+        return per_epoch(len(self.x_train), self.epoch_size)
 
 
 def _hash_files(files: list[Path], extra: str) -> str:
