@@ -75,6 +75,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command line (default: sys.argv); its exit status."""
+    return _command(argv)[0]
+
+
+def _command(argv: Sequence[str] | None) -> tuple[int, str]:
+    """(exit status, the command that ran)."""
     # A command allocates many long-lived objects (SymPy expressions, torch modules) and few that
     # die young; the default thresholds make the collector sweep them again and again. Rarer
     # collections (as mypy's main does) for the command's duration, then the caller's thresholds.
@@ -88,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.unfreeze()
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None) -> tuple[int, str]:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, not only before the subcommand.
     debug = "--debug" in argv
@@ -96,6 +102,10 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     args.debug = debug
+    return _status(args, debug), args.command
+
+
+def _status(args: argparse.Namespace, debug: bool) -> int:
     try:
         return int(args.func(args) or 0)
     except NetdslError as err:
@@ -127,8 +137,7 @@ _FAST_EXIT = ("count", "solve")
 
 def run() -> NoReturn:
     """The `netdsl` console script: `main()`, then exit; a symbolic command skips the teardown."""
-    code = main()
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    code, command = _command(None)
     if command in _FAST_EXIT and "torch" not in sys.modules and threading.active_count() == 1:
         try:
             sys.stdout.flush()
