@@ -1,6 +1,13 @@
-"""The public Python API: parse, shapes, build."""
+"""The public Python API: parse, shapes, build.
+
+Every argument a caller passes is checked here, before any work: a wrong type or value is a
+NetdslError that names the argument and says what to pass, never a TypeError from deep inside or
+a value silently taken for something else (NaN for "no limit", a string of claims as file names).
+"""
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +30,9 @@ Source = Union[str, os.PathLike]
 
 def load(source: Source) -> tuple[str, str | None]:
     """(text, path) of a spec given as a path or as spec text."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise NetdslError(f"the spec must be a path or the spec's text, not {_shown(source)}",
+                          hint="pass a file name (str or pathlib.Path) or the text of a spec")
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                            and (source.endswith(".net") or os.path.exists(source))):
         path = str(Path(source))
@@ -45,14 +55,68 @@ def _params(params: dict[str, object]) -> dict[str, int]:
     return check_overrides(params)
 
 
+def _shown(value: object) -> str:
+    """`str 'x'`, `float nan`, `None`: the type and a short repr, for messages."""
+    if value is None:
+        return "None"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:37] + '...' if len(text) > 40 else text}"
+
+
+def _whole(name: str, value: object, low: int, high: int | None, hint: str) -> int:
+    """An integer argument from `low` to `high`: bool is not one (True would be 1), nor is 2.5 or '3'."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise NetdslError(f"{name} must be an integer, not {_shown(value)}", hint=hint)
+    n = int(value)
+    if n < low or (high is not None and n > high):
+        rng = f"from {low:,} to {high:,}" if high is not None else f"at least {low:,}"
+        raise NetdslError(f"{name}={n:,} is out of range: it must be {rng}", hint=hint)
+    return n
+
+
+def _max_bytes(value: object) -> int | None:
+    """`max_bytes`: None (no limit) or a positive number of bytes. NaN compares false with every
+    size, so it would lift the limit unasked; infinity is refused too: None says "no limit"."""
+    hint = "pass a number of bytes, e.g. max_bytes=16 * 2**30, or max_bytes=None for no limit"
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        if not math.isfinite(value):
+            raise NetdslError(f"max_bytes must be a finite number of bytes, not {_shown(value)}", hint=hint)
+        if float(value).is_integer():
+            value = int(value)
+    return _whole("max_bytes", value, 1, None, hint)
+
+
+def _claim_files(value: object) -> tuple[str, ...]:
+    """`claims`: a list of claim files. A string is refused, not read as a list of one-letter names."""
+    if isinstance(value, (str, os.PathLike)):
+        what = "claim text" if isinstance(value, str) and ("claim " in value or "\n" in value) else "a single path"
+        raise NetdslError(f"claims must be a list of claim files, not {what} ({_shown(value)})",
+                          hint="pass claims=['net.claims'] (claims written as text go in a file, or in the spec)")
+    if not isinstance(value, (list, tuple)):
+        raise NetdslError(f"claims must be a list of claim files, not {_shown(value)}",
+                          hint="pass claims=['net.claims'], or leave it out")
+    for f in value:
+        if not isinstance(f, (str, os.PathLike)):
+            raise NetdslError(f"claims must name files (str or pathlib.Path), not {_shown(f)}",
+                              hint="pass claims=['net.claims']")
+    return tuple(os.fspath(f) for f in value)  # type: ignore[misc]
+
+
 def analyse_text(text: str, path: str | None, params: dict[str, int] | None = None,
                  freeze: "Freeze | None" = None) -> "ConcreteGraph":
     """Spec text to its concrete graph at the values in use (no torch): the front of every command."""
-    from netdsl.freeze import Freeze
+    from netdsl.freeze import Freeze, check_effect, check_reachable
     from netdsl.passes.shapes import analyse
 
     with located(path, text):
-        cg = analyse(parse_text(text, path), params, freeze=freeze or Freeze())
+        spec = parse_text(text, path)
+        if freeze:
+            check_reachable(spec, freeze)
+        cg = analyse(spec, params, freeze=freeze or Freeze())
+        if freeze:
+            check_effect(freeze, cg)
     cg.source = (path, text)
     return cg
 
@@ -126,8 +190,9 @@ def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
     """
     from netdsl.freeze import as_freeze
 
+    limit = _max_bytes(max_bytes)
     text, path = load(source)
-    return compile_spec(text, path, _params(params), max_bytes, as_freeze(freeze, freeze_bn))[1]
+    return compile_spec(text, path, _params(params), limit, as_freeze(freeze, freeze_bn))[1]
 
 
 def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params: int) -> "CountResult":
@@ -141,9 +206,10 @@ def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params:
     from netdsl.passes.claims import check_claims
     from netdsl.passes.counts import count_layers
 
+    files = _claim_files(claims)
     text, path = load(source)
     result = count_layers(analyse_text(text, path, _params(params)))
-    result.claims = check_claims(result, claim_sources(result.shapes.spec, text, path, claims))
+    result.claims = check_claims(result, claim_sources(result.shapes.spec, text, path, files))
     return result
 
 
@@ -174,8 +240,10 @@ def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
     >>> r.status, r.solutions
     ('unique', [(1,)])
     """
-    from netdsl.passes.solve import solve as _solve
+    from netdsl.passes.solve import MAX_VALUE_LIMIT, solve as _solve
 
+    top = _whole("max_value", max_value, 0, MAX_VALUE_LIMIT,
+                 "the largest value tried where PyTorch sets no bound, e.g. max_value=16")
     text, path = load(source)
     with located(path, text):
-        return _solve(parse_text(text, path), _params(params), max_value)
+        return _solve(parse_text(text, path), _params(params), top)

@@ -1,7 +1,33 @@
 """netdsl's one error type: every failure a user can cause ends up here, with a place and a hint."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# How the lines of a file are counted by whatever located an error in it: netdsl's grammar (Lark) and
+# darknet's cfg reader end a line at "\n" only ("nl"); PyYAML also at "\r", "\x85", "\u2028" and
+# "\u2029" ("yaml"); Python's str.splitlines, as label readers use it, at those and more ("python").
+LineBreaks = str
+_YAML_BREAK = re.compile("\r\n?|[\x85\u2028\u2029]")
+
+
+def source_lines(text: str, breaks: LineBreaks = "nl") -> list[str]:
+    """`text`'s lines as `breaks` counts them (see above), without their line ends."""
+    if breaks == "python":
+        return text.splitlines()
+    if breaks == "yaml":
+        text = _YAML_BREAK.sub("\n", text)
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    if lines and lines[-1] == "" and text.endswith("\n") or text == "":
+        lines.pop()
+    return lines
+
+
+def _shown(line: str) -> str:
+    """A source line as it can be printed: control and other unprintable characters (a form feed, a
+    line separator) as one stand-in each, so that the carets stay under their columns."""
+    return "".join(c if c.isprintable() or c == "\t" else chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\ufffd"
+                   for c in line)
 
 
 @dataclass(frozen=True)
@@ -30,6 +56,7 @@ class NetdslError(Exception):
         path: str | None = None,
         source: str | None = None,
         notes: tuple[str, ...] = (),
+        breaks: LineBreaks = "nl",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -38,6 +65,7 @@ class NetdslError(Exception):
         self.path = path
         self.source = source
         self.notes = notes
+        self.breaks = breaks  # how `span`'s line was counted in `source`
 
     def with_source(self, path: str | None, source: str | None) -> "NetdslError":
         """Attach the file this error's span points into, unless one is attached already."""
@@ -53,9 +81,9 @@ class NetdslError(Exception):
         if self.span is not None:
             where = self.path or "<input>"
             out.append(f"{where}:{self.span.line}:{self.span.column}: error: {self.message}")
-            lines = (self.source or "").splitlines()
+            lines = source_lines(self.source or "", self.breaks)
             if 1 <= self.span.line <= len(lines):
-                text = lines[self.span.line - 1].expandtabs(1)
+                text = _shown(lines[self.span.line - 1].expandtabs(1))
                 out.append(f"  {self.span.line:>4} | {text}")
                 if self.span.end_line == self.span.line:
                     width = max(1, self.span.end_column - self.span.column)
@@ -74,8 +102,9 @@ class NetdslError(Exception):
 
 
 def source_text(text: str, span: Span) -> str:
-    """The source text a span covers, joined onto one line with single spaces."""
-    lines = text.splitlines()
+    """The source text a span covers (lines counted as netdsl's grammar counts them), joined onto one
+    line with single spaces."""
+    lines = source_lines(text)
     if not 1 <= span.line <= len(lines):
         return ""
     if span.line == span.end_line:

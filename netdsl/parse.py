@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import functools
+import os
+import stat
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import lark
 from lark import Token, Tree
 
 from netdsl import ir
-from netdsl.errors import NetdslError, Span
+from netdsl.errors import NetdslError, Span, source_lines
 
 MAX_SPEC_BYTES = 1_000_000
 MAX_EXPR_DEPTH = 100
@@ -107,7 +110,7 @@ def _span(x: Tree | Token) -> Span:
 
 
 def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslError:
-    lines = text.splitlines() or [""]
+    lines = source_lines(text) or [""]  # as Lark counts them: at "\n" only
     # Control and other unprintable characters are never echoed raw (a NUL or an escape sequence
     # would garble the terminal): the quoted source line shows each as one visible stand-in, so the
     # carets stay in place, and the message names it escaped ('\x00').
@@ -153,21 +156,60 @@ def read_spec_file(path: str | Path) -> str:
     return read_text_file(path, "spec", ".net file", MAX_SPEC_BYTES)
 
 
-def read_text_file(path: str | Path, what: str, name_a: str, max_bytes: int) -> str:
-    """Read a source file (a spec, a .cfg, a YAML) as UTF-8 of at most `max_bytes`; every OS and
-    encoding failure is a NetdslError naming the file (`what`: "spec"; `name_a`: ".net file")."""
+def _kind(mode: int) -> str:
+    return ("a directory" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+
+
+@contextmanager
+def open_input(path: str | Path, what: str, name_a: str, max_bytes: int,
+               too_large_hint: str | None = None) -> Iterator[BinaryIO]:
+    """`path` opened to read, after refusing what cannot be a `what` before a byte is read: a
+    missing file, a folder, a device (a link to /dev/zero would never end), a regular file of more
+    than `max_bytes`. A FIFO (a pipe, `<(...)`) is let through: read it with `read_limited`."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        _check_input(p, os.stat(p), what, name_a, max_bytes, too_large_hint)  # opening a device may act
+        fh = open(p, "rb")
     except FileNotFoundError:
         raise NetdslError(f"no such file: {p}", hint=f"check the path to the {what}", path=str(p)) from None
-    except IsADirectoryError:
-        raise NetdslError(f"{p} is a directory, not a {what}", hint=f"name a {name_a}", path=str(p)) from None
     except OSError as e:
         raise NetdslError(f"cannot read {p}: {e.strerror}", hint="check the file's permissions", path=str(p)) from None
+    with fh:
+        # again on the file opened, should the name have been pointed elsewhere meanwhile
+        _check_input(p, os.fstat(fh.fileno()), what, name_a, max_bytes, too_large_hint)
+        yield fh
+
+
+def _check_input(p: Path, st: os.stat_result, what: str, name_a: str, max_bytes: int,
+                 too_large_hint: str | None) -> None:
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise NetdslError(f"{p} is {_kind(st.st_mode)}, not a {what}", hint=f"name a {name_a}", path=str(p))
+    if st.st_size > max_bytes:
+        raise NetdslError(f"{p} is {st.st_size:,} bytes; a {what} is limited to {max_bytes:,}", path=str(p),
+                          hint=too_large_hint or f"a file this large is almost certainly not a {what}")
+
+
+def read_limited(fh: BinaryIO, path: str | Path, what: str, max_bytes: int, too_large_hint: str | None = None) -> bytes:
+    """All of an `open_input` file, reading no more than `max_bytes` + 1 whatever it turns out to be."""
+    try:
+        data = fh.read(max_bytes + 1)
+    except OSError as e:
+        raise NetdslError(f"cannot read {path}: {e.strerror}", hint="check the file", path=str(path)) from None
     if len(data) > max_bytes:
-        raise NetdslError(f"{p} is {len(data)} bytes; a {what} is limited to {max_bytes}",
-                          hint=f"a file this large is almost certainly not a {what}", path=str(p))
+        raise NetdslError(f"{path} holds more than {max_bytes:,} bytes; a {what} is limited to that", path=str(path),
+                          hint=too_large_hint or f"a file this large is almost certainly not a {what}")
+    return data
+
+
+def read_text_file(path: str | Path, what: str, name_a: str, max_bytes: int) -> str:
+    """Read a source file (a spec, a .cfg, a YAML) as UTF-8 of at most `max_bytes`; every OS and
+    encoding failure is a NetdslError naming the file (`what`: "spec"; `name_a`: ".net file").
+    The size is checked before reading and the read is bounded: a 5 GB file or a link to
+    /dev/zero is refused without being read into memory."""
+    p = Path(path)
+    with open_input(p, what, name_a, max_bytes) as fh:
+        data = read_limited(fh, p, what, max_bytes)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

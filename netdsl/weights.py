@@ -10,8 +10,10 @@ with a batchnorm after it, the batchnorm's beta (bias), gamma (weight), running 
 variance, then the kernel; without one, the convolution's bias, then the kernel.
 
 Darknet's order is found from the structure (`darknet_layout`): the convolutions in forward order,
-each detect level's 1x1 convolution placed right after the last convolution of the statement that
-produces that level's input (where darknet's cfg puts it, just before its [yolo] section).
+each detect level's 1x1 convolution placed right after the last convolution up to the end of the
+statement that produces that level's input, levels placed after the same convolution in the order
+of those statements (where darknet's cfg puts it, just before its [yolo] section: `netdsl import`
+writes a statement at the [yolo]'s place where that is needed).
 
 torch and numpy are imported when a function is called, so `import netdsl` stays light.
 """
@@ -23,7 +25,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 from netdsl.errors import NetdslError
 
@@ -113,7 +115,7 @@ def darknet_layout(model: "nn.Module") -> list[DarknetConv]:
                           "darknet's layer order)", hint="build the model with netdsl.build")
     modules = dict(model.named_modules())
     entries: list[DarknetConv] = []
-    after: dict[int, list[DarknetConv]] = {}  # entry index -> detect convs that follow it
+    after: dict[int, list[tuple[int, DarknetConv]]] = {}  # entry index -> (statement's place, detect conv)
     covered: set[str] = set()
 
     def conv_entry(conv: "Layer", bn: "Layer | None") -> DarknetConv:
@@ -144,30 +146,31 @@ def darknet_layout(model: "nn.Module") -> list[DarknetConv]:
         covered.add(f"{conv.path}.weight")
         return DarknetConv(conv.path, bn.path if bn else None, c.out_channels, c.kernel_size[0], tuple(slots))
 
-    def detect_entries(merge: Any, last: dict[str, int], names: set[str]) -> None:
+    def detect_entries(merge: Any, last: dict[str, tuple[int, int]], names: set[str]) -> None:
         det = modules.get(merge.path)
         convs = getattr(det, "m", None)
         if convs is None or len(convs) != len(merge.inputs):
             raise NetdslError(f"the detect head '{merge.path}' has no per-level convolutions", hint="use a .pt file")
         for level, (src, c) in enumerate(zip(merge.inputs, convs)):
             if src not in last:
-                why = "has no convolution" if src in names else "is not a statement of the same graph"
+                why = "has no convolution before it" if src in names else "is not a statement of the same graph"
                 raise NetdslError(f"cannot place detect level {level}'s convolution in darknet's order: its "
                                   f"input '{src}' {why}", hint="use a .pt file")
             path = f"{merge.path}.m.{level}"
             slots = (Slot(path, "bias" if c.bias is not None else None, "bias", (c.out_channels,)),
                      Slot(path, "weight", "kernel", tuple(c.weight.shape)))
             covered.update((f"{path}.weight", f"{path}.bias"))
-            after.setdefault(last[src], []).append(
-                DarknetConv(path, None, c.out_channels, c.kernel_size[0], slots, detect_level=level))
+            entry, place = last[src]
+            after.setdefault(entry, []).append(
+                (place, DarknetConv(path, None, c.out_channels, c.kernel_size[0], slots, detect_level=level)))
 
     def go(statements: list["Statement"]) -> None:
-        last: dict[str, int] = {}  # statement name -> index of its last convolution
+        # statement name -> (the last convolution up to its end, its place)
+        last: dict[str, tuple[int, int]] = {}
         names = {st.name for st in statements}
-        for st in statements:
+        for place, st in enumerate(statements):
             if st.merge is not None and st.merge.merge.name == "detect":
                 detect_entries(st.merge, last, names)
-            before = len(entries)
             for i, it in enumerate(st.items):
                 if not hasattr(it, "op"):  # a graph block: its own statements
                     go(it.statements)  # type: ignore[union-attr]
@@ -177,14 +180,14 @@ def darknet_layout(model: "nn.Module") -> list[DarknetConv]:
                 nxt = st.items[i + 1] if i + 1 < len(st.items) else None
                 bn = nxt if getattr(getattr(nxt, "op", None), "name", "") == "batchnorm" else None
                 entries.append(conv_entry(it, bn))  # type: ignore[arg-type]
-            if len(entries) > before:
-                last[st.name] = len(entries) - 1
+            if entries:
+                last[st.name] = (len(entries) - 1, place)
 
     go(cg.statements)
     layout: list[DarknetConv] = []
     for i, e in enumerate(entries):
         layout.append(e)
-        layout.extend(after.get(i, []))
+        layout.extend(e for _, e in sorted(after.get(i, []), key=lambda pe: pe[0]))
     for key, t in model.state_dict().items():
         if key not in covered and not key.endswith("num_batches_tracked"):
             raise NetdslError(f"'{key}' has no place in darknet's format, which holds convolutions (each with an "
@@ -301,13 +304,15 @@ def _write_darknet(model: "nn.Module", path: Path, seen: int) -> None:
 
 # -- torch files ----------------------------------------------------------------------------------
 
-def _torch_load(path: str) -> Any:
+def _torch_load(path: str, fh: "BinaryIO | None" = None) -> Any:
+    """The unpickled file, through torch's safe loader; `fh` is the file already opened (and
+    checked) as `path`, else `path` is opened here."""
     import torch
 
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(fh if fh is not None else path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise NetdslError("weights file not found", path=path, hint="check the path") from None
     except Exception as err:  # zip and pickle errors vary by torch version
@@ -349,10 +354,46 @@ def _state_dict_from(obj: Any, path: str) -> dict[str, Any]:
         raise NetdslError("the file holds no state_dict (a dict of tensors)", path=path,
                           hint="save one with torch.save(model.state_dict(), PATH)")
     for k, v in obj.items():
-        if not isinstance(v, torch.Tensor):
-            raise NetdslError(f"entry '{k}' of the state_dict is of type {type(v).__name__}, not a tensor", path=path,
-                              hint="save one with torch.save(model.state_dict(), PATH)")
+        _check_entry(k, v, path)
     return obj
+
+
+def _check_entry(key: Any, value: Any, path: str) -> None:
+    """Refuse an entry that could not be copied into a model: checked for every entry before any
+    is used, so that a file fails whole and never after part of the model was overwritten."""
+    import torch
+
+    again = "save one with torch.save(model.state_dict(), PATH)"
+    if not isinstance(key, str):
+        raise NetdslError(f"the state_dict has a key {key!r} of type {type(key).__name__}; its keys must be "
+                          "strings (tensor names)", path=path, hint=again)
+    if not isinstance(value, torch.Tensor):
+        raise NetdslError(f"entry '{key}' of the state_dict is of type {type(value).__name__}, not a tensor", path=path,
+                          hint=again)
+    why = ("is on the meta device: it has a shape but no values" if value.is_meta
+           else f"is a {value.layout} tensor, not a dense one" if value.layout != torch.strided
+           else "is a nested tensor" if value.is_nested
+           else "is quantized" if value.is_quantized
+           else f"is on the {value.device.type} device" if value.device.type != "cpu"
+           else f"is of type {value.dtype}, not of real numbers" if not _real_dtype(value.dtype)
+           else "")
+    if why:
+        raise NetdslError(f"entry '{key}' of the state_dict {why}", path=path,
+                          hint="save the state_dict of a model whose weights were loaded or trained"
+                          if value.is_meta else "save the weights as dense CPU tensors of real numbers: "
+                          "torch.save({k: v.to_dense().cpu() for k, v in model.state_dict().items()}, PATH)")
+    # NaN or infinity in a weight makes every output NaN: such a file is refused, not loaded
+    wide = value.float() if value.element_size() == 1 else value  # isfinite lacks the float8 types
+    if value.is_floating_point() and not bool(torch.isfinite(wide).all()):
+        raise NetdslError(f"entry '{key}' of the state_dict holds NaN or infinite values", path=path,
+                          hint="the weights come from a training run that diverged; use an earlier checkpoint")
+
+
+def _real_dtype(dtype: "torch.dtype") -> bool:
+    import torch
+
+    return dtype.is_floating_point or dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
+                                                torch.int64)
 
 
 def _distinct(items: Any) -> list[tuple[str, "torch.Tensor"]]:
@@ -370,33 +411,54 @@ def _distinct(items: Any) -> list[tuple[str, "torch.Tensor"]]:
 
 def map_in_order(model: "nn.Module", state_dict: dict[str, "torch.Tensor"],
                  path: str | None = None) -> list[tuple["torch.Tensor", "torch.Tensor"]]:
-    """(target, source) pairs mapping the i-th distinct tensor of `state_dict` onto the model's i-th.
+    """(target, source) pairs mapping the distinct tensors of `state_dict` onto the model's.
 
-    Keys are ignored, shapes must match one by one; ultralytics' Detect buffers (`anchors`,
-    `anchor_grid`) are skipped when the model has none. Raises NetdslError naming the first
-    mismatching tensor. Nothing is copied.
+    In order (the i-th onto the i-th, whatever the keys), except that children named alike in the
+    file and the model pair by name (`weights_match`: ultralytics' C3 registers cv1, cv2, cv3, m,
+    its import cv1, cv2, m, cv3). Shapes must match one by one; ultralytics' Detect buffers
+    (`anchors`, `anchor_grid`) are skipped when the model has none. Raises NetdslError naming the
+    first mismatching tensor. Nothing is copied.
     """
+    from netdsl.weights_match import pair_keys
+
     own = model.state_dict(keep_vars=True)
     own_leaves = {k.rsplit(".", 1)[-1] for k in own}
     source = _distinct((k, t) for k, t in state_dict.items()
                        if not (k.rsplit(".", 1)[-1] in _FOREIGN_BUFFERS and k.rsplit(".", 1)[-1] not in own_leaves))
     target = _distinct(own.items())
+    fits = lambda i, j: (source[i][1].shape == target[j][1].shape  # noqa: E731
+                         and source[i][1].is_floating_point() == target[j][1].is_floating_point())
+    matched = pair_keys([k for k, _ in source], [k for k, _ in target])
+    flat = list(zip(range(len(source)), range(len(target))))
+    for pairs in (matched, flat):
+        if pairs is not None and len(source) == len(target) and all(fits(i, j) for i, j in pairs):
+            return [(target[j][1], source[i][1].to(target[j][1].dtype)) for i, j in pairs]
+    raise _misfit(source, target, matched if matched is not None else flat, path)
+
+
+def _misfit(source: list[tuple[str, "torch.Tensor"]], target: list[tuple[str, "torch.Tensor"]],
+            pairs: list[tuple[int, int]], path: str | None) -> NetdslError:
+    """The error for the first pair that does not fit (`pairs` paired by name what they could, so
+    it is where the two really differ), or for the tensors left over."""
     hint = "the file was saved from a network of another structure or other parameter values (check --set, e.g. NCLS)"
-    pairs = []
-    for i, ((sk, st), (tk, tt)) in enumerate(zip(source, target)):
+    kinds = lambda entries: sorted((tuple(t.shape), t.is_floating_point()) for _, t in entries)  # noqa: E731
+    if kinds(source) == kinds(target):
+        hint = ("the file holds the model's tensors in another order: they pair in order, and by name where a "
+                "module's children have the same names in the file and the model; name the spec's statements as "
+                "the file names its modules (`netdsl import` does, for an Ultralytics C3), or save the file in the "
+                "model's order")
+    for i, j in pairs:
+        (sk, st), (tk, tt) = source[i], target[j]
         if st.shape != tt.shape:
-            raise NetdslError(f"tensor #{i} of the file, '{sk}', has shape {tuple(st.shape)} but the model's "
-                              f"'{tk}' needs {tuple(tt.shape)}", path=path, hint=hint)
+            return NetdslError(f"tensor #{i} of the file, '{sk}', has shape {tuple(st.shape)} but the model's "
+                               f"'{tk}' needs {tuple(tt.shape)}", path=path, hint=hint)
         if st.is_floating_point() != tt.is_floating_point():
-            raise NetdslError(f"tensor #{i} of the file, '{sk}', is {st.dtype} but the model's '{tk}' is {tt.dtype}",
-                              path=path, hint=hint)
-        pairs.append((tt, st.to(tt.dtype)))
-    if len(source) != len(target):
-        extra = (f"the first extra one is the file's '{source[len(target)][0]}'" if len(source) > len(target)
-                 else f"the first one missing is the model's '{target[len(source)][0]}'")
-        raise NetdslError(f"the file has {len(source)} distinct tensors, the model {len(target)}; {extra}",
-                          path=path, hint=hint)
-    return pairs
+            return NetdslError(f"tensor #{i} of the file, '{sk}', is {st.dtype} but the model's '{tk}' is {tt.dtype}",
+                               path=path, hint=hint)
+    extra = (f"the first extra one is the file's '{source[len(target)][0]}'" if len(source) > len(target)
+             else f"the first one missing is the model's '{target[len(source)][0]}'")
+    return NetdslError(f"the file has {len(source)} distinct tensors, the model {len(target)}; {extra}",
+                       path=path, hint=hint)
 
 
 # -- the public functions -------------------------------------------------------------------------
@@ -422,33 +484,46 @@ def load_weights(model: "nn.Module", path: PathLike) -> "nn.Module":
     """
     import torch
 
+    from netdsl.parse import open_input, read_limited
+
     path = str(path)
     kind = _format(path)
     p = Path(path)
     if p.is_dir():
         raise NetdslError("the weights path is a directory, not a file", path=path, hint="give the weights file")
-    if kind == "darknet":
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            raise NetdslError("weights file not found", path=path, hint="check the path") from None
-        except OSError as err:
-            raise NetdslError(f"cannot read the weights file: {err.strerror or err}", path=path,
-                              hint="check the path and its permissions") from None
-        try:
-            pairs = _read_darknet(model, path, data)
-        except NetdslError as err:
-            if err.path is None:
-                err.path = path
-            raise
-    else:
-        if not p.exists():
-            raise NetdslError("weights file not found", path=path, hint="check the path")
-        pairs = map_in_order(model, _state_dict_from(_torch_load(path), path), path)
+    if not p.exists():
+        raise NetdslError("weights file not found", path=path, hint="check the path")
+    limit = max_weights_bytes(model)
+    too_large = "it is for a much larger network, or not a weights file (check the spec and --set values)"
+    # size and kind are checked before reading, and reads are bounded: a 5 GB file or a link to
+    # /dev/zero is refused without being read into memory
+    with open_input(p, "weights file for this network", "weights file", limit, too_large) as fh:
+        if kind == "darknet":
+            data = read_limited(fh, path, "weights file for this network", limit, too_large)
+            try:
+                pairs = _read_darknet(model, path, data)
+            except NetdslError as err:
+                if err.path is None:
+                    err.path = path
+                raise
+        else:
+            import io
+
+            src = fh if fh.seekable() else io.BytesIO(read_limited(fh, path, "weights file", limit, too_large))
+            pairs = map_in_order(model, _state_dict_from(_torch_load(path, src), path), path)
+    # the values in the targets' own device and type first, so the copies below cannot fail half-way
+    ready = [(target, values.to(device=target.device, dtype=target.dtype)) for target, values in pairs]
     with torch.no_grad():
-        for target, values in pairs:
+        for target, values in ready:
             target.copy_(values)
     return model
+
+
+def max_weights_bytes(model: "nn.Module") -> int:
+    """The largest weights file `model` can have: 64 MiB for headers and pickled extras, plus 64
+    bytes a number (darknet's files hold 4 a number; a training checkpoint holds the weights, the
+    trained and averaged copies and the optimizer's moments, float32 or float64)."""
+    return 64 * 2**20 + 64 * sum(t.numel() for t in model.state_dict().values())
 
 
 def save_weights(model: "nn.Module", path: PathLike, seen: int = 0) -> None:

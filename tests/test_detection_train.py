@@ -109,6 +109,7 @@ def test_loss_decreases_on_tiny_set(spec: Path, folder: Path) -> None:
     data.train.augment = False
     trainer = DetTrainer(netdsl.build(str(spec)), data, DetHyper(epochs=30, batch_size=64, img=64),  # accumulate 1
                          {**read_hyp(None)[0], "lr0": 0.1})
+    trainer.warmup = lambda ni, epoch: None  # type: ignore[method-assign]  # 12 steps at lr0: v9.6.0 would warm 1000
     losses = []
     for e in range(12):
         items, _ = trainer.train_epoch()
@@ -238,14 +239,14 @@ def test_ema_is_validated_and_saved_as_the_model(spec: Path, folder: Path, tmp_p
     # the average only watches: the live weights train exactly as without it
     for (k, a), b in zip(t.model.state_dict().items(), plain.model.state_dict().values()):
         assert torch.equal(a, b), k
-    # one update per optimizer step (not per batch: warmup accumulates 1, 4, 6, 8 batches)
+    # one update per optimizer step (early in v9.6.0's 1000-iteration warmup, a step per batch)
     assert t.ema.updates == len(steps) >= 1
-    # the EMA differs from the live weights, and is their ramped average (decay after 2 updates)
+    # the EMA differs from the live weights, and is their ramped average (decay after 4 updates)
     live = dict(t.model.named_parameters())
     ema = dict(t.ema.module.named_parameters())
     assert any(not torch.equal(live[k], ema[k]) for k in live)
     d = EMA_DECAY * (1 - math.exp(-t.ema.updates / 2000))
-    assert 0 < d < 0.001  # the ramp: early on the average stays close to the live weights
+    assert 0 < d < 0.003  # the ramp: early on the average stays close to the live weights
     # validation and the checkpoint use the averaged weights
     state = t.state()
     for k, v in t.ema.module.state_dict().items():

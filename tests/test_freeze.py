@@ -77,7 +77,7 @@ output = a |> conv(2, 1)
 
 
 def test_freeze_bn_policy_is_checked() -> None:
-    with pytest.raises(NetdslError, match="--freeze-bn 'sometimes'"):
+    with pytest.raises(NetdslError, match="freeze_bn='sometimes': use 'train' or 'eval'"):  # the API's own name
         netdsl.build(YOLO, H=64, W=64, freeze=1, freeze_bn="sometimes")
 
 

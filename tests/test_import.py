@@ -80,7 +80,7 @@ SMALL_YOLO = cfg(conv(8), conv(16, stride=2), conv(8, 1), conv(16), ("shortcut",
 # The same network written by hand, shaped differently (several layers per statement, other names).
 SMALL_YOLO_NET = """net T(NCLS = 2)
 input x: [3, H = 64, W = 64] where H % 4 == 0, W % 4 == 0
-block cbl(c, k = 1, s = 1) = conv(c, k, stride=s, padding=k//2, bias=false) -> batchnorm(eps=0.001, momentum=0.03) -> leaky_relu(0.1)
+block cbl(c, k = 1, s = 1) = conv(c, k, stride=s, padding=k//2, bias=false) -> batchnorm(eps=1e-5, momentum=0.03) -> leaky_relu(0.1)
 a = x |> cbl(8, 3) -> cbl(16, 3, 2)
 r = a |> cbl(8) -> cbl(16, 3)
 s = add(a, r)
@@ -488,7 +488,7 @@ def test_cli_prints_writes_and_refuses(tmp_path: Path, capsys: pytest.CaptureFix
                           (["import", str(tmp_path / "none.cfg")], "no such file"),
                           (["import", str(src), "-o", str(tmp_path)], "is a folder"),
                           (["import", str(src), "-o", str(tmp_path / "no" / "a.net")], "does not exist"),
-                          (["import", str(src), "-o", str(src)], "the file being imported")):
+                          (["import", str(src), "-o", str(src)], "refusing to overwrite the file being read")):
         (tmp_path / "x.txt").write_text(SMALL_YOLO, encoding="utf-8")
         assert cli_main(argv) == 2
         assert message in capsys.readouterr().err

@@ -14,7 +14,9 @@ If PyTorch cannot trace a size as dynamic, or the result fails the check at a se
 sizes are fixed at the values in use and the message says so. The model is written to a
 temporary file, checked with `onnx.checker` (full check) and run with onnxruntime against the
 torch module (at the values in use and, when sizes are dynamic, at another valid size and
-batch; outputs must agree within 1e-4, relative to their size), and only then renamed into place.
+batch; outputs must agree within 1e-4, relative to their size), and only then put in place by
+netdsl's one writer (`netdsl.train.files.atomic_write`: never over the spec or the weights read).
+An opset the installed onnx does not know is refused, and the opset written is checked.
 
 Weights are the compiled module's fresh initialisation (seeded: the same spec gives the same
 file), unless a module is passed in (`model=`), e.g. one with weights loaded.
@@ -29,7 +31,6 @@ import importlib
 import inspect
 import io
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -58,6 +59,22 @@ PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 _MAX_SEARCH = 64
 _INT32 = 2**31 - 1
 CHECK_MACS = 4 * 10**9  # the most a check at the spec's declared sizes may cost (one sample)  # analyses tried upward from the formulas' smallest size before giving up on it
+
+
+def check_opset(opset: int, what: str = "opset") -> None:
+    """Refuse an opset the exporter would not write: below 17, or newer than the installed onnx
+    package knows (PyTorch's exporter then quietly writes its default opset instead)."""
+    if opset < MIN_OPSET:
+        raise NetdslError(f"{what} {opset}: netdsl exports opset {MIN_OPSET} or later",
+                          hint=f"use opset {DEFAULT_OPSET} (the default)")
+    try:
+        from onnx.defs import onnx_opset_version
+    except ImportError:  # require_onnx says what to install
+        return
+    newest = onnx_opset_version()
+    if opset > newest:
+        raise NetdslError(f"{what} {opset}: the installed onnx package knows opsets up to {newest}",
+                          hint=f"use an opset from {MIN_OPSET} to {newest} (default {DEFAULT_OPSET})")
 
 
 def require_onnx() -> None:
@@ -404,16 +421,18 @@ def export_model(cg: "ConcreteGraph", out: Path | str, opset: int = DEFAULT_OPSE
     >>> r.dynamic, r.max_diff < 1e-4
     (['H', 'W'], True)
     """
-    if opset < MIN_OPSET:
-        raise NetdslError(f"opset {opset}: netdsl exports opset {MIN_OPSET} or later", hint=f"use opset {DEFAULT_OPSET}")
+    from netdsl.train.files import check_output
+
+    check_opset(opset)
     require_onnx()
     import torch
 
     from netdsl.passes.limits import DEFAULT_MAX_BYTES, check_memory
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     path, text = cg.source
+    inputs = [p for p in (path, weights) if p is not None]
+    check_output(out, inputs)
     origin = ""
     if model is None:
         from netdsl.api import located
@@ -443,7 +462,7 @@ def export_model(cg: "ConcreteGraph", out: Path | str, opset: int = DEFAULT_OPSE
             for a in axes:
                 a.reason = a.reason or "no second valid size to check it at"
             second = None
-        report = _export(cg, model, out, opset, axes, second, check)
+        report = _export(cg, model, out, opset, axes, second, check, inputs)
         report.weights = origin
         return report
     finally:
@@ -551,16 +570,17 @@ def _dynamic_shapes(cg: "ConcreteGraph", axes: list[SizeAxis], dynamic: bool) ->
 
 
 def _export(cg: "ConcreteGraph", model: "nn.Module", out: Path, opset: int, axes: list[SizeAxis],
-            second: dict[str, int] | None, check: bool) -> OnnxExport:
+            second: dict[str, int] | None, check: bool, inputs: list[str]) -> OnnxExport:
     fallback = ""
     want_dynamic = any(a.dynamic for a in axes)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if str(out.parent) else "."))
+    tmpdir = _scratch(out)
     try:
         tmp = tmpdir / out.name
         attempts = [True, False] if want_dynamic else [False]
         for dynamic in attempts:
             try:
                 names = _write(cg, model, tmp, opset, axes, dynamic)
+                _check_opset_written(tmp, opset)
                 report = OnnxExport(out, opset, *_signature(tmp), axes=axes)
                 if check:
                     report.checks = _check(cg, model, tmp, axes, names, second if dynamic else None)
@@ -574,12 +594,50 @@ def _export(cg: "ConcreteGraph", model: "nn.Module", out: Path, opset: int, axes
                 for f in tmpdir.iterdir():
                     f.unlink()
         report.fallback = fallback
-        # Data files first, the model last: a reader never finds a model without its data.
-        for f in sorted(tmpdir.iterdir(), key=lambda p: p.name == out.name):
-            os.replace(f, out.parent / f.name)
+        _keep(tmpdir, out, inputs)
         return report
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _scratch(out: Path) -> Path:
+    """A temp folder for the export: beside `out` (the model is big; no other file system's room is
+    needed), or the system's for a FIFO or device given as `out`."""
+    from netdsl.train.files import is_stream
+
+    where = None if is_stream(out) else (out.parent if str(out.parent) else Path("."))
+    try:
+        if where is not None:
+            where.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=where))
+    except OSError as e:
+        raise NetdslError(f"cannot write the file: {e.strerror or e}", path=str(out),
+                          hint="check the folder, its permissions and the free space") from None
+
+
+def _keep(tmpdir: Path, out: Path, inputs: list[str]) -> None:
+    """Move the checked files into place with netdsl's one writer; data files first, the model
+    last: a reader never finds a model without its data."""
+    from netdsl.train.files import atomic_write, is_stream
+
+    files = sorted(tmpdir.iterdir(), key=lambda p: p.name == out.name)
+    if len(files) > 1 and is_stream(out):
+        raise NetdslError(f"cannot write the model here: it keeps its weights in {len(files) - 1} more file(s) "
+                          "beside it, and a FIFO or device has no folder for them", path=str(out),
+                          hint="write the model to a file")
+    for f in files:
+        with open(f, "rb") as src:
+            atomic_write(out.parent / f.name, lambda fh: shutil.copyfileobj(src, fh), inputs=inputs)
+
+
+def _check_opset_written(tmp: Path, opset: int) -> None:
+    import onnx
+
+    model = onnx.load(str(tmp), load_external_data=False)
+    written = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if written != [opset]:
+        raise NetdslError(f"PyTorch's exporter wrote opset {written[0] if written else '(none)'}, not the {opset} "
+                          "asked for", hint=f"use opset {DEFAULT_OPSET} (the default)")
 
 
 class _Failed(Exception):

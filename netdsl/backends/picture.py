@@ -481,10 +481,21 @@ def to_dot(cg: "ConcreteGraph", expand: bool = False) -> str:
 
 # --- files ---------------------------------------------------------------------------------------
 
-def _atomic(path: Path, data: bytes) -> None:
+def _atomic(path: Path, data: bytes, inputs: list[str], replace: bool = True) -> None:
     from netdsl.train.files import atomic_write
 
-    atomic_write(path, lambda fh: fh.write(data))
+    atomic_write(path, lambda fh: fh.write(data), inputs=inputs, replace=replace)
+
+
+def _same_content(path: Path, data: bytes) -> bool:
+    """Whether the regular file at `path` holds exactly `data` (read no further than its size)."""
+    try:
+        if not path.is_file() or path.stat().st_size != len(data):
+            return False
+        with open(path, "rb") as fh:
+            return fh.read(len(data) + 1) == data
+    except OSError:
+        return False
 
 
 def render(dot_text: str, fmt: str, dot: str) -> bytes:
@@ -502,10 +513,34 @@ def render(dot_text: str, fmt: str, dot: str) -> bytes:
     return done.stdout
 
 
+def _dot_instead(out: Path, fmt: str, data: bytes, inputs: list[str]) -> str:
+    """Without Graphviz: the dot text beside `out`, never over a file the user has there."""
+    from netdsl.train.files import is_stream
+
+    dot_path = out.with_suffix(".dot")
+    missing = f"Graphviz's `dot` program is not installed, so no {fmt} was drawn"
+    if is_stream(out):  # a FIFO or device has no folder to leave the text in
+        raise NetdslError(f"{missing} to {out}", path=str(out), hint=f"{INSTALL}; or export --to dot")
+    if _same_content(dot_path, data):
+        done = f"{dot_path} already holds its dot text"
+    else:
+        try:
+            _atomic(dot_path, data, inputs, replace=False)
+        except NetdslError as e:
+            raise NetdslError(f"{missing}, and the dot text was not written either: {e.message}",
+                              path=str(dot_path), hint=f"export --to dot -o OTHER.dot and render that, or install "
+                                                       f"Graphviz: {INSTALL}") from None
+        done = f"wrote {dot_path} instead"
+    return (f"{missing}: {done}.\n"
+            f"  Render it with `dot -T{fmt} {dot_path} -o {out}` once Graphviz is installed.\n  {INSTALL}")
+
+
 def write_picture(cg: "ConcreteGraph", out: Path | str, fmt: str, expand: bool = False) -> str:
     """Write the picture (`fmt` dot, svg or png) at `out`; return the message to print.
 
-    Without Graphviz, svg and png leave the `.dot` text next to `out` and say how to render it.
+    Without Graphviz, svg and png leave the `.dot` text next to `out` and say how to render it;
+    a different file already there under that name is kept, and that is an error. The spec
+    (`cg.source`) is never overwritten.
 
     >>> import tempfile, pathlib
     >>> from netdsl.api import shapes
@@ -517,15 +552,13 @@ def write_picture(cg: "ConcreteGraph", out: Path | str, fmt: str, expand: bool =
     if fmt not in ("dot", "svg", "png"):
         raise NetdslError(f"no picture format '{fmt}'", hint="use dot, svg or png")
     out = Path(out)
+    inputs = [cg.source[0]] if cg.source[0] else []
     text = to_dot(cg, expand)
     if fmt == "dot":
-        _atomic(out, text.encode("utf-8"))
+        _atomic(out, text.encode("utf-8"), inputs)
         return f"wrote {out} (Graphviz dot text; render it with `dot -Tsvg {out.name} -o {out.with_suffix('.svg').name}`)"
     dot = find_dot()
     if dot is None:
-        dot_path = out.with_suffix(".dot")
-        _atomic(dot_path, text.encode("utf-8"))
-        return (f"Graphviz's `dot` program is not installed, so no {fmt} was drawn: wrote {dot_path} instead.\n"
-                f"  Render it with `dot -T{fmt} {dot_path} -o {out}` once Graphviz is installed.\n  {INSTALL}")
-    _atomic(out, render(text, fmt, dot))
+        return _dot_instead(out, fmt, text.encode("utf-8"), inputs)
+    _atomic(out, render(text, fmt, dot), inputs)
     return f"wrote {out}"

@@ -106,6 +106,22 @@ def _record_calls(spec: ir.Spec, values: dict[str, int]) -> tuple[Calls, list[st
     return calls, graph.structural
 
 
+def _reachable(blocks: list[ir.BlockDef], root: ir.BlockDef) -> list[ir.BlockDef]:
+    """`root` and the blocks it calls, in the spec's order. The net made of a block for its class
+    holds only these: another block's tensor named like one of `root`'s parameters is no clash
+    in the spec, but would be one with that net's parameters."""
+    by_name = {b.name: b for b in blocks}
+    seen: set[str] = set()
+    todo = [root.name]
+    while todo:
+        b = by_name.get(todo.pop())
+        if b is None or b.name in seen:
+            continue
+        seen.add(b.name)
+        todo += [c.op.name for c in [*b.body, *(c for a in b.assigns for c in a.chain)]]
+    return [b for b in blocks if b.name in seen]
+
+
 def _plain(spec: ir.Spec) -> ir.Spec:
     """The spec without what restricts values (conditions, annotations) or checks them (claims)."""
     def assigns(a: list[ir.Assign]) -> list[ir.Assign]:
@@ -316,7 +332,8 @@ class _Analysis:
         params = [ir.Param(span=span, name=n, default=ir.Int(span=span, value=v)) for n, v in values.items()]
         dims = [ir.Dim(span=span, name=n, default=ir.Int(span=span, value=v)) for n, v in zip(fresh[1:], at[1:])]
         values |= dict(zip(fresh[1:], at[1:]))
-        spec = ir.Spec(span=span, name=bdef.name, params=params, blocks=self.spec.blocks, assigns=bdef.assigns,
+        spec = ir.Spec(span=span, name=bdef.name, params=params, blocks=_reachable(self.spec.blocks, bdef),
+                       assigns=bdef.assigns,
                        inputs=[ir.InputDecl(span=bdef.input.span, name=bdef.input.name,
                                             channels=ir.Name(span=span, id=fresh[0]), dims=dims)])
         # A class made for an earlier call with the same structure serves this one too where its

@@ -70,7 +70,7 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
     """The JSON-able report of `netdsl count`, the CountResult and the claim results."""
     from netdsl.api import analyse_text, claim_sources
     from netdsl.passes.claims import check_claims
-    from netdsl.passes.counts import CONVENTION_TEXT, METRICS, Convention, count_layers
+    from netdsl.passes.counts import METRICS, Convention, count_layers
 
     convention = convention or Convention()
     counts = count_layers(analyse_text(text, path, overrides))
@@ -95,7 +95,7 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
     report: dict[str, Any] = {
         "net": graph.name, "spec": path,
         "symbols": list(counts.env.symbols), "assumptions": assumptions(graph, text),
-        "convention": {"text": CONVENTION_TEXT, "biases": convention.biases, "batchnorm": convention.batchnorm,
+        "convention": {"text": convention.text(), "biases": convention.biases, "batchnorm": convention.batchnorm,
                        "activations": convention.activations, "merges": convention.merges,
                        "changes": {m: convention.describe(m) for m in ("weights", "outputs", "connections")}},
         "inputs": [_tensor(counts, t) for t in counts.shapes.inputs],
@@ -137,10 +137,7 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
         console.print(f"assuming {', '.join(report['assumptions'])}; values in use: {vals}")
     else:
         console.print(f"values in use: {vals}")
-    changes = {m: c for m, c in report["convention"]["changes"].items() if c}
-    conv = report["convention"]["text"] + (
-        "; changed by flags: " + ", ".join(f"{m} {c}" for m, c in changes.items()) if changes else "")
-    console.print(f"totals: {conv}")
+    console.print(f"totals: {report['convention']['text']}")
     table = Table(title_justify="left", show_lines=False)
     for col in ("layer", "op", "line"):
         table.add_column(col, justify="right" if col == "line" else "left", no_wrap=True)

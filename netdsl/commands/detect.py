@@ -3,17 +3,20 @@
 Builds the spec (its last layer a `detect` head), loads the weights, letterboxes each image as
 ultralytics v9.6.0's detect.py does (scaled so its long side is `--img`, padded with grey only up
 to multiples of the largest stride), keeps the boxes NMS keeps and writes into `--out` each image
-with its boxes and labels (same file name; PNG for other formats) and `detections.json`. One line
+with its boxes and labels (same file name, PNG for other formats, a distinct name for each input
+where two would collide: `output_names`) and `detections.json`. One line
 per image, in the course's style: `bus.jpg: 640x480 4 persons, 1 bus` (the network's input size,
 height x width, then the count per class by class index).
 
-Everything is checked, read and computed before the output directory is made; the files are
+Everything is checked, read and computed before the output directory is made (whether it can be
+made is tried first; `--img` is held to build's memory limit, `--max-memory`); the files are
 written into a temporary sibling directory renamed into place at the end, so an error or an
 interruption leaves no half-written run. torch is imported only when the command runs.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -21,8 +24,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError
@@ -31,6 +35,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 WRITE_SUFFIXES = (".jpg", ".jpeg", ".png")
 JSON_NAME = "detections.json"
 FORMAT = "netdsl-detections-v1"
+DECODE_BATCH = 8  # images decoded at once (predict's batch)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class names: a YAML file with `names:` (a list, or a mapping from index), "
                         "or a text file with one name per line (default class0, class1, ...)")
     p.add_argument("--out", metavar="DIR", help="output directory, new or empty (default: runs/detect-<timestamp>)")
+    p.add_argument("--max-memory", type=float, metavar="GIB",
+                   help="refuse an --img at which the network is estimated to need more memory than this, "
+                        "as netdsl build does (default 8 GiB)")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -70,21 +78,21 @@ def find_images(source: str) -> list[Path]:
     return [p]
 
 
+READ_HINT = "check that it is an image file (PNG, JPEG, ...) and not truncated; move other files out of --source"
+
+
 def read_image(path: Path) -> Any:
-    """uint8 `[H, W, 3]` (greyscale repeated, alpha dropped), or a NetdslError naming the file."""
-    import warnings
+    """uint8 `[H, W, 3]` RGB as training reads it (`netdsl.detection.images`), or a NetdslError naming the file."""
+    from netdsl.detection import images
 
-    from netdsl.train.patches import read_rgb
+    return images.read_image(path, READ_HINT)
 
-    try:
-        with warnings.catch_warnings():  # imageio's deprecated plugins warn while it looks for a reader
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return read_rgb(path)
-    except NetdslError as err:
-        first = err.message.splitlines()[0].rstrip(" .:") if err.message else "cannot read image"
-        raise NetdslError(first, path=str(path),
-                          hint="check that it is an image file (PNG, JPEG, ...) and not truncated; "
-                               "move other files out of --source") from None
+
+def check_image(path: Path) -> None:
+    """Decode the file in full and keep nothing (pixels are read a batch at a time), or a NetdslError."""
+    from netdsl.detection import images
+
+    images.check_image(path, READ_HINT)
 
 
 def read_names(path: str) -> list[str]:
@@ -106,16 +114,11 @@ def read_names(path: str) -> list[str]:
         except yaml.YAMLError as err:
             raise NetdslError(f"the names file is not valid YAML ({str(err).splitlines()[0]})", path=path,
                               hint=hint) from None
-        names = data.get("names") if isinstance(data, dict) else None
-        if isinstance(names, dict):
-            if sorted(names) != list(range(len(names))):
-                raise NetdslError("`names:` as a mapping must have the keys 0, 1, ..., n-1", path=path, hint=hint)
-            names = [names[i] for i in range(len(names))]
-        if not isinstance(names, list):
+        if not isinstance(data, dict) or data.get("names") is None:
             raise NetdslError("the YAML file has no `names:` list", path=path, hint=hint)
-        if not all(isinstance(n, (str, int, float)) and not isinstance(n, bool) for n in names):
-            raise NetdslError("`names:` must hold plain names (strings)", path=path, hint=hint)
-        names = [str(n).strip() for n in names]
+        from netdsl.detection.data import parse_names  # the data YAML's rules, located errors
+
+        names = parse_names(data["names"], path, text)
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names or not all(names):
@@ -136,6 +139,9 @@ def check_out(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         raise NetdslError("output directory already exists and is not empty", path=str(out),
                           hint="choose another --out")
+    from netdsl.train.outdir import check_writable
+
+    check_writable(out, beside=True)  # the results are built beside it, then renamed into place
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -146,6 +152,23 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise NetdslError(f"{flag} {v}: give a number between 0 and 1", hint=f"e.g. {flag} 0.25")
     if args.max_det <= 0:
         raise NetdslError(f"--max-det {args.max_det}: give a positive number", hint="e.g. --max-det 300")
+
+
+def check_img_memory(cg: Any, img: int, max_bytes: int) -> None:
+    """Refuse an `--img` at which the network would need more than `max_bytes`, by build's
+    estimate (parameters and buffers, and every layer's output for one image: `check_memory`)
+    taken at the spec's input size and its activations scaled to `img` x `img`, the largest
+    letterboxed input: a convolutional network's outputs grow with the input's area."""
+    from netdsl.passes.limits import _gib, check_memory
+
+    est = check_memory(cg, None)
+    h, w = cg.inputs[0].at[-2:]
+    acts = -(-est.activation_bytes * img * img // (h * w))  # exact integers: --img 99999999984 cannot overflow
+    if est.parameter_bytes + acts > max_bytes:
+        raise NetdslError(f"--img {img}: the network needs about {_gib(est.parameter_bytes + acts)} at {img}x{img} "
+                          f"(activations per image {_gib(acts)}); the limit is {_gib(max_bytes)}",
+                          hint=f"use a smaller --img (the spec's own size is {h}x{w}), "
+                               "or raise the limit with --max-memory GIB")
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -165,19 +188,56 @@ def summary(counts: dict[int, int], names: list[str] | None) -> str:
     return ", ".join(f"{n} {label(c, names)}{'s' * (n > 1)}" for c, n in sorted(counts.items()))
 
 
-def _output_name(src: Path, used: set[str]) -> str:
-    name = src.name if src.suffix.lower() in WRITE_SUFFIXES else src.stem + ".png"
-    if name == JSON_NAME or name in used:
-        name = f"{Path(name).stem}-{len(used)}{Path(name).suffix}"
-    used.add(name)
-    return name
+def output_names(files: list[Path]) -> list[str]:
+    """A distinct output file name per input, decided from the whole list (so the same folder
+    always gives the same names) and compared case-insensitively (as macOS and Windows compare).
+
+    An input keeps its own name (`x.bmp` and other formats not written become `x.png`) when no
+    other input wants it; of those that do, the one named so already keeps it (`a.png` over
+    `a.bmp`), the others take their full name plus `.png` (`a.bmp.png`), or, if that is taken
+    too, the first free `stem-N` (N = 2, 3, ...). Every name given earlier is reserved first, so
+    a made-up name never takes one that belongs to another input, nor `detections.json`.
+
+    >>> output_names([Path("a-2.png"), Path("a.bmp"), Path("a.png")])
+    ['a-2.png', 'a.bmp.png', 'a.png']
+    >>> output_names([Path("A.png"), Path("a.png"), Path("a.tif")])
+    ['A.png', 'a-2.png', 'a.tif.png']
+    """
+    natural = [f.name if f.suffix.lower() in WRITE_SUFFIXES else f.stem + ".png" for f in files]
+    wanted = Counter(n.casefold() for n in natural)
+    taken = {JSON_NAME.casefold()}
+    out: list[str | None] = [None] * len(files)
+
+    def give(i: int, name: str) -> bool:
+        if name.casefold() in taken:
+            return False
+        taken.add(name.casefold())
+        out[i] = name
+        return True
+
+    for i, name in enumerate(natural):  # nobody else wants it
+        if wanted[name.casefold()] == 1:
+            give(i, name)
+    for i, name in enumerate(natural):  # wanted by several: the input already named so, first in order
+        if out[i] is None and files[i].name == name:
+            give(i, name)
+    for i, name in enumerate(natural):
+        if out[i] is not None:
+            continue
+        if files[i].name != name and give(i, files[i].name + ".png"):  # converted: the name says from what
+            continue
+        stem, suffix = Path(name).stem, Path(name).suffix
+        next(n for n in itertools.count(2) if give(i, f"{stem}-{n}{suffix}"))
+    return [n for n in out if n is not None]
 
 
 def run(args: argparse.Namespace) -> int:
     from netdsl.api import load
+    from netdsl.commands.build import max_memory_bytes
     from netdsl.commands.common import parse_sets
 
     _check_numbers(args)
+    max_bytes = max_memory_bytes(getattr(args, "max_memory", None))
     text, spec_path = load(args.spec)
     overrides = parse_sets(args.sets)
     files = find_images(args.source)
@@ -189,15 +249,16 @@ def run(args: argparse.Namespace) -> int:
         raise NetdslError("no such weights file" if not Path(weights).exists() else "the weights path is not a file",
                           path=weights, hint="check the path given to --weights")
 
-    images = [read_image(f) for f in files]
+    for f in files:
+        check_image(f)
 
     import torch  # noqa: F401 - the first heavy import, once every cheap check has passed
 
     from netdsl.api import compile_spec
-    from netdsl.detection.predict import detect_head, predict
+    from netdsl.detection.predict import detect_head
     from netdsl.weights import load_weights
 
-    _, model = compile_spec(text, spec_path, overrides)
+    cg, model = compile_spec(text, spec_path, overrides, max_bytes)
     try:
         head = detect_head(model)
     except ValueError:
@@ -208,24 +269,25 @@ def run(args: argparse.Namespace) -> int:
         lower, upper = args.img // stride * stride, -(-args.img // stride) * stride
         raise NetdslError(f"--img {args.img} is not a multiple of the network's largest stride {stride}",
                           hint=f"use --img {upper}" + (f" or --img {lower}" if lower else ""))
+    check_img_memory(cg, args.img, max_bytes)
     if names is not None and len(names) != head.classes:
-        raise NetdslError(f"the names file lists {len(names)} names but the network has {head.classes} classes",
-                          path=args.names, hint="set the class count with --set NCLS=... or fix the names file")
-    load_weights(model, weights)  # a file for another class count is refused here, naming the tensor
+        from netdsl.detection.checks import classes_fix
 
-    shapes: list[tuple[int, int]] = []
-    dets = predict(model, images, img=args.img, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                   auto=True, shapes=shapes)
+        _, fix = classes_fix(text, spec_path or args.spec, len(names), "--set can change")  # the fix for this spec, not NCLS's
+        raise NetdslError(f"the names file lists {len(names)} names but the network has {head.classes} classes",
+                          path=args.names, hint=f"fix the names file (one name per class), or give the network "
+                                                f"{len(names)} classes: {fix}")
+    load_weights(model, weights)  # a file for another class count is refused here, naming the tensor
 
     from netdsl.detection.draw import draw_detections, encode_image, label
 
-    used: set[str] = set()
+    outputs = dict(zip(files, output_names(files)))
     entries, encoded, lines = [], [], []
-    for f, im, det, (h, w) in zip(files, images, dets, shapes):
+    for f, im, det, (h, w) in _detections(model, files, args):
         det = det.numpy()
         classes = det[:, 5].astype(int).tolist()
         counts = {c: classes.count(c) for c in sorted(set(classes))}
-        name = _output_name(f, used)
+        name = outputs[f]
         encoded.append((name, encode_image(draw_detections(im, det, names), Path(name).suffix)))
         entries.append({
             "source": str(f), "output": name, "height": int(im.shape[0]), "width": int(im.shape[1]),
@@ -246,8 +308,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detections(model: Any, files: list[Path], args: argparse.Namespace) -> Iterator[tuple[Path, Any, Any, Any]]:
+    """`(file, pixels, detections, letterboxed (h, w))` per image, decoding `DECODE_BATCH` files at a
+    time: memory holds a batch of pictures, not a folder's."""
+    from netdsl.detection.predict import predict
+
+    for k in range(0, len(files), DECODE_BATCH):
+        chunk = files[k:k + DECODE_BATCH]
+        images = [read_image(f) for f in chunk]
+        shapes: list[tuple[int, int]] = []
+        dets = predict(model, images, img=args.img, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                       auto=True, shapes=shapes)
+        yield from zip(chunk, images, dets, shapes)
+        del images, dets  # before the next batch is decoded, not after
+
+
 def _write_all(out: Path, files: list[tuple[str, bytes]], report: str) -> None:
-    """Write everything into a temporary sibling of `out`, then move it into place."""
+    """Write everything into a temporary sibling of `out`, then move it into place; a place that
+    became unwritable since `check_out` is a NetdslError (the partial files removed)."""
+    try:
+        _write_into_place(out, files, report)
+    except OSError as err:
+        raise NetdslError(f"cannot write the results: {err.strerror or err}", path=str(out),
+                          hint="choose another --out") from None
+
+
+def _write_into_place(out: Path, files: list[tuple[str, bytes]], report: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

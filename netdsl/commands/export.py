@@ -1,7 +1,8 @@
 """`netdsl export SPEC --to FORMAT [-o PATH]`: the network as Python source, ONNX, or a picture.
 
 Every format reads the concrete graph at the values in use (`--set` changes them). The file is
-written through a temporary file and renamed, so an error leaves nothing half-written. Each
+written by `netdsl.train.files.atomic_write`, so an error leaves nothing half-written, and the spec
+or weights being read are never overwritten. Each
 backend is imported only for its format: `python` and `dot` need no torch at import time here,
 `onnx` needs the optional extra (`pip install "netdsl[onnx]"`).
 """
@@ -33,13 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and block statements on one line, identical repeats drawn once)")
 
 
-def output_path(spec: str, fmt: str, given: str | None) -> Path:
-    """Where the export goes; refuses a folder or a missing parent folder before any work is done."""
+def output_path(spec: str, fmt: str, given: str | None, inputs: list[str]) -> Path:
+    """Where the export goes; a folder, a missing parent folder, one of `inputs` (the spec, the
+    weights), a read-only or special file are refused before any work is done."""
+    from netdsl.train.files import check_output
+
     out = Path(given) if given else Path(Path(spec).stem + FORMATS[fmt])
     if out.is_dir():
         raise NetdslError(f"-o {out}: is a folder; give a file name", hint=f"e.g. -o {out / (Path(spec).stem + FORMATS[fmt])}")
     if not out.parent.is_dir() and str(out.parent) not in ("", "."):
         raise NetdslError(f"-o {out}: the folder {out.parent} does not exist", hint="create it first")
+    check_output(out, inputs)
     return out
 
 
@@ -47,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from netdsl.api import analyse_text, load
 
     fmt = args.to
-    out = output_path(args.spec, fmt, args.output)
-    if fmt == "onnx" and args.opset < 17:
-        raise NetdslError(f"--opset {args.opset}: netdsl exports opset 17 or later", hint="drop --opset (default 18)")
+    inputs = [args.spec] + ([args.weights] if args.weights is not None else [])
+    out = output_path(args.spec, fmt, args.output, inputs)
+    if fmt == "onnx":
+        from netdsl.backends.onnx_export import check_opset
+
+        check_opset(args.opset, "--opset")
     if args.weights is not None and fmt != "onnx":
         raise NetdslError(f"--weights has no effect with --to {fmt}", hint="weights are exported with --to onnx")
     text, path = load(args.spec)
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         from netdsl.backends.python_source import to_python_source
         from netdsl.train.files import atomic_write_text
 
-        atomic_write_text(out, to_python_source(cg))
+        atomic_write_text(out, to_python_source(cg), inputs=inputs)
         message = f"wrote {out}"
     elif fmt == "onnx":
         from netdsl.backends.onnx_export import export_onnx

@@ -1,7 +1,8 @@
 """`netdsl import FILE [-o SPEC]`: a darknet .cfg or an Ultralytics model YAML as a netdsl spec.
 
 The format comes from the suffix (`.cfg`; `.yaml`/`.yml`) or `--format`. The spec is printed, or
-with `-o` written through a temporary file and renamed, so an error leaves nothing half-written.
+with `-o` written by `netdsl.train.files.atomic_write`, so an error leaves nothing half-written and
+the file being imported is never overwritten.
 Every refusal (an unsupported section, key, module or argument; an index out of range) is an
 error at the source file's line and column. torch is never imported.
 """
@@ -23,19 +24,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def output_path(given: str, source: str) -> Path:
-    """Where -o writes; a folder, a missing parent folder or the input itself is refused before any work."""
+    """Where -o writes; a folder, a missing parent folder, the input itself (a link to it too), a
+    read-only or special file are refused before any work."""
+    from netdsl.train.files import check_output
+
     out = Path(given)
     if out.is_dir():
         raise NetdslError(f"-o {out}: is a folder; give a file name",
                           hint=f"e.g. -o {out / (Path(source).stem + '.net')}")
     if str(out.parent) not in ("", ".") and not out.parent.is_dir():
         raise NetdslError(f"-o {out}: the folder {out.parent} does not exist", hint="create it first")
-    try:
-        same = out.exists() and out.resolve() == Path(source).resolve()
-    except OSError:
-        same = False
-    if same:
-        raise NetdslError(f"-o {out} is the file being imported", hint="write the spec to a .net file")
+    check_output(out, [source])
     return out
 
 
@@ -49,9 +48,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from netdsl.train.files import atomic_write_text
 
-    try:
-        atomic_write_text(out, text)
-    except OSError as e:
-        raise NetdslError(f"cannot write {out}: {e.strerror}", hint="check the folder's permissions") from None
+    atomic_write_text(out, text, inputs=[args.file])
     print(f"wrote {out}")
     return 0

@@ -30,10 +30,10 @@ def solve_report(text: str, path: str | None, overrides: dict[str, int],
     """The JSON-able report of `netdsl solve` and the SolveResult."""
     from netdsl.commands.count import assumptions
     from netdsl.parse import parse_text
-    from netdsl.passes.solve import DEFAULT_MAX_VALUE, solve
+    from netdsl.passes.solve import DEFAULT_MAX_VALUE, MAX_VALUE_LIMIT, solve
 
-    if max_value is not None and not 0 <= max_value <= 1000:
-        raise NetdslError(f"--max-value {max_value} is out of range", hint="use a value from 0 to 1000")
+    if max_value is not None and not 0 <= max_value <= MAX_VALUE_LIMIT:
+        raise NetdslError(f"--max-value {max_value} is out of range", hint=f"use a value from 0 to {MAX_VALUE_LIMIT}")
     try:
         res = solve(parse_text(text, path), overrides, DEFAULT_MAX_VALUE if max_value is None else max_value)
     except NetdslError as e:

@@ -13,14 +13,20 @@ Sources (`load_detection_data(source)`):
 - a folder holding `images/` and `labels/`: `images/train` and `images/val` when present, else
   every image in `images/` for both (with a note). `nc` is then the `nc=` argument, else one more
   than the largest class found; names `class0`, `class1`, ... unless `names=` is given.
+`names:` is a list or a mapping with the keys 0..n-1; `nc` is at most `MAX_CLASSES`.
+
+Images are read by `netdsl.detection.images`, as `netdsl detect` reads them (first frame, EXIF
+orientation, 16 bits scaled to 8). Every image is decoded in full when the data is loaded (and the
+pixels dropped): a header check passes truncated JPEGs that would then fail mid-epoch.
 
 Labels: for `.../images/.../x.jpg` the file `.../labels/.../x.txt` (the last `images` folder of the
 path replaced by `labels`), one `class cx cy w h` line per object, normalised to [0, 1]; blank
 lines are skipped; an empty or missing file is a background image. Anything else is a
 `NetdslError` naming `file:line`: wrong number of fields, a non-number, a class that is not an
-integer in [0, nc), a coordinate outside [0, 1] (up to `TOLERANCE`, then clipped), a box of zero
-width or height; and, naming the file, an unreadable image or label file, no images at all. With
-`skip_bad=True` each bad image (its own or its label file's fault) is skipped and reported in
+integer in [0, nc) (below `MAX_CLASSES`), a coordinate outside [0, 1] (up to `TOLERANCE`, then
+clipped), a box of zero width or height; and, naming the file, an image that does not decode, an
+unreadable label file, no images at all. With `skip_bad=True` each bad image (its own or its label
+file's fault; running out of memory is neither) is skipped and reported in
 `DetectionData.warnings`; exact duplicate label rows are dropped with a warning, as ultralytics did.
 
 Batches: each image's long side is resized to `img`, then it is letterboxed to `img` x `img`
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -44,6 +51,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from netdsl.detection import augment as aug
+from netdsl.detection import images
+from netdsl.detection.images import BAD_IMAGE_HINT, read_image
 from netdsl.errors import NetdslError, Span
 
 if TYPE_CHECKING:
@@ -51,6 +60,14 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 TOLERANCE = 1e-4  # how far outside [0, 1] a coordinate may be (rounding in converters); clipped
+# Far above any public detection set (LVIS 1,203 classes, YOLO9000 9,418) and far below 2**24,
+# where float32 labels stop holding every integer; a bound so that a typo such as `nc: 1e20` or a
+# class `1e30` is an error, not a list of that many names.
+MAX_CLASSES = 100_000
+NAMES_HINT = "write names: [person, bicycle, ...] or names: {0: person, 1: bicycle, ...}"
+# Every image was decoded when the data was loaded, so a failure later is not the file's original state.
+CHANGED_HINT = ("it decoded when the data was loaded: was it changed or removed since? restore it "
+                "(a training run can then go on with --resume)")
 LABEL_HINT = ("one object per line: class index, then the box's centre x, centre y, width and height, "
               "each a fraction of the image's width or height in [0, 1]")
 
@@ -80,7 +97,7 @@ class DetectionSet:
     def read(self, i: int) -> np.ndarray:
         """The original image i, uint8 `[h, w, 3]` RGB."""
         im = self.images[i]
-        return im if isinstance(im, np.ndarray) else read_image(Path(im))
+        return im if isinstance(im, np.ndarray) else read_image(Path(im), CHANGED_HINT)
 
     def load_resized(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image i with its long side resized to `img` (uint8 `[h, w, 3]`, aspect kept) and its
@@ -174,34 +191,13 @@ class DetectionData:
 
 # --- reading files -----------------------------------------------------------------------------
 
-def read_image(path: Path) -> np.ndarray:
-    """uint8 `[h, w, 3]` RGB (greyscale repeated, alpha dropped); a NetdslError naming the file."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            im = im.convert("RGB")
-            return np.asarray(im)
-    except Exception as err:  # PIL raises many types for damaged files
-        raise NetdslError(f"cannot read image: {err}", path=str(path),
-                          hint="replace or delete the file (or pass skip_bad=True to skip it)") from None
-
-
 def check_image(path: Path) -> tuple[int, int]:
-    """`(h, w)` from the header after PIL's integrity check, without decoding the pixels."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.verify()
-            w, h = im.size
-    except Exception as err:
-        raise NetdslError(f"cannot read image: {err}", path=str(path),
-                          hint="replace or delete the file (or pass skip_bad=True to skip it)") from None
+    """`(h, w)` of an image that decodes in full (`netdsl.detection.images.check_image`: a header
+    check passes truncated JPEGs that then fail mid-epoch) and is large enough to hold an object."""
+    h, w = images.check_image(path)
     if h < 2 or w < 2:
         raise NetdslError(f"image is {w}x{h} pixels, too small to hold an object", path=str(path),
-                          hint="replace or delete the file (or pass skip_bad=True to skip it)")
+                          hint=BAD_IMAGE_HINT)
     return h, w
 
 
@@ -238,7 +234,7 @@ def parse_labels(path: Path, nc: int | None) -> tuple[np.ndarray, list[str]]:
 
         def fail(message: str, first: int = 0, last: int = -1, hint: str = LABEL_HINT) -> NetdslError:
             return NetdslError(message, Span(n, fields[first][1], n, fields[last][2]), hint,
-                               path=str(path), source=text)
+                               path=str(path), source=text, breaks="python")
 
         if len(fields) != 5:
             extra = " (polygon segments are not supported)" if len(fields) > 6 else ""
@@ -258,6 +254,9 @@ def parse_labels(path: Path, nc: int | None) -> tuple[np.ndarray, list[str]]:
             raise fail(f"class {fields[0][0]} is not {what}", 0, 0,
                        hint=f"the data set has {nc} classes, numbered from 0" if nc is not None
                        else "classes are integers numbered from 0")
+        if c >= MAX_CLASSES:
+            raise fail(f"class {fields[0][0]} is beyond netdsl's limit of {MAX_CLASSES:,} classes", 0, 0,
+                       hint="classes are numbered from 0 up to the number of classes minus one")
         for k in range(1, 5):
             if not -TOLERANCE <= values[k] <= 1 + TOLERANCE:
                 name = ("cx", "cy", "w", "h")[k - 1]
@@ -282,23 +281,35 @@ def _where(err: NetdslError) -> str:
     return f"{err.path}:{err.span.line}" if err.span is not None else str(err.path)
 
 
+def _check(f: Path, nc: int | None) -> tuple[np.ndarray, list[str]] | NetdslError:
+    try:
+        check_image(f)
+        return parse_labels(label_path(f), nc)
+    except NetdslError as err:
+        return err
+
+
 def read_split(files: list[Path], nc: int | None, skip_bad: bool) -> tuple[list[Path], list[np.ndarray], list[str]]:
-    """Check every image and parse its labels: `(images kept, labels, warnings)`."""
+    """Decode every image and parse its labels: `(images kept, labels, warnings)`, in file order.
+
+    Threads share the decoding (Pillow releases the GIL while it decodes); the first bad file in
+    order is the one reported, and the files after it are not checked."""
     kept: list[Path] = []
     labels: list[np.ndarray] = []
     warnings: list[str] = []
-    for f in files:
-        try:
-            check_image(f)
-            lb, warn = parse_labels(label_path(f), nc)
-        except NetdslError as err:
-            if not skip_bad:
-                raise
-            warnings.append(f"{_where(err)}: {err.message} (image skipped)")
-            continue
-        kept.append(f)
-        labels.append(lb)
-        warnings += warn
+    pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
+    try:
+        for f, got in zip(files, pool.map(lambda f: _check(f, nc), files)):
+            if isinstance(got, NetdslError):
+                if not skip_bad or isinstance(got, images.NotEnoughMemory):
+                    raise got
+                warnings.append(f"{_where(got)}: {got.message} (image skipped)")
+                continue
+            kept.append(f)
+            labels.append(got[0])
+            warnings += got[1]
+    finally:
+        pool.shutdown(cancel_futures=True)
     return kept, labels, warnings
 
 
@@ -315,33 +326,115 @@ def _images_in(entry: Any, base: Path, origin: Path, key: str) -> list[Path]:
     if p.is_dir():
         return sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
     if p.is_file() and p.suffix.lower() == ".txt":
-        out = []
-        for line in p.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line:
-                q = Path(line)
-                out.append(q if q.is_absolute() else p.parent / q)
-        return out
+        return _listed_images(p, key)
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
         return [p]
     raise NetdslError(f"'{key}' path does not exist: {p}", path=str(origin),
                       hint="paths in a data YAML are relative to its 'path:', which is relative to the YAML's folder")
 
 
-def _names(raw: Any, nc: int, origin: Path) -> list[str]:
-    if raw is None:
-        return [f"class{i}" for i in range(nc)]
+def _listed_images(p: Path, key: str) -> list[Path]:
+    """The image paths a `.txt` list names, one a line; relative ones against the list's folder."""
+    hint = f"a '{key}:' list file is UTF-8 text, one image path a line"
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise NetdslError(f"cannot read the image list: {err.strerror or err}", path=str(p), hint=hint) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = len(data[data.rfind(b"\n", 0, err.start) + 1:err.start].decode("utf-8", "replace")) + 1
+        raise NetdslError(f"the image list is not UTF-8 text (byte 0x{data[err.start]:02x})",
+                          Span(line, column, line, column + 1), hint, path=str(p),
+                          source=data.decode("utf-8", errors="replace")) from None
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            q = Path(line)
+            out.append(q if q.is_absolute() else p.parent / q)
+    return out
+
+
+def yaml_span(text: str, *keys: Any) -> Span | None:
+    """Where the entry at `keys` (mapping keys and list indices from the top) is in YAML text:
+    a mapping entry's key and, on the same line, its value. None when it cannot be found."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    first = None  # the key (or list item) node where the entry starts
+    for k in keys:
+        if isinstance(node, yaml.MappingNode):
+            hit = next((kv for kv in node.value if isinstance(kv[0], yaml.ScalarNode) and kv[0].value == str(k)), None)
+            if hit is None:
+                return None
+            first, node = hit
+        elif isinstance(node, yaml.SequenceNode) and isinstance(k, int) and 0 <= k < len(node.value):
+            first = node = node.value[k]
+        else:
+            return None
+    if first is None:
+        return None
+    start = first.start_mark
+    end = node.end_mark if node.end_mark.line == start.line else first.end_mark
+    return Span(start.line + 1, start.column + 1, start.line + 1, max(end.column, start.column + 1) + 1)
+
+
+def parse_names(raw: Any, path: str, text: str | None = None, key: str = "names") -> list[str]:
+    """A YAML `names:` value as class names: a list, or a mapping with the integer keys 0..n-1
+    (as ultralytics writes them), at most `MAX_CLASSES`, each a plain string or number. Anything
+    else is a NetdslError at its place in `text` (the YAML file at `path`) when that is given."""
+    def fail(message: str, *where: Any) -> NetdslError:
+        span = yaml_span(text, key, *where) if text is not None else None
+        return NetdslError(message, span, NAMES_HINT, path=path, source=text, breaks="yaml")
+
     if isinstance(raw, dict):
-        try:
-            raw = [raw[k] for k in sorted(raw, key=int)]
-        except (TypeError, ValueError):
-            raise NetdslError("'names' as a mapping must have integer keys", path=str(origin)) from None
+        bad = next((k for k in raw if not isinstance(k, int) or isinstance(k, bool)), None)
+        if bad is not None:
+            raise fail(f"'{key}' as a mapping needs the integer keys 0, 1, ..., n-1, not {bad!r:.40}", bad)
+        missing = next((i for i in range(min(len(raw), MAX_CLASSES + 1)) if i not in raw), None)
+        if missing is not None:
+            raise fail(f"'{key}' as a mapping needs the keys 0 to {len(raw) - 1}; {missing} is missing")
+        raw = [raw[i] for i in range(len(raw))]
     if not isinstance(raw, (list, tuple)):
-        raise NetdslError("'names' must be a list of class names", path=str(origin))
-    if len(raw) != nc:
-        raise NetdslError(f"'names' has {len(raw)} entries but nc is {nc}", path=str(origin),
-                          hint="give one name per class")
-    return [str(n) for n in raw]
+        raise fail(f"'{key}' must be a list of class names or a mapping from 0, 1, ..., "
+                   f"not {type(raw).__name__} {raw!r:.40}")
+    if len(raw) > MAX_CLASSES:
+        raise fail(f"'{key}' lists {len(raw):,} names, beyond netdsl's limit of {MAX_CLASSES:,} classes")
+    for i, n in enumerate(raw):
+        if not isinstance(n, (str, int, float)) or isinstance(n, bool) or not str(n).strip():
+            raise fail(f"'{key}' must hold plain names (strings); entry {i} is {n!r:.40}",
+                       *([i] if isinstance(raw, list) else []))
+    return [str(n).strip() for n in raw]
+
+
+def _big(n: int) -> str:
+    """An integer short enough for a message: `100000000000000000000` -> `1.00e+20`."""
+    s = str(n)
+    return s if len(s) <= 15 else f"{s[0]}.{s[1:3]}e+{len(s) - 1}"
+
+
+def _classes(cfg: dict[Any, Any], path: Path, text: str) -> tuple[int, list[str]]:
+    """`nc` and the class names of a data YAML: `nc:`, `names:` or both (then they must agree);
+    names `class0`, `class1`, ... when only `nc:` is given."""
+    def fail(message: str, key: str, hint: str) -> NetdslError:
+        return NetdslError(message, yaml_span(text, key), hint, path=str(path), source=text, breaks="yaml")
+
+    names = parse_names(cfg["names"], str(path), text) if cfg.get("names") is not None else None
+    nc = cfg.get("nc", len(names) if names is not None else None)
+    if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
+        raise fail(f"'nc' must be a positive integer, not {nc!r:.40}", "nc",
+                   "nc: is the number of classes (or give names: and leave nc: out)")
+    if nc > MAX_CLASSES:
+        raise fail(f"nc = {_big(nc)} is beyond netdsl's limit of {MAX_CLASSES:,} classes", "nc",
+                   "nc: is the number of classes, numbered from 0")
+    if names is not None and len(names) != nc:
+        raise fail(f"'names' has {len(names)} entries but nc is {nc}", "names", "give one name per class")
+    return nc, names if names is not None else [f"class{i}" for i in range(nc)]
 
 
 def _from_yaml(path: Path, nc_arg: int | None) -> tuple[list[Path], list[Path], int, list[str], list[str]]:
@@ -357,7 +450,7 @@ def _from_yaml(path: Path, nc_arg: int | None) -> tuple[list[Path], list[Path], 
         mark = getattr(err, "problem_mark", None)
         span = Span(mark.line + 1, mark.column + 1, mark.line + 1, mark.column + 2) if mark else None
         raise NetdslError(f"invalid YAML: {getattr(err, 'problem', None) or err}", span, path=str(path),
-                          source=text) from None
+                          source=text, breaks="yaml") from None
     if not isinstance(cfg, dict):
         raise NetdslError("a data YAML must be a mapping with train, val, nc and names", path=str(path))
     notes = []
@@ -367,15 +460,10 @@ def _from_yaml(path: Path, nc_arg: int | None) -> tuple[list[Path], list[Path], 
     if missing:
         raise NetdslError(f"the data YAML has no '{missing[0]}' entry", path=str(path),
                           hint="train: and val: name image folders or .txt lists, relative to path:")
-    nc = cfg.get("nc")
-    if nc is None and cfg.get("names") is not None:
-        nc = len(cfg["names"])
-    if not isinstance(nc, int) or isinstance(nc, bool) or nc < 1:
-        raise NetdslError(f"'nc' must be a positive integer, not {nc!r}", path=str(path))
+    nc, names = _classes(cfg, path, text)
     if nc_arg is not None and nc_arg != nc:
         raise NetdslError(f"the data YAML has nc = {nc}, but {nc_arg} classes were asked for", path=str(path),
                           hint=f"build the network with NCLS={nc}")
-    names = _names(cfg.get("names"), nc, path)
     root = Path(os.path.expanduser(str(cfg.get("path") or "")))
     root = root if root.is_absolute() else path.parent / root
     try:
@@ -415,6 +503,10 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
     `DEFAULT_AUGMENT` (`hsv_h`, `hsv_s`, `hsv_v`, `fliplr`, `flipud`, `degrees`, `translate`,
     `scale`, `shear`, `perspective`, `mosaic`).
     """
+    if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or not 1 <= nc <= MAX_CLASSES):
+        shown = _big(nc) if isinstance(nc, int) else f"{nc!r:.40}"
+        raise NetdslError(f"{shown} classes asked for; netdsl takes 1 to {MAX_CLASSES:,}",
+                          hint="the number of classes of the data and the network (NCLS)")
     if not isinstance(img, int) or img < stride or img % stride:
         up = max(stride, -(-int(img) // stride) * stride)
         raise NetdslError(f"image size {img} is not a multiple of the network's largest stride {stride}",

@@ -60,13 +60,14 @@ class Embedded:
 
 
 def photograph() -> np.ndarray:
+    from netdsl.detection.images import read_image
     from netdsl.train import patches
 
     f = patches.skimage_data_dir() / "coins.png"
+    hint = "reinstall scikit-image, or pass a detection data YAML"
     if not f.is_file():
-        raise NetdslError("scikit-image's bundled coins.png is missing", path=str(f),
-                          hint="reinstall scikit-image, or pass a detection data YAML")
-    return patches.read_rgb(f)[:, :, 0]  # greyscale stored as grey: one channel is all of it
+        raise NetdslError("scikit-image's bundled coins.png is missing", path=str(f), hint=hint)
+    return read_image(f, hint)[:, :, 0]  # greyscale stored as grey: one channel is all of it
 
 
 def segment_coins(grey: np.ndarray) -> np.ndarray:

@@ -1,4 +1,23 @@
-"""Detection metrics: precision, recall, mAP@0.5 and mAP@0.5:0.95 by pycocotools' COCOeval.
+"""Detection metrics, two ways: as ultralytics v9.6.0's val.py computes them (`match_detections`,
+`ap_per_class`, `val_scores`: the numbers the course reports), and by pycocotools' COCOeval
+(`evaluate`).
+
+val.py's way (written from its documented behaviour, not its GPL code): per image, the detections
+of one class whose IoU with a ground-truth box of that class is >= 0.5 are matched one to one:
+every (truth, detection) pair over 0.5 sorted by decreasing IoU, each detection keeps its best
+pair, then each ground-truth box keeps the pair of its earliest detection (the detections'
+order: decreasing confidence); a matched detection is a true positive at each IoU threshold
+0.50:0.05:0.95 that its pair's IoU reaches. Per class (of the classes with ground truth), the
+detections by decreasing confidence give cumulative recall TP / n_truth and precision
+TP / (TP + FP); AP is the area (trapezoidal rule over 101 recall points 0, 0.01, ..., 1) under
+the precision envelope interpolated linearly between the points (0, 1), the curve's, and
+(1, 0): past the last recall the envelope falls linearly to 0 at recall 1, where COCOeval
+counts 0, so val.py's AP is the larger for weak detectors. Precision and recall are read at one
+confidence for all classes: the one, of 1000 evenly spaced in [0, 1], where the mean over
+classes of F1 is highest (each class's curves interpolated in confidence; precision 1 above
+its highest confidence, recall 0). When no detection is a true positive, every number is 0.
+
+COCOeval's way:
 
 `evaluate(predictions, ground_truth, nc)` builds COCO-format datasets in memory (images with their
 sizes, boxes in pixels as x, y, w, h, category id = class + 1, scores), runs COCOeval's bbox
@@ -164,3 +183,99 @@ def _precision_recall(ev: Any, cats: list[int], t: int) -> tuple[float, float]:
     precision = [tp[c] / (tp[c] + fp[c]) if tp[c] + fp[c] else 0.0 for c in cats]
     recall = [tp[c] / n_gt[c] if n_gt[c] else 0.0 for c in cats]
     return float(np.mean(precision)), float(np.mean(recall))
+
+
+# --- ultralytics v9.6.0 val.py's metrics ---------------------------------------------------------
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+CONF_POINTS = 1000  # confidences at which val.py reads precision, recall and F1
+
+
+def match_detections(det: Any, labels: Any, iou_thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
+    """`[k, t]` bool: whether detection i (`det` `[k, 6]` x1, y1, x2, y2, conf, class, by
+    decreasing conf) is a true positive at IoU threshold j, against one image's `labels` `[m, 5]`
+    (class, x1, y1, x2, y2), matched as val.py matches (see the module's docstring).
+
+    >>> match_detections([[0, 0, 10, 10, .9, 0], [0, 0, 10, 9, .8, 0]], [[0, 0, 0, 10, 10]])[:, [0, 9]].tolist()
+    [[True, True], [False, False]]
+    """
+    import torch
+
+    from netdsl.detection.boxes import box_iou
+
+    d, t = _rows(det, 6, "detections"), _rows(labels, 5, "labels")
+    correct = np.zeros((len(d), len(iou_thresholds)), dtype=bool)
+    if not len(d) or not len(t):
+        return correct
+    iou = box_iou(torch.from_numpy(t[:, 1:]).float(), torch.from_numpy(d[:, :4]).float()).numpy()
+    li, di = np.nonzero((iou >= iou_thresholds[0]) & (t[:, :1] == d[None, :, 5]))
+    if not len(li):
+        return correct
+    pairs = np.stack((li, di, iou[li, di]), 1)
+    pairs = pairs[np.argsort(-pairs[:, 2], kind="stable")]
+    pairs = pairs[np.unique(pairs[:, 1], return_index=True)[1]]  # a detection's best truth; now by detection
+    pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]]  # a truth's earliest detection
+    correct[pairs[:, 1].astype(int)] = pairs[:, 2:3] >= iou_thresholds
+    return correct
+
+
+def compute_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """val.py's AP of one class: the 101-point trapezoid under the precision envelope of the
+    curve extended by (0, 1) and (1, 0).
+
+    The envelope is 1 to recall 0.49, 2/3 from 0.5 to 0.99 and 0 at 1 (the sentinel):
+    0.49 + (1 + 2/3) / 2 * .01 + .49 * 2/3 + 2/3 / 2 * .01:
+
+    >>> round(compute_ap(np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])), 4)
+    0.8283
+    """
+    mrec = np.concatenate(([0.0], recall, [1.0]))
+    mpre = np.concatenate(([1.0], precision, [0.0]))
+    mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
+    x = np.linspace(0, 1, 101)
+    y = np.interp(x, mrec, mpre)
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
+
+
+def ap_per_class(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray,
+                 target_cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`(p, r, ap, classes)` over the classes with ground truth: precision and recall at the
+    confidence of the best mean F1, and AP `[classes, t]` per IoU threshold of `tp` `[n, t]`."""
+    order = np.argsort(-conf, kind="stable")
+    tp, conf, pred_cls = tp[order], conf[order], pred_cls[order]
+    classes = np.unique(target_cls)
+    px = np.linspace(0, 1, CONF_POINTS)
+    ap = np.zeros((len(classes), tp.shape[1]))
+    p, r = np.zeros((len(classes), CONF_POINTS)), np.zeros((len(classes), CONF_POINTS))
+    for ci, c in enumerate(classes):
+        mine = pred_cls == c
+        n_truth = int((target_cls == c).sum())
+        if not mine.any():
+            continue
+        tpc = tp[mine].cumsum(0)
+        fpc = (1 - tp[mine]).cumsum(0)
+        recall = tpc / (n_truth + 1e-16)
+        precision = tpc / (tpc + fpc)
+        # confidences decrease along the curve: interpolate over their negatives
+        r[ci] = np.interp(-px, -conf[mine], recall[:, 0], left=0)
+        p[ci] = np.interp(-px, -conf[mine], precision[:, 0], left=1)
+        ap[ci] = [compute_ap(recall[:, j], precision[:, j]) for j in range(tp.shape[1])]
+    f1 = 2 * p * r / (p + r + 1e-16)
+    best = int(f1.mean(0).argmax()) if len(classes) else 0
+    return p[:, best], r[:, best], ap, classes
+
+
+def val_scores(stats: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """`{"precision", "recall", "map50", "map50_95"}` as val.py reports them, from per image
+    `(correct [k, 10] bool, conf [k], class [k], truth classes [m])`; 0.0 each when no detection
+    is a true positive (val.py's rule). Images without truth and without detections add nothing."""
+    out = {"precision": 0.0, "recall": 0.0, "map50": 0.0, "map50_95": 0.0}
+    if not stats:
+        return out
+    tp, conf, pcls, tcls = (np.concatenate([np.asarray(s[k], dtype=np.float64).reshape(
+        (-1, len(IOU_THRESHOLDS)) if k == 0 else -1) for s in stats], 0) for k in range(4))
+    if not tp.any():
+        return out
+    p, r, ap, _ = ap_per_class(tp, conf, pcls, tcls)
+    return {"precision": float(p.mean()), "recall": float(r.mean()), "map50": float(ap[:, 0].mean()),
+            "map50_95": float(ap.mean())}

@@ -2,7 +2,9 @@
 
 `nms` is greedy NMS as torchvision.ops.nms (highest score first, a box is dropped when its IoU
 with a kept box is > the threshold; indices returned by decreasing score). `non_max_suppression`
-post-processes the decoded `[N, n, 5+nc]` output (xywh pixels, sigmoid scores) per image.
+post-processes the decoded `[N, n, 5+nc]` output (xywh pixels, sigmoid scores) per image: one
+detection per box (its best class) by default, as `detect` runs it, or with `multi_label` one per
+class scoring above the threshold, as v9.6.0's val.py runs it for mAP.
 """
 from __future__ import annotations
 
@@ -58,12 +60,21 @@ def resolve_block(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
         keep = new
 
 
-def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None) -> torch.Tensor:
+def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None,
+               multi_label: bool = False) -> torch.Tensor:
     """One image's decoded rows `[n, 5+nc]` to `[k, 6]` (x1, y1, x2, y2, conf, class): objectness
-    > conf_thres, conf = objectness * best class score > conf_thres, class among `classes`."""
+    > conf_thres, conf = objectness * class score > conf_thres, class among `classes`; the best
+    class of each box, or with `multi_label` (and more than one class) every class over the
+    threshold, in the order (box, class)."""
     x = x[x[:, 4] > conf_thres]
-    conf, cls = (x[:, 5:] * x[:, 4:5]).max(1, keepdim=True)
-    x = torch.cat((xywh_to_xyxy(x[:, :4]), conf, cls.to(x.dtype)), 1)[conf.view(-1) > conf_thres]
+    scores = x[:, 5:] * x[:, 4:5]
+    box = xywh_to_xyxy(x[:, :4])
+    if multi_label and scores.shape[1] > 1:
+        i, j = (scores > conf_thres).nonzero(as_tuple=True)
+        x = torch.cat((box[i], scores[i, j, None], j[:, None].to(x.dtype)), 1)
+    else:
+        conf, cls = scores.max(1, keepdim=True)
+        x = torch.cat((box, conf, cls.to(x.dtype)), 1)[conf.view(-1) > conf_thres]
     if classes is not None:
         x = x[(x[:, 5:6] == torch.tensor(classes, device=x.device, dtype=x.dtype)).any(1)]
     return x
@@ -71,12 +82,13 @@ def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None
 
 def non_max_suppression(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
                         classes: Sequence[int] | None = None, agnostic: bool = False,
-                        max_det: int = 300) -> list[torch.Tensor]:
+                        max_det: int = 300, multi_label: bool = False) -> list[torch.Tensor]:
     """Per image `[k, 6]` detections (x1, y1, x2, y2, conf, class), by decreasing conf.
 
     `decoded`: the head's eval output `[N, n, 5+nc]` (cx, cy, w, h in pixels, objectness and
     class scores in [0, 1]). NMS runs per class (boxes are offset by class * 4096 pixels) unless
     `agnostic`; at most 30000 candidates enter it and `max_det` detections leave it.
+    `multi_label`: a box may give one detection per class (see `candidates`).
 
     >>> d = torch.tensor([[[50.0, 50, 20, 20, 0.9, 0.1, 0.9], [51, 51, 20, 20, 0.8, 0.2, 0.9],
     ...                    [51, 51, 20, 20, 0.8, 0.9, 0.1], [10, 10, 4, 4, 0.1, 0.9, 0.9]]])
@@ -85,7 +97,7 @@ def non_max_suppression(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thr
     """
     output = []
     for x in decoded:
-        x = candidates(x, conf_thres, classes)
+        x = candidates(x, conf_thres, classes, multi_label)
         if len(x) > MAX_NMS:
             x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
         offset = x[:, 5:6] * (0 if agnostic else MAX_WH)

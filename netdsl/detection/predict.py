@@ -45,16 +45,11 @@ def max_stride(model: nn.Module) -> int:
 
 
 def as_rgb(image: Any) -> np.ndarray:
-    """An image as uint8 `[H, W, 3]` (greyscale repeated, alpha dropped), or ValueError."""
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"expected an [H, W, 3] image, got shape {list(a.shape)}")
-    a = a[:, :, :3]
-    if a.dtype != np.uint8:
-        a = np.clip(np.rint(a.astype(np.float64)), 0, 255).astype(np.uint8)
-    return a
+    """An image as uint8 `[H, W, 3]` by training's rules (`netdsl.detection.images.as_rgb`: greyscale
+    repeated, alpha dropped, uint16 scaled to 8 bits), or ValueError."""
+    from netdsl.detection.images import as_rgb as convert
+
+    return convert(image)
 
 
 def letterbox(image: np.ndarray, img: int, stride: int | None = None) -> tuple[torch.Tensor, Letterbox]:

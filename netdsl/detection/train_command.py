@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netdsl.detection.checks import REPAIR, check_hyp_file, check_lr, class_count_error, resume_settings
 from netdsl.errors import NetdslError
 from netdsl.train.report import EpochProgress
 
 TASK = "detect"
-DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad")
+DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad", "linear_lr")
 # Colourization flags that mean nothing for detection.
 COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "fresh_patches", "precision",
                 "compile")
@@ -115,15 +116,30 @@ def _options(args: argparse.Namespace) -> tuple[Any, dict[str, float], list[str]
     from netdsl.detection.trainer import DetHyper, read_hyp
 
     hyp, notes = read_hyp(args.hyp)
+    check_hyp_file(hyp, args.hyp, _hyp_keys(args.hyp), read_hyp(None)[0])
     if args.lr is not None:
+        check_lr(args.lr)
         hyp["lr0"] = float(args.lr)
     h = DetHyper()
     over = {k: getattr(args, k) for k in ("epochs", "batch_size", "seed") if getattr(args, k) is not None}
     over["ema"] = ema_wanted(args)
+    over["linear_lr"] = bool(getattr(args, "linear_lr", False))
     hyper = DetHyper(**{**h.__dict__, **over})
     if hyper.epochs < 1 or hyper.batch_size < 1:
         raise NetdslError("--epochs and --batch-size must be at least 1")
+    if hyper.seed < 0:
+        raise NetdslError(f"--seed {hyper.seed}: need a non-negative integer")
     return hyper, hyp, notes
+
+
+def _hyp_keys(path: str | None) -> set[str]:
+    """The keys the `--hyp` file sets (read_hyp has read it already, so it parses)."""
+    if path is None:
+        return set()
+    import yaml
+
+    cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return {str(k) for k in cfg} if isinstance(cfg, dict) else set()
 
 
 def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,6 +184,8 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
         up = max(stride, -(-img // stride) * stride)
         raise NetdslError(f"--img {img} is not a multiple of the network's largest stride {stride}", hint=f"--img {up}")
     hyper = type(hyper)(**{**hyper.__dict__, "img": img})
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ensure_fresh(out)  # before the data is read: both checks are cheap, reading a large set is not
     nc_arg = sets.get("NCLS")
     data = load_detection_data(args.data, img, stride=stride, nc=nc_arg, skip_bad=bool(args.skip_bad),
                                cache=bool(args.cache), hyp=augment_hyp(hyp))
@@ -176,8 +194,6 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
     for k in ("H", "W"):
         if k in params:
             sets[k] = img
-    out = Path(args.out) if args.out else Path("runs") / f"{spec.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    ensure_fresh(out)
     freeze = parse_freeze(args.freeze, args.freeze_bn)
     if args.weights is not None and not Path(args.weights).is_file():
         raise NetdslError("no such weights file", path=args.weights, hint="check the path given to --weights")
@@ -187,6 +203,11 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.manual_seed(hyper.seed)
     model = build(str(spec), freeze=freeze, **sets) if freeze else build(str(spec), **sets)
+    from netdsl.detection.predict import detect_head
+
+    classes = detect_head(model).classes
+    if classes != data.nc:  # DetTrainer refuses it too, but cannot name the spec's line
+        raise class_count_error(text, str(spec), classes, data.nc)
     if args.weights is not None:
         from netdsl.weights import load_weights
 
@@ -210,8 +231,8 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
 def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     from netdsl.api import build
     from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import CHECKPOINT_FORMAT, DetHyper, data_fingerprint
-    from netdsl.freeze import Freeze
+    from netdsl.detection.predict import max_stride
+    from netdsl.detection.trainer import CHECKPOINT_FORMAT, HYP_SCRATCH, DetHyper, data_fingerprint, read_hyp
     from netdsl.train.command import resume_dir
     from netdsl.train.rundir import load_checkpoint, read_json
 
@@ -220,28 +241,36 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
     if bad:
         raise NetdslError(f"{bad[0]} applies to colourization training, not to a detection run", path=str(d))
     rj = read_json(d / "run.json", "run")
-    try:
-        # runs written before EMA existed trained without one
-        hyper = DetHyper(**{"ema": False, **rj["train"]})
-        hyp = {str(k): float(v) for k, v in rj["hyp"].items()}
-        sets = {str(k): int(v) for k, v in rj["spec"]["sets"].items()}
-        dj = rj["data"]
-        fz = rj.get("freeze") or {}
-        freeze = Freeze(first=int(fz.get("first", 0)), names=tuple(str(n) for n in fz.get("names", [])),
-                        bn=str(fz.get("bn", "train")))  # type: ignore[arg-type]
-    except (KeyError, TypeError, ValueError) as err:
-        raise NetdslError(f"run.json is incomplete ({err})", path=str(d / "run.json")) from None
+    known = read_hyp(None)[0]
+    # runs written before EMA existed trained without one, before --linear-lr linearly
+    st = resume_settings(rj, d / "run.json", DetHyper, {"ema": False, "linear_lr": True}, set(known),
+                         set(HYP_SCRATCH) | {"label_smoothing"})
+    hyper, hyp = st.hyper, dict(st.hyp)
     if rj.get("augment") != AUGMENT_VERSION:
         hyp.update(mosaic=0.0, degrees=0.0, translate=0.0, scale=0.0, shear=0.0, perspective=0.0)
     if getattr(args, "ema", None) is not None and bool(args.ema) != hyper.ema:
         raise NetdslError(f"this run was started {'with' if hyper.ema else 'without'} EMA weights; "
                           f"--resume keeps that", path=str(d), hint="drop --ema / --no-ema")
     if args.epochs is not None:
+        if args.epochs < 1:
+            raise NetdslError(f"--epochs {args.epochs}: need at least 1")
         hyper = DetHyper(**{**hyper.__dict__, "epochs": args.epochs})
-    data = load_detection_data(dj.get("source"), hyper.img, nc=int(rj["nc"]), skip_bad=bool(dj.get("skip_bad")),
-                               cache=bool(dj.get("cache")), hyp=augment_hyp(hyp))
+    import torch
+
+    torch.manual_seed(hyper.seed)  # as a fresh run seeds before it builds: a restart initialises alike
+    spec = d / "spec.net"
+    model = build(str(spec), freeze=st.freeze, **st.sets) if st.freeze else build(str(spec), **st.sets)
+    # the network's stride, not load_detection_data's default 32: a run at --img 48 of a stride-16 net resumes
+    stride = max_stride(model)
+    if hyper.img % stride:
+        raise NetdslError(f'"train.img" must be a multiple of the network\'s largest stride {stride}, not {hyper.img}',
+                          path=str(d / "run.json"), hint=REPAIR)
+    data = load_detection_data(st.source, hyper.img, stride=stride, nc=st.nc, skip_bad=st.skip_bad,
+                               cache=st.cache, hyp=augment_hyp(hyp))
     fp = data_fingerprint(data)
-    if fp != rj.get("data_fingerprint"):
+    if fp != st.fingerprint and data_fingerprint(data, legacy=True) == st.fingerprint:
+        fp = st.fingerprint  # a run from before the fingerprint ignored where the data lies: its own hash
+    if fp != st.fingerprint:
         raise NetdslError("the training data differs from the data this run started with", path=str(d),
                           hint="restore the original data, or start a new run")
     ckpt = None
@@ -252,11 +281,6 @@ def _prepare_resume(args: argparse.Namespace) -> dict[str, Any]:
         if int(ckpt.get("epoch", 0)) > hyper.epochs:
             raise NetdslError(f"the run has done {ckpt['epoch']} epochs already; --epochs {hyper.epochs} is fewer",
                               path=str(d))
-    import torch
-
-    torch.manual_seed(hyper.seed)
-    spec = d / "spec.net"
-    model = build(str(spec), freeze=freeze, **sets) if freeze else build(str(spec), **sets)
     return {"dir": d, "model": model, "data": data, "hyper": hyper, "hyp": hyp, "notes": [], "warnings": [],
             "create": None, "ckpt": ckpt, "fingerprint": fp}
 
@@ -383,9 +407,13 @@ def _run(args: argparse.Namespace, dist: Any, device: Any) -> int:
     if p["create"] is not None and main:
         run_json, text = p["create"]
         run_json["device"], run_json["world_size"] = str(device), dist.world
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "spec.net", text)
-        atomic_write_json(out / "run.json", {"format": "netdsl-run-v1", **run_json})
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "spec.net", text)
+            atomic_write_json(out / "run.json", {"format": "netdsl-run-v1", **run_json})
+        except OSError as err:  # checked writable before; this is a place that changed since
+            raise NetdslError(f"cannot create the run directory: {err.strerror or err}", path=str(out),
+                              hint="choose another --out") from None
     elif main:
         for tmp in out.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)

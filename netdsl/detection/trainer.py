@@ -7,12 +7,15 @@ from ultralytics' GPL code:
   decay); SGD with Nesterov momentum; frozen parameters (`requires_grad=False`) are in none;
 - nominal batch 64: gradients of `accumulate = round(64 / batch)` batches are summed before a step,
   and the weight decay is scaled by `batch * accumulate / 64`;
-- warmup over `warmup_epochs` epochs of iterations: `accumulate` ramps from 1, the bias lr falls
-  from `warmup_bias_lr` and the other lrs rise from 0 to their scheduled value, momentum rises
-  from `warmup_momentum`; an optimizer step whenever the iteration number is a multiple of
-  `accumulate` (gradients left over at an epoch's end carry into the next one, as in
-  ultralytics; checkpoints hold them);
-- after each epoch lr = lr0 * lf(epoch), lf(x) = (1 - x / (epochs - 1)) * (1 - lrf) + lrf;
+- warmup over `max(round(warmup_epochs * nb), 1000)` iterations (nb: batches an epoch; v9.6.0's
+  1000-iteration minimum, which also holds for `warmup_epochs: 0`): `accumulate` ramps from 1,
+  the bias lr falls from `warmup_bias_lr` and the other lrs rise from 0 to their scheduled value,
+  momentum rises from `warmup_momentum`; an optimizer step once `accumulate` iterations have
+  passed since the last one (`ni - last_step >= accumulate`, counted across epochs); gradients
+  left over at an epoch's end are dropped when the next epoch starts (v9.6.0 zeroes them there);
+- after each epoch lr = lr0 * lf(epoch): cosine by default, as v9.6.0 ran (`one_cycle`:
+  lf(x) = (1 - cos(x * pi / epochs)) / 2 * (lrf - 1) + 1), or linear with `DetHyper.linear_lr`
+  (v9.6.0's `--linear-lr`: lf(x) = (1 - x / (epochs - 1)) * (1 - lrf) + lrf);
 - loss gains rescaled: box *= 3/nl, cls *= nc/80 * 3/nl, obj *= (img/640)^2 * 3/nl;
 - an exponential moving average of the weights (`DetHyper.ema`, on by default as in ultralytics:
   decay 0.9999 ramped by `1 - exp(-updates / 2000)`, one update after every optimizer step,
@@ -29,11 +32,16 @@ multiplied by the world size (as ultralytics does), so the sum over the global b
 optimised, as in one process; BatchNorm's statistics are each rank's own (no SyncBatchNorm).
 Every rank keeps the EMA; rank 0 alone validates (the others record zeros) and writes files.
 
-Not done (as of this module): AMP, multi-scale, SyncBatchNorm, the 1000-iteration minimum of
-ultralytics' warmup (warmup here is `warmup_epochs` epochs).
+Validation (`netdsl.detection.validate`) scores as v9.6.0's val.py does during training:
+rectangular letterboxed batches of twice the training batch, multi-label NMS at conf 0.001 and
+IoU 0.6, val.py's matching and AP; COCOeval's figures are kept beside them (`coco_map50`,
+`coco_map50_95`).
+
+Not done (as of this module): AMP, multi-scale, SyncBatchNorm.
 
 `DetTrainer.state()` holds everything that decides the next epoch (live and averaged weights,
-optimizer, pending gradients, `accumulate`, the EMA's update count, torch's RNG; the data order
+optimizer, `accumulate` and the last step's iteration, the EMA's update count, torch's RNG (and
+the epoch's unstepped gradients, which the next epoch drops, kept for the format); the data order
 and augmentation are functions of (seed, epoch, index)), so a resumed run repeats an
 uninterrupted one exactly on CPU.
 """
@@ -57,8 +65,8 @@ from netdsl.train.loop import NonFiniteLoss, checkpoint_mismatch, restore_torch_
 
 CHECKPOINT_FORMAT = "netdsl-detect-checkpoint-v1"
 NOMINAL_BATCH = 64
-VAL_CONF, VAL_IOU = 0.001, 0.6  # test.py's thresholds for mAP
 EMA_DECAY, EMA_TAU = 0.9999, 2000.0  # ultralytics' ModelEMA
+WARMUP_MIN = 1000  # v9.6.0 train.py: warmup iterations at least
 
 # ultralytics v9.6.0 data/hyp.scratch.yaml
 HYP_SCRATCH: dict[str, float] = {
@@ -143,6 +151,7 @@ class DetHyper:
     img: int = 640
     seed: int = 0
     ema: bool = True
+    linear_lr: bool = False  # v9.6.0's --linear-lr; cosine (its default) otherwise
 
 
 @dataclass
@@ -161,6 +170,9 @@ class DetRow:
     lr: float
     seconds: float
     samples_per_s: float
+    # COCOeval's figures on the same detections (absent from checkpoints before issue 18)
+    coco_map50: float = 0.0
+    coco_map50_95: float = 0.0
 
 
 @dataclass
@@ -208,6 +220,8 @@ class DetTrainer:
         bs = hyper.batch_size
         self.base_accumulate = max(round(NOMINAL_BATCH / bs), 1)
         self.accumulate = self.base_accumulate
+        self.last_step = -1  # the iteration of the last optimizer step (v9.6.0's last_opt_step)
+        self._val_loader: Any = None  # built on first validation (it reads every image's size)
         decay = self.hyp["weight_decay"] * bs * self.base_accumulate / NOMINAL_BATCH
         bn, weights, biases = param_groups(model)
         groups = [{"params": ps, "kind": kind, "weight_decay": wd}
@@ -229,8 +243,11 @@ class DetTrainer:
 
     # --- schedule ------------------------------------------------------------------------------
     def lf(self, epoch: float) -> float:
-        e = self.hyper.epochs
-        return (1 - epoch / max(e - 1, 1)) * (1.0 - self.hyp["lrf"]) + self.hyp["lrf"]
+        """The lr factor of `epoch`: v9.6.0's `one_cycle` cosine from 1 to lrf, or linear."""
+        e, lrf = self.hyper.epochs, self.hyp["lrf"]
+        if self.hyper.linear_lr:
+            return (1 - epoch / max(e - 1, 1)) * (1.0 - lrf) + lrf
+        return (1 - math.cos(epoch * math.pi / e)) / 2 * (lrf - 1) + 1
 
     @property
     def epoch(self) -> int:
@@ -240,12 +257,12 @@ class DetTrainer:
         return math.ceil(len(self.data.train) / self.hyper.batch_size)
 
     def warmup_iters(self) -> int:
-        w = self.hyp["warmup_epochs"]
-        return max(round(w * self.batches_per_epoch()), 1) if w > 0 else 0
+        """v9.6.0's `max(round(warmup_epochs * nb), 1000)`: at least 1000 iterations."""
+        return max(round(self.hyp["warmup_epochs"] * self.batches_per_epoch()), WARMUP_MIN)
 
     def warmup(self, ni: int, epoch: int) -> None:
         nw = self.warmup_iters()
-        if ni > nw or nw == 0:
+        if ni > nw:
             return
         xi = [0, nw]
         self.accumulate = max(1, int(np.interp(ni, xi, [1, NOMINAL_BATCH / self.hyper.batch_size]).round()))
@@ -254,6 +271,11 @@ class DetTrainer:
             g["lr"] = float(np.interp(ni, xi, [start, g["initial_lr"] * self.lf(epoch)]))
             g["momentum"] = float(np.interp(ni, xi, [self.hyp["warmup_momentum"], self.hyp["momentum"]]))
 
+    def scheduler_step(self, epoch: int) -> None:
+        """After `epoch` (0-based): every group's lr for the next one (LambdaLR's step)."""
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * self.lf(epoch + 1)
+
     # --- one step and one epoch ----------------------------------------------------------------
     def step(self, images: torch.Tensor, targets: torch.Tensor, ni: int) -> torch.Tensor:
         """Forward, loss, backward and (every `accumulate` iterations) an SGD step; the detached
@@ -261,11 +283,12 @@ class DetTrainer:
         preds = self.net(images)
         loss, items = yolo_loss(preds, targets, self.anchors, self.strides, self.nc, self.loss_hyp)
         (loss * self.dist.world if self.dist.world > 1 else loss).backward()
-        if ni % self.accumulate == 0:
+        if ni - self.last_step >= self.accumulate:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self.ema.update(self.model)
+            self.last_step = ni
         return items
 
     def global_batches(self, epoch: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -291,6 +314,7 @@ class DetTrainer:
         start = time.perf_counter()
         done = 0
         train = self.data.train
+        self.optimizer.zero_grad(set_to_none=True)  # v9.6.0 drops the last epoch's unstepped gradients
         for i, (idx, size) in enumerate(self.global_batches(e)):
             images, targets = train.batch(idx, self.hyper.seed, e)
             ni = i + nb * e
@@ -304,48 +328,36 @@ class DetTrainer:
         elapsed = time.perf_counter() - start
         return (sums / nb).tolist(), done / max(elapsed, 1e-9)
 
-    @torch.no_grad()
     def validate(self, batch: int | None = None) -> tuple[list[float], dict[str, Any]]:
-        """(val [box, obj, cls] means, `metrics.evaluate`'s dict at conf 0.001, NMS IoU 0.6)."""
-        from netdsl.detection.metrics import evaluate
+        """(val [box, obj, cls] means, `netdsl.detection.validate.validate`'s metrics): val.py's
+        protocol, in batches of `batch` (default twice the training batch, as train.py)."""
+        from netdsl.detection.validate import RectLoader, validate
 
-        model = self.eval_model
-        was_training = model.training
-        model.eval()
-        img = self.hyper.img
-        preds: list[torch.Tensor] = []
-        gts: list[dict[str, Any]] = []
-        sums = torch.zeros(3, dtype=torch.float64)
-        nb = 0
-        try:
-            for images, targets in self.data.val.batches(batch or self.hyper.batch_size, shuffle=False):
-                decoded, raw = eval_parts(model(images.to(self.device)))
-                _, items = yolo_loss(list(raw), targets.to(self.device), self.anchors, self.strides, self.nc,
-                                     self.loss_hyp)
-                sums += items.double().cpu()
-                nb += 1
-                preds += [d.cpu() for d in non_max_suppression(decoded.float(), VAL_CONF, VAL_IOU)]
-                gts += truth(targets, len(images), img)
-        finally:
-            model.train(was_training)
-        return (sums / max(nb, 1)).tolist(), evaluate(preds, gts, self.nc)
+        batch = batch or 2 * self.hyper.batch_size
+        if self._val_loader is None or self._val_loader.batch != batch:
+            self._val_loader = RectLoader.of(self.data.val, batch, self.hyper.img, int(self.strides.max()))
+
+        def loss(raw: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+            return yolo_loss(raw, targets, self.anchors, self.strides, self.nc, self.loss_hyp)[1]
+
+        return validate(self.eval_model, self._val_loader, self.nc, loss, self.device)
 
     def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> DetRow:
         t0 = time.perf_counter()
         losses, rate = self.train_epoch(on_batch)
         e = self.epoch
         lr = float(self.optimizer.param_groups[0]["lr"])
-        for g in self.optimizer.param_groups:  # the scheduler's step: lr for the next epoch
-            g["lr"] = g["initial_lr"] * self.lf(e + 1)
+        self.scheduler_step(e)
         if not all(math.isfinite(v) for v in losses):
             raise NonFiniteLoss(f"the loss became {losses} (box, obj, cls) in epoch {e + 1}; training stopped",
                                 hint="the last good checkpoint is kept; try a lower lr0 (--hyp)")
         if self.dist.is_main:
             val, m = self.validate()
         else:  # rank 0 validates and writes; the others only count the epoch
-            val, m = [0.0, 0.0, 0.0], {k: 0.0 for k in ("precision", "recall", "map50", "map50_95")}
+            val, m = [0.0, 0.0, 0.0], dict.fromkeys(("precision", "recall", "map50", "map50_95", "coco_map50",
+                                                      "coco_map50_95"), 0.0)
         row = DetRow(e + 1, *losses, *val, m["precision"], m["recall"], m["map50"], m["map50_95"], lr,
-                     time.perf_counter() - t0, rate)
+                     time.perf_counter() - t0, rate, m["coco_map50"], m["coco_map50_95"])
         self.history.rows.append(row)
         if row.map50_95 > self.history.best_map:
             self.history.best_map, self.history.best_epoch = row.map50_95, row.epoch
@@ -379,6 +391,7 @@ class DetTrainer:
             "optimizer": self.optimizer.state_dict(),
             "grads": [p.grad.detach().cpu().clone() if p.grad is not None else None for p in self.params],
             "accumulate": self.accumulate,
+            "last_step": self.last_step,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "history": [asdict(r) for r in self.history.rows],
@@ -405,6 +418,8 @@ class DetTrainer:
             for p, g in zip(self.params, grads):
                 p.grad = None if g is None else g.to(p.device).reshape(p.shape).clone()
             self.accumulate = int(ckpt["accumulate"])
+            # absent before issue 18: v9.6.0's own start value, a step at the first iteration
+            self.last_step = int(ckpt.get("last_step", -1))
             restore_torch_rng(ckpt["rng"]["torch"], ckpt["rng"].get("cuda"))
             rows = [DetRow(**r) for r in ckpt["history"]]
         if len(rows) != ckpt.get("epoch"):
@@ -412,21 +427,30 @@ class DetTrainer:
         self.history = DetHistory(rows, float(ckpt["best_map"]), int(ckpt["best_epoch"]))
 
 
-def data_fingerprint(data: DetectionData) -> str:
-    """A content hash of both splits' images (arrays, or file names and sizes) and labels."""
+def data_fingerprint(data: DetectionData, legacy: bool = False) -> str:
+    """A hash of both splits' labels and images: arrays by content, files by size and by their
+    path below the folder all of them share. Not by the path as given: a run started with a
+    relative `--data` resumes from run.json's absolute one and must hash the same (issue 18).
+
+    `legacy`: the hash of the paths as given, which runs made before that fix recorded."""
     import hashlib
+    import os
+    from pathlib import Path
 
     h = hashlib.sha256()
+    files = [os.path.abspath(im) for s in (data.train, data.val) for im in s.images if not isinstance(im, np.ndarray)]
+    root = os.path.commonpath([os.path.dirname(f) for f in files]) if files else ""
     for split in (data.train, data.val):
         for im, lb in zip(split.images, split.labels):
             if isinstance(im, np.ndarray):
                 h.update(np.ascontiguousarray(im).tobytes())
             else:
-                from pathlib import Path
-
-                p = Path(im)
-                h.update(f"{p}|{p.stat().st_size if p.exists() else -1}".encode())
+                name = str(Path(im)) if legacy else os.path.relpath(os.path.abspath(im), root)
+                size = os.stat(im).st_size if os.path.exists(im) else -1
+                h.update(f"{name}|{size}".encode())
             h.update(np.ascontiguousarray(lb, np.float32).tobytes())
+        if not legacy:  # an image moved from one split to the other is other data
+            h.update(b"|split|")
     h.update(str(data.nc).encode())
     return h.hexdigest()[:16]
 

@@ -15,7 +15,10 @@
 - `[upsample]` nearest by `stride`; `[avgpool]` global average; `[softmax]` over a 1x1 map.
 - `[yolo]`: the level's anchors (`anchors` picked by `mask`), `classes`; the `[convolutional]`
   before it (1x1, linear, with bias, `len(mask)*(classes + 5)` filters) is the level's convolution
-  of netdsl's `detect`, whose levels are ordered by stride, smallest first.
+  of netdsl's `detect`, whose levels are ordered by stride, smallest first. Where a `[route]` put
+  other statements between a level's feature map and its `[yolo]`, detect reads the map through a
+  statement written at the `[yolo]`'s place: darknet `.weights` then load in darknet's order.
+- BatchNorm: darknet's eps, 1e-5 (it divides by `sqrt(variance + .00001)`).
 
 Residual units (convolutions followed by a `[shortcut]` back to their input) become one graph
 block, and consecutive equal units one repetition. Every statement's comment gives the section's
@@ -29,13 +32,15 @@ from pathlib import Path
 from netdsl.importers.darknet_head import read_yolo, write_detect
 from netdsl.importers.darknet_read import (ACTIVATIONS, Conv, Section, T, must_be, opt_int, opt_ints, opt_str,
                                            read_cfg, require_float)
-from netdsl.importers.darknet_residual import unit_end, write_residual
-from netdsl.importers.spec_writer import Shape, Size, Sizes, Source, Stmt, Writer, check_text, net_name
+from netdsl.importers.darknet_residual import shortcut_hint, unit_end, write_residual
+from netdsl.importers.spec_writer import Note, Shape, Size, Sizes, Source, Stmt, Writer, check_text, net_name
 
 # Blocks for conv + batchnorm + activation, by darknet's activation name.
 BN_BLOCKS = {"leaky": "cbl", "linear": "cb", "logistic": "cb_sigmoid", "swish": "cb_silu", "mish": "cb_mish", "relu": "cb_relu",
              "tanh": "cb_tanh"}
-BN = "batchnorm(eps=0.001, momentum=0.03)"
+# darknet normalises by sqrt(variance + .00001): its eps, or its .weights give other outputs. Momentum
+# only steers training, which netdsl does with the course's (ultralytics') recipe: its 0.03.
+BN = "batchnorm(eps=1e-5, momentum=0.03)"
 
 
 class CfgImporter:
@@ -59,8 +64,24 @@ class CfgImporter:
         self.refs = self._references()
         self.res_blocks: dict[tuple, str] = {}
         self.convs = {i: self._conv(s) for i, s in enumerate(self.layers) if s.kind == "conv"}
+        self.plain_end = self._plain_ends()
+        self._check_size()
 
     # -- reading the layers ----------------------------------------------------------------------
+
+    def _check_size(self) -> None:
+        """Refuse at once a cfg that netdsl's layer limit refuses anyway, rather than after writing it all."""
+        from netdsl.passes.lower import MAX_LAYERS
+
+        made = 0  # netdsl layers at least: a convolution, its batchnorm and activation; one for a pool
+        for i, s in enumerate(self.layers):
+            c = self.convs.get(i)
+            if c is not None and i not in self.head:
+                made += 1 + c.bn + len(ACTIVATIONS[c.act])
+            made += s.kind in ("maxpool", "upsample", "avgpool", "softmax")
+            if made > MAX_LAYERS:
+                raise self.src.error(s.loc, f"the network has more than {MAX_LAYERS:,} layers by this section, "
+                                     f"netdsl's limit", "import a smaller network")
 
     def _index(self, sec: Section, key: str, v: int) -> int:
         i = sec.index
@@ -98,6 +119,16 @@ class CfgImporter:
                 refs.setdefault(j, set()).add(s.index)
         return refs
 
+    def _plain_ends(self) -> list[int]:
+        """Per layer i (and one past the last), the first layer from i on that is not a convolution
+        outside the detect head read by nothing but the next layer: where a residual unit starting at i
+        can end. One pass from the back, so that finding every unit stays linear in the layers."""
+        ends = list(range(len(self.layers) + 1))
+        for i in range(len(self.layers) - 1, -1, -1):
+            if self.layers[i].kind == "conv" and i not in self.head and i not in self.refs:
+                ends[i] = ends[i + 1]
+        return ends
+
     def activation(self, s: Section, default: str) -> str:
         act, loc = opt_str(self.src, s, "activation", default)
         if act not in ACTIVATIONS:
@@ -133,6 +164,8 @@ class CfgImporter:
         return " -> ".join([f"conv({', '.join([filters, str(c.size), *kw])})", *ACTIVATIONS[c.act]])
 
     def _bn_block(self, name: str, act: str) -> None:
+        if name in self.w.blocks:  # its parameters look at every convolution: once, not once per call
+            return
         tail = "".join(f" -> {a}" for a in ACTIVATIONS[act])
         convs = [c for c in self.convs.values() if c.bn and c.act == act]
         p = any(c.padding != c.size // 2 for c in convs)
@@ -140,7 +173,7 @@ class CfgImporter:
         params = "c, k = 1, s = 1" + ", p = k // 2" * p + ", g = 1" * g
         conv = "conv(c, k, stride=s, padding=" + ("p" if p else "k // 2") + ", groups=g" * g + ", bias=false)"
         self.w.block(name, f"# [convolutional] with batch_normalize=1, activation={act}: no bias (BatchNorm's beta "
-                     f"is darknet's bias);\n# BatchNorm's eps and momentum as specs/yolov3.net sets them.\n"
+                     f"is darknet's bias);\n# BatchNorm's eps is darknet's 1e-5, its momentum that of specs/yolov3.net.\n"
                      f"block {name}({params}) = {conv} -> {BN}{tail}", None)
 
     def conv_shape(self, c: Conv, s: Shape, sec: Section) -> Shape:
@@ -185,8 +218,8 @@ class CfgImporter:
                     f"layer {j} {t.shape.show()}" for j, t in zip(s.targets, ts)),  # type: ignore[attr-defined]
                     "route joins channels: the heights and widths must match")
             if len(ts) == 1:
-                self.w.note(f"# cfg line {s.line}, layer {i}: [route] layers={s.opts['layers'].value}: "
-                            f"the next layer reads {ts[0].name}")
+                self.w.note(Note([f"# cfg line {s.line}, layer {i}: [route] layers={s.opts['layers'].value}: "
+                                  "the next layer reads ", ""], [ts[0].name]))
                 self.out[i] = ts[0]
                 if i == len(self.layers) - 1:
                     self.w.add(Stmt("output", [ts[0].name], [], self.comment(i), s.loc))
@@ -206,7 +239,7 @@ class CfgImporter:
             if other.shape != inp.shape:
                 raise src.error(s.opts["from"].loc, f"[shortcut] adds layer {i - 1} {inp.shape.show()} and layer "
                                 f"{s.targets[0]} {other.shape.show()}: their shapes differ",  # type: ignore
-                                "netdsl adds maps of equal shapes only")
+                                shortcut_hint(inp.shape, other.shape))
             stmt = Stmt(self.name_of(i, f"add{i}"), [inp.name, other.name], ACTIVATIONS[self.activation(s, "linear")],
                         self.comment(i), s.loc, merge="add")
             self.out[i] = T(stmt.name, inp.shape)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from netdsl.importers.darknet_read import opt_int, opt_ints
+from netdsl.importers.darknet_read import T, opt_int, opt_ints
 from netdsl.importers.spec_writer import Stmt, stride_of
 
 if TYPE_CHECKING:
@@ -38,7 +38,21 @@ def read_yolo(imp: "CfgImporter", i: int) -> None:
         raise src.error(s.loc, f"the [yolo] at line {s.line} reads a {feature.shape.show()} map, not the input "
                         "size divided by a whole stride", "each level's map must be H/s x W/s")
     level = [v for m in mask for v in anchors[2 * m: 2 * m + 2]]
-    imp.levels.append((feature, s, level, classes, csec))
+    imp.levels.append((_weights_place(imp, i, feature), s, level, classes, csec))
+
+
+def _weights_place(imp: "CfgImporter", i: int, feature: T) -> T:
+    """What detect reads for the [yolo] at layer i: its feature map, through a statement written here
+    where another statement came after the map's.
+
+    darknet's .weights hold a level's convolution after every convolution before its [yolo];
+    netdsl.weights puts it after the convolutions up to the statement detect reads (ties in the order
+    of those statements). A statement at the [yolo]'s place makes the two orders one."""
+    if imp.w.last is not None and imp.w.last.name == feature.name:
+        return feature
+    stmt = imp.w.add(Stmt(f"yolo{i}", [feature.name], [], f"{imp.comment(i)}: the [yolo]'s input, named here for "
+                          "darknet's .weights order", imp.layers[i].loc))
+    return T(stmt.name, feature.shape, feature.last_conv)
 
 
 def write_detect(imp: "CfgImporter") -> None:
@@ -72,14 +86,3 @@ def write_detect(imp: "CfgImporter") -> None:
     imp.w.add(Stmt("output", [t.name for t in feats], [], "", levels[order[0]][1].loc, merge="detect",
                    extra=f", classes=NCLS, strides=[{', '.join(map(str, strides))}],\n"
                          f"                anchors=[{anchors}], decode=\"darknet\""))
-    _check_weights_order(imp, order)
-
-
-def _check_weights_order(imp: "CfgImporter", order: list[int]) -> None:
-    """darknet .weights go in cfg order; netdsl.weights puts a level's convolution after the last
-    convolution of the statement making its input. Say so in the spec where the two differ."""
-    for f, s, _, _, csec in imp.levels:
-        before = max((k for k in imp.convs if k < csec.index and k not in imp.head), default=None)
-        if f.last_conv != before:
-            imp.w.header.append(f"# note: darknet .weights will not load in darknet's order: the [yolo] at line "
-                                f"{s.line} reads a statement whose last convolution is not the one before it.")

@@ -5,7 +5,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from netdsl.importers.darknet_read import ACTIVATIONS, T
-from netdsl.importers.spec_writer import Stmt
+from netdsl.importers.spec_writer import Shape, Stmt
 
 if TYPE_CHECKING:
     from netdsl.importers.darknet_cfg import CfgImporter
@@ -14,12 +14,20 @@ if TYPE_CHECKING:
 def unit_end(imp: "CfgImporter", i: int) -> int | None:
     """The shortcut closing a residual unit that starts at layer i (convolutions, then a [shortcut]
     back to layer i - 1, nothing inside read from elsewhere), or None."""
-    j = i
-    while j < len(imp.layers) and imp.layers[j].kind == "conv" and j not in imp.head and j not in imp.refs:
-        j += 1
+    j = imp.plain_end[i]
     if j == i or j >= len(imp.layers) or imp.layers[j].kind != "shortcut":
         return None
     return j if imp.layers[j].targets == [i - 1] else None  # type: ignore[attr-defined]
+
+
+def shortcut_hint(prev: Shape, other: Shape) -> str:
+    """What darknet does with a [shortcut] of maps netdsl cannot add (the previous layer's `prev`, `other`
+    the one `from` names): netdsl adds maps of equal shapes only, so far."""
+    if prev.same_size(other):
+        return (f"netdsl does not support this yet: darknet adds the {min(prev.c, other.c)} channels both maps have "
+                f"and keeps the previous layer's other {prev.c - min(prev.c, other.c)} as they are")
+    return ("netdsl does not support this yet: darknet adds the channels both maps have onto the previous layer's "
+            "map, matching positions by the ratio of the two sizes")
 
 
 def _signature(imp: "CfgImporter", i: int, j: int, c: int) -> tuple:
@@ -47,8 +55,7 @@ def write_residual(imp: "CfgImporter", i: int) -> int:
         shape = imp.conv_shape(imp.convs[k], shape, imp.layers[k])
     if shape != inp.shape:
         raise imp.src.error(imp.layers[j].opts["from"].loc, f"[shortcut] adds layer {j - 1} {shape.show()} to "
-                            f"layer {i - 1} {inp.shape.show()}: their shapes differ",
-                            "a shortcut adds maps of equal shapes")
+                            f"layer {i - 1} {inp.shape.show()}: their shapes differ", shortcut_hint(shape, inp.shape))
     body, act = sig
     name = _res_block(imp, body, act)
     last = ends[-1]

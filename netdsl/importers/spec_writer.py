@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from netdsl.errors import NetdslError, Span
+from netdsl.errors import LineBreaks, NetdslError, Span, source_lines
 
 MAX_SOURCE_BYTES = 1_000_000
 MAX_INT = 2**31 - 1  # the largest layer argument PyTorch's kernels take
@@ -32,18 +32,19 @@ class Loc:
 
 
 class Source:
-    """The file being imported: its name (for messages) and text (for carets)."""
+    """The file being imported: its name (for messages) and text (for carets); `breaks` says how its
+    lines are counted (netdsl.errors.source_lines): "nl" as darknet does, "yaml" as PyYAML does."""
 
-    def __init__(self, path: str, text: str) -> None:
-        self.path, self.text = path, text
-        self.lines = text.splitlines()
+    def __init__(self, path: str, text: str, breaks: LineBreaks = "nl") -> None:
+        self.path, self.text, self.breaks = path, text, breaks
+        self.lines = source_lines(text, breaks)
 
     def error(self, loc: Loc | None, message: str, hint: str | None = None,
               notes: tuple[str, ...] = ()) -> NetdslError:
         loc = loc or Loc(1)
         end = loc.end_column if loc.end_column > loc.column else loc.column + 1
         return NetdslError(message, Span(loc.line, loc.column, loc.line, end), hint, path=self.path,
-                           source=self.text, notes=notes)
+                           source=self.text, notes=notes, breaks=self.breaks)
 
 
 def read_source(path: str, what: str) -> str:
@@ -60,8 +61,8 @@ def check_text(src: Source) -> None:
         raise src.error(None, f"the file is {len(src.text)} characters; imports are limited to {MAX_SOURCE_BYTES}")
     at = src.text.find("\x00")
     if at >= 0:
-        line = src.text.count("\n", 0, at) + 1
-        col = at - (src.text.rfind("\n", 0, at) + 1) + 1
+        before = source_lines(src.text[:at] + "\x00", src.breaks)  # the lines up to the NUL, as src counts them
+        line, col = len(before), len(before[-1])
         raise src.error(Loc(line, col, col + 1), "the file holds a NUL byte: it looks binary",
                         "give the text file itself")
 
@@ -170,13 +171,26 @@ class Stmt:
     extra: str = ""        # keyword arguments of a merge (detect's)
 
 
+@dataclass
+class Note:
+    """Comment lines naming tensors: `texts` around `names` (one more text than names), joined when the
+    spec is written, so that a tensor renamed later is named as the spec names it."""
+
+    texts: list[str]
+    names: list[str]
+
+    def show(self) -> str:
+        return "".join(t + n for t, n in zip(self.texts, self.names)) + self.texts[-1]
+
+
 class Writer:
     def __init__(self, src: Source, name: str, header: list[str]) -> None:
         self.src, self.name, self.header = src, name, header
         self.params: list[tuple[str, int]] = []
         self.input: tuple[int, Sizes] | None = None
         self.blocks: dict[str, tuple[str, Loc | None]] = {}
-        self.items: list[Stmt | str] = []  # statements and comment lines, in order
+        self.items: list[Stmt | Note | str] = []  # statements and comment lines, in order
+        self.last: Stmt | None = None  # the statement added last
 
     def block(self, name: str, text: str, loc: Loc | None) -> str:
         """Define a block (its comment lines and definition) once, where it is first used."""
@@ -186,9 +200,10 @@ class Writer:
 
     def add(self, stmt: Stmt) -> Stmt:
         self.items.append(stmt)
+        self.last = stmt
         return stmt
 
-    def note(self, comment: str) -> None:
+    def note(self, comment: str | Note) -> None:
         self.items.append(comment)
 
     def rename(self, old: str, new: str) -> None:
@@ -196,6 +211,8 @@ class Writer:
             if isinstance(it, Stmt):
                 it.name = new if it.name == old else it.name
                 it.inputs = [new if n == old else n for n in it.inputs]
+            elif isinstance(it, Note):
+                it.names = [new if n == old else n for n in it.names]
 
     def names(self) -> set[str]:
         return {it.name for it in self.items if isinstance(it, Stmt)}
@@ -213,13 +230,13 @@ class Writer:
         lines.append(f"input x: [{channels}, H = {sizes.H}, W = {sizes.W}]{cond}")
         for text, loc in self.blocks.values():
             lines.append("")
-            for ln in text.splitlines():
+            for ln in text.split("\n"):
                 lines.append(ln)
                 where[len(lines)] = loc
         lines.append("")
         for it in self.items:
-            if isinstance(it, str):
-                lines.extend(it.split("\n"))
+            if not isinstance(it, Stmt):
+                lines.extend((it if isinstance(it, str) else it.show()).split("\n"))
                 continue
             src = it.inputs[0] if it.merge is None else f"{it.merge}({', '.join(it.inputs)}{it.extra})"
             code = f"{it.name} = {src}" + (f" |> {' -> '.join(it.chain)}" if it.chain else "")
@@ -242,7 +259,7 @@ class Writer:
             analyse_text(text, None)
         except NetdslError as e:
             line = e.span.line if e.span else 0
-            generated = text.splitlines()[line - 1].strip() if 1 <= line <= text.count("\n") else ""
+            generated = source_lines(text)[line - 1].strip() if 1 <= line <= text.count("\n") else ""
             raise self.src.error(where.get(line), f"netdsl refuses the imported network here: {e.message}",
                                  e.hint, notes=(f"the imported spec's line {line}: {generated}",) if generated
                                  else ()) from None

@@ -11,11 +11,13 @@ models/common.py), written anew:
 - the output channels of Conv, Bottleneck, C3, SPP, SPPF become `ceil(c * width_multiple / 8) * 8`
   unless they equal Detect's `anchors * (nc + 5)`; the others keep their input's channels;
 - Conv(c, k=1, s=1, p=k//2, g=1, act=True): conv without bias, BatchNorm (eps 0.001, momentum
-  0.03, as ultralytics sets them), SiLU; Bottleneck(c, shortcut=True, g=1, e=0.5): 1x1 to
-  int(c*e), 3x3 to c, plus the input when shortcut and the input has c channels; C3(c, shortcut,
-  g, e); SPP(c, k=(5, 9, 13)) and SPPF(c, k=5) with int(input/2) hidden channels; Concat(1);
-  nn.Upsample(None, scale, mode); nn.MaxPool2d(k, s=k, p=0); nn.ZeroPad2d(p); Detect(nc, anchors)
-  with each level's stride its input's size ratio.
+  0.03, as ultralytics sets them), SiLU (none for act False; another activation module is refused,
+  not taken for True); Bottleneck(c, shortcut=True, g=1, e=0.5): 1x1 to int(c*e), 3x3 to c, plus
+  the input when shortcut and the input has c channels; C3(c, shortcut, g, e), its statements
+  named as ultralytics names C3's children (cv1, cv2, m, cv3), so that its state_dicts load
+  (`netdsl.weights_match`); SPP(c, k=(5, 9, 13)) and SPPF(c, k=5) with int(input/2) hidden
+  channels; Concat(1); nn.Upsample(None, scale, mode); nn.MaxPool2d(k, s=k, p=0); nn.ZeroPad2d(p);
+  Detect(nc, anchors) with each level's stride its input's size ratio.
 
 The spec has one top-level statement per row, in order (so `--freeze N` freezes rows 0 to N-1, as
 ultralytics' `--freeze N` does), named b<row> in the backbone and n<row> in the head, the last
@@ -55,7 +57,12 @@ class YamlImporter:
                             "width_multiple, anchors, backbone and head")
         self.top: dict[str, Y] = {}
         for key, (knode, v) in root.value.items():
-            if key not in TOP_KEYS:
+            if key == "activation" and not (v.kind == "scalar" and str(v.value).replace(" ", "") == "nn.SiLU()"):
+                # YOLOv5's model-wide activation for Conv: anything but SiLU would be imported wrong
+                raise src.error(v.loc, f"the activation {v.show()} is not supported (yet): netdsl imports Conv with "
+                                "SiLU", "to keep it, import a copy without this key and replace silu in the spec's "
+                                "Conv block (cba) by it, e.g. leaky_relu(0.1)")
+            if key not in TOP_KEYS and key != "activation":
                 raise src.error(knode.loc, f"key '{key}' is not supported", f"the keys are {', '.join(TOP_KEYS)}")
             self.top[key] = v
         for key in TOP_KEYS[:-1]:
@@ -196,5 +203,5 @@ class YamlImporter:
 
 def import_yaml(text: str, path: str) -> str:
     """The netdsl spec for an Ultralytics model YAML (a NetdslError at the YAML's line for anything unsupported)."""
-    return YamlImporter(Source(path, text)).run()
+    return YamlImporter(Source(path, text, "yaml")).run()
 

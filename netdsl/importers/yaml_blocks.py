@@ -32,6 +32,23 @@ def _flag(imp: "YamlImporter", y: Y | None, default: bool, what: str) -> bool:
     raise imp.src.error(y.loc, f"{what} is {y.show()}; expected true or false", f"write {what} as True or False")
 
 
+# Activation modules a Conv's act may name that are what True and False give (ultralytics evaluates the text).
+_ACT_MODULES = {"nn.SiLU()": True, "nn.Identity()": False}
+
+
+def _act(imp: "YamlImporter", y: Y | None) -> bool:
+    """Conv's act: True (SiLU) or False (none). Another activation module is refused by name: taken
+    for True it would silently become SiLU."""
+    v = imp.value(y) if y is not None else True
+    if isinstance(v, str) and v.replace(" ", "") in _ACT_MODULES:
+        return _ACT_MODULES[v.replace(" ", "")]
+    if y is not None and isinstance(v, str) and v.startswith("nn."):
+        raise imp.src.error(y.loc, f"the activation {v} is not supported (yet): netdsl imports a Conv's act as True "
+                            "(SiLU) or False (none)", "to keep it, import a copy without the act argument (SiLU) "
+                            "and replace silu in the spec's Conv block (cba) by it, e.g. leaky_relu(0.1)")
+    return _flag(imp, y, True, "act")
+
+
 def _hidden(imp: "YamlImporter", y: Y | None, c: int) -> int:
     """int(c * e), as ultralytics sizes a bottleneck's hidden channels."""
     if y is None:
@@ -91,7 +108,7 @@ def emit(imp: "YamlImporter", mod: str, ins: list["T"], a: list[Y], number: int,
         st = imp.ints(a[2], 2, 1, "s") if arg(2) else (1, 1)
         p = (k[0] // 2, k[1] // 2) if arg(3) is None or imp.value(a[3]) is None else imp.ints(a[3], 2, 0, "p")
         g = _groups(imp, arg(4), c1, c2)
-        act = _flag(imp, arg(5), True, "act")
+        act = _act(imp, arg(5))
         shape = s
         for _ in range(number):  # each copy strides and pads again
             shape = Shape(c2, shape.h.window(k[0], st[0], 2 * p[0]), shape.w.window(k[1], st[1], 2 * p[1]))
@@ -114,7 +131,7 @@ def emit(imp: "YamlImporter", mod: str, ins: list["T"], a: list[Y], number: int,
         short = _flag(imp, arg(1), True, "shortcut")
         m = _hidden(imp, arg(3), c2)
         g = _groups(imp, arg(2), m, c2)
-        extra = (f", m={m}" if m != c2 // 2 else "") + (f", g={g}" if g != 1 else "")
+        extra = (f", h={m}" if m != c2 // 2 else "") + (f", g={g}" if g != 1 else "")
         if mod == "Bottleneck":
             name = "res" if short and c1 == c2 else "pair"
             imp.used.setdefault("cba", None)
@@ -229,20 +246,23 @@ def define(imp: "YamlImporter") -> None:
         "cba": "# Conv: a convolution without bias, BatchNorm (eps and momentum as ultralytics sets them), SiLU.\n"
                f"block cba(c, k = 1, s = 1{p}{g}) = {conv} -> {BN} -> silu",
         "cb": f"# Conv with act=False: no activation.\nblock cb(c, k = 1, s = 1{p}{g}) = {conv} -> {BN}",
-        "res": "# Bottleneck(c): 1x1 to m channels, 3x3 back to c, plus the input.\n"
-               f"block res(c, m = c // 2{g}) {{\n  input x\n  y = x |> cba(m) -> cba(c, 3{gc})\n"
+        "res": "# Bottleneck(c): 1x1 to h channels, 3x3 back to c, plus the input.\n"
+               f"block res(c, h = c // 2{g}) {{\n  input x\n  y = x |> cba(h) -> cba(c, 3{gc})\n"
                "  output = add(x, y)\n}",
         "pair": "# Bottleneck without the sum (shortcut=False, or another channel count than its input's).\n"
-                f"block pair(c, m = c // 2{g}) = cba(m) -> cba(c, 3{gc})",
+                f"block pair(c, h = c // 2{g}) = cba(h) -> cba(c, 3{gc})",
     }
+    # C3's statements take the names of ultralytics' C3 children: its __init__ registers cv1, cv2, cv3, m
+    # (cv3 before the m it reads), an order a graph block cannot state, so a .pt of it loads by those names.
     for name, unit in (("c3", "res"), ("c3_plain", "pair")):
-        texts[name] = (f"# C3{'' if unit == 'res' else ' with shortcut=False'}: two 1x1 convolutions to m channels, n "
-                       f"bottlenecks ({unit}) after the first, joined, 1x1 to c.\n"
-                       f"block {name}(c, n = 1, m = c // 2{g}) {{\n  input x\n"
-                       f"  y1 = x |> cba(m) -> {unit}(m, m{gc}) * n\n"
-                       "  y2 = x |> cba(m)\n  output = cat(y1, y2) |> cba(c)\n}")
-    texts["sppf"] = ("# SPPF(c, k): 1x1 to m channels, three chained max-pools (stride 1, same size), all joined, 1x1 "
-                     "to c.\nblock sppf(c, m, k = 5) {\n  input x\n  y0 = x |> cba(m)\n" +
+        texts[name] = (f"# C3{'' if unit == 'res' else ' with shortcut=False'}: 1x1 convolutions cv1, cv2 to h "
+                       f"channels; n bottlenecks ({unit}) m after cv1;\n# cv3, 1x1 to c from m and cv2 joined. "
+                       "Ultralytics' names: a state_dict of its C3 loads by name.\n"
+                       f"block {name}(c, n = 1, h = c // 2{g}) {{\n  input x\n  cv1 = x |> cba(h)\n"
+                       f"  cv2 = x |> cba(h)\n  m = cv1 |> {unit}(h, h{gc}) * n\n"
+                       "  cv3 = cat(m, cv2) |> cba(c)\n  output = cv3\n}")
+    texts["sppf"] = ("# SPPF(c, k): 1x1 to h channels, three chained max-pools (stride 1, same size), all joined, 1x1 "
+                     "to c.\nblock sppf(c, h, k = 5) {\n  input x\n  y0 = x |> cba(h)\n" +
                      "".join(f"  y{i} = y{i - 1} |> maxpool(k, stride=1, padding=k // 2)\n" for i in (1, 2, 3)) +
                      "  output = cat(y0, y1, y2, y3) |> cba(c)\n}")
     order = ["cba", "cb", "res", "pair", "c3", "c3_plain", "sppf"]
@@ -254,7 +274,7 @@ def define(imp: "YamlImporter") -> None:
             continue
         ks = imp.used[name]
         pools = "".join(f"  y{i} = y0 |> maxpool({k}, stride=1, padding={k // 2})\n" for i, k in enumerate(ks, 1))
-        imp.w.block(name, f"# SPP(c, k={list(ks)}): 1x1 to m channels, max-pools of those windows (stride 1, same "
-                    f"size), all joined, 1x1 to c.\nblock {name}(c, m) {{\n  input x\n  y0 = x |> cba(m)\n{pools}"
+        imp.w.block(name, f"# SPP(c, k={list(ks)}): 1x1 to h channels, max-pools of those windows (stride 1, same "
+                    f"size), all joined, 1x1 to c.\nblock {name}(c, h) {{\n  input x\n  y0 = x |> cba(h)\n{pools}"
                     f"  output = cat({', '.join(f'y{i}' for i in range(len(ks) + 1))}) |> cba(c)\n}}", None)
 

@@ -36,9 +36,7 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     "outputs": ("batchnorm", "activations", "merges"),
     "connections": ("batchnorm", "activations", "merges"),
 }
-CONVENTION_TEXT = ("course convention (seed, Part A Question 3): weights exclude biases and BatchNorm; "
-                   "outputs count every layer except activations and cat; connections count conv, convT, "
-                   "pooling and upsampling")
+COURSE = "course convention (seed, Part A Question 3)"
 
 
 @dataclass(frozen=True)
@@ -70,6 +68,21 @@ class Convention:
             cats.add("merge")
         return frozenset(cats)
 
+    def text(self) -> str:
+        """The line `count` prints: which ops each total adds up, read from the op registry and
+        `categories`, so it says what the totals count (and changes with an op or a flag)."""
+        inc = [x for x, on in (("biases", self.biases), ("BatchNorm", self.batchnorm)) if on]
+        exc = [x for x, on in (("biases", self.biases), ("BatchNorm", self.batchnorm)) if not on]
+        weights = "weights " + ", ".join(f"{verb} {' and '.join(xs)}" for verb, xs in (("include", inc), ("exclude", exc))
+                                         if xs)
+        flags = " ".join(self.describe(m) for m in ("weights", "outputs", "connections") if self.describe(m))
+        head = COURSE + (f" with {' '.join(dict.fromkeys(flags.split()))}" if flags else "")
+        everything = Convention(batchnorm=True, activations=True, merges=True)
+        never = [n for n in _op_names() if n not in _ops_counted(everything, "outputs")
+                 and n not in _ops_counted(everything, "connections")]
+        return (f"{head}: {weights}; outputs count {_listed(_ops_counted(self, 'outputs'))}; connections count "
+                f"{_listed(_ops_counted(self, 'connections'))}" + (f"; {_listed(never)} count in neither" if never else ""))
+
     def describe(self, metric: str) -> str:
         """The switches that differ from the course convention, for headers and claim reports."""
         on = []
@@ -84,6 +97,27 @@ class Convention:
             on += ["+activations"] if self.activations else []
             on += ["+merges"] if self.merges else []
         return " ".join(on)
+
+
+def _op_names() -> list[str]:
+    from netdsl.ops import MERGES, REGISTRY
+
+    return [*REGISTRY, *MERGES]
+
+
+def _ops_counted(convention: Convention, metric: str) -> list[str]:
+    """The ops (and merges) whose layers enter the total of `metric`, in registry order."""
+    from netdsl.ops import MERGES, REGISTRY
+
+    cats = convention.categories(metric)
+    return [n for n, op in {**REGISTRY, **MERGES}.items() if op.category in cats]
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+CONVENTION_TEXT = Convention().text()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Iterable
 
 from netdsl import ir
@@ -155,6 +156,27 @@ class _Lowerer:
             return a + b if n.op == "+" else a - b if n.op == "-" else a * b
 
         return ir.fold(e, leaf, binop, lambda n, v: -v, lambda n, vs: min(vs) if n.func == "min" else max(vs))
+
+    def number(self, e: ir.Expr, what: str) -> float:
+        """A float argument's value at the values in use: exact arithmetic (`/` a fraction, `**` any
+        whole exponent from -64 to 64), rounded once at the end."""
+        def binop(n: ir.BinOp, a: Fraction, b: Fraction) -> Fraction:
+            if n.op in ("//", "%", "/") and b == 0:
+                raise NetdslError("division by zero", n.right.span, f"in {what}")
+            if n.op == "**":
+                if b.denominator != 1 or not -64 <= b <= 64 or abs(a) > 2**16 or (a == 0 and b < 0):
+                    raise NetdslError("exponents must be whole numbers from -64 to 64", n.right.span, f"in {what}")
+                return a ** int(b)
+            ops = {"/": lambda: a / b, "//": lambda: Fraction(a // b), "%": lambda: a % b, "+": lambda: a + b,
+                   "-": lambda: a - b, "*": lambda: a * b}
+            return ops[n.op]()
+
+        value = ir.fold(e, lambda n: Fraction(self.evaluate(n, what)), binop, lambda n, v: -v,
+                        lambda n, vs: min(vs) if n.func == "min" else max(vs))
+        try:
+            return float(value)
+        except OverflowError:
+            raise NetdslError(f"{what} is too large for a float", e.span, "write a smaller number") from None
 
     # --- layers ------------------------------------------------------------------------------
     def expand(self, calls: list[ir.LayerCall], sc: _Scope, prefix: str) -> list[tuple[str | None, Layer]]:
@@ -338,8 +360,14 @@ class _Lowerer:
             f: ir.Float | None = None
             if isinstance(v, ir.Float):
                 f = v
-            elif v.kind in ir.EXPR_KINDS and ir.const_int(v) is not None:  # type: ignore[arg-type]
-                f = ir.Float(span=v.span, value=float(ir.const_int(v)))  # type: ignore[arg-type]
+            elif v.kind in ir.EXPR_KINDS:
+                # An expression of the parameters, `/` exact, so that a mode can choose a number:
+                # `batchnorm(eps=1 / (100000 if LEAKY == 1 else 1000))`.
+                check_names(v, sc.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
+                if sc.dry:
+                    return v
+                value = self.number(self.resolve(v, sc), f"argument '{arg.name}'")  # type: ignore[arg-type]
+                f = ir.Float(span=v.span, value=value)
             if f is not None:
                 check_float(f, arg, spec)
                 return f

@@ -109,6 +109,17 @@ class ShapeInference:
 
     # --- layers ------------------------------------------------------------------------------
     def layer(self, tnode: ir.TensorNode, op: ir.Op, s: Shape, path: str) -> Layer:
+        spec, sym, val, in_at, out = self.layer_shape(tnode, op, s)
+        try:
+            counts = spec.counts(sym, s, out)
+        except RecursionError:
+            raise NetdslError(f"the sizes after this '{op.op}' nest too deeply to compute", op.span, DEPTH_HINT) from None
+        return Layer(path=path, name=op.name, op=spec, args=val, sym=sym, in_shape=s, out_shape=out, in_at=in_at,
+                     out_at=tuple(self.at(out)), counts=counts, connections=spec.connections(sym, s, out, counts),
+                     attrs=frozenset(op.attrs), node=op, line=op.origin.line)
+
+    def layer_shape(self, tnode: ir.TensorNode, op: ir.Op, s: Shape) -> tuple[OpDef, Args, Args, tuple[int, ...], Shape]:
+        """A layer's checked output shape without its counts (`solve` needs only the shape)."""
         spec = REGISTRY.get(op.op)
         if spec is None:
             raise NetdslError(f"no op '{op.op}' in the registry", op.span, "this netdsl does not know the op")
@@ -129,12 +140,9 @@ class ShapeInference:
             out = tuple(spec.shape(sym, s))
             self.check_depth(op, out)
             self.check_sizes(tnode, op, s, out)
-            counts = spec.counts(sym, s, out)
         except RecursionError:
             raise NetdslError(f"the sizes after this '{op.op}' nest too deeply to compute", op.span, DEPTH_HINT) from None
-        return Layer(path=path, name=op.name, op=spec, args=val, sym=sym, in_shape=s, out_shape=out, in_at=in_at,
-                     out_at=tuple(self.at(out)), counts=counts, connections=spec.connections(sym, s, out, counts),
-                     attrs=frozenset(op.attrs), node=op, line=op.origin.line)
+        return spec, sym, val, in_at, out
 
     def check_depth(self, op: ir.Op, out: Shape) -> None:
         """Sizes SymPy cannot simplify grow a level per layer; past a limit every later pass would

@@ -74,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "the largest stride (default: 640)")
     det.add_argument("--hyp", metavar="FILE.yaml", help="hyperparameters over hyp.scratch.yaml's (lr0, momentum, ...)")
     det.add_argument("--cache", action="store_true", help="keep decoded, letterboxed images in memory")
+    det.add_argument("--linear-lr", action="store_true",
+                     help="decay the learning rate linearly (ultralytics' --linear-lr; default: cosine, as v9.6.0)")
     det.add_argument("--skip-bad", action="store_true", help="skip (and report) bad images and label files")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec>-<timestamp>)")
@@ -330,7 +332,7 @@ def _train_all(prepared: list[Prepared], group: Path | None, reporter: Any, dist
     from netdsl.train.data import to_tensors
     from netdsl.train.files import atomic_write_json, atomic_write_text
     from netdsl.train.loop import NonFiniteLoss, Trainer
-    from netdsl.train.report import Summary, print_table, table_markdown
+    from netdsl.train.report import Summary, done_line, print_table, table_markdown
     from netdsl.train.rundir import GROUP_FORMAT
 
     if group is not None and dist.is_main:
@@ -394,11 +396,8 @@ def _train_all(prepared: list[Prepared], group: Path | None, reporter: Any, dist
         print_table(reporter, summaries)
         reporter.message(f"comparison written to {group}")
     else:
-        last = summaries[0].rows[-1] if summaries[0].rows else None
-        if last:
-            reporter.message(f"done: val loss {last.val_loss:.4f}, val pixel accuracy {100 * last.val_acc:.2f}% "
-                             f"(best val loss {summaries[0].best_val_loss:.4f} at epoch {summaries[0].best_epoch}) "
-                             f"-> {prepared[0].rundir.path}")
+        if summaries[0].rows:
+            reporter.message(done_line(summaries[0], prepared[0].rundir.path))
     for err in failures:
         print(err.render(), file=sys.stderr)
     return 2 if failures else 0

@@ -14,9 +14,11 @@ validation runs under `torch.inference_mode`. `precision="bf16"` (autocast) and 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -112,6 +114,11 @@ class History:
     rows: list[EpochRow] = field(default_factory=list)
     best_val_loss: float = math.inf
     best_epoch: int = 0
+
+    @property
+    def best(self) -> EpochRow | None:
+        """The row of the epoch best.pt holds (lowest validation loss)."""
+        return next((r for r in self.rows if r.epoch == self.best_epoch), None)
 
 
 class NonFiniteLoss(NetdslError):
@@ -327,12 +334,30 @@ class Trainer:
         return row
 
     @torch.inference_mode()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        module = self.eval_module
+    def predict(self, x: torch.Tensor, module: nn.Module | None = None) -> torch.Tensor:
+        """Colour indices per pixel from `module` (default: `eval_module`, the weights now)."""
+        module = self.eval_module if module is None else module
         module.eval()
         x = x.to(self.device).contiguous(memory_format=self.memory_format)
         with self.autocast():
             return module(x).float().argmax(1).cpu()
+
+    def best_module(self, best_pt: Path) -> tuple[nn.Module, EpochRow] | None:
+        """The weights of `best_pt` (what a user takes from the run) in a copy of the evaluated
+        module, and their epoch's row; None where there is no best epoch yet or the file does not
+        hold it (a rank that writes nothing, a file removed)."""
+        row = self.history.best
+        if row is None or not best_pt.is_file():
+            return None
+        try:
+            ckpt = torch.load(best_pt, map_location=self.device, weights_only=True)
+            if not isinstance(ckpt, dict) or ckpt.get("epoch") != row.epoch:
+                return None
+            module = copy.deepcopy(self.eval_module)
+            module.load_state_dict(ckpt["model"])
+        except Exception:  # any unreadable file: the caller draws the weights it has and says so
+            return None
+        return module, row
 
     # --- checkpoints -------------------------------------------------------------------------
     def state(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -45,6 +45,14 @@ def combined(runs: dict[str, Sequence[EpochRow]], path: Path, with_train: bool =
     _save(fig, path)
 
 
+def samples_title(label: str, row: EpochRow | None, best: bool, epochs: int) -> str:
+    """Which weights the samples show: best.pt's (the ones a user takes), or the final ones."""
+    if row is None:
+        return label
+    which = f"best.pt (epoch {row.epoch} of {epochs})" if best else f"final weights (epoch {row.epoch})"
+    return f"{label}: {which}, val loss {row.val_loss:.3f}, pixel accuracy {100 * row.val_acc:.1f}%"
+
+
 def samples(grey: np.ndarray, truth: np.ndarray, pred: np.ndarray, palette: np.ndarray,
             path: Path, title: str) -> None:
     """As the course's figure: rows are the greyscale input, the ground truth in palette colours

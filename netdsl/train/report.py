@@ -121,6 +121,20 @@ class Summary:
                 f"{sum(r.seconds for r in self.rows):.0f}", self.status]
 
 
+def done_line(s: Summary, where: object) -> str:
+    """The run's last line: the last epoch and the best one (best.pt, what samples.png shows);
+    validation swings from epoch to epoch, so the two can differ by several points."""
+    last, best = s.rows[-1], next((r for r in s.rows if r.epoch == s.best_epoch), None)
+    text = (f"done: val loss {last.val_loss:.4f}, val pixel accuracy {100 * last.val_acc:.2f}% at the last "
+            f"epoch ({last.epoch})")
+    if best is last:
+        text += ", the best (best.pt)"
+    elif best is not None:
+        text += (f"; best: val loss {best.val_loss:.4f}, val pixel accuracy {100 * best.val_acc:.2f}% at epoch "
+                 f"{best.epoch} (best.pt, shown in samples.png)")
+    return f"{text} -> {where}"
+
+
 LAST = 5
 HEADERS = ["run", "spec", "epochs", "train loss", "val loss", "val acc %", f"val loss last-{LAST} mean",
            f"val acc % last-{LAST} mean", "best val loss", "time s", "status"]

@@ -23,6 +23,7 @@ from netdsl.train.data import Tensors
 from netdsl.train.files import (atomic_save_npy, atomic_write, atomic_write_json, atomic_write_rows_csv,
                                 atomic_write_text)
 from netdsl.train.loop import CHECKPOINT_FORMAT, EpochRow, Trainer
+from netdsl.train.outdir import check_writable
 
 RUN_FORMAT = "netdsl-run-v1"
 GROUP_FORMAT = "netdsl-group-v1"
@@ -41,6 +42,7 @@ def ensure_fresh(path: Path) -> None:
     if path.exists() and any(path.iterdir()):
         raise NetdslError("output directory already exists and is not empty", path=str(path),
                           hint="choose another --out, or continue it with --resume")
+    check_writable(path)
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -120,7 +122,7 @@ class RunDir:
         atomic_write_rows_csv(self.path / "metrics.csv", EpochRow, rows)
 
     def finish(self, trainer: Trainer, data: Tensors, palette: np.ndarray) -> None:
-        """The figures, from the final weights."""
+        """The figures; the samples from best.pt's weights, the ones a user takes from the run."""
         if not self.write:
             return
         rows = trainer.history.rows
@@ -128,9 +130,9 @@ class RunDir:
         n = len(data.x_val)
         pick = np.unique(np.linspace(0, n - 1, min(N_SAMPLES, n)).round().astype(int))
         x = data.x_val[pick]
-        pred = trainer.predict(x).numpy()
-        last = rows[-1] if rows else None
-        title = self.label + (f": epoch {last.epoch}, val loss {last.val_loss:.3f}, "
-                              f"pixel accuracy {100 * last.val_acc:.1f}%" if last else "")
+        best = trainer.best_module(self.path / "best.pt")
+        pred = trainer.predict(x, best[0] if best else None).numpy()
+        title = plots.samples_title(self.label, best[1] if best else (rows[-1] if rows else None), best is not None,
+                                    len(rows))
         plots.samples(x.cpu().numpy()[:, 0], data.y_val[pick].cpu().numpy(), pred, palette,
                       self.path / "samples.png", title)
