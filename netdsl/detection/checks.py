@@ -64,24 +64,6 @@ def hyp_problem(key: str, value: Any) -> str | None:
     return None if inside else f"must be {_interval(lo, hi, lo_in, hi_in)}"
 
 
-def _yaml_value_span(text: str, key: str) -> Span | None:
-    """Where the value of top-level `key` is in a YAML mapping (composed only: nothing is constructed)."""
-    import yaml
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(root, yaml.MappingNode):
-        return None
-    for k, v in root.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == key:
-            s, e = v.start_mark, v.end_mark
-            end_col = e.column + 1 if e.line == s.line else s.column + 2
-            return Span(s.line + 1, s.column + 1, s.line + 1, max(end_col, s.column + 2))
-    return None
-
-
 def check_hyp_file(hyp: Mapping[str, float], path: str | None, given: set[str],
                    defaults: Mapping[str, float]) -> None:
     """Every value of `hyp` in range; one the `--hyp` file at `path` sets (`given`: its keys) is
@@ -93,8 +75,10 @@ def check_hyp_file(hyp: Mapping[str, float], path: str | None, given: set[str],
         hint = f"hyp.scratch.yaml has {key}: {defaults[key]:g}" if key in defaults else None
         if path is None or key not in given:
             raise NetdslError(f"hyperparameter {key!r} is {value!r}; it {problem}", hint=hint)
+        from netdsl.detection.data import yaml_span  # numpy and the augmentations: only on this path
+
         text = Path(path).read_text(encoding="utf-8")
-        raise NetdslError(f"hyperparameter {key!r} is {value:g}; it {problem}", _yaml_value_span(text, key),
+        raise NetdslError(f"hyperparameter {key!r} is {value:g}; it {problem}", yaml_span(text, key, value=True),
                           hint, path=path, source=text, breaks="yaml")
 
 

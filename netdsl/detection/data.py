@@ -357,9 +357,10 @@ def _listed_images(p: Path, key: str) -> list[Path]:
     return out
 
 
-def yaml_span(text: str, *keys: Any) -> Span | None:
+def yaml_span(text: str, *keys: Any, value: bool = False) -> Span | None:
     """Where the entry at `keys` (mapping keys and list indices from the top) is in YAML text:
-    a mapping entry's key and, on the same line, its value. None when it cannot be found."""
+    a mapping entry's key and, on the same line, its value (`value`: the value alone). None when
+    it cannot be found."""
     import yaml
 
     try:
@@ -379,7 +380,7 @@ def yaml_span(text: str, *keys: Any) -> Span | None:
             return None
     if first is None:
         return None
-    start = first.start_mark
+    start = (node if value else first).start_mark
     end = node.end_mark if node.end_mark.line == start.line else first.end_mark
     return Span(start.line + 1, start.column + 1, start.line + 1, max(end.column, start.column + 1) + 1)
 
