@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from netdsl.errors import NetdslError
 from netdsl.importers import import_text, spec_writer

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import TYPE_CHECKING, Union
 
 from netdsl import ir
 from netdsl.errors import NetdslError
@@ -20,8 +21,8 @@ from netdsl.passes.limits import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:  # torch stays out of parse/count
     from netdsl.backends.torch_module import CompiledNet
-    from netdsl.freeze import Freeze
     from netdsl.concrete import ConcreteGraph
+    from netdsl.freeze import Freeze
     from netdsl.passes.counts import CountResult
     from netdsl.passes.solve import SolveResult
 
@@ -105,7 +106,7 @@ def _claim_files(value: object) -> tuple[str, ...]:
 
 
 def analyse_text(text: str, path: str | None, params: dict[str, int] | None = None,
-                 freeze: "Freeze | None" = None) -> "ConcreteGraph":
+                 freeze: Freeze | None = None) -> ConcreteGraph:
     """Spec text to its concrete graph at the values in use (no torch): the front of every command."""
     from netdsl.freeze import Freeze, check_effect, check_reachable
     from netdsl.passes.shapes import analyse
@@ -143,7 +144,7 @@ def lower_text(text: str, path: str | None, params: dict[str, int] | None = None
         return lower(spec, make_env(spec, params).values)
 
 
-def shapes(source: Source, **params: int) -> "ConcreteGraph":
+def shapes(source: Source, **params: int) -> ConcreteGraph:
     """The concrete graph: symbolic shapes of every tensor and layer, checked at the values in use.
 
     >>> r = shapes("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\noutput = x |> maxpool(2)")
@@ -156,7 +157,7 @@ def shapes(source: Source, **params: int) -> "ConcreteGraph":
 
 def compile_spec(text: str, path: str | None, params: dict[str, int],
                  max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 freeze: "Freeze | None" = None) -> tuple["ConcreteGraph", "CompiledNet"]:
+                 freeze: Freeze | None = None) -> tuple[ConcreteGraph, CompiledNet]:
     """Parse, check, size and compile spec text: the one path every build takes.
 
     The memory estimate is checked before torch is even imported, so an absurd size is refused
@@ -173,8 +174,8 @@ def compile_spec(text: str, path: str | None, params: dict[str, int],
 
 
 def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
-          freeze: "int | str | list[str] | Freeze | None" = None, freeze_bn: str | None = None,
-          **params: int) -> "CompiledNet":
+          freeze: int | str | list[str] | Freeze | None = None, freeze_bn: str | None = None,
+          **params: int) -> CompiledNet:
     """Compile a spec into a torch.nn.Module; keyword arguments override its parameters.
 
     Networks whose estimated memory (parameters, buffers and one sample's activations) exceeds
@@ -195,7 +196,7 @@ def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
     return compile_spec(text, path, _params(params), limit, as_freeze(freeze, freeze_bn))[1]
 
 
-def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params: int) -> "CountResult":
+def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params: int) -> CountResult:
     """Exact symbolic counts per layer and in total, and the verdicts of the spec's claims
     (its own, those of SPEC.claims next to it, and those of the files in `claims`). No torch.
 
@@ -232,7 +233,7 @@ def claim_sources(spec: ir.Spec | None, text: str, path: str | None,
     return out
 
 
-def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
+def solve(source: Source, max_value: int = 16, **params: int) -> SolveResult:
     """The values of the open arguments (`?`) that make every shape annotation hold for all H, W.
 
     >>> spec = "net T(C = 4)\\ninput x: [1, H = 8, W = 8] where H % 2 == 0, W % 2 == 0\\n"
@@ -240,7 +241,8 @@ def solve(source: Source, max_value: int = 16, **params: int) -> "SolveResult":
     >>> r.status, r.solutions
     ('unique', [(1,)])
     """
-    from netdsl.passes.solve import MAX_VALUE_LIMIT, solve as _solve
+    from netdsl.passes.solve import MAX_VALUE_LIMIT
+    from netdsl.passes.solve import solve as _solve
 
     top = _whole("max_value", max_value, 0, MAX_VALUE_LIMIT,
                  "the largest value tried where PyTorch sets no bound, e.g. max_value=16")

@@ -10,7 +10,8 @@ import gc
 import os
 import sys
 import threading
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError

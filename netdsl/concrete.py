@@ -7,8 +7,9 @@ and the outputs are named. Nothing downstream evaluates SymPy or pairs things by
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any
 
 import sympy as sp
 
@@ -76,7 +77,7 @@ class Statement:
     source: str                # "ref", "cat" or "add"
     inputs: tuple[str, ...]
     merge: Merge | None
-    items: list[Union[Layer, "Block"]]
+    items: list[Layer | Block]
     shape: Shape
     at: tuple[int, ...]
     span: Span

@@ -67,7 +67,7 @@ class NetdslError(Exception):
         self.notes = notes
         self.breaks = breaks  # how `span`'s line was counted in `source`
 
-    def with_source(self, path: str | None, source: str | None) -> "NetdslError":
+    def with_source(self, path: str | None, source: str | None) -> NetdslError:
         """Attach the file this error's span points into, unless one is attached already."""
         if self.path is None:
             self.path = path

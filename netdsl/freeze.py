@@ -12,8 +12,9 @@ activation), or a statement inside a graph block (which `--freeze` cannot reach 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 from netdsl.errors import NetdslError
 
@@ -60,7 +61,7 @@ def parse_freeze(text: str | None, bn: str | None = None) -> Freeze:
     return replace(out, names=names)
 
 
-def as_freeze(freeze: "int | str | list[str] | tuple[str, ...] | Freeze | None", bn: str | None = None) -> Freeze:
+def as_freeze(freeze: int | str | list[str] | tuple[str, ...] | Freeze | None, bn: str | None = None) -> Freeze:
     """The API's `freeze=` argument (a count, a name, names, or a Freeze) as a Freeze."""
     if bn is not None and (not isinstance(bn, str) or bn not in BN_POLICIES):
         raise NetdslError(f"freeze_bn={bn!r}: use 'train' or 'eval'",
@@ -85,7 +86,7 @@ def as_freeze(freeze: "int | str | list[str] | tuple[str, ...] | Freeze | None",
 
 # --- what a name freezes ---------------------------------------------------------------------
 
-def _calls(spec: "ir.Spec") -> "Iterator[ir.LayerCall]":
+def _calls(spec: ir.Spec) -> Iterator[ir.LayerCall]:
     for a in spec.assigns:
         yield from a.chain
     for b in spec.blocks:
@@ -94,7 +95,7 @@ def _calls(spec: "ir.Spec") -> "Iterator[ir.LayerCall]":
             yield from a.chain
 
 
-def check_reachable(spec: "ir.Spec", freeze: Freeze) -> None:
+def check_reachable(spec: ir.Spec, freeze: Freeze) -> None:
     """Before lowering: a name that only a statement inside a graph block has is not one `--freeze`
     takes (its names are the spec's statements, labels and blocks); say what to write instead."""
     top = {a.name for a in spec.assigns} | {b.name for b in spec.blocks} | \
@@ -114,7 +115,7 @@ def check_reachable(spec: "ir.Spec", freeze: Freeze) -> None:
                               hint=hint + f", or put @freeze on '{name}' inside the block")
 
 
-def check_effect(freeze: Freeze, cg: "ConcreteGraph") -> None:
+def check_effect(freeze: Freeze, cg: ConcreteGraph) -> None:
     """After shapes: every name given must freeze a layer with parameters; one that freezes none
     (a block whose calls repeat 0 times, a cat or an activation) is an error, not a silent no-op."""
     from netdsl.passes.lower import lower
@@ -143,7 +144,7 @@ def check_effect(freeze: Freeze, cg: "ConcreteGraph") -> None:
                                f"parameters: {shown or 'none'}")
 
 
-def _frozen(nodes: "list[ir.TensorNode]", prefix: str) -> "Iterator[tuple[str, str]]":
+def _frozen(nodes: list[ir.TensorNode], prefix: str) -> Iterator[tuple[str, str]]:
     """(module path, op) of each frozen layer and merge, in the paths the concrete graph uses."""
     from netdsl import ir
     from netdsl.ops import MERGES
@@ -160,11 +161,11 @@ def _frozen(nodes: "list[ir.TensorNode]", prefix: str) -> "Iterator[tuple[str, s
                 yield path, layer.op
 
 
-def _without_attrs(spec: "ir.Spec") -> "ir.Spec":
-    def call(c: "ir.LayerCall") -> "ir.LayerCall":
+def _without_attrs(spec: ir.Spec) -> ir.Spec:
+    def call(c: ir.LayerCall) -> ir.LayerCall:
         return c.model_copy(update={"attrs": []})
 
-    def assign(a: "ir.Assign") -> "ir.Assign":
+    def assign(a: ir.Assign) -> ir.Assign:
         return a.model_copy(update={"attrs": [], "chain": [call(c) for c in a.chain]})
 
     blocks = [b.model_copy(update={"body": [call(c) for c in b.body], "assigns": [assign(a) for a in b.assigns]})

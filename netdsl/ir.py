@@ -8,7 +8,8 @@ knows about Lark, SymPy or torch.
 """
 from __future__ import annotations
 
-from typing import Annotated, Callable, Iterable, Literal, TypeVar, Union
+from collections.abc import Callable, Iterable
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,19 +39,19 @@ class Name(Node):
 class BinOp(Node):
     kind: Literal["binop"] = "binop"
     op: Literal["+", "-", "*", "//", "%", "/", "**"]
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 class Neg(Node):
     kind: Literal["neg"] = "neg"
-    operand: "Expr"
+    operand: Expr
 
 
 class Call(Node):
     kind: Literal["call"] = "call"
     func: Literal["min", "max"]
-    args: list["Expr"]
+    args: list[Expr]
 
 
 Compare = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -58,8 +59,8 @@ Compare = Literal["==", "!=", "<", "<=", ">", ">="]
 
 class Condition(Node):
     op: Compare
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 class IfExpr(Node):
@@ -67,11 +68,11 @@ class IfExpr(Node):
 
     kind: Literal["if"] = "if"
     test: Condition
-    then: "Expr"
-    orelse: "Expr"
+    then: Expr
+    orelse: Expr
 
 
-Expr = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr], Field(discriminator="kind")]
+Expr = Annotated[Int | Name | BinOp | Neg | Call | IfExpr, Field(discriminator="kind")]
 
 
 # --- other argument values -------------------------------------------------------------------
@@ -108,10 +109,10 @@ class ListValue(Node):
     """`[a, b, ...]`: a list argument such as anchors; items may be lists."""
 
     kind: Literal["list"] = "list"
-    items: list["Value"]
+    items: list[Value]
 
 
-Value = Annotated[Union[Int, Name, BinOp, Neg, Call, IfExpr, Float, Str, Bool, Hole, Pair, ListValue],
+Value = Annotated[Int | Name | BinOp | Neg | Call | IfExpr | Float | Str | Bool | Hole | Pair | ListValue,
                   Field(discriminator="kind")]
 EXPR_KINDS = frozenset({"int", "name", "binop", "neg", "call", "if"})
 
@@ -342,11 +343,11 @@ class TensorNode(Node):
     inputs: list[Ident]
     source_span: Span
     args: dict[str, Value] = {}
-    layers: list[Union[Op, "BlockInstance"]]
+    layers: list[Op | BlockInstance]
     attrs: list[str] = []  # the statement's own (and inherited) attributes; its layers carry them too
     annotation: list[Expr] | None = None
 
-    def module_path(self, layer: Union[Op, "BlockInstance"]) -> str:
+    def module_path(self, layer: Op | BlockInstance) -> str:
         """Where a layer lives in its module: a lone unlabelled layer takes the tensor's name."""
         if len(self.layers) == 1 and layer.name == "0":
             return self.name

@@ -4,10 +4,11 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import lark
 from lark import Token, Tree

@@ -102,7 +102,7 @@ class DarknetConv:
 
 # -- darknet's order ------------------------------------------------------------------------------
 
-def darknet_layout(model: "nn.Module") -> list[DarknetConv]:
+def darknet_layout(model: nn.Module) -> list[DarknetConv]:
     """The model's convolutions in darknet's order, each with its floats' places (see module doc).
 
     Raises NetdslError when the model holds weights darknet's format has no place for.
@@ -118,7 +118,7 @@ def darknet_layout(model: "nn.Module") -> list[DarknetConv]:
     after: dict[int, list[tuple[int, DarknetConv]]] = {}  # entry index -> (statement's place, detect conv)
     covered: set[str] = set()
 
-    def conv_entry(conv: "Layer", bn: "Layer | None") -> DarknetConv:
+    def conv_entry(conv: Layer, bn: Layer | None) -> DarknetConv:
         c = modules[conv.path]
         if not isinstance(c, nn.Conv2d):
             raise NetdslError(f"layer '{conv.path}' is not a Conv2d", hint="use a .pt file")
@@ -164,7 +164,7 @@ def darknet_layout(model: "nn.Module") -> list[DarknetConv]:
             after.setdefault(entry, []).append(
                 (place, DarknetConv(path, None, c.out_channels, c.kernel_size[0], slots, detect_level=level)))
 
-    def go(statements: list["Statement"]) -> None:
+    def go(statements: list[Statement]) -> None:
         # statement name -> (the last convolution up to its end, its place)
         last: dict[str, tuple[int, int]] = {}
         names = {st.name for st in statements}
@@ -222,7 +222,7 @@ def read_darknet_header(data: bytes, path: str) -> tuple[tuple[int, int, int, in
     return (major, minor, revision, seen), size
 
 
-def _read_darknet(model: "nn.Module", path: str, data: bytes) -> list[tuple["torch.Tensor", "torch.Tensor"]]:
+def _read_darknet(model: nn.Module, path: str, data: bytes) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(target tensor, new values) pairs for every slot; nothing is copied yet."""
     import numpy as np
     import torch
@@ -276,7 +276,7 @@ def _read_darknet(model: "nn.Module", path: str, data: bytes) -> list[tuple["tor
     return pairs
 
 
-def _write_darknet(model: "nn.Module", path: Path, seen: int) -> None:
+def _write_darknet(model: nn.Module, path: Path, seen: int) -> None:
     import numpy as np
     import torch
 
@@ -304,7 +304,7 @@ def _write_darknet(model: "nn.Module", path: Path, seen: int) -> None:
 
 # -- torch files ----------------------------------------------------------------------------------
 
-def _torch_load(path: str, fh: "BinaryIO | None" = None) -> Any:
+def _torch_load(path: str, fh: BinaryIO | None = None) -> Any:
     """The unpickled file, through torch's safe loader; `fh` is the file already opened (and
     checked) as `path`, else `path` is opened here."""
     import torch
@@ -389,14 +389,14 @@ def _check_entry(key: Any, value: Any, path: str) -> None:
                           hint="the weights come from a training run that diverged; use an earlier checkpoint")
 
 
-def _real_dtype(dtype: "torch.dtype") -> bool:
+def _real_dtype(dtype: torch.dtype) -> bool:
     import torch
 
     return dtype.is_floating_point or dtype in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
                                                 torch.int64)
 
 
-def _distinct(items: Any) -> list[tuple[str, "torch.Tensor"]]:
+def _distinct(items: Any) -> list[tuple[str, torch.Tensor]]:
     """Entries of a state_dict, counting tensors that share storage (one module registered twice) once."""
     seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
     out = []
@@ -409,8 +409,8 @@ def _distinct(items: Any) -> list[tuple[str, "torch.Tensor"]]:
     return out
 
 
-def map_in_order(model: "nn.Module", state_dict: dict[str, "torch.Tensor"],
-                 path: str | None = None) -> list[tuple["torch.Tensor", "torch.Tensor"]]:
+def map_in_order(model: nn.Module, state_dict: dict[str, torch.Tensor],
+                 path: str | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(target, source) pairs mapping the distinct tensors of `state_dict` onto the model's.
 
     In order (the i-th onto the i-th, whatever the keys), except that children named alike in the
@@ -436,7 +436,7 @@ def map_in_order(model: "nn.Module", state_dict: dict[str, "torch.Tensor"],
     raise _misfit(source, target, matched if matched is not None else flat, path)
 
 
-def _misfit(source: list[tuple[str, "torch.Tensor"]], target: list[tuple[str, "torch.Tensor"]],
+def _misfit(source: list[tuple[str, torch.Tensor]], target: list[tuple[str, torch.Tensor]],
             pairs: list[tuple[int, int]], path: str | None) -> NetdslError:
     """The error for the first pair that does not fit (`pairs` paired by name what they could, so
     it is where the two really differ), or for the tensors left over."""
@@ -473,7 +473,7 @@ def _format(path: str) -> str:
                       hint="use a darknet .weights file, or a torch .pt/.pth file (a state_dict or a netdsl checkpoint)")
 
 
-def load_weights(model: "nn.Module", path: PathLike) -> "nn.Module":
+def load_weights(model: nn.Module, path: PathLike) -> nn.Module:
     """Load pretrained weights into `model` in place and return it.
 
     `.weights`: darknet's format, mapped onto the network's structure (`darknet_layout`).
@@ -519,14 +519,14 @@ def load_weights(model: "nn.Module", path: PathLike) -> "nn.Module":
     return model
 
 
-def max_weights_bytes(model: "nn.Module") -> int:
+def max_weights_bytes(model: nn.Module) -> int:
     """The largest weights file `model` can have: 64 MiB for headers and pickled extras, plus 64
     bytes a number (darknet's files hold 4 a number; a training checkpoint holds the weights, the
     trained and averaged copies and the optimizer's moments, float32 or float64)."""
     return 64 * 2**20 + 64 * sum(t.numel() for t in model.state_dict().values())
 
 
-def save_weights(model: "nn.Module", path: PathLike, seen: int = 0) -> None:
+def save_weights(model: nn.Module, path: PathLike, seen: int = 0) -> None:
     """Write `model`'s weights: darknet's format for `.weights` (version 0.2.0, `seen` images), a
     state_dict for `.pt`/`.pth`. The file appears whole or not at all."""
     import torch

@@ -13,7 +13,7 @@ import pytest
 
 import netdsl.backends.picture as picture
 from netdsl.api import analyse_text, load
-from netdsl.backends.picture import SKIP_COLOR, HEAD_COLOR, to_dot, write_picture
+from netdsl.backends.picture import HEAD_COLOR, SKIP_COLOR, to_dot, write_picture
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 

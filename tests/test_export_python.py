@@ -31,8 +31,8 @@ import netdsl.backends.python_source as python_source
 import netdsl.backends.python_source_expr as python_source_expr
 from netdsl.api import analyse_text, compile_spec, load
 from netdsl.backends.python_source import to_python_source
-from netdsl.backends.torch_module import to_module
 from netdsl.backends.python_source_expr import Unprintable, python_expr
+from netdsl.backends.torch_module import to_module
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 from netdsl.freeze import Freeze, as_freeze

@@ -18,9 +18,9 @@ import random
 import re
 import signal
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import torch

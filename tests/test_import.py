@@ -540,7 +540,7 @@ def _cfg_seeds() -> list[str]:
                             ("softmax", {"groups": 1}), width=16, height=16)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _corpus() -> tuple[list[str], list[str]]:
     cfgs, yamls = _cfg_seeds(), _yaml_seeds()
     if REF is not None:

@@ -151,6 +151,6 @@ def test_ceil_mode_pooling_sizes_are_torchs_for_every_size(k: int, s: int, p: in
     for size in range(max(1, k - 2 * p), 40):
         want = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), k, s, p, ceil_mode=True).shape[2]
         assert r.output_shape[1].xreplace({h: size}) == want, (size, r.output_shape[1])
-    deep = f"net P()\ninput x: [1, H = 8, W = 8]\noutput = x |> maxpool(3, stride=2, padding=1, ceil_mode=true) * 16"
+    deep = "net P()\ninput x: [1, H = 8, W = 8]\noutput = x |> maxpool(3, stride=2, padding=1, ceil_mode=true) * 16"
     got = netdsl.shapes(deep)
     assert got.at(got.output_shape) == list(netdsl.build(deep)(torch.zeros(1, 1, 8, 8)).shape[1:])

@@ -13,7 +13,7 @@ conv+linear multiply-accumulates at 224x224; ``conv_linear_macs`` measures the l
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

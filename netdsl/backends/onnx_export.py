@@ -34,9 +34,10 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
@@ -148,7 +149,7 @@ def _bound(c: ir.Condition, name: str) -> tuple[str, int] | None:
     return None
 
 
-def size_axes(cg: "ConcreteGraph") -> list[SizeAxis]:
+def size_axes(cg: ConcreteGraph) -> list[SizeAxis]:
     """Every named input size of the network, with whether and how it may vary.
 
     >>> from netdsl.api import shapes
@@ -229,7 +230,7 @@ def _first(step: int, offset: int, at_least: int) -> int:
     return step * q + offset
 
 
-def _smallest(cg: "ConcreteGraph", a: SizeAxis, syms: set[sp.Symbol], least: int = 1) -> int | None:
+def _smallest(cg: ConcreteGraph, a: SizeAxis, syms: set[sp.Symbol], least: int = 1) -> int | None:
     """The smallest admissible value of the size at which every tensor size that depends on it is
     at least `least` (binary search on the formulas, the other sizes at their values in use);
     None if there is none up to its bound."""
@@ -281,7 +282,7 @@ def _statements(stmts: list) -> Iterator:
                 yield from _statements(it.statements)
 
 
-def _analyses(cg: "ConcreteGraph", sizes: dict[str, int]) -> bool:
+def _analyses(cg: ConcreteGraph, sizes: dict[str, int]) -> bool:
     """Whether the spec analyses cleanly with these input sizes (every rule of every layer)."""
     from netdsl.api import analyse_text
 
@@ -295,7 +296,7 @@ def _analyses(cg: "ConcreteGraph", sizes: dict[str, int]) -> bool:
     return True
 
 
-def _confirm_low(cg: "ConcreteGraph", axes: list[SizeAxis]) -> None:
+def _confirm_low(cg: ConcreteGraph, axes: list[SizeAxis]) -> None:
     """Raise each dynamic size's smallest value until the spec analyses there (rules the
     formulas do not show: a kernel larger than its padded input, a reflection pad)."""
     dyn = [a for a in axes if a.dynamic]
@@ -328,7 +329,7 @@ def _second_sizes(axes: list[SizeAxis]) -> dict[str, int] | None:
     return out or None
 
 
-def _declared_sizes(cg: "ConcreteGraph", axes: list[SizeAxis]) -> dict[str, int] | None:
+def _declared_sizes(cg: ConcreteGraph, axes: list[SizeAxis]) -> dict[str, int] | None:
     """The spec's own default values of the dynamic sizes (the size it is meant for: 224 for the
     zoo), for one more check, when they differ from those in use and one sample there costs at
     most CHECK_MACS multiply-accumulates."""
@@ -394,8 +395,8 @@ class OnnxExport:
         return "\n".join(lines)
 
 
-def export_onnx(cg: "ConcreteGraph", out: Path | str, opset: int = DEFAULT_OPSET,
-                model: "nn.Module | None" = None, weights: str | None = None) -> str:
+def export_onnx(cg: ConcreteGraph, out: Path | str, opset: int = DEFAULT_OPSET,
+                model: nn.Module | None = None, weights: str | None = None) -> str:
     """Write the network as an ONNX model at `out` (checked first); return the message to print.
 
     See `export_model` for what is written and checked.
@@ -403,8 +404,8 @@ def export_onnx(cg: "ConcreteGraph", out: Path | str, opset: int = DEFAULT_OPSET
     return export_model(cg, out, opset, model, weights=weights).message()
 
 
-def export_model(cg: "ConcreteGraph", out: Path | str, opset: int = DEFAULT_OPSET,
-                 model: "nn.Module | None" = None, check: bool = True, weights: str | None = None) -> OnnxExport:
+def export_model(cg: ConcreteGraph, out: Path | str, opset: int = DEFAULT_OPSET,
+                 model: nn.Module | None = None, check: bool = True, weights: str | None = None) -> OnnxExport:
     """Export, check and write the network; what was done, for the message and for tests.
 
     The module is `model` if given, else the spec compiled at the values in use, its weights a
@@ -469,7 +470,7 @@ def export_model(cg: "ConcreteGraph", out: Path | str, opset: int = DEFAULT_OPSE
         model.train(was_training)
 
 
-def _names(cg: "ConcreteGraph", outputs: Any) -> list[str]:
+def _names(cg: ConcreteGraph, outputs: Any) -> list[str]:
     """ONNX names of the flattened outputs: each output's name; a detect head's raw maps after
     its decoded boxes as NAME_raw0, NAME_raw1, ..."""
     import torch
@@ -512,7 +513,7 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _inputs(cg: "ConcreteGraph", axes: list[SizeAxis], sizes: dict[str, int], batch: int, seed: int) -> tuple:
+def _inputs(cg: ConcreteGraph, axes: list[SizeAxis], sizes: dict[str, int], batch: int, seed: int) -> tuple:
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -539,12 +540,12 @@ def _trace_sizes(axes: list[SizeAxis]) -> dict[str, int]:
     return out
 
 
-def _batch_name(cg: "ConcreteGraph", axes: list[SizeAxis]) -> str:
+def _batch_name(cg: ConcreteGraph, axes: list[SizeAxis]) -> str:
     taken = {a.name for a in axes} | {t.name for t in cg.inputs}
     return next(n for n in ("batch", "N", "batch_", "batch__") if n not in taken)
 
 
-def _dynamic_shapes(cg: "ConcreteGraph", axes: list[SizeAxis], dynamic: bool) -> tuple:
+def _dynamic_shapes(cg: ConcreteGraph, axes: list[SizeAxis], dynamic: bool) -> tuple:
     from torch.export import Dim
 
     batch = Dim(_batch_name(cg, axes), min=1)
@@ -569,7 +570,7 @@ def _dynamic_shapes(cg: "ConcreteGraph", axes: list[SizeAxis], dynamic: bool) ->
     return tuple(spec)
 
 
-def _export(cg: "ConcreteGraph", model: "nn.Module", out: Path, opset: int, axes: list[SizeAxis],
+def _export(cg: ConcreteGraph, model: nn.Module, out: Path, opset: int, axes: list[SizeAxis],
             second: dict[str, int] | None, check: bool, inputs: list[str]) -> OnnxExport:
     fallback = ""
     want_dynamic = any(a.dynamic for a in axes)
@@ -652,7 +653,7 @@ def _first_line(e: BaseException) -> str:
     return line.split(" For more information")[0][:300]
 
 
-def _write(cg: "ConcreteGraph", model: "nn.Module", tmp: Path, opset: int, axes: list[SizeAxis],
+def _write(cg: ConcreteGraph, model: nn.Module, tmp: Path, opset: int, axes: list[SizeAxis],
            dynamic: bool) -> list[str]:
     import torch
 
@@ -680,7 +681,7 @@ def _write(cg: "ConcreteGraph", model: "nn.Module", tmp: Path, opset: int, axes:
     return names
 
 
-def _symbols(cg: "ConcreteGraph", ep: Any, axes: list[SizeAxis]) -> dict[str, sp.Expr]:
+def _symbols(cg: ConcreteGraph, ep: Any, axes: list[SizeAxis]) -> dict[str, sp.Expr]:
     """PyTorch's size symbols (`s77`, `s20`) by name, in the spec's terms: the batch, and
     H_q = (H - r)/m for a size traced as m*H_q + r."""
     nodes = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
@@ -764,7 +765,7 @@ def _signature(tmp: Path) -> tuple[list[tuple[str, list[str]]], list[tuple[str, 
     return [(v.name, dims(v)) for v in m.graph.input], [(v.name, dims(v)) for v in m.graph.output]
 
 
-def _check(cg: "ConcreteGraph", model: "nn.Module", tmp: Path, axes: list[SizeAxis], names: list[str],
+def _check(cg: ConcreteGraph, model: nn.Module, tmp: Path, axes: list[SizeAxis], names: list[str],
            second: dict[str, int] | None) -> list[tuple[str, float]]:
     import numpy as np
     import onnx

@@ -23,9 +23,10 @@ from __future__ import annotations
 import html
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import sympy as sp
 
@@ -145,19 +146,19 @@ Item = Union["Layer", "Block"]
 class _Run:
     """Consecutive layers of one statement: one box."""
 
-    layers: list["Layer"]
+    layers: list[Layer]
 
 
 @dataclass
 class _Calls:
     """One graph-block call, or several identical repeats of it from the same place."""
 
-    blocks: list["Block"]
+    blocks: list[Block]
     in_at: tuple[int, ...]
 
 
 class _Picture:
-    def __init__(self, cg: "ConcreteGraph", expand: bool) -> None:
+    def __init__(self, cg: ConcreteGraph, expand: bool) -> None:
         self.cg, self.expand = cg, expand
         self.text = cg.source[1] or ""
         self.lines: list[str] = []
@@ -202,7 +203,7 @@ class _Picture:
             total += int(self.cg.env.at(c.weights + c.biases + c.norm_params))
         return total
 
-    def block_params(self, block: "Block") -> int:
+    def block_params(self, block: Block) -> int:
         return self.params(list(_walk(block.statements)))
 
     def call_text(self, span: Any) -> str:
@@ -231,7 +232,7 @@ class _Picture:
         ]
         return "\n".join(head + self.lines + self.edges + ["}"]) + "\n"
 
-    def statements(self, stmts: list["Statement"], producers: dict[str, str], depth: int, top: bool) -> None:
+    def statements(self, stmts: list[Statement], producers: dict[str, str], depth: int, top: bool) -> None:
         for st in stmts:
             prev = self.source(st, producers, depth, top)
             segments = self.segments(st)
@@ -246,7 +247,7 @@ class _Picture:
                     prev = self.calls(seg, prev, depth)
             producers[st.name] = prev
 
-    def source(self, st: "Statement", producers: dict[str, str], depth: int, top: bool) -> str:
+    def source(self, st: Statement, producers: dict[str, str], depth: int, top: bool) -> str:
         """The node the statement's layers start from: its input's producer, or its merge node."""
         if st.merge is None:
             return producers[st.inputs[0]]
@@ -284,7 +285,7 @@ class _Picture:
         self.merge_edges(st, producers, nid, depth)
         return nid
 
-    def merge_edges(self, st: "Statement", producers: dict[str, str], nid: str, depth: int) -> None:
+    def merge_edges(self, st: Statement, producers: dict[str, str], nid: str, depth: int) -> None:
         skips = self.skips([producers[n] for n in st.inputs])
         for name in st.inputs:
             if producers[name] not in skips:
@@ -294,7 +295,7 @@ class _Picture:
                           penwidth="1.6", label=quote(name))
 
     # --- statements' items ---------------------------------------------------------------------
-    def segments(self, st: "Statement") -> list[_Run | _Calls]:
+    def segments(self, st: Statement) -> list[_Run | _Calls]:
         from netdsl.concrete import Block
 
         out: list[_Run | _Calls] = []
@@ -313,15 +314,15 @@ class _Picture:
             at = it.out_at
         return out
 
-    def same(self, calls: _Calls, b: "Block") -> bool:
+    def same(self, calls: _Calls, b: Block) -> bool:
         """A repeat of the frame's block from the same place that changes nothing the picture shows."""
         first = calls.blocks[0]
         return (b.block == first.block and b.span == first.span and first.out_at == calls.in_at
                 and b.out_at == first.out_at and self.block_params(b) == self.block_params(first))
 
-    def groups(self, layers: list["Layer"]) -> Iterator[list["Layer"]]:
+    def groups(self, layers: list[Layer]) -> Iterator[list[Layer]]:
         """Rows: a layer each (expanded, or written in place), or one per sequence-block call."""
-        group: list["Layer"] = []
+        group: list[Layer] = []
         for layer in layers:
             key = layer.node.via[0] if layer.node.via and not self.expand else None
             if group and key != group[0].node.via[0]:
@@ -349,7 +350,7 @@ class _Picture:
         return (f"<table border=\"{border}\" cellborder=\"0\" cellspacing=\"0\" cellpadding=\"3\" "
                 f"color=\"#555555\" bgcolor=\"white\" style=\"rounded\">{head}{''.join(rows)}</table>")
 
-    def run_box(self, st: "Statement", layers: list["Layer"], depth: int, header: bool,
+    def run_box(self, st: Statement, layers: list[Layer], depth: int, header: bool,
                 output: bool) -> str:
         rows = []
         for group in self.groups(layers):
@@ -399,7 +400,7 @@ class _Picture:
         label = _small_label(name, chain(parts), sym, value, self.params(layers), fill)
         return self.node(depth, label, tooltip=quote(layers[0].path.rsplit(".", 1)[0].split("(")[0]))
 
-    def compact(self, stmts: list["Statement"], producers: dict[str, str], depth: int) -> None:
+    def compact(self, stmts: list[Statement], producers: dict[str, str], depth: int) -> None:
         """A block's statements, one small box each: the name, its layers on one line, its shape."""
         from netdsl.concrete import Block
 
@@ -460,13 +461,13 @@ def _gray(text: str) -> str:
     return f"<font color=\"#666666\">{esc(text)}</font>" if text else ""
 
 
-def _walk(stmts: list["Statement"]) -> Iterator[Any]:
+def _walk(stmts: list[Statement]) -> Iterator[Any]:
     from netdsl.concrete import walk_statements
 
     return walk_statements(stmts)
 
 
-def to_dot(cg: "ConcreteGraph", expand: bool = False) -> str:
+def to_dot(cg: ConcreteGraph, expand: bool = False) -> str:
     """The network as Graphviz `dot` text (see the module's docstring for what is drawn).
 
     >>> from netdsl.api import shapes
@@ -535,7 +536,7 @@ def _dot_instead(out: Path, fmt: str, data: bytes, inputs: list[str]) -> str:
             f"  Render it with `dot -T{fmt} {dot_path} -o {out}` once Graphviz is installed.\n  {INSTALL}")
 
 
-def write_picture(cg: "ConcreteGraph", out: Path | str, fmt: str, expand: bool = False) -> str:
+def write_picture(cg: ConcreteGraph, out: Path | str, fmt: str, expand: bool = False) -> str:
     """Write the picture (`fmt` dot, svg or png) at `out`; return the message to print.
 
     Without Graphviz, svg and png leave the `.dot` text next to `out` and say how to render it;

@@ -17,8 +17,9 @@ is checked against the concrete graph before it is written; printing is `python_
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import sympy as sp
 

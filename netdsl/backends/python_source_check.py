@@ -21,7 +21,7 @@ class Tagged(int):
 
     expr: sp.Expr
 
-    def __new__(cls, value: int, expr: sp.Expr) -> "Tagged":
+    def __new__(cls, value: int, expr: sp.Expr) -> Tagged:
         obj = super().__new__(cls, value)
         obj.expr = expr
         return obj

@@ -17,6 +17,7 @@ expression. Anything else raises `Unprintable`, and the caller writes the value 
 from __future__ import annotations
 
 import keyword
+
 import sympy as sp
 
 # Precedences, as Python's grammar orders them.

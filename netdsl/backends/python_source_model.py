@@ -28,7 +28,7 @@ class IntVal:
 class Call:
     """A module construction: a torch.nn class, a helper class of the file, or a block's class."""
 
-    cls: Union[str, "ClassModel"]
+    cls: str | ClassModel
     args: list[tuple[str | None, Any]]  # (keyword, or None for the first argument of a block class; value)
     line: int | None = None             # where the layer is written, when that is not its statement's line
     frozen: bool = False                # `@freeze`: wrapped in `frozen(...)`

@@ -12,8 +12,7 @@ from typing import Any
 
 from netdsl import ir
 from netdsl.backends.python_source_expr import python_expr, python_name
-from netdsl.backends.python_source_layers import (FROZEN, HELPERS, PARAMETERLESS, SIGNATURES,
-                                                  STRIDE_DEFAULTS_TO_KERNEL)
+from netdsl.backends.python_source_layers import FROZEN, HELPERS, PARAMETERLESS, SIGNATURES, STRIDE_DEFAULTS_TO_KERNEL
 from netdsl.backends.python_source_model import Call, ClassModel, IntVal, Stmt, value_key
 from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError

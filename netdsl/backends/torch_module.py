@@ -146,7 +146,7 @@ class CompiledNet(_GraphModule):
                                        if frozen_bn and "freeze" in l.attrs and l.op.name == "batchnorm")
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "CompiledNet":
+    def train(self, mode: bool = True) -> CompiledNet:
         super().train(mode)
         for m in getattr(self, "_netdsl_frozen_bn", ()):  # not yet set while nn.Module.__init__ runs
             m.eval()

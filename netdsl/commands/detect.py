@@ -25,8 +25,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError

@@ -60,11 +60,11 @@ def solve_report(text: str, path: str | None, overrides: dict[str, int],
 
 
 def _print(report: dict[str, Any]) -> None:
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    import shutil
 
     width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
     console = Console(highlight=False, width=max(width, 100))

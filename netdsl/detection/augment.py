@@ -31,7 +31,7 @@ it covers move together under the warp (Pillow's transform samples at pixel cent
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

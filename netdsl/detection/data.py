@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -143,7 +144,7 @@ class DetectionSet:
             im, lb = aug.flip_lr(im, lb)
         return im, lb
 
-    def batch(self, indices: Sequence[int], seed: int = 0, epoch: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def batch(self, indices: Sequence[int], seed: int = 0, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return collate([self.item(int(i), seed, epoch) for i in indices])
 
     def order(self, seed: int = 0, epoch: int = 0, shuffle: bool | None = None) -> np.ndarray:
@@ -154,7 +155,7 @@ class DetectionSet:
         return np.arange(len(self))
 
     def batches(self, batch_size: int, *, shuffle: bool | None = None, seed: int = 0,
-                epoch: int = 0) -> Iterator[tuple["torch.Tensor", "torch.Tensor"]]:
+                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in batches (the last may be partial); shuffled (by default for
         training sets) with `default_rng([seed, epoch])`."""
         if batch_size < 1:
@@ -164,7 +165,7 @@ class DetectionSet:
             yield self.batch(order[k:k + batch_size], seed, epoch)
 
 
-def collate(items: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple["torch.Tensor", "torch.Tensor"]:
+def collate(items: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
     """`[(uint8 [s, s, 3], labels [n, 5])]` to `(images [N, 3, s, s] in [0, 1], targets [nt, 6])`."""
     import torch
 

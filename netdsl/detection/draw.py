@@ -6,8 +6,9 @@ size with one coloured box per detection and a "name 0.87" label on a filled bac
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -13,8 +13,8 @@ The total is (box*hyp['box'] + obj*hyp['obj'] + cls*hyp['cls']) * batch size.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn

@@ -8,7 +8,7 @@ class scoring above the threshold, as v9.6.0's val.py runs it for mAP.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

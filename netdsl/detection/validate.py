@@ -19,8 +19,9 @@ Written from val.py's documented behaviour (not its GPL code):
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,7 +113,7 @@ class RectLoader:
     batch: int
 
     @classmethod
-    def of(cls, split: DetectionSet, batch: int, img: int, stride: int) -> "RectLoader":
+    def of(cls, split: DetectionSet, batch: int, img: int, stride: int) -> RectLoader:
         sizes = [tuple(int(v) for v in split.read(i).shape[:2]) for i in range(len(split))]
         order, shapes = rect_plan(sizes, batch, img, max(stride, MIN_STRIDE))
         return cls(split, order, shapes, sizes, batch)  # type: ignore[arg-type]

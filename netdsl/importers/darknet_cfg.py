@@ -30,8 +30,18 @@ from fractions import Fraction
 from pathlib import Path
 
 from netdsl.importers.darknet_head import read_yolo, write_detect
-from netdsl.importers.darknet_read import (ACTIVATIONS, Conv, Section, T, must_be, opt_int, opt_ints, opt_str,
-                                           read_cfg, require_float)
+from netdsl.importers.darknet_read import (
+    ACTIVATIONS,
+    Conv,
+    Section,
+    T,
+    must_be,
+    opt_int,
+    opt_ints,
+    opt_str,
+    read_cfg,
+    require_float,
+)
 from netdsl.importers.darknet_residual import shortcut_hint, unit_end, write_residual
 from netdsl.importers.spec_writer import Note, Shape, Size, Sizes, Source, Stmt, Writer, check_text, net_name
 

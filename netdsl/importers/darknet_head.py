@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from netdsl.importers.darknet_cfg import CfgImporter
 
 
-def read_yolo(imp: "CfgImporter", i: int) -> None:
+def read_yolo(imp: CfgImporter, i: int) -> None:
     s, src = imp.layers[i], imp.src
     ci = i - 1
     conv, csec = imp.convs[ci], imp.layers[ci]
@@ -41,7 +41,7 @@ def read_yolo(imp: "CfgImporter", i: int) -> None:
     imp.levels.append((_weights_place(imp, i, feature), s, level, classes, csec))
 
 
-def _weights_place(imp: "CfgImporter", i: int, feature: T) -> T:
+def _weights_place(imp: CfgImporter, i: int, feature: T) -> T:
     """What detect reads for the [yolo] at layer i: its feature map, through a statement written here
     where another statement came after the map's.
 
@@ -55,7 +55,7 @@ def _weights_place(imp: "CfgImporter", i: int, feature: T) -> T:
     return T(stmt.name, feature.shape, feature.last_conv)
 
 
-def write_detect(imp: "CfgImporter") -> None:
+def write_detect(imp: CfgImporter) -> None:
     src, levels = imp.src, imp.levels
     first = levels[0]
     for f, s, anchors, classes, _ in levels[1:]:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from netdsl.importers.darknet_cfg import CfgImporter
 
 
-def unit_end(imp: "CfgImporter", i: int) -> int | None:
+def unit_end(imp: CfgImporter, i: int) -> int | None:
     """The shortcut closing a residual unit that starts at layer i (convolutions, then a [shortcut]
     back to layer i - 1, nothing inside read from elsewhere), or None."""
     j = imp.plain_end[i]
@@ -30,14 +30,14 @@ def shortcut_hint(prev: Shape, other: Shape) -> str:
             "map, matching positions by the ratio of the two sizes")
 
 
-def _signature(imp: "CfgImporter", i: int, j: int, c: int) -> tuple:
+def _signature(imp: CfgImporter, i: int, j: int, c: int) -> tuple:
     def rel(f: int) -> str:
         return "c" if f == c else f"c // {c // f}" if c % f == 0 else f"c * {f // c}" if f % c == 0 else str(f)
     body = tuple((rel(imp.convs[k].filters), replace(imp.convs[k], filters=0)) for k in range(i, j))
     return body, imp.activation(imp.layers[j], "linear")
 
 
-def write_residual(imp: "CfgImporter", i: int) -> int:
+def write_residual(imp: CfgImporter, i: int) -> int:
     """Emit the run of equal residual units starting at layer i; the index of its last layer."""
     inp = imp.input_of(i)
     j = unit_end(imp, i)
@@ -66,7 +66,7 @@ def write_residual(imp: "CfgImporter", i: int) -> int:
     return last
 
 
-def _res_block(imp: "CfgImporter", body: tuple, act: str) -> str:
+def _res_block(imp: CfgImporter, body: tuple, act: str) -> str:
     key = (body, act)
     blocks = imp.res_blocks
     if key not in blocks:

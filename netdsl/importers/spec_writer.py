@@ -79,14 +79,14 @@ class Size:
     def at(self, value: int) -> Fraction:
         return self.a * value + self.b
 
-    def window(self, k: int, s: int, pad: int) -> "Size":
+    def window(self, k: int, s: int, pad: int) -> Size:
         """A sliding window of size k, stride s, `pad` added in all (both sides together)."""
         return Size(self.a / s, (self.b + pad - k) // s + 1)
 
-    def scaled(self, s: int) -> "Size":
+    def scaled(self, s: int) -> Size:
         return Size(self.a * s, self.b * s)
 
-    def padded(self, n: int) -> "Size":
+    def padded(self, n: int) -> Size:
         return Size(self.a, self.b + n)
 
     def show(self, sym: str) -> str:
@@ -106,7 +106,7 @@ class Shape:
     def show(self) -> str:
         return f"[{self.c}, {self.h.show('H')}, {self.w.show('W')}]"
 
-    def same_size(self, other: "Shape") -> bool:
+    def same_size(self, other: Shape) -> bool:
         return (self.h, self.w) == (other.h, other.w)
 
 

@@ -23,7 +23,7 @@ def _scalar(t: tuple[int, ...]) -> str:
     return str(t[0]) if len(set(t)) == 1 else f"({', '.join(map(str, t))})"
 
 
-def _flag(imp: "YamlImporter", y: Y | None, default: bool, what: str) -> bool:
+def _flag(imp: YamlImporter, y: Y | None, default: bool, what: str) -> bool:
     if y is None:
         return default
     v = imp.value(y)
@@ -36,7 +36,7 @@ def _flag(imp: "YamlImporter", y: Y | None, default: bool, what: str) -> bool:
 _ACT_MODULES = {"nn.SiLU()": True, "nn.Identity()": False}
 
 
-def _act(imp: "YamlImporter", y: Y | None) -> bool:
+def _act(imp: YamlImporter, y: Y | None) -> bool:
     """Conv's act: True (SiLU) or False (none). Another activation module is refused by name: taken
     for True it would silently become SiLU."""
     v = imp.value(y) if y is not None else True
@@ -49,7 +49,7 @@ def _act(imp: "YamlImporter", y: Y | None) -> bool:
     return _flag(imp, y, True, "act")
 
 
-def _hidden(imp: "YamlImporter", y: Y | None, c: int) -> int:
+def _hidden(imp: YamlImporter, y: Y | None, c: int) -> int:
     """int(c * e), as ultralytics sizes a bottleneck's hidden channels."""
     if y is None:
         return c // 2
@@ -62,7 +62,7 @@ def _hidden(imp: "YamlImporter", y: Y | None, c: int) -> int:
     return m
 
 
-def _groups(imp: "YamlImporter", y: Y | None, *channels: int) -> int:
+def _groups(imp: YamlImporter, y: Y | None, *channels: int) -> int:
     if y is None:
         return 1
     g = imp.int(y, 1, 1 << 20, "g")
@@ -73,14 +73,14 @@ def _groups(imp: "YamlImporter", y: Y | None, *channels: int) -> int:
     return g
 
 
-def _same(imp: "YamlImporter", c1: int, c2: int, number: int, n: Y, mod: str) -> None:
+def _same(imp: YamlImporter, c1: int, c2: int, number: int, n: Y, mod: str) -> None:
     if number > 1 and c1 != c2:
         raise imp.src.error(n.loc, f"{number} copies of {mod} built for {c1} input channels, each making {c2}: "
                             "ultralytics repeats the module as built, so the second one cannot read the first",
                             "use number 1, or an output channel count equal to the input's")
 
 
-def _pools(imp: "YamlImporter", y: Y | None, ks: tuple[int, ...], mod: str) -> None:
+def _pools(imp: YamlImporter, y: Y | None, ks: tuple[int, ...], mod: str) -> None:
     for k in ks:
         if k % 2 == 0:
             raise imp.src.error(y.loc if y else None, f"{mod} with an even window {k}: its stride-1 pool with "
@@ -88,7 +88,7 @@ def _pools(imp: "YamlImporter", y: Y | None, ks: tuple[int, ...], mod: str) -> N
                                 "use odd windows")
 
 
-def emit(imp: "YamlImporter", mod: str, ins: list["T"], a: list[Y], number: int, n: Y, args: Y) -> tuple[Stmt, Shape]:
+def emit(imp: YamlImporter, mod: str, ins: list[T], a: list[Y], number: int, n: Y, args: Y) -> tuple[Stmt, Shape]:
     src = imp.src
     if len(a) > ARITY[mod]:
         raise src.error(a[ARITY[mod]].loc, f"{mod} takes at most {ARITY[mod]} arguments here: {SIGNATURES[mod]}",
@@ -199,7 +199,7 @@ def emit(imp: "YamlImporter", mod: str, ins: list["T"], a: list[Y], number: int,
     return _detect(imp, ins, a, args)
 
 
-def _detect(imp: "YamlImporter", ins: list["T"], a: list[Y], args: Y) -> tuple[Stmt, Shape]:
+def _detect(imp: YamlImporter, ins: list[T], a: list[Y], args: Y) -> tuple[Stmt, Shape]:
     src = imp.src
     if len(a) < 2:
         raise src.error(args.loc, "Detect needs [nc, anchors]", "write [nc, anchors]")
@@ -236,7 +236,7 @@ def _detect(imp: "YamlImporter", ins: list["T"], a: list[Y], args: Y) -> tuple[S
     return Stmt("", [t.name for t in ins], [], "", None, merge="detect", extra=extra), shape
 
 
-def define(imp: "YamlImporter") -> None:
+def define(imp: YamlImporter) -> None:
     """Write the blocks the rows used, each after those it calls."""
     g = ", g = 1" if imp.grouped else ""
     gc = ", g=g" if imp.grouped else ""

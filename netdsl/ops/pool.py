@@ -5,8 +5,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import (Args, ArgSpec, Counts, OpDef, Shape, pool_padding_range, pool_padding_rule,
-                             scalar, units, window_out)
+from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, Shape, pool_padding_range, pool_padding_rule, scalar, units, window_out
 
 
 class _WindowPool(OpDef):

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import difflib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import sympy as sp
 
@@ -39,7 +39,7 @@ from netdsl import ir
 from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
-from netdsl.passes.symbols import fixed_value, mod_assumption, conditions_of, make_env
+from netdsl.passes.symbols import conditions_of, fixed_value, make_env, mod_assumption
 
 SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
 MAX_SEARCH_POINTS = 2000

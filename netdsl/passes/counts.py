@@ -49,7 +49,7 @@ class Convention:
     activations: bool = False     # outputs/connections: activation and dropout layers
     merges: bool = False          # outputs/connections: cat/add
 
-    def with_options(self, **opts: bool | None) -> "Convention":
+    def with_options(self, **opts: bool | None) -> Convention:
         return replace(self, **{k: v for k, v in opts.items() if v is not None})
 
     def categories(self, metric: str) -> frozenset[str]:
@@ -179,7 +179,7 @@ class CountResult:
             self._cache[key] = self.env.show(sp.Add(*[l.metric(metric) for l in self.included(metric, convention)]))
         return self._cache[key]
 
-    def doubled(self) -> "CountResult":
+    def doubled(self) -> CountResult:
         """The counts of the same spec with every input size doubled (its own shapes, not a substitution)."""
         if "doubled" not in self._cache:
             from netdsl.passes.shapes import ShapeInference

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
@@ -96,7 +96,7 @@ class _Scope:
     depth: int = 0
     dry: bool = False  # checking a block's definition: names only, nothing evaluated
 
-    def child(self, **kw: object) -> "_Scope":
+    def child(self, **kw: object) -> _Scope:
         return _Scope(**{**self.__dict__, **kw})
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 import sympy as sp
 
@@ -193,7 +194,7 @@ class _Failures:
         self.messages.add(e.message)
         self.last = e
 
-    def merge(self, other: "_Failures") -> None:
+    def merge(self, other: _Failures) -> None:
         self.messages |= other.messages
         self.last = other.last or self.last
 

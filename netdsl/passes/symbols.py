@@ -7,8 +7,8 @@ of stride arithmetic. Results are turned back into the user's symbols for displa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import sympy as sp
 

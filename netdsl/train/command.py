@@ -161,7 +161,8 @@ def _hyper_from_args(args: argparse.Namespace) -> Any:
 
 
 def _prepare_fresh(args: argparse.Namespace) -> tuple[list[Prepared], Path | None]:
-    from netdsl.train import data as D, options
+    from netdsl.train import data as D
+    from netdsl.train import options
     from netdsl.train.loop import check_model
     from netdsl.train.rundir import RunDir, ensure_fresh
 
@@ -253,10 +254,10 @@ def resume_dir(args: argparse.Namespace) -> Path:
 
 
 def _prepare_resume(args: argparse.Namespace) -> tuple[list[Prepared], Path | None]:
+    from netdsl.freeze import Freeze
     from netdsl.train import data as D
     from netdsl.train.loop import Hyper, check_model
     from netdsl.train.palette import load_palette
-    from netdsl.freeze import Freeze
     from netdsl.train.rundir import GROUP_FORMAT, RunDir, load_checkpoint, read_json
 
     root = resume_dir(args)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.train import cifar, palette as pal, patches
+from netdsl.train import cifar, patches
+from netdsl.train import palette as pal
 from netdsl.train.files import atomic_save_npy, atomic_save_npz, cache_dir, fingerprint
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class DataSpec:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "DataSpec":
+    def from_json(cls, obj: dict[str, Any]) -> DataSpec:
         return cls(**{k: obj.get(k, getattr(cls, k)) for k in cls.__dataclass_fields__})
 
 
@@ -73,16 +74,16 @@ class ColourData:
 
 @dataclass
 class Tensors:
-    x_train: "torch.Tensor"  # float32 [N, 1, 32, 32]: mean of R, G, B, each / 256
-    y_train: "torch.Tensor"  # int64 [N, 32, 32]: palette index
-    x_val: "torch.Tensor"
-    y_val: "torch.Tensor"
+    x_train: torch.Tensor  # float32 [N, 1, 32, 32]: mean of R, G, B, each / 256
+    y_train: torch.Tensor  # int64 [N, 32, 32]: palette index
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     epoch_size: int | None = None  # samples drawn from x_train per epoch; None: all, reshuffled
 
-    def to(self, device: Any) -> "Tensors":
+    def to(self, device: Any) -> Tensors:
         return self.map(lambda t: t.to(device))
 
-    def map(self, f: Any) -> "Tensors":
+    def map(self, f: Any) -> Tensors:
         """The same data with `f` applied to each tensor (device, memory layout)."""
         return Tensors(*(f(t) for t in (self.x_train, self.y_train, self.x_val, self.y_val)), self.epoch_size)
 

@@ -11,8 +11,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 

@@ -2,8 +2,8 @@
 the Agg canvas: no pyplot global state, no display needed."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -3,8 +3,9 @@ nothing with --quiet; and the comparison table at the end of several runs."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:  # loop imports torch, and the detection CLI module imports this one on import
     from netdsl.train.loop import EpochRow

@@ -20,8 +20,7 @@ import torch
 from netdsl.errors import NetdslError
 from netdsl.train import plots
 from netdsl.train.data import Tensors
-from netdsl.train.files import (atomic_save_npy, atomic_write, atomic_write_json, atomic_write_rows_csv,
-                                atomic_write_text)
+from netdsl.train.files import atomic_save_npy, atomic_write, atomic_write_json, atomic_write_rows_csv, atomic_write_text
 from netdsl.train.loop import CHECKPOINT_FORMAT, EpochRow, Trainer
 from netdsl.train.outdir import check_writable
 
