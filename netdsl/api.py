@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Union
 
 from netdsl import ir
 from netdsl.errors import NetdslError
-from netdsl.parse import parse_text, read_spec_file
+from netdsl.parsing import parse_text, read_spec_file
 from netdsl.passes.limits import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:  # torch stays out of parse/count
@@ -217,7 +217,7 @@ def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params:
 def claim_sources(spec: ir.Spec | None, text: str, path: str | None,
                   files: list[str] | tuple[str, ...] = (), sidecar: bool = True) -> list:
     """The spec's own claims, those of `SPEC.claims` next to it (if any), then those of `files`."""
-    from netdsl.parse import parse_claims_text
+    from netdsl.parsing import parse_claims_text
     from netdsl.passes.claims import ClaimSource
 
     out = [ClaimSource(c, path, text) for c in (spec.claims if spec is not None else [])]

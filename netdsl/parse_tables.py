@@ -79,7 +79,7 @@ def load(grammar: str, postlex: Any) -> lark.Lark | None:
 def main() -> None:
     import importlib
 
-    parse = importlib.import_module("netdsl.parse")  # `netdsl.parse` the attribute is api.parse
+    parse = importlib.import_module("netdsl.parsing")
     parser = parse._build_parser()
     out = Path(__file__).with_name(TABLES_NAME)
     out.write_text(dump(parser, parse._grammar_text()), encoding="utf-8")

@@ -484,7 +484,7 @@ def load_weights(model: nn.Module, path: PathLike) -> nn.Module:
     """
     import torch
 
-    from netdsl.parse import open_input, read_limited
+    from netdsl.parsing import open_input, read_limited
 
     path = str(path)
     kind = _format(path)

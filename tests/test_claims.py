@@ -9,7 +9,7 @@ import pytest
 
 import netdsl
 from netdsl.errors import NetdslError
-from netdsl.parse import parse_claims_text
+from netdsl.parsing import parse_claims_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from netdsl.cli import main
 from netdsl.commands import common
 from netdsl.commands.build import max_memory_bytes
 from netdsl.errors import NetdslError
-from netdsl.parse import parse_text, read_spec_file
+from netdsl.parsing import parse_text, read_spec_file
 from netdsl.train import options, palette
 from netdsl.values import check_overrides
 

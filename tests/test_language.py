@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import netdsl
 from netdsl import ir
-from netdsl.parse import _grammar_text
+from netdsl.parsing import _grammar_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def test_shipped_parse_tables_are_current_and_used() -> None:
 
     from netdsl import parse_tables
 
-    parse = importlib.import_module("netdsl.parse")
+    parse = importlib.import_module("netdsl.parsing")
     # LALR state numbers differ from build to build (set order), so the file is compared by its
     # key and by what it parses, not byte for byte.
     shipped = json.loads(Path(parse_tables.__file__).with_name(parse_tables.TABLES_NAME).read_text(encoding="utf-8"))

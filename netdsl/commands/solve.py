@@ -29,7 +29,7 @@ def solve_report(text: str, path: str | None, overrides: dict[str, int],
                  max_value: int | None = None) -> tuple[dict[str, Any], Any]:
     """The JSON-able report of `netdsl solve` and the SolveResult."""
     from netdsl.commands.count import assumptions
-    from netdsl.parse import parse_text
+    from netdsl.parsing import parse_text
     from netdsl.passes.solve import DEFAULT_MAX_VALUE, MAX_VALUE_LIMIT, solve
 
     if max_value is not None and not 0 <= max_value <= MAX_VALUE_LIMIT:

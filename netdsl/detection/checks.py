@@ -251,7 +251,7 @@ def classes_fix(text: str, spec: str, n: int, param_note: str) -> tuple[Span | N
     is a parameter P, else an edit of that line (`--set` cannot change a literal). `param_note`
     says who sets a parameter named NCLS ("netdsl train sets from the data")."""
     from netdsl import ir
-    from netdsl.parse import parse_text
+    from netdsl.parsing import parse_text
 
     try:
         tree = parse_text(text, spec)

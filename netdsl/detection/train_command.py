@@ -147,7 +147,7 @@ def _prepare_fresh(args: argparse.Namespace) -> dict[str, Any]:
     from netdsl.commands.common import parse_sets
     from netdsl.detection.data import load_detection_data
     from netdsl.freeze import parse_freeze
-    from netdsl.parse import read_spec_file
+    from netdsl.parsing import read_spec_file
     from netdsl.train.rundir import ensure_fresh
 
     if len(args.specs) != 1:

@@ -51,7 +51,7 @@ def read_source(path: str, what: str) -> str:
     """A file's text as UTF-8 (a BOM dropped), or a NetdslError naming the file."""
     import importlib
 
-    parse = importlib.import_module("netdsl.parse")  # `netdsl.parse` the attribute is api.parse
+    parse = importlib.import_module("netdsl.parsing")
     return parse.read_text_file(path, what, what, MAX_SOURCE_BYTES)
 
 

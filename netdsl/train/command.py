@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netdsl.errors import NetdslError
-from netdsl.parse import read_spec_file
+from netdsl.parsing import read_spec_file
 
 if TYPE_CHECKING:  # torch stays out of `netdsl --help`
     from torch import nn
