@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import netdsl  # noqa: E402
-from netdsl.backends.torch_module import load_in_order  # noqa: E402
+from netdsl.weights import load_in_order  # noqa: E402
 from seed_models import SEED  # noqa: E402
 
 

@@ -8,7 +8,7 @@ is taken every step, Adam at lr 0.001. Its validation is the notebook's `run_val
 eval mode, batches of the training batch size, loss and accuracy read back per batch, no
 `torch.no_grad()`.
 
-netdsl's side is its real code path: `netdsl.train.loop.Trainer` (what `netdsl train` runs), in
+netdsl's side is its real code path: `netdsl.tasks.colourize.loop.Trainer` (what `netdsl train` runs), in
 several configurations (`Hyper` fields): `pre-issue` (the loop before issue 12: contiguous
 layout, Adam's for-loop step), `default` (channels_last, fused Adam, inference-mode
 validation), `bf16` (`--precision bf16`), `compile` (`--compile`) and `bf16+compile`. All train
@@ -59,9 +59,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netdsl  # noqa: E402
 from netdsl import api  # noqa: E402
-from netdsl.train import palette as pal  # noqa: E402
-from netdsl.train.data import DataSpec, Tensors, load_data, to_tensors  # noqa: E402
-from netdsl.train.loop import Hyper, Trainer  # noqa: E402
+from netdsl.tasks.colourize import palette as pal  # noqa: E402
+from netdsl.tasks.colourize.data import DataSpec, Tensors, load_data, to_tensors  # noqa: E402
+from netdsl.tasks.colourize.loop import Hyper, Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {"pool_upsample": ("specs/pool_upsample.net", {}), "conv_transpose": ("specs/conv_transpose.net", {}),

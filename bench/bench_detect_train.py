@@ -31,10 +31,11 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     import netdsl
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.loss import yolo_loss
-    from netdsl.detection.trainer import EMA_DECAY, EMA_TAU, DetHyper, DetTrainer, read_hyp
-    from netdsl.train.ema import ModelEMA
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.loss import yolo_loss
+    from netdsl.tasks.detect.trainer import EMA_DECAY, EMA_TAU, DetHyper, DetTrainer
+    from netdsl.tasks.ema import ModelEMA
 
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

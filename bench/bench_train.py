@@ -26,9 +26,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netdsl  # noqa: E402
-from netdsl.train.data import DataSpec, load_data, to_tensors  # noqa: E402
-from netdsl.train.loop import Hyper, Trainer  # noqa: E402
-from netdsl.train.rundir import RunDir  # noqa: E402
+from netdsl.tasks.colourize.data import DataSpec, load_data, to_tensors  # noqa: E402
+from netdsl.tasks.colourize.loop import Hyper, Trainer  # noqa: E402
+from netdsl.tasks.colourize.rundir import RunDir  # noqa: E402
 
 
 def bare_train(model, opt, x, y, bs, gen):  # type: ignore[no-untyped-def]

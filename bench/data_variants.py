@@ -32,7 +32,7 @@ VARIANTS = ("fixed", "val2500", "more", "fresh")
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from netdsl.train import data, patches
+from netdsl.tasks.colourize import data, patches
 variant, spec, seed, out = sys.argv[1:5]
 if variant == "val2500":
     data.N_VAL = 2500

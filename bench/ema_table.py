@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import netdsl  # noqa: E402
-from netdsl.train.data import DataSpec, load_data, to_tensors  # noqa: E402
-from netdsl.train.ema import ModelEMA  # noqa: E402
-from netdsl.train.loop import Hyper, Trainer, ema_settings  # noqa: E402
+from netdsl.tasks.colourize.data import DataSpec, load_data, to_tensors  # noqa: E402
+from netdsl.tasks.colourize.loop import Hyper, Trainer, ema_settings  # noqa: E402
+from netdsl.tasks.ema import ModelEMA  # noqa: E402
 
 
 def run(spec: str, seed: int, args: argparse.Namespace, tensors) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]

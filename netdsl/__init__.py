@@ -1,8 +1,10 @@
 """netdsl: a declarative language and compiler for convolutional networks.
 
 `parse`, `shapes`, `count` and `solve` need no torch; `build` imports it when called, and
-`yolo_loss` (netdsl.detection.loss) when first used.
+`yolo_loss` (netdsl.tasks.detect.loss) when first used.
 """
+from typing import Any
+
 from netdsl.api import build, count, parse, shapes, solve
 from netdsl.errors import NetdslError, Span
 from netdsl.weights import load_weights, save_weights
@@ -12,9 +14,9 @@ __all__ = ["parse", "shapes", "count", "solve", "build", "load_weights", "save_w
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):  # lazy re-exports, so `import netdsl` does not import torch
+def __getattr__(name: str) -> Any:  # lazy re-exports, so `import netdsl` does not import torch
     if name == "yolo_loss":
-        from netdsl.detection.loss import yolo_loss
+        from netdsl.tasks.detect.loss import yolo_loss
 
         return yolo_loss
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")

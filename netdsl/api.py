@@ -1,4 +1,4 @@
-"""The public Python API: parse, shapes, build.
+"""The public Python API: parse, shapes, count, solve, build.
 
 Every argument a caller passes is checked here, before any work: a wrong type or value is a
 NetdslError that names the argument and says what to pass, never a TypeError from deep inside or
@@ -9,50 +9,78 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any
 
 from netdsl import ir
-from netdsl.errors import NetdslError
-from netdsl.parsing import parse_text, read_spec_file
-from netdsl.passes.limits import DEFAULT_MAX_BYTES
+from netdsl.errors import NetdslError, located
+from netdsl.freeze import Freeze, as_freeze
+from netdsl.limits import DEFAULT_MAX_BYTES
+from netdsl.parsing import parse_claims_text, parse_text, read_spec_file
+from netdsl.values import check_overrides
 
-if TYPE_CHECKING:  # torch stays out of parse/count
+if TYPE_CHECKING:
     from netdsl.backends.torch_module import CompiledNet
     from netdsl.concrete import ConcreteGraph
-    from netdsl.freeze import Freeze
+    from netdsl.passes.claims import ClaimSource
     from netdsl.passes.counts import CountResult
     from netdsl.passes.solve import SolveResult
 
-Source = Union[str, os.PathLike]
+Source = str | os.PathLike
+
+
+def __getattr__(name: str) -> Any:
+    """`analyse_text`, `lower_text` (netdsl.passes.front) and `compile_spec` (netdsl.backends.torch_build),
+    re-exported on first use for callers of the top layer.
+
+    The compiler's passes import SymPy (about 0.8 s), so this module imports them when an API
+    function first runs: `import netdsl` and `netdsl --help` stay fast.
+    """
+    if name in ("analyse_text", "lower_text"):
+        from netdsl.passes import front
+
+        return getattr(front, name)
+    if name == "compile_spec":
+        from netdsl.backends import torch_build
+
+        return torch_build.compile_spec
+    raise AttributeError(f"module 'netdsl.api' has no attribute {name!r}")
 
 
 def load(source: Source) -> tuple[str, str | None]:
-    """(text, path) of a spec given as a path or as spec text."""
+    """(text, path) of a spec given as a path or as its text.
+
+    A `pathlib.Path` (any os.PathLike) is a path. A str is a path when it names a file, or when
+    it is one line that ends in `.net` or holds no space: spec text never does (it starts
+    `net NAME` and has several lines). A path that names no file is a "no such file" error
+    naming it, never spec text with a syntax error.
+
+    >>> load("net T\\ninput x: [1, 2, 2]\\noutput = x")[1] is None
+    True
+    >>> load("specs/unet.nett")
+    Traceback (most recent call last):
+      ...
+    netdsl.errors.NetdslError: specs/unet.nett: error: no such file: specs/unet.nett
+      hint: check the path to the spec
+    """
     if not isinstance(source, (str, os.PathLike)):
         raise NetdslError(f"the spec must be a path or the spec's text, not {_shown(source)}",
                           hint="pass a file name (str or pathlib.Path) or the text of a spec")
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
-                                           and (source.endswith(".net") or os.path.exists(source))):
-        path = str(Path(source))
-        return read_spec_file(path), path
-    return str(source), None
+    if isinstance(source, str) and not _names_a_file(source):
+        return source, None
+    path = str(Path(source))
+    return read_spec_file(path), path
 
 
-@contextmanager
-def located(path: str | None, text: str) -> Iterator[None]:
-    """Attach the spec's path and text to any NetdslError raised inside, for rendering."""
-    try:
-        yield
-    except NetdslError as e:
-        raise e.with_source(path, text) from None
+def _names_a_file(text: str) -> bool:
+    """Whether a str given as a spec is a file name rather than the spec's text."""
+    if "\n" in text or not text.strip():
+        return False
+    return text.endswith(".net") or not any(c.isspace() for c in text) or os.path.exists(text)
 
 
-def _params(params: dict[str, object]) -> dict[str, int]:
-    from netdsl.values import check_overrides
-
+def _params(params: Mapping[str, object]) -> dict[str, int]:
     return check_overrides(params)
 
 
@@ -85,7 +113,7 @@ def _max_bytes(value: object) -> int | None:
         if not math.isfinite(value):
             raise NetdslError(f"max_bytes must be a finite number of bytes, not {_shown(value)}", hint=hint)
         if float(value).is_integer():
-            value = int(value)
+            value = math.floor(value)  # exact, as int() is, for a whole number
     return _whole("max_bytes", value, 1, None, hint)
 
 
@@ -102,24 +130,7 @@ def _claim_files(value: object) -> tuple[str, ...]:
         if not isinstance(f, (str, os.PathLike)):
             raise NetdslError(f"claims must name files (str or pathlib.Path), not {_shown(f)}",
                               hint="pass claims=['net.claims']")
-    return tuple(os.fspath(f) for f in value)  # type: ignore[misc]
-
-
-def analyse_text(text: str, path: str | None, params: dict[str, int] | None = None,
-                 freeze: Freeze | None = None) -> ConcreteGraph:
-    """Spec text to its concrete graph at the values in use (no torch): the front of every command."""
-    from netdsl.freeze import Freeze, check_effect, check_reachable
-    from netdsl.passes.shapes import analyse
-
-    with located(path, text):
-        spec = parse_text(text, path)
-        if freeze:
-            check_reachable(spec, freeze)
-        cg = analyse(spec, params, freeze=freeze or Freeze())
-        if freeze:
-            check_effect(freeze, cg)
-    cg.source = (path, text)
-    return cg
+    return tuple(os.fspath(f) for f in value)
 
 
 def parse(source: Source, **params: int) -> ir.Graph:
@@ -129,19 +140,10 @@ def parse(source: Source, **params: int) -> ir.Graph:
     >>> [op.op for op in g.nodes[0].layers]
     ['conv', 'relu']
     """
+    from netdsl.passes.front import lower_text  # SymPy on first use (see __getattr__'s docstring)
+
     text, path = load(source)
     return lower_text(text, path, _params(params))
-
-
-def lower_text(text: str, path: str | None, params: dict[str, int] | None = None) -> ir.Graph:
-    """Spec text to the lowered IR at the values in use (blocks and repetition expanded; no shapes)."""
-    from netdsl.passes.lower import check_header, lower
-    from netdsl.passes.symbols import make_env
-
-    with located(path, text):
-        spec = parse_text(text, path)
-        check_header(spec)
-        return lower(spec, make_env(spec, params).values)
 
 
 def shapes(source: Source, **params: int) -> ConcreteGraph:
@@ -151,26 +153,10 @@ def shapes(source: Source, **params: int) -> ConcreteGraph:
     >>> r.show(r.output_shape), r.at(r.output_shape)
     ([1, H/2, W/2], [1, 4, 4])
     """
+    from netdsl.passes.front import analyse_text  # SymPy on first use (see __getattr__'s docstring)
+
     text, path = load(source)
     return analyse_text(text, path, _params(params))
-
-
-def compile_spec(text: str, path: str | None, params: dict[str, int],
-                 max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 freeze: Freeze | None = None) -> tuple[ConcreteGraph, CompiledNet]:
-    """Parse, check, size and compile spec text: the one path every build takes.
-
-    The memory estimate is checked before torch is even imported, so an absurd size is refused
-    in a fraction of a second and nothing is allocated.
-    """
-    from netdsl.passes.limits import check_memory
-
-    cg = analyse_text(text, path, params, freeze)
-    with located(path, text):
-        check_memory(cg, max_bytes)
-        from netdsl.backends.torch_module import to_module
-
-        return cg, to_module(cg)
 
 
 def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
@@ -189,7 +175,7 @@ def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
     >>> tuple(m(torch.zeros(2, 1, 8, 8)).shape)
     (2, 6, 8, 8)
     """
-    from netdsl.freeze import as_freeze
+    from netdsl.backends.torch_build import compile_spec  # SymPy, then torch, on first use
 
     limit = _max_bytes(max_bytes)
     text, path = load(source)
@@ -204,8 +190,9 @@ def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params:
     >>> c.total("weights"), c.total("connections"), c.value(c.total("outputs"))
     (9*C, 9*C*H*W, 256)
     """
-    from netdsl.passes.claims import check_claims
+    from netdsl.passes.claims import check_claims  # SymPy on first use (see __getattr__'s docstring)
     from netdsl.passes.counts import count_layers
+    from netdsl.passes.front import analyse_text
 
     files = _claim_files(claims)
     text, path = load(source)
@@ -215,10 +202,9 @@ def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params:
 
 
 def claim_sources(spec: ir.Spec | None, text: str, path: str | None,
-                  files: list[str] | tuple[str, ...] = (), sidecar: bool = True) -> list:
+                  files: list[str] | tuple[str, ...] = (), sidecar: bool = True) -> list[ClaimSource]:
     """The spec's own claims, those of `SPEC.claims` next to it (if any), then those of `files`."""
-    from netdsl.parsing import parse_claims_text
-    from netdsl.passes.claims import ClaimSource
+    from netdsl.passes.claims import ClaimSource  # SymPy on first use (see __getattr__'s docstring)
 
     out = [ClaimSource(c, path, text) for c in (spec.claims if spec is not None else [])]
     paths: list[str] = []
@@ -241,7 +227,7 @@ def solve(source: Source, max_value: int = 16, **params: int) -> SolveResult:
     >>> r.status, r.solutions
     ('unique', [(1,)])
     """
-    from netdsl.passes.solve import MAX_VALUE_LIMIT
+    from netdsl.passes.solve import MAX_VALUE_LIMIT  # SymPy on first use (see __getattr__'s docstring)
     from netdsl.passes.solve import solve as _solve
 
     top = _whole("max_value", max_value, 0, MAX_VALUE_LIMIT,

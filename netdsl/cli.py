@@ -1,61 +1,44 @@
 """The `netdsl` command line: build, count, solve, train, detect, export, import.
 
-Heavy imports (torch, sympy passes) happen inside each command so `netdsl --help` stays fast.
+Each command is a module under netdsl.commands with `add_arguments` and `run`; heavy imports
+(torch, SymPy's passes) happen when a command runs, so `netdsl --help` stays fast.
 """
 from __future__ import annotations
 
 import argparse
 import errno
 import gc
+import importlib
 import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def _add_build(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="compile a spec to a torch.nn.Module and show shapes and parameters")
-    p.add_argument("spec", help="path to a .net spec")
-    add_set_argument(p, "override a declared parameter or input size (repeatable)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
-    p.add_argument("--max-memory", type=float, metavar="GIB",
-                   help="refuse networks estimated to need more memory than this (default 8 GiB)")
-    p.add_argument("--freeze", metavar="N|NAME[,NAME]",
-                   help="freeze the first N top-level statements, or statements, labels and blocks by name")
-    p.add_argument("--freeze-bn", choices=("train", "eval"),
-                   help="frozen BatchNorm layers: keep updating their statistics (train, the default) or not (eval)")
-    p.add_argument("--weights", metavar="PATH",
-                   help="load pretrained weights after building: darknet .weights, or a .pt/.pth state_dict "
-                        "or netdsl checkpoint")
+class BrokenCommand(Exception):
+    """A command's module failed to import: a bug in netdsl, shown as such rather than hidden."""
 
-    def run(args: argparse.Namespace) -> int:
-        from netdsl.commands.build import run_build
-
-        return run_build(args)
-
-    p.set_defaults(func=run)
+    def __init__(self, name: str, module: str, cause: BaseException) -> None:
+        super().__init__(f"error: the `{name}` command cannot be loaded: importing {module} failed: "
+                         f"{type(cause).__name__}: {cause}")
+        self.hint = "  hint: this is a bug in netdsl; run with --debug for the traceback"
 
 
 def _add_plugin(sub: argparse._SubParsersAction, name: str, module: str, help: str) -> None:
     """A command whose module defines `add_arguments(parser)` and `run(args) -> int`.
 
-    Those modules must not import torch at import time, so `netdsl --help` stays fast.
+    Those modules must not import torch at import time, so `netdsl --help` stays fast. A module
+    that fails to import is a BrokenCommand: every command line says so, not only that command's.
     """
-    import importlib
-
     try:
         mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:  # a command still being written is simply not offered
-        if e.name and module.startswith(e.name):
-            return
-        raise
+    except Exception as e:
+        raise BrokenCommand(name, module, e) from e
     p = sub.add_parser(name, help=help)
     mod.add_arguments(p)
     p.set_defaults(func=mod.run)
@@ -65,10 +48,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netdsl", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_build(sub)
+    _add_plugin(sub, "build", "netdsl.commands.build", "compile a spec to a torch.nn.Module and show shapes and parameters")
     _add_plugin(sub, "count", "netdsl.commands.count", "exact symbolic weights, outputs and connections; check claims")
     _add_plugin(sub, "solve", "netdsl.commands.solve", "find values for open arguments (`?`) that make the annotated shapes hold")
-    _add_plugin(sub, "train", "netdsl.train.command", "train specs: colourization, or detection for a spec ending in detect")
+    _add_plugin(sub, "train", "netdsl.commands.train", "train specs: colourization, or detection for a spec ending in detect")
     _add_plugin(sub, "detect", "netdsl.commands.detect", "run a detection spec with weights on images; draw boxes")
     _add_plugin(sub, "export", "netdsl.commands.export", "write a spec as PyTorch source, ONNX, or a picture")
     _add_plugin(sub, "import", "netdsl.commands.import_spec", "read a darknet .cfg or Ultralytics YAML into a spec")
@@ -100,7 +83,13 @@ def _main(argv: Sequence[str] | None) -> tuple[int, str]:
     # --debug is accepted anywhere on the line, not only before the subcommand.
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = make_parser()
+    try:
+        parser = make_parser()
+    except BrokenCommand as err:
+        if debug:
+            raise
+        print(err, err.hint, sep="\n", file=sys.stderr)
+        return 1, ""
     args = parser.parse_args(argv)
     args.debug = debug
     return _status(args, debug), args.command

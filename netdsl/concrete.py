@@ -15,7 +15,7 @@ import sympy as sp
 
 from netdsl import ir
 from netdsl.errors import Span
-from netdsl.ops import Args, Counts, MergeDef, OpDef
+from netdsl.ops import Args, Counts, OpDef
 from netdsl.passes.symbols import SymEnv
 
 Shape = tuple[sp.Expr, ...]
@@ -54,11 +54,17 @@ class Layer:
     def span(self) -> Span:
         return self.node.span
 
+    def module_spec(self) -> tuple[str, dict[str, Any]] | None:
+        """The op's module for this layer: class name and keyword arguments."""
+        return self.op.module(self.args, [self.in_at])
+
 
 @dataclass(frozen=True)
 class Merge:
-    path: str                  # "<statement path>(cat)"
-    merge: MergeDef
+    """The op that starts a statement from several tensors (cat, add, detect)."""
+
+    path: str                  # "<statement path>(cat)", or the statement's path for a final op
+    op: OpDef
     inputs: tuple[str, ...]
     out_shape: Shape
     out_at: tuple[int, ...]
@@ -69,12 +75,16 @@ class Merge:
     counts: Counts
     in_at: list[tuple[int, ...]]
 
+    def module_spec(self) -> tuple[str, dict[str, Any]] | None:
+        """The op's module over every input (detect), or None where the op combines them itself."""
+        return self.op.module(self.args, self.in_at)
+
 
 @dataclass
 class Statement:
     name: str
     path: str                  # module path of the statement's module (when it has layers)
-    source: str                # "ref", "cat" or "add"
+    source: str                # "ref", or the name of the op that starts it (cat, add, detect)
     inputs: tuple[str, ...]
     merge: Merge | None
     items: list[Layer | Block]

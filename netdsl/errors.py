@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 # How the lines of a file are counted by whatever located an error in it: netdsl's grammar (Lark) and
@@ -99,6 +101,15 @@ class NetdslError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+@contextmanager
+def located(path: str | None, text: str) -> Iterator[None]:
+    """Attach the spec's path and text to any NetdslError raised inside, for rendering."""
+    try:
+        yield
+    except NetdslError as e:
+        raise e.with_source(path, text) from None
 
 
 def source_text(text: str, span: Span) -> str:

@@ -115,6 +115,7 @@ class ListValue(Node):
 Value = Annotated[Int | Name | BinOp | Neg | Call | IfExpr | Float | Str | Bool | Hole | Pair | ListValue,
                   Field(discriminator="kind")]
 EXPR_KINDS = frozenset({"int", "name", "binop", "neg", "call", "if"})
+EXPR_TYPES = (Int, Name, BinOp, Neg, Call, IfExpr)  # the classes of those kinds, for isinstance
 
 
 # --- one expression visitor ------------------------------------------------------------------
@@ -160,28 +161,6 @@ def walk(e: Expr) -> Iterable[Node]:
 def names_in(e: Expr) -> Iterable[Name]:
     """Every Name node in an expression, left to right."""
     return (n for n in walk(e) if isinstance(n, Name))
-
-
-def const_int(e: Expr) -> int | None:
-    """Value of an expression without names (repetition counts, exponents), else None."""
-    def binop(n: BinOp, a: int | None, b: int | None) -> int | None:
-        if a is None or b is None:
-            return None
-        if n.op in ("//", "%", "/") and b == 0:
-            return None
-        if n.op == "**":
-            return a ** b if 0 <= b <= 64 and abs(a) <= 2 ** 16 else None
-        if n.op == "/":
-            return a // b if a % b == 0 else None
-        return {"+": a + b, "-": a - b, "*": a * b, "//": a // b if b else 0, "%": a % b if b else 0}[n.op]
-
-    def call(n: Call, vals: list[int | None]) -> int | None:
-        if any(v is None for v in vals):
-            return None
-        return min(vals) if n.func == "min" else max(vals)  # type: ignore[type-var]
-
-    return fold(e, lambda n: n.value if isinstance(n, Int) else None, binop,
-                lambda n, v: None if v is None else -v, call, lambda n: None)
 
 
 def to_text(e: Expr) -> str:
@@ -339,7 +318,7 @@ class Op(Node):
 
 class TensorNode(Node):
     name: str
-    merge: str            # "ref", or a name in netdsl.ops.MERGES: cat, add, detect
+    merge: str            # "ref", or the name of an op that starts a statement (netdsl.ops.merges()): cat, add, detect
     inputs: list[Ident]
     source_span: Span
     args: dict[str, Value] = {}

@@ -1,5 +1,6 @@
-"""The grammar's LALR tables, built once and shipped as JSON, so a process loads them instead of
-building them (building costs ~0.2 s of every `netdsl count`; loading ~0.03 s).
+"""The grammar and its LALR parser (`lalr_parser`), whose tables are built once and shipped as
+JSON, so a process loads them instead of building them (building costs ~0.2 s of every
+`netdsl count`; loading ~0.03 s). `netdsl.parsing` turns what it parses into the IR.
 
 The file records the SHA-256 of the grammar text and Lark's version it was built with; on any
 mismatch (an edited grammar, another Lark) the tables are ignored and Lark builds the parser as
@@ -10,13 +11,17 @@ before. JSON, not Lark's own pickle cache: the file is data, and loading it runs
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import lark
+import lark.lexer
+from lark import Token
 from lark.grammar import Rule
 from lark.lexer import TerminalDef
 
@@ -76,13 +81,75 @@ def load(grammar: str, postlex: Any) -> lark.Lark | None:
     return lark.Lark.__new__(lark.Lark)._load(tables, postlex=postlex)
 
 
-def main() -> None:
-    import importlib
+def grammar_text() -> str:
+    # Installed wheels carry the grammar inside the package; a checkout keeps it at the top.
+    packaged = resources.files("netdsl").joinpath("grammar/netdsl.lark")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parent.parent / "grammar" / "netdsl.lark").read_text(encoding="utf-8")
 
-    parse = importlib.import_module("netdsl.parsing")
-    parser = parse._build_parser()
+
+class NewlineFilter:
+    """Drop newlines inside brackets and around `->`/`|>`/`,`/`=` so statements can wrap."""
+
+    always_accept: tuple[str, ...] = ()
+    _OPEN = {"LPAR", "LSQB"}
+    _CLOSE = {"RPAR", "RSQB"}
+    _JOINERS = {"ARROW", "PIPE", "COMMA", "EQUAL", "LBRACE"}
+    _CONTINUERS = {"ARROW", "PIPE", "RBRACE"}  # a newline before these does not end the statement
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        held: Token | None = None
+        prev: str | None = None
+        for tok in stream:
+            if tok.type == "_NL":
+                if depth > 0 or prev in self._JOINERS:
+                    continue
+                held = held or tok
+                continue
+            if held is not None:
+                if tok.type not in self._CONTINUERS:
+                    yield held
+                held = None
+            if tok.type in self._OPEN:
+                depth += 1
+            elif tok.type in self._CLOSE:
+                depth = max(0, depth - 1)
+            prev = tok.type
+            yield tok
+        if held is not None:
+            yield held
+
+
+@functools.lru_cache(maxsize=1)
+def lalr_parser() -> lark.Lark:
+    """The one LALR parser per process, for both start symbols: specs and claims files. Its
+    tables ship with the package; they are built here only when stale or missing."""
+    grammar = grammar_text()
+    try:
+        shipped = load(grammar, NewlineFilter())
+    except Exception:  # noqa: BLE001 - a private Lark loader: any failure means "build instead"
+        shipped = None
+    return shipped if shipped is not None else build_parser()
+
+
+def build_parser() -> lark.Lark:
+    # Lark checks terminals for collisions with interegular whenever it is installed; that check
+    # costs ~0.25 s per process, and the grammar is fixed, so tests/test_language.py runs it once
+    # (strict=True) and the run-time build skips it.
+    saved = lark.lexer.has_interegular
+    lark.lexer.has_interegular = False
+    try:
+        return lark.Lark(grammar_text(), parser="lalr", lexer="basic", start=["start", "claims_file"],
+                         propagate_positions=True, postlex=NewlineFilter(), maybe_placeholders=True)
+    finally:
+        lark.lexer.has_interegular = saved
+
+
+def main() -> None:
     out = Path(__file__).with_name(TABLES_NAME)
-    out.write_text(dump(parser, parse._grammar_text()), encoding="utf-8")
+    out.write_text(dump(build_parser(), grammar_text()), encoding="utf-8")
     print(f"wrote {out}")
 
 

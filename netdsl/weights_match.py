@@ -13,11 +13,11 @@ the order of the two state_dicts.
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 # A state_dict's keys as a module tree: child name -> subtree, or a tensor's index (a leaf).
 Tree = dict[str, Any]
-Node = Union[Tree, int]
+Node = Tree | int
 MAX_KEY_DEPTH = 64  # deeper keys (no real network has them) are paired in order, never walked
 
 

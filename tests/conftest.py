@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,3 +23,24 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+BLOCK_TORCH = "sys.modules['torch'] = None  # any import of torch now raises ImportError\n"
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 120, block_torch: bool = False,
+            forbid_torch: bool = False) -> subprocess.CompletedProcess[str]:
+    """`netdsl ARGS` in a fresh Python process, as the console script runs it (`python -m netdsl.cli`).
+
+    `block_torch`: any import of torch fails. `forbid_torch`: the command must end without torch
+    imported (an AssertionError, exit status 1, otherwise). Either runs `netdsl.cli.main` from
+    `python -c` instead of the console script's `run`, so the check runs after the command.
+    """
+    if block_torch or forbid_torch:
+        code = "import sys\n" + (BLOCK_TORCH if block_torch else "") + "from netdsl.cli import main\nrc = main(sys.argv[1:])\n"
+        if forbid_torch:
+            code += "assert sys.modules.get('torch') is None, 'torch was imported'\n"
+        cmd = [sys.executable, "-c", code + "sys.exit(rc)\n", *args]
+    else:
+        cmd = [sys.executable, "-m", "netdsl.cli", *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)

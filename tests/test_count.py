@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import netdsl
+from conftest import run_cli
 from netdsl.commands.count import count_report
 from netdsl.passes.counts import METRICS, Convention
 from torch_oracle import check_against_torch
@@ -129,12 +130,8 @@ def test_count_json_golden(spec: str, update_golden: bool, monkeypatch: pytest.M
 
 # --- the command ------------------------------------------------------------------------------
 
-def _cli(*args: str, block_torch: bool = False) -> subprocess.CompletedProcess:
-    pre = "import sys; sys.modules['torch'] = None\n" if block_torch else ""
-    code = pre + ("from netdsl.cli import main\nrc = main(sys.argv[1:])\n"
-                  "assert sys.modules.get('torch') is None, 'torch was imported'\nsys.exit(rc)\n")
-    return subprocess.run([sys.executable, "-c", "import sys\n" + code, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def _cli(*args: str, block_torch: bool = False) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, block_torch=block_torch, forbid_torch=True)  # count never imports torch
 
 
 def test_count_parse_and_solve_never_import_torch() -> None:

@@ -20,7 +20,8 @@ import netdsl
 import netdsl.importers
 from netdsl.errors import NetdslError, Span, source_lines
 from netdsl.importers import import_text
-from netdsl.weights import darknet_layout, load_weights
+from netdsl.weights import load_weights
+from netdsl.weights.darknet import darknet_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = "[net]\nwidth={w}\nheight={h}\nchannels=3\n"

@@ -21,7 +21,11 @@ import pytest
 import torch
 
 from netdsl.cli import main, make_parser
-from netdsl.detection import train_command
+from netdsl.commands.train import analyse_spec, build_model
+from netdsl.tasks.detect import prepare as detect_prepare
+from netdsl.tasks.engine import Compiler, choose
+from netdsl.tasks.train import TASKS
+from netdsl.values import parse_sets
 from spec_fixtures import SDET
 
 FAST = ["--img", "64", "--batch-size", "4", "--quiet"]
@@ -81,8 +85,8 @@ def test_resume_after_a_relative_data_path(tmp_path: Path, monkeypatch: pytest.M
 
 def test_fingerprint_is_where_independent_but_content_sensitive(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import data_fingerprint
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.trainer import data_fingerprint
 
     monkeypatch.chdir(tmp_path)
     make_good(Path("good"))
@@ -101,8 +105,8 @@ def test_fingerprint_is_where_independent_but_content_sensitive(tmp_path: Path,
 def test_runs_from_before_the_fix_still_resume(tmp_path: Path) -> None:
     """A run made with an absolute --data before this fix recorded the hash of the path strings
     (`legacy`); it must still resume, and keep its fingerprint."""
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import data_fingerprint
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.trainer import data_fingerprint
 
     good, out = make_good(tmp_path / "good"), tmp_path / "r"
     assert main(["train", write_spec(tmp_path / "sdet.net").as_posix(), "--data", str(good), "--out", str(out),
@@ -187,7 +191,7 @@ def test_detect_into_a_read_only_place_fails_before_inference(sdet_weights, read
                                                               capsys, monkeypatch) -> None:
     spec, w = sdet_weights
     src = images_dir(tmp_path / "src", {"a.png": (48, 64)})
-    import netdsl.detection.predict as predict
+    import netdsl.tasks.detect.predict as predict
 
     monkeypatch.setattr(predict, "predict", lambda *a, **k: pytest.fail("inference ran before --out was checked"))
     rc, err = cli(capsys, "detect", str(spec), "--weights", str(w), "--source", str(src), "--img", "64",
@@ -198,7 +202,7 @@ def test_detect_into_a_read_only_place_fails_before_inference(sdet_weights, read
 
 def test_train_into_a_read_only_place_fails_before_reading_data(readonly: Path, tmp_path: Path, capsys,
                                                                 monkeypatch) -> None:
-    import netdsl.detection.data as data
+    import netdsl.tasks.detect.data as data
 
     monkeypatch.setattr(data, "load_detection_data", lambda *a, **k: pytest.fail("data read before --out was checked"))
     rc, err = cli(capsys, "train", str(write_spec(tmp_path / "sdet.net")), "--data", str(tmp_path / "good"),
@@ -249,7 +253,7 @@ def test_detect_max_memory_flag_is_checked(sdet_weights, tmp_path: Path, capsys)
                                       ("mosaic: 2", "mosaic")])
 def test_hyp_values_out_of_range_are_located_and_nothing_is_made(line: str, key: str, tmp_path: Path, capsys,
                                                                  monkeypatch) -> None:
-    import netdsl.detection.data as data
+    import netdsl.tasks.detect.data as data
 
     monkeypatch.setattr(data, "load_detection_data", lambda *a, **k: pytest.fail("data read before --hyp was checked"))
     hyp = tmp_path / "hyp.yaml"
@@ -270,8 +274,8 @@ def test_lr_flag_out_of_range(tmp_path: Path, capsys) -> None:
 
 def test_every_default_hyperparameter_is_in_range() -> None:
     """hyp.scratch.yaml's own values (ultralytics v9.6.0) must pass the ranges."""
-    from netdsl.detection.checks import HYP_RANGES, hyp_problem
-    from netdsl.detection.trainer import read_hyp
+    from netdsl.tasks.detect.checks import HYP_RANGES, hyp_problem
+    from netdsl.tasks.detect.hyp import read_hyp
 
     defaults = read_hyp(None)[0]
     assert set(HYP_RANGES) <= set(defaults)
@@ -372,7 +376,7 @@ def test_output_names_are_distinct_stable_and_keep_unique_names() -> None:
         assert len(set(folded)) == len(files) and JSON_NAME not in folded, (files, names)
         assert output_names(list(files)) == names
         natural = [f.name if f.suffix.lower() in WRITE_SUFFIXES else f.stem + ".png" for f in files]
-        for f, n, want in zip(files, names, natural):
+        for n, want in zip(names, natural):
             assert Path(n).suffix.lower() in WRITE_SUFFIXES
             if [m.casefold() for m in natural].count(want.casefold()) == 1:
                 assert n == want, (files, names)
@@ -384,8 +388,10 @@ LITERAL = SDET.replace("classes=NCLS", "classes=5")
 OTHER_PARAM = SDET.replace("SDet(NCLS = 2)", "SDet(NC = 5)").replace("classes=NCLS", "classes=NC")
 
 
-def prepare(argv: list[str]) -> dict[str, Any]:
-    return train_command._prepare_fresh(make_parser().parse_args(["train", *argv]))
+def prepare(argv: list[str]) -> detect_prepare.Prepared:
+    args = make_parser().parse_args(["train", *argv])
+    _, job = choose(args, parse_sets(args.sets), Compiler(analyse_spec, build_model), TASKS)
+    return detect_prepare.prepare_fresh(job)
 
 
 @pytest.mark.parametrize("text,fix", [(LITERAL, "edit"), (OTHER_PARAM, "--set NC=2")])
@@ -404,7 +410,7 @@ def test_class_count_hint_is_the_fix_for_this_spec(text: str, fix: str, tmp_path
         assert fix in err
         argv += ["--set", "NC=2"]
     p = prepare(argv)
-    assert p["data"].nc == 2 and not (tmp_path / "run").exists()
+    assert p.data.nc == 2 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("text,fix", [(SDET, "build it with --set NCLS=3"),
@@ -414,7 +420,7 @@ def test_detect_names_hint_is_the_fix_for_this_spec(text: str, fix: str, tmp_pat
     """`detect --names` with 3 names for a 2-class network: the hint changes what this spec's
     classes come from; following it makes the names and the head agree."""
     import netdsl
-    from netdsl.detection.predict import detect_head
+    from netdsl.tasks.detect.predict import detect_head
 
     spec = write_spec(tmp_path / "s.net", text)
     netdsl.save_weights(netdsl.build(str(spec)), tmp_path / "w.pt")

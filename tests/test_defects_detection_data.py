@@ -15,10 +15,9 @@ from PIL import Image, ImageOps
 import netdsl
 from netdsl.cli import main
 from netdsl.commands import detect as detect_command
-from netdsl.detection import data as ddata
-from netdsl.detection import images
-from netdsl.detection.data import MAX_CLASSES, load_detection_data
 from netdsl.errors import NetdslError
+from netdsl.tasks.detect import images, labels
+from netdsl.tasks.detect.data import MAX_CLASSES, load_detection_data
 from spec_fixtures import SDET
 
 LABEL = "0 0.47 0.42 0.31 0.42\n"
@@ -111,7 +110,7 @@ def test_one_and_two_row_images_keep_their_shape_in_detect(tmp_path: Path) -> No
 
 
 def test_predict_scales_16_bit_arrays_as_files_are_scaled() -> None:
-    from netdsl.detection.predict import as_rgb
+    from netdsl.tasks.detect.predict import as_rgb
 
     a = np.array([[0, 30000, 65535]], np.uint16)
     assert as_rgb(a)[0, :, 0].tolist() == [round(v * 255 / 65535) for v in a[0].tolist()]  # was 0, 255, 255
@@ -158,7 +157,7 @@ def load_under_memory_limit(source: Path) -> subprocess.CompletedProcess[str]:
     of 10**20 names fails fast there instead of swapping this machine."""
     code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
-            "from netdsl.detection.data import load_detection_data\n"
+            "from netdsl.tasks.detect.data import load_detection_data\n"
             "from netdsl.errors import NetdslError\n"
             "try:\n"
             "    load_detection_data(sys.argv[1], img=64)\n"
@@ -179,18 +178,18 @@ def test_huge_nc_in_a_data_yaml_is_a_located_error(tmp_path: Path) -> None:
 
 def test_huge_class_in_a_label_file_is_a_located_error(tmp_path: Path) -> None:
     path = folder_with(tmp_path, "x.png", two_rows)
-    ddata.label_path(path).write_text(LABEL + "1e30 0.5 0.5 0.1 0.1\n")
+    labels.label_path(path).write_text(LABEL + "1e30 0.5 0.5 0.1 0.1\n")
     done = load_under_memory_limit(tmp_path)
     assert done.returncode == 2, done.stderr
-    assert f"{ddata.label_path(path)}:2:1: error: class 1e30 is beyond netdsl's limit" in done.stderr
+    assert f"{labels.label_path(path)}:2:1: error: class 1e30 is beyond netdsl's limit" in done.stderr
 
 
 def test_class_count_limit_edges(tmp_path: Path) -> None:
     path = folder_with(tmp_path, "x.png", two_rows)
-    ddata.label_path(path).write_text(f"{MAX_CLASSES - 1} 0.5 0.5 0.1 0.1\n")
+    labels.label_path(path).write_text(f"{MAX_CLASSES - 1} 0.5 0.5 0.1 0.1\n")
     d = load_detection_data(tmp_path, img=64)
     assert d.nc == MAX_CLASSES == len(d.names) and d.names[-1] == f"class{MAX_CLASSES - 1}"
-    ddata.label_path(path).write_text(f"{MAX_CLASSES} 0.5 0.5 0.1 0.1\n")
+    labels.label_path(path).write_text(f"{MAX_CLASSES} 0.5 0.5 0.1 0.1\n")
     with pytest.raises(NetdslError, match="beyond netdsl's limit"):
         load_detection_data(tmp_path, img=64)
     with pytest.raises(NetdslError, match="classes asked for"):
@@ -294,7 +293,7 @@ def test_running_out_of_memory_is_not_blamed_on_the_image(tmp_path: Path, monkey
 
 
 def test_detect_decodes_a_batch_at_a_time(tmp_path: Path, sdet_weights, capsys, monkeypatch) -> None:
-    from netdsl.detection import predict as predict_module
+    from netdsl.tasks.detect import predict as predict_module
 
     spec, weights = sdet_weights
     for k in range(5):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.detection.metrics import ap_per_class, compute_ap, evaluate, match_detections, val_scores
+from netdsl.tasks.detect.metrics import ap_per_class, compute_ap, evaluate, match_detections, val_scores
 
 TINY = """\
 net TinyDet(NCLS = 2)
@@ -103,8 +103,9 @@ def test_schedule_is_v960_per_iteration(tmp_path: Path) -> None:
     accumulate and optimizer step are v9.6.0's; an epoch starts with no gradient left over.
     Before issue 18 warmup lasted 3 epochs (12 iterations) and steps came at multiples of
     accumulate."""
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import DetHyper, DetTrainer, read_hyp
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.trainer import DetHyper, DetTrainer
 
     torch.manual_seed(0)
     data = load_detection_data(str(make_folder(tmp_path / "d", 4, 1)), 64, nc=2, cache=True)
@@ -144,8 +145,9 @@ def test_warmup_and_steps_on_a_small_set(tmp_path: Path) -> None:
     """The issue's case, 16 batches an epoch (batch 16, nominal 64) for 3 epochs: v9.6.0 warms up
     1000 iterations, so accumulate stays 1 and all 48 iterations step; the old 48-iteration
     warmup (accumulate ramping 1 -> 4, steps at its multiples) stepped 24 times."""
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import DetHyper, DetTrainer, read_hyp
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.trainer import DetHyper, DetTrainer
 
     data = load_detection_data(str(make_folder(tmp_path / "d", 16 * 16, 1, (8, 8))), 64, nc=2)
     hyp = read_hyp(None)[0]
@@ -158,8 +160,9 @@ def test_warmup_and_steps_on_a_small_set(tmp_path: Path) -> None:
 
 def test_lr_decay_cosine_by_default_linear_on_request(tmp_path: Path) -> None:
     """v9.6.0's default `one_cycle(1, lrf, epochs)` and its `--linear-lr`, for every epoch."""
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import DetHyper, DetTrainer, read_hyp
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.trainer import DetHyper, DetTrainer
 
     data = load_detection_data(str(make_folder(tmp_path / "d", 2, 1)), 64, nc=2)
     hyp = {**read_hyp(None)[0], "lrf": 0.2}
@@ -174,8 +177,8 @@ def test_lr_decay_cosine_by_default_linear_on_request(tmp_path: Path) -> None:
 def test_linear_lr_flag_reaches_the_trainer() -> None:
     import argparse
 
-    from netdsl.detection.train_command import _options
-    from netdsl.train.command import add_arguments
+    from netdsl.commands.train import add_arguments
+    from netdsl.tasks.detect.prepare import _options
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -189,7 +192,7 @@ def test_rect_plan_is_v960s() -> None:
     """datasets.py with rect=True, pad=0.5: images sorted by h/w, per batch (s * img / stride +
     0.5) rounded up to strides. The coins set's 80x160 crops at --img 128 validate at 96x160
     (the issue's figure)."""
-    from netdsl.detection.validate import rect_plan
+    from netdsl.tasks.detect.validate import rect_plan
 
     order, shapes = rect_plan([(80, 160)] * 32, 32, 128, 32)
     assert shapes == [(96, 160)] and order.tolist() == list(range(32))
@@ -202,7 +205,7 @@ def test_rect_plan_is_v960s() -> None:
 
 
 def test_placing_an_image_moves_labels_by_half_the_padding() -> None:
-    from netdsl.detection.validate import place
+    from netdsl.tasks.detect.validate import place
 
     resized = np.zeros((63, 128, 3), np.uint8)
     labels = np.array([[1, 0.5, 0.5, 0.25, 0.5]], np.float32)
@@ -217,7 +220,7 @@ def test_placing_an_image_moves_labels_by_half_the_padding() -> None:
 
 
 def test_nms_multi_label_keeps_every_class_over_the_threshold() -> None:
-    from netdsl.detection.nms import non_max_suppression
+    from netdsl.tasks.detect.nms import non_max_suppression
 
     d = torch.tensor([[[50.0, 50, 20, 20, 0.9, 0.5, 0.8], [10, 10, 4, 4, 0.5, 0.001, 0.004]]])
     single = non_max_suppression(d, 0.001, 0.6)[0]
@@ -285,8 +288,9 @@ def test_training_validates_on_rectangles_and_records_both_maps(tmp_path: Path) 
     """The trainer validates 32x64 images at --img 64 as 64x96 rectangles (long side 64, then
     ceil(s * 64 / 32 + 0.5) strides: (2, 3); a 64x64 square before), in batches of twice the
     training batch, and its rows carry val.py's and COCOeval's mAPs."""
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import DetHyper, DetRow, DetTrainer, read_hyp
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.trainer import DetHyper, DetRow, DetTrainer
 
     torch.manual_seed(0)
     spec = TINY
@@ -304,10 +308,10 @@ def test_training_validates_on_rectangles_and_records_both_maps(tmp_path: Path) 
 def test_docstring_examples_of_the_evaluation_modules() -> None:
     import doctest
 
-    import netdsl.detection.metrics
-    import netdsl.detection.nms
-    import netdsl.detection.validate
+    import netdsl.tasks.detect.metrics
+    import netdsl.tasks.detect.nms
+    import netdsl.tasks.detect.validate
 
-    for module in (netdsl.detection.metrics, netdsl.detection.nms, netdsl.detection.validate):
+    for module in (netdsl.tasks.detect.metrics, netdsl.tasks.detect.nms, netdsl.tasks.detect.validate):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted >= 1 and result.failed == 0, module.__name__

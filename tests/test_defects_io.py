@@ -1,6 +1,6 @@
 """Issue 18, items 6, 8, 13 and 16 (the non-detection parts): what commands write, what they read.
 
-Outputs go through one writer (`netdsl.train.files.atomic_write`), which never overwrites a file
+Outputs go through one writer (`netdsl.files.atomic_write`), which never overwrites a file
 the command reads, never replaces a FIFO or device with a plain file and turns OS failures into
 NetdslErrors; inputs are size-checked before they are read; a `.pt` file is checked whole before
 a single tensor of the model changes; an ONNX opset the exporter would not write is refused.
@@ -26,7 +26,7 @@ import netdsl
 from netdsl.backends import picture
 from netdsl.cli import main
 from netdsl.errors import NetdslError
-from netdsl.train.files import atomic_write, atomic_write_text
+from netdsl.files import atomic_write, atomic_write_text
 from netdsl.weights import load_weights
 from spec_fixtures import SDET
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,14 +13,14 @@ import pytest
 import torch
 
 import netdsl
+from conftest import run_cli
 from netdsl.errors import NetdslError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, timeout=timeout)
 
 
 # --- item 15: `solve` with `?` in two graph-block calls ----------------------------------------
@@ -140,7 +139,7 @@ def test_count_convention_line_names_exactly_the_ops_the_totals_add(flags: list[
                      report["convention"]["text"])
     assert m, report["convention"]["text"]
     listed = {"outputs": _named(m.group(1)), "connections": _named(m.group(2))}
-    used = {l["op"] for l in report["layers"]}
+    used = {layer["op"] for layer in report["layers"]}
     # what the counting code adds up: the layers whose values make the total
     counts = netdsl.count(spec)
     from netdsl.passes.counts import Convention
@@ -148,7 +147,7 @@ def test_count_convention_line_names_exactly_the_ops_the_totals_add(flags: list[
     conv = Convention(biases="--biases" in flags, activations="--activations" in flags, merges="--merges" in flags,
                       batchnorm=True if "--batchnorm" in flags else False if "--no-batchnorm" in flags else None)
     for metric in ("outputs", "connections"):
-        added = {l.op for l in counts.included(metric, conv)}
+        added = {layer.op for layer in counts.included(metric, conv)}
         assert added == listed[metric] & used, (metric, flags)
         assert int(counts.value(counts.total(metric, conv))) == report["values"]["totals"][metric]
     never = _named(m.group(3))
@@ -282,14 +281,15 @@ SCRIPTED_VAL_LOSS = {1: 0.5, 2: 0.9, 3: 0.7}
 def toy_training(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list]:
     """A short run of test_train_resume's stand-in model on two generated photos, with scripted
     validation losses; returns what `samples.png` was drawn from."""
-    import netdsl.train.command as command
-    from netdsl.train import plots
-    from netdsl.train.loop import Trainer
+    import netdsl.commands.train as command
+    from netdsl.tasks.colourize import plots
+    from netdsl.tasks.colourize.loop import Trainer
     from test_train_resume import Toy, make_photos
 
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
+    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
     make_photos(tmp_path / "photos")
     evaluate = Trainer.evaluate

@@ -29,7 +29,8 @@ import netdsl
 from netdsl.backends.python_source import to_python_source
 from netdsl.errors import NetdslError
 from netdsl.importers import import_text
-from netdsl.weights import load_weights, map_in_order
+from netdsl.weights import load_weights
+from netdsl.weights.torch_files import map_in_order
 from netdsl.weights_match import pair_keys
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -83,8 +83,8 @@ def test_detect_matches_predict_with_default_names(weights, source, tmp_path, ca
     import torch
 
     import netdsl
-    from netdsl.detection.predict import predict
-    from netdsl.train.patches import read_rgb
+    from netdsl.tasks.colourize.patches import read_rgb
+    from netdsl.tasks.detect.predict import predict
 
     out = tmp_path / "empty"
     out.mkdir()  # an existing empty directory is fine
@@ -104,7 +104,7 @@ def test_detect_matches_predict_with_default_names(weights, source, tmp_path, ca
 def test_predict_maps_boxes_back_to_the_original_pixels():
     import torch
 
-    from netdsl.detection.predict import letterbox, unletterbox
+    from netdsl.tasks.detect.predict import letterbox, unletterbox
 
     x, lb = letterbox(np.zeros((50, 100, 3), np.uint8), 64)  # scale 0.64, 32 rows, 16 rows of grey above
     assert (lb.scale, lb.left, lb.top) == (0.64, 0, 16) and float(x[:, 0].mean()) == pytest.approx(114 / 255)

@@ -1,4 +1,4 @@
-"""Mosaic and random affine augmentation for detection (netdsl/detection/augment.py, issue 10):
+"""Mosaic and random affine augmentation for detection (netdsl/tasks/detect/augment.py, issue 10):
 boxes follow the pixels. Each case draws filled rectangles, transforms image and labels together,
 and checks that every box covers its rectangle's pixels and no more (up to the bilinear blur)."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netdsl.detection import augment as aug
-from netdsl.detection.data import DetectionSet, load_detection_data
+from netdsl.tasks.detect import augment as aug
+from netdsl.tasks.detect.data import DetectionSet, load_detection_data
 
 BG = 0
 COLOURS = [(255, 40, 40), (40, 255, 40), (40, 40, 255), (255, 255, 40)]
@@ -206,7 +206,7 @@ def test_mosaic_canvas_by_hand() -> None:
     assert (cv[:8, 40:] == 114).all() and (cv[56:] == 114).all() and (cv[24:, :16] == 114).all()
     # labels in canvas pixels: image 0's rectangle x 8..24, y 8..18 of it -> x 16..32, y 0..10
     assert np.allclose(lab, [[0, 16, 0, 32, 10.0], [1, 48, 12, 64, 17], [2, 22, 32, 34, 42], [3, 44, 30, 52, 38]])
-    for k, (c, x1, y1, x2, y2) in enumerate(lab):  # the boxes are where the colours are
+    for k, (_cls, x1, y1, x2, y2) in enumerate(lab):  # the boxes are where the colours are
         xy = pixels_of(cv, COLOURS[k], 0)
         assert np.allclose([*xy.min(0), *(xy.max(0) + 1)], [x1, y1, x2, y2], atol=1e-4)
 
@@ -300,7 +300,7 @@ def test_one_letterbox_for_training_and_inference() -> None:
     resize is needed, and the same geometry (scale, padding) when one is."""
     import torch
 
-    from netdsl.detection import predict
+    from netdsl.tasks.detect import predict
 
     rng = np.random.default_rng(0)
     for h, w in ((48, 64), (64, 37), (64, 64), (21, 64)):

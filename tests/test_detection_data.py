@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.detection import augment as aug
-from netdsl.detection import data as ddata
-from netdsl.detection import embedded
-from netdsl.detection.data import load_detection_data
-from netdsl.detection.loss import head_geometry, yolo_loss
 from netdsl.errors import NetdslError
+from netdsl.tasks.detect import augment as aug
+from netdsl.tasks.detect import embedded
+from netdsl.tasks.detect import labels as dlabels
+from netdsl.tasks.detect.data import load_detection_data
+from netdsl.tasks.detect.loss import head_geometry, yolo_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def write_image(path: Path, h: int = 20, w: int = 40, value: int = 50) -> None:
 
 
 def write_labels(image: Path, text: str) -> Path:
-    lp = ddata.label_path(image)
+    lp = dlabels.label_path(image)
     lp.parent.mkdir(parents=True, exist_ok=True)
     lp.write_text(text)
     return lp
@@ -213,7 +213,7 @@ def test_flip_and_hsv_are_deterministic_given_the_seed(tmp_path: Path) -> None:
     assert cxs == {0.25, 0.75}  # both flipped and unflipped occur
     plain, lb = d.train.load(0)
     assert 0 in d.train._store  # cache=True keeps the resized image
-    for out, olb in runs:  # HSV changes colours, not where things are: the grey padding stays grey
+    for out, _ in runs:  # HSV changes colours, not where things are: the grey padding stays grey
         assert (out[:5] == out[:5, :, :1]).all() and not (out[6:26] == out[6:26, :, :1]).all()
     # no jitter and no flip: the augmented item is the letterboxed image itself
     d.train.hyp.update(hsv_h=0, hsv_s=0, hsv_v=0, fliplr=0)
@@ -283,7 +283,7 @@ def test_embedded_validation_region_is_never_in_training(coins: embedded.Embedde
     # some crop there far better than any crop of the band
     rest = grey[embedded.VAL_ROWS:].astype(np.float32)
     for t in coins.train_images[:2, :, :, 0].astype(np.float32):
-        def best(src: np.ndarray) -> float:
+        def best(src: np.ndarray, t: np.ndarray = t) -> float:
             errs = []
             for im in (t, t[::-1], t[:, ::-1], t[::-1, ::-1]):
                 z = (im - im.mean()) / (im.std() + 1e-6)
@@ -312,6 +312,6 @@ def test_embedded_as_a_source_feeds_yolo_loss(coins: embedded.Embedded, monkeypa
 
 
 def test_docstring_examples() -> None:
-    for module in (aug, ddata):
+    for module in (aug, dlabels):  # label_path's example lives in labels
         result = doctest.testmod(module)
         assert result.attempted >= 1 and result.failed == 0

@@ -1,12 +1,12 @@
-"""netdsl.detection.metrics.evaluate: pycocotools' COCOeval on in-memory data, hand-derived values."""
+"""netdsl.tasks.detect.metrics.evaluate: pycocotools' COCOeval on in-memory data, hand-derived values."""
 from __future__ import annotations
 
 import doctest
 
 import pytest
 
-import netdsl.detection.metrics
-from netdsl.detection.metrics import coco_datasets, evaluate
+import netdsl.tasks.detect.metrics
+from netdsl.tasks.detect.metrics import coco_datasets, evaluate
 
 pytest.importorskip("pycocotools")
 
@@ -115,5 +115,5 @@ def test_bad_inputs(preds, truth, match):
 
 
 def test_docstring_example():
-    result = doctest.testmod(netdsl.detection.metrics)
+    result = doctest.testmod(netdsl.tasks.detect.metrics)
     assert result.attempted >= 2 and result.failed == 0

@@ -12,7 +12,7 @@ import torch
 
 import netdsl
 from netdsl.cli import main
-from netdsl.detection import train_command
+from netdsl.tasks.detect import task as train_command
 
 TINY = """\
 net TinyDet(NCLS = 2)
@@ -101,8 +101,9 @@ def test_run_writes_files_and_finite_losses(spec: Path, folder: Path, tmp_path: 
 
 
 def test_loss_decreases_on_tiny_set(spec: Path, folder: Path) -> None:
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import DetHyper, DetTrainer, read_hyp
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.trainer import DetHyper, DetTrainer
 
     torch.manual_seed(0)
     data = load_detection_data(str(folder), 64, nc=2)
@@ -111,7 +112,7 @@ def test_loss_decreases_on_tiny_set(spec: Path, folder: Path) -> None:
                          {**read_hyp(None)[0], "lr0": 0.1})
     trainer.warmup = lambda ni, epoch: None  # type: ignore[method-assign]  # 12 steps at lr0: v9.6.0 would warm 1000
     losses = []
-    for e in range(12):
+    for _ in range(12):
         items, _ = trainer.train_epoch()
         trainer.history.rows.append(None)  # type: ignore[arg-type]  # advance the epoch counter
         losses.append(sum(items))
@@ -222,8 +223,9 @@ def test_detection_flags_refused_for_colourization(capsys) -> None:
 # --------------------------------------------------------------------------------------- EMA
 
 def test_ema_is_validated_and_saved_as_the_model(spec: Path, folder: Path, tmp_path: Path) -> None:
-    from netdsl.detection.data import load_detection_data
-    from netdsl.detection.trainer import EMA_DECAY, DetHyper, DetTrainer, read_hyp
+    from netdsl.tasks.detect.data import load_detection_data
+    from netdsl.tasks.detect.hyp import read_hyp
+    from netdsl.tasks.detect.trainer import EMA_DECAY, DetHyper, DetTrainer
 
     data = load_detection_data(str(folder), 64, nc=2)
     trainers, steps = {}, []
@@ -382,9 +384,9 @@ def test_fine_tune_from_saved_weights_trains_only_unfrozen(spec: Path, folder: P
 def test_course_hyp_file_reads_and_reaches_the_augmentation(tmp_path: Path) -> None:
     """The course's own hyp.scratch.yaml (it has copy_paste) is read as it is; its augmentation
     keys reach the data; a mixup or copy-paste the trainer does not do is a note, not silence."""
-    from netdsl.detection.augment import DEFAULT_AUGMENT
-    from netdsl.detection.train_command import augment_hyp
-    from netdsl.detection.trainer import HYP_SCRATCH, read_hyp
+    from netdsl.tasks.detect.augment import DEFAULT_AUGMENT
+    from netdsl.tasks.detect.hyp import HYP_SCRATCH, read_hyp
+    from netdsl.tasks.detect.prepare import augment_hyp
 
     ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ultralytics-yolov3-v9.6.0" / "hyp.scratch.yaml"
     if ref.exists():

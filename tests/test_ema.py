@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from netdsl.train.ema import ModelEMA
+from netdsl.tasks.ema import ModelEMA
 
 
 def _net() -> nn.Module:

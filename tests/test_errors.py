@@ -1,13 +1,12 @@
 """Every kind of bad input: a NetdslError with the right line and column, rendered by the CLI."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import netdsl
+from conftest import run_cli
 from netdsl.errors import NetdslError
 
 HEAD = ("net N(NF = 8, k: odd = 3)\n"
@@ -88,9 +87,7 @@ def test_header_errors() -> None:
         netdsl.parse("net N(a = b, b = 1)\ninput x: [1, H = 4, W = 4]\noutput = x |> relu\n")
 
 
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "netdsl.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+_cli = run_cli
 
 
 def test_cli_renders_error_with_caret(tmp_path: Path) -> None:
@@ -152,7 +149,7 @@ def test_unet_with_output_padding_zero_fails_at_the_concatenation(root: Path, tm
     r = _cli("build", str(spec))
     assert r.returncode == 2
     first = r.stderr.splitlines()[0]
-    line_no = next(i for i, l in enumerate(bad.splitlines(), 1) if l.startswith("sequence4"))
+    line_no = next(i for i, text in enumerate(bad.splitlines(), 1) if text.startswith("sequence4"))
     assert first.startswith(f"{spec}:{line_no}:13: error: cat() of tensors whose spatial sizes differ")
     assert "'sequence3' is [NF, H/2 - 1, W/2 - 1] = [32, 15, 15]" in first
     assert "'sequence1' is [NF, H/2, W/2] = [32, 16, 16]" in first

@@ -62,12 +62,12 @@ def run_both(ort, model, out: Path, xs: list[np.ndarray]) -> float:  # noqa: ANN
     """Max |onnxruntime - torch| over every output, run here independently of the export's own check."""
     import torch
 
-    from netdsl.backends.onnx_export import _flat
+    from netdsl.backends.onnx_check import flat
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {i.name: x for i, x in zip(session.get_inputs(), xs)})
     with torch.no_grad():
-        want = [t.numpy() for t in _flat(model(*[torch.from_numpy(x) for x in xs]))]
+        want = [t.numpy() for t in flat(model(*[torch.from_numpy(x) for x in xs]))]
     assert [g.shape for g in got] == [w.shape for w in want]
     for g, w in zip(got, want):  # within 1e-4, relative to the size of the values (decoded boxes are in pixels)
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
@@ -127,7 +127,7 @@ def test_every_shipped_spec_is_listed() -> None:
 # --- which sizes may vary (no export needed) ----------------------------------------------------
 
 def axes(spec: str, **sets: int) -> dict[str, str]:
-    from netdsl.backends.onnx_export import size_axes
+    from netdsl.backends.onnx_axes import size_axes
 
     text, path = load(str(ROOT / spec) if spec.endswith(".net") else spec)
     return {a.name: a.text() for a in size_axes(analyse_text(text, path, sets))}
@@ -260,9 +260,9 @@ def test_a_failed_check_leaves_nothing(ort, tmp_path: Path, monkeypatch: pytest.
     import netdsl.backends.onnx_export as ox
 
     def broken(*args: object, **kw: object) -> None:
-        raise ox._Failed("made up", NetdslError("the exported model's output 'output' differs from torch"))
+        raise ox.Failed("made up", NetdslError("the exported model's output 'output' differs from torch"))
 
-    monkeypatch.setattr(ox, "_check", broken)
+    monkeypatch.setattr(ox, "check_against_torch", broken)
     with pytest.raises(NetdslError, match="differs from torch"):  # sizes fixed: one export, no second try
         export("net T(C = 2)\ninput x: [1, H = 8, W = 8] where H == 8, W == 8\noutput = x |> conv(C, 3)\n", {},
                tmp_path / "t.onnx")

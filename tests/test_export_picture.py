@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 import netdsl.backends.picture as picture
+import netdsl.backends.picture_text as picture_text
 from netdsl.api import analyse_text, load
-from netdsl.backends.picture import HEAD_COLOR, SKIP_COLOR, to_dot, write_picture
+from netdsl.backends.picture import to_dot, write_picture
+from netdsl.backends.picture_draw import HEAD_COLOR, SKIP_COLOR
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 
@@ -47,7 +49,7 @@ def test_unet_boxes_merges_and_skip_connections() -> None:
     assert all(a in nodes and b in nodes for a, b, _ in edges)
     skips = sorted(re.search(r'label="(\w+)"', attrs).group(1) for _, _, attrs in edges if SKIP_COLOR in attrs)
     assert skips == ["sequence1", "x"]
-    seq1, cat = find(nodes, "<b>sequence1</b>"), [n for n, l in nodes.items() if l == "<b>cat</b>"]
+    seq1, cat = find(nodes, "<b>sequence1</b>"), [n for n, lab in nodes.items() if lab == "<b>cat</b>"]
     assert any(a == seq1 and b in cat and SKIP_COLOR in attrs for a, b, attrs in edges)
     # symbolic shapes and shapes at the values in use, parameters, the sequence-block call as written
     label = nodes[seq1]
@@ -92,8 +94,8 @@ def test_labels_escape_spec_text() -> None:
     for m in map(NODE.match, dot.splitlines()):
         if m:  # no raw markup characters outside tags in any label
             assert not re.search(r"&(?!lt;|gt;|amp;|quot;|#x27;)", m.group(2))
-    assert picture.esc('<a href="x">&') == "&lt;a href=&quot;x&quot;&gt;&amp;"
-    assert picture.quote('say "hi" \\ there') == '"say \\"hi\\" \\\\ there"'
+    assert picture_text.esc('<a href="x">&') == "&lt;a href=&quot;x&quot;&gt;&amp;"
+    assert picture_text.quote('say "hi" \\ there') == '"say \\"hi\\" \\\\ there"'
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)

@@ -28,10 +28,11 @@ import sympy as sp
 import torch
 
 import netdsl.backends.python_source as python_source
-import netdsl.backends.python_source_expr as python_source_expr
+import netdsl.backends.python_source.expr as python_source_expr
 from netdsl.api import analyse_text, compile_spec, load
 from netdsl.backends.python_source import to_python_source
-from netdsl.backends.python_source_expr import Unprintable, python_expr
+from netdsl.backends.python_source.analyse import Analysis
+from netdsl.backends.python_source.expr import Unprintable, python_expr
 from netdsl.backends.torch_module import to_module
 from netdsl.cli import main
 from netdsl.errors import NetdslError
@@ -332,7 +333,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((folder / "results.json").read_text())
     assert results["netdsl_absent"], "the fresh process could import netdsl"
-    for case, c in cases.items():
+    for c in cases.values():
         c["result"] = results[c["module"]]
     return cases
 
@@ -528,14 +529,14 @@ def test_formulas_print_as_exact_integer_arithmetic() -> None:
 def test_formulas_under_the_specs_conditions_when_needed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Where the spec cannot be analysed without its `where` conditions (sizes nesting too deeply),
     # the formulas are those that hold under them: here (k - 1) // 2 for k // 2, k being odd.
-    real = python_source._Analysis.analyse
+    real = Analysis.analyse
 
     def no_plain(self: Any, kind: str, spec: Any, values: dict[str, int]) -> Any:
         if kind == "net" and not any(p.annotation for p in spec.params):
             raise NetdslError("the sizes nest too deeply")
         return real(self, kind, spec, values)
 
-    monkeypatch.setattr(python_source._Analysis, "analyse", no_plain)
+    monkeypatch.setattr(Analysis, "analyse", no_plain)
     text, path = load(ROOT / "specs/unet.net")
     src = to_python_source(analyse_text(text, path))
     assert "padding=(k - 1) // 2" in src

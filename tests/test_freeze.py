@@ -23,7 +23,7 @@ def test_freeze_10_freezes_what_the_course_froze() -> None:
     report, model = build_report(YOLO.read_text(), str(YOLO), {"H": 64, "W": 64}, freeze=parse_freeze("10"))
     assert report["frozen_params"] == 19_601_120 and report["total_params"] == 61_949_149
     assert report["trainable_params"] == 61_949_149 - 19_601_120
-    names = {l["name"].split(".")[0] for l in report["layers"] if l.get("frozen")}
+    names = {layer["name"].split(".")[0] for layer in report["layers"] if layer.get("frozen")}
     assert names == {f"b{i}" for i in range(10)}
 
 

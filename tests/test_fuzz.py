@@ -522,9 +522,9 @@ def _image_layer(draw: st.DrawFn, c: int, h: int, w: int) -> tuple[str, tuple[in
         mode = draw(st.sampled_from(["nearest", "bilinear"]))
         return f'upsample({s}, mode="{mode}")', (c, h * s, w * s)
     if kind == "pad":
-        l, r, t, b = (draw(st.integers(0, 2)) for _ in range(4))
+        left, r, t, b = (draw(st.integers(0, 2)) for _ in range(4))
         value = draw(st.sampled_from(["", ", value=-inf", ", value=1.5", ", value=inf"]))
-        return f"pad({l}, {r}, {t}, {b}{value})", (c, h + t + b, w + l + r)
+        return f"pad({left}, {r}, {t}, {b}{value})", (c, h + t + b, w + left + r)
     if kind == "adaptive":
         oh, ow = draw(st.integers(1, 4)), draw(st.integers(1, 4))
         op = draw(st.sampled_from(["adaptive_avgpool", "adaptive_maxpool"]))
@@ -669,7 +669,7 @@ def check_counts(text: str) -> None:
     model = netdsl.build(text)
     # A network without a single layer has nothing to hook (the root would be its own leaf).
     oracle = torch_counts(_AllInputs(model), model.input_shape) if list(model.children()) else {}  # type: ignore
-    by_name = {l.name: l for l in counts.layers}
+    by_name = {layer.name: layer for layer in counts.layers}
     for name, want in oracle.items():
         got = {m: int(counts.value(counts.layer_metric(by_name[name], m))) for m in want}
         assert got == want, (name, text)
@@ -679,7 +679,7 @@ def check_counts(text: str) -> None:
         sum(p.numel() for p in model.parameters())
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     assert frozen == 0 or "@freeze" in text
-    cats = {l.name: l.category for l in counts.layers}
+    cats = {layer.name: layer.category for layer in counts.layers}
     for metric in ("outputs", "connections"):
         for conv in (Convention(), Convention(batchnorm=True, activations=True), Convention(batchnorm=False)):
             keep = conv.categories(metric)

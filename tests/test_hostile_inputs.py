@@ -14,10 +14,11 @@ import pytest
 import netdsl.values
 from netdsl.cli import main
 from netdsl.commands import common
+from netdsl.commands import train as train_command
 from netdsl.commands.build import max_memory_bytes
 from netdsl.errors import NetdslError
 from netdsl.parsing import parse_text, read_spec_file
-from netdsl.train import options, palette
+from netdsl.tasks.colourize import palette
 from netdsl.values import check_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_resume_names_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 
 def test_ensure_fresh_names_files(tmp_path: Path) -> None:
-    from netdsl.train.rundir import ensure_fresh
+    from netdsl.tasks.rundir import ensure_fresh
 
     (tmp_path / "afile").write_text("mine")
     with pytest.raises(NetdslError, match="the output path is a file, not a directory"):
@@ -97,7 +98,7 @@ class Foreign:
 def test_foreign_checkpoint_never_suggests_unsafe_load(kind: str, tmp_path: Path) -> None:
     import torch
 
-    from netdsl.train.rundir import load_checkpoint
+    from netdsl.tasks.checkpoint import load_checkpoint
 
     path = tmp_path / "last.pt"
     if kind == "random":
@@ -114,7 +115,7 @@ def test_foreign_checkpoint_never_suggests_unsafe_load(kind: str, tmp_path: Path
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch's pickle-protocol warning must not leak either
         with pytest.raises(NetdslError) as info:
-            load_checkpoint(path)
+            load_checkpoint(path, "colourize")
     text = info.value.render()
     assert "corrupt or unreadable checkpoint, or not a netdsl checkpoint" in text and "hint:" in text
     assert "weights_only" not in text and "trust" not in text.lower() and "False" not in text
@@ -154,7 +155,7 @@ def test_kmeans_refills_empty_clusters_with_distinct_colours(monkeypatch: pytest
 
 # --- 6. one --set parser -----------------------------------------------------------------------
 def test_one_set_parser() -> None:
-    assert options.parse_sets is common.parse_sets
+    assert train_command.parse_sets is common.parse_sets
     assert common.parse_sets(None) == {}
     assert common.parse_sets(["k=5", " NF = 64 ", "b=-3"]) == {"k": 5, "NF": 64, "b": -3}
     cases = {"k": "no '='", "=3": "'' is not a name", "1k=3": "'1k' is not a name",
@@ -162,12 +163,12 @@ def test_one_set_parser() -> None:
              "k=1_000": "is not an integer"}
     for item, words in cases.items():
         with pytest.raises(NetdslError, match="is not NAME=INTEGER") as info:
-            options.parse_sets([item])
+            train_command.parse_sets([item])
         assert words in info.value.message and info.value.hint
     with pytest.raises(NetdslError, match="19 digits; it is too large") as info:
-        options.parse_sets(["k=" + "9" * 19])  # train used to take any size
+        train_command.parse_sets(["k=" + "9" * 19])  # train used to take any size
     assert info.value.hint == "values are limited to 18 digits"
-    assert options.parse_sets(["k=" + "9" * 18]) == {"k": 10**18 - 1}
+    assert train_command.parse_sets(["k=" + "9" * 18]) == {"k": 10**18 - 1}
 
 
 # --- 7. Python keyword overrides ---------------------------------------------------------------

@@ -25,7 +25,8 @@ import netdsl
 from netdsl.cli import main as cli_main
 from netdsl.errors import NetdslError
 from netdsl.importers import import_file, import_text
-from netdsl.weights import darknet_layout, load_weights, save_weights
+from netdsl.weights import load_weights, save_weights
+from netdsl.weights.darknet import darknet_layout
 from test_fuzz import Hang, basic_edit, time_limit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,8 @@ SMALL_YOLO = cfg(conv(8), conv(16, stride=2), conv(8, 1), conv(16), ("shortcut",
 # The same network written by hand, shaped differently (several layers per statement, other names).
 SMALL_YOLO_NET = """net T(NCLS = 2)
 input x: [3, H = 64, W = 64] where H % 4 == 0, W % 4 == 0
-block cbl(c, k = 1, s = 1) = conv(c, k, stride=s, padding=k//2, bias=false) -> batchnorm(eps=1e-5, momentum=0.03) -> leaky_relu(0.1)
+block cbl(c, k = 1, s = 1) = conv(c, k, stride=s, padding=k//2, bias=false) -> \
+batchnorm(eps=1e-5, momentum=0.03) -> leaky_relu(0.1)
 a = x |> cbl(8, 3) -> cbl(16, 3, 2)
 r = a |> cbl(8) -> cbl(16, 3)
 s = add(a, r)

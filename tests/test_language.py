@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import netdsl
 from netdsl import ir
-from netdsl.parsing import _grammar_text
+from netdsl.parse_tables import grammar_text as _grammar_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,18 +27,15 @@ def test_grammar_is_conflict_free_lalr() -> None:
 
 def test_shipped_parse_tables_are_current_and_used() -> None:
     # A stale file would silently cost every process the build again; a wrong one, wrong parses.
-    import importlib
-
     from netdsl import parse_tables
 
-    parse = importlib.import_module("netdsl.parsing")
     # LALR state numbers differ from build to build (set order), so the file is compared by its
     # key and by what it parses, not byte for byte.
     shipped = json.loads(Path(parse_tables.__file__).with_name(parse_tables.TABLES_NAME).read_text(encoding="utf-8"))
     key = parse_tables.fingerprint(_grammar_text())
     assert shipped["key"]["grammar_sha256"] == key["grammar_sha256"], "run: python -m netdsl.parse_tables"
-    built = parse._build_parser()
-    loaded = parse_tables.load(_grammar_text(), parse._NewlineFilter())
+    built = parse_tables.build_parser()
+    loaded = parse_tables.load(_grammar_text(), parse_tables.NewlineFilter())
     if shipped["key"] != key:  # another Lark than the tables were built with: they must be ignored
         assert loaded is None
         return
@@ -53,7 +50,7 @@ def test_shipped_parse_tables_are_current_and_used() -> None:
         with pytest.raises(lark.exceptions.UnexpectedInput) as b:
             loaded.parse(bad, start="start")
         assert (type(a.value), str(a.value)) == (type(b.value), str(b.value))
-    assert parse_tables.load(_grammar_text() + "\n// edited\n", parse._NewlineFilter()) is None
+    assert parse_tables.load(_grammar_text() + "\n// edited\n", parse_tables.NewlineFilter()) is None
 
 
 def test_blocks_labels_repetition_and_wrapping() -> None:

@@ -1,4 +1,4 @@
-"""NMS (netdsl.detection.nms): greedy `nms` and `non_max_suppression` of the head's eval output,
+"""NMS (netdsl.tasks.detect.nms): greedy `nms` and `non_max_suppression` of the head's eval output,
 against brute-force references written here, hand-made cases, and the compiled yolov3-tiny."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import netdsl
-import netdsl.detection.nms
-from netdsl.detection.nms import nms, non_max_suppression
+import netdsl.tasks.detect.nms
+from netdsl.tasks.detect.nms import nms, non_max_suppression
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,5 +125,5 @@ def test_compiled_yolov3_tiny_eval_output() -> None:
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(netdsl.detection.nms, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(netdsl.tasks.detect.nms, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 4 and result.failed == 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends.torch_module import load_in_order
+from netdsl.weights import load_in_order
 from seed_models import SEED
 
 EXPECTED_PARAMS = {"pool_upsample": 49_728, "conv_transpose": 49_728, "unet": 56_856}

@@ -4,13 +4,13 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import netdsl
+from conftest import run_cli
 from netdsl.errors import NetdslError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def test_odd_kernels_have_one_solution_and_torch_agrees(k: int) -> None:
     for h, w in ((4, 4), (8, 12), (32, 32), (36, 20)):  # any multiple of 4, not only the default
         model = netdsl.build(spec, k=k, H=h, W=w, NF=3, NC=5)
         seen = {}
-        hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.shape[1:]))
+        hooks = [getattr(model, n).register_forward_hook(lambda m, i, o, n=n, seen=seen: seen.__setitem__(n, o.shape[1:]))
                  for n in ("sequence1", "sequence2", "sequence3", "sequence4", "output")]
         model.eval()(torch.zeros(1, 1, h, w))
         for hk in hooks:
@@ -109,9 +109,8 @@ def test_nothing_open() -> None:
     assert res.status == "nothing to solve" and res.solutions == [()]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), "solve", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("solve", *args)
 
 
 def test_cli_exit_status_and_json() -> None:

@@ -18,12 +18,15 @@ import torch
 from torch import nn
 
 import netdsl
-import netdsl.train.command as command
+import netdsl.commands.train as command
 from netdsl.cli import main
 from netdsl.errors import NetdslError
-from netdsl.train import options
-from netdsl.train.data import DataSpec, load_data, to_tensors
-from netdsl.train.loop import Hyper, check_model, fit
+from netdsl.tasks.colourize import options
+from netdsl.tasks.colourize.data import DataSpec, load_data, to_tensors
+from netdsl.tasks.colourize.loop import Hyper, fit
+from netdsl.tasks.colourize.model_check import check_model
+from netdsl.tasks.colourize.prepare import identity
+from netdsl.values import parse_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--max-train", "160", "--max-val", "40", "--epochs", "2", "--batch-size", "64", "--quiet"]
@@ -73,6 +76,7 @@ def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
     monkeypatch.setenv("NETDSL_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
+    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
 
@@ -83,10 +87,10 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 # --- flags -----------------------------------------------------------------------------------
 def test_parse_sets_and_sweeps() -> None:
-    assert options.parse_sets(["k=5", "NF = 64"]) == {"k": 5, "NF": 64}
+    assert parse_sets(["k=5", "NF = 64"]) == {"k": 5, "NF": 64}
     for bad in ("k", "k=five", "=3", "1k=3"):
         with pytest.raises(NetdslError):
-            options.parse_sets([bad])
+            parse_sets([bad])
     sw = options.parse_sweeps(["batch-size=32,64", "k=3,5"])
     assert [(s.name, s.values, s.hyper) for s in sw] == [("batch_size", (32, 64), True), ("k", (3, 5), False)]
     plans = options.plan_runs(["a/unet.net", "b/unet.net"], {"NF": 8}, sw, Hyper())
@@ -101,7 +105,7 @@ def test_help_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, argparse; from netdsl.train.command import add_arguments; "
+    code = ("import sys, argparse; from netdsl.commands.train import add_arguments; "
             "add_arguments(argparse.ArgumentParser()); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
@@ -120,8 +124,8 @@ def test_fit_learns_and_handles_partial_batch(photos: Path) -> None:
 def test_fresh_patches_draw_a_new_subset_each_epoch() -> None:
     """With an epoch size, each epoch trains on that many distinct samples of the pool, a new
     subset each epoch; the EMA's window is an epoch of those steps."""
-    from netdsl.train.data import Tensors
-    from netdsl.train.loop import Trainer
+    from netdsl.tasks.colourize.data import Tensors
+    from netdsl.tasks.colourize.loop import Trainer
 
     g = torch.Generator().manual_seed(0)
     x = torch.arange(200, dtype=torch.float32).view(200, 1, 1, 1).expand(200, 1, 32, 32).contiguous()
@@ -191,9 +195,9 @@ def test_check_model_plain_module_is_only_probed() -> None:
 def test_identity_of_compiled_and_plain_models() -> None:
     from netdsl import build
 
-    assert command.identity(build(TOYNET, NF=4), "ignored", {"NF": 4}) == (
+    assert identity(build(TOYNET, NF=4), "ignored", {"NF": 4}) == (
         "ToyNet", {"NIC": 1, "NF": 4, "NC": 24, "k": 3, "H": 32, "W": 32})
-    assert command.identity(Impostor(), "Impostor", {"NF": 8}) == ("Impostor", {"NF": 8})
+    assert identity(Impostor(), "Impostor", {"NF": 8}) == ("Impostor", {"NF": 8})
 
 
 def test_plain_module_run_records_class_name_and_sets(photos: Path, tmp_path: Path,

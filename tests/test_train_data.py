@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-import netdsl.train.command as command
+import netdsl.commands.train as command
 from netdsl.cli import main
 from netdsl.errors import NetdslError
-from netdsl.train import cifar, patches
-from netdsl.train.data import DataSpec, load_data, to_tensors
-from netdsl.train.palette import kmeans_palette, labels, load_palette
+from netdsl.tasks.colourize import cifar, patches
+from netdsl.tasks.colourize.data import DataSpec, load_data, to_tensors
+from netdsl.tasks.colourize.palette import kmeans_palette, labels, load_palette
 
 
 class Toy(nn.Module):
@@ -34,6 +34,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
+    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
 

@@ -9,13 +9,17 @@ import pytest
 import torch
 from torch import nn
 
+import test_train_resume
 from netdsl.cli import main
-from netdsl.train.data import Tensors
-from netdsl.train.loop import Hyper, Trainer, ema_settings
-from netdsl.train.rundir import RunDir
+from netdsl.tasks.colourize.data import Tensors
+from netdsl.tasks.colourize.loop import Hyper, Trainer, ema_settings
+from netdsl.tasks.colourize.rundir import RunDir
+from test_train_resume import ARGS, Toy, metrics
 
-# The fixtures (photos, cache, env) and metrics() are test_train_resume's: the same stand-in runs.
-from test_train_resume import ARGS, Toy, cache, env, metrics, photos  # noqa: F401
+# The fixtures and metrics() are test_train_resume's: the same stand-in runs. Bound by assignment
+# (pytest collects fixtures from module attributes) rather than imported, since a test's
+# parameter of the same name would read as redefining an unused import.
+photos, cache, env = test_train_resume.photos, test_train_resume.cache, test_train_resume.env
 
 
 class Crash(Exception):
@@ -122,7 +126,7 @@ def test_ema_model_is_what_predict_and_weights_use(photos: Path, tmp_path: Path)
 def test_recompute_bn_gives_the_averaged_weights_their_own_statistics() -> None:
     import contextlib
 
-    from netdsl.train.loop import recompute_bn
+    from netdsl.tasks.colourize.loop import recompute_bn
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Dropout(0.5))

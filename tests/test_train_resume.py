@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-import netdsl.train.command as command
+import netdsl.commands.train as command
 from netdsl.cli import main
-from netdsl.train.rundir import RunDir
+from netdsl.tasks.colourize.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--max-train", "130", "--max-val", "40", "--batch-size", "50", "--quiet"]
@@ -63,6 +63,7 @@ def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
     monkeypatch.setenv("NETDSL_CACHE", str(cache))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
+    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
 
@@ -112,13 +113,14 @@ def test_sigkill_then_resume(photos: Path, cache: Path, tmp_path: Path) -> None:
     signal comes; the reference run trains in this process, without the sleeps."""
     script = ("import sys, time, torch\n"
               f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-              "import netdsl.train.command as c\n"
+              "import netdsl.commands.train as c\n"
               "from test_train_resume import Toy\n"
               "class Slow(Toy):\n"
               "    def forward(self, x):\n"
               "        if self.training: time.sleep(0.03)\n"
               "        return super().forward(x)\n"
               "c.build_model = lambda spec, params, freeze=None: Slow(**params)\n"
+              "c.analyse_spec = lambda spec, params: None\n"
               "from netdsl.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
     (tmp_path / "runner.py").write_text(script)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from netdsl.train.data import Tensors
-from netdsl.train.loop import Hyper, Trainer
+from netdsl.tasks.colourize.data import Tensors
+from netdsl.tasks.colourize.loop import Hyper, Trainer
 
 OLD = dict(channels_last=False, fused=False)  # the loop as it was before issue 12
 

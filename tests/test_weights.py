@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import netdsl
 from netdsl.cli import main
 from netdsl.errors import NetdslError
-from netdsl.weights import darknet_layout
+from netdsl.weights.darknet import darknet_layout
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -166,8 +166,8 @@ def test_torch_round_trip_and_checkpoint(tmp_path: Path) -> None:
     dst = build("yolov3-tiny")
     netdsl.load_weights(dst, tmp_path / "w.pt")
     assert_same(dst.state_dict(), src.state_dict())
-    # a netdsl training checkpoint (netdsl/train/loop.py's Trainer.state): the model is under "model"
-    from netdsl.train.loop import CHECKPOINT_FORMAT
+    # a netdsl training checkpoint (netdsl/tasks/colourize/loop.py's Trainer.state): the model is under "model"
+    from netdsl.files import CHECKPOINT_FORMAT
 
     torch.save({"format": CHECKPOINT_FORMAT, "epoch": 3, "model": src.state_dict(), "history": []}, tmp_path / "c.pth")
     dst = build("yolov3-tiny")

@@ -74,7 +74,8 @@ def test_maxpool_padding_rule_ignores_dilation() -> None:
     with pytest.raises(NetdslError, match="padding=2 must be at most half the kernel") as e:
         netdsl.build("net P()\ninput x: [1, H = 16, W = 16]\noutput = x |> maxpool(3, stride=1, padding=2, dilation=2)")
     assert (e.value.span.line, e.value.span.column) == (3, 44)
-    r = netdsl.solve("net P()\ninput x: [1, H = 16, W = 16]\noutput: [1, H, W] = x |> maxpool(3, stride=1, padding=?, dilation=2)")
+    r = netdsl.solve("net P()\ninput x: [1, H = 16, W = 16]\n"
+                     "output: [1, H, W] = x |> maxpool(3, stride=1, padding=?, dilation=2)")
     assert r.holes[0].high == 1 and r.status == "none"
 
 

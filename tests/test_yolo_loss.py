@@ -1,4 +1,4 @@
-"""YOLOv3's loss (netdsl.detection.loss.yolo_loss): hand-computed cases, a plain-loop reference
+"""YOLOv3's loss (netdsl.tasks.detect.loss.yolo_loss): hand-computed cases, a plain-loop reference
 of the assignment and the terms, invariants, and the compiled yolov3-tiny head end to end."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.detection.loss import DEFAULT_HYP, assign_targets, head_geometry, yolo_loss
+from netdsl.tasks.detect.loss import DEFAULT_HYP, assign_targets, head_geometry, yolo_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 HYP_YAML = ROOT.parent / "shared" / "reference" / "ultralytics-yolov3-v9.6.0" / "hyp.scratch.yaml"
@@ -233,13 +233,13 @@ def test_lazy_export_and_docstring_examples() -> None:
     import subprocess
     import sys
 
-    import netdsl.detection.boxes
-    import netdsl.detection.loss
+    import netdsl.tasks.detect.boxes
+    import netdsl.tasks.detect.loss
 
     code = ("import sys, netdsl; light = 'torch' not in sys.modules; "
-            "from netdsl.detection.loss import yolo_loss; print(light, netdsl.yolo_loss is yolo_loss)")
+            "from netdsl.tasks.detect.loss import yolo_loss; print(light, netdsl.yolo_loss is yolo_loss)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
-    for module, least in ((netdsl.detection.loss, 8), (netdsl.detection.boxes, 3)):
+    for module, least in ((netdsl.tasks.detect.loss, 8), (netdsl.tasks.detect.boxes, 3)):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted >= least and result.failed == 0

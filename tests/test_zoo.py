@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.backends.torch_module import load_in_order
+from netdsl.weights import load_in_order
 from torch_oracle import check_against_torch
 from zoo_reference import PUBLISHED, make
 

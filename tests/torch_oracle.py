@@ -57,7 +57,7 @@ def check_against_torch(source: str | Path, **params: int) -> None:
     counts = netdsl.count(source, **params)
     model = netdsl.build(source, **params)
     oracle = torch_counts(model, model.input_shape)
-    by_name = {l.name: l for l in counts.layers}
+    by_name = {layer.name: layer for layer in counts.layers}
     for name, want in oracle.items():
         layer = by_name[name]
         got = {m: int(counts.value(counts.layer_metric(layer, m))) for m in want}
@@ -67,7 +67,7 @@ def check_against_torch(source: str | Path, **params: int) -> None:
     assert counts.value(counts.total("buffers")) == sum(b.numel() for b in model.buffers())
     assert counts.value(counts.total("weights", Convention(biases=True, batchnorm=True))) == \
         sum(p.numel() for p in model.parameters())
-    cats = {l.name: l.category for l in counts.layers}
+    cats = {layer.name: layer.category for layer in counts.layers}
     for metric in ("outputs", "connections"):
         for conv in (Convention(), Convention(batchnorm=True, activations=True), Convention(batchnorm=False)):
             keep = conv.categories(metric)

@@ -1,10 +1,21 @@
-"""torch modules netdsl needs that torch.nn does not have: the YOLO detection head."""
+"""torch modules netdsl needs that torch.nn does not have: the YOLO detection head.
+
+`netdsl export --to python` copies this module's source into the file it writes (`SOURCE`), so
+the code here is written to stand alone there: it names only `torch` and `nn` (no other import,
+not even `math`), and `torch.fx.symbolic_trace` can follow it (shapes read by index, the anchors
+made with `new_tensor`).
+"""
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+
+def _log(x: float) -> float:
+    """math.log without importing math (made on the CPU, whatever the default device)."""
+    return torch.tensor(x, dtype=torch.float64, device="cpu").log().item()
 
 
 class Detect(nn.Module):
@@ -18,12 +29,13 @@ class Detect(nn.Module):
     The anchors are kept as plain attributes, not buffers: a state_dict holds weights only.
     """
 
-    def __init__(self, classes: int, anchors: list[list[int]], strides: list[int], in_channels: list[int],
-                 decode: str = "ultralytics") -> None:
+    def __init__(self, classes: int, anchors: list[list[int]], strides: list[int],
+                 in_channels: list[int], decode: str = "ultralytics") -> None:
         super().__init__()
         self.classes, self.outputs = classes, classes + 5
         self.levels, self.per_level = len(anchors), len(anchors[0]) // 2
-        self.anchor_pixels = [[(float(a[2 * j]), float(a[2 * j + 1])) for j in range(self.per_level)] for a in anchors]
+        self.anchor_pixels = [[(float(a[2 * j]), float(a[2 * j + 1])) for j in range(self.per_level)]
+                              for a in anchors]
         self.strides = [int(s) for s in strides]
         self.decode_style = decode
         self.m = nn.ModuleList(nn.Conv2d(c, self.per_level * self.outputs, 1) for c in in_channels)
@@ -34,9 +46,9 @@ class Detect(nn.Module):
         log(0.6 / (classes - 0.99)), so the first losses are of a sensible size."""
         with torch.no_grad():
             for conv, stride in zip(self.m, self.strides):
-                b = conv.bias.view(self.per_level, self.outputs)
-                b[:, 4] += math.log(8 / (image_size / stride) ** 2)
-                b[:, 5:] += math.log(0.6 / (self.classes - 0.99))
+                b = conv.get_parameter("bias").view(self.per_level, self.outputs)
+                b[:, 4] += _log(8 / (image_size / stride) ** 2)
+                b[:, 5:] += _log(0.6 / (self.classes - 0.99))
 
     def extra_repr(self) -> str:
         return (f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}, "
@@ -46,18 +58,18 @@ class Detect(nn.Module):
         raw = []
         for conv, x in zip(self.m, xs):
             y = conv(x)
-            n, _, h, w = y.shape
-            raw.append(y.view(n, self.per_level, self.outputs, h, w).permute(0, 1, 3, 4, 2).contiguous())
+            y = y.view(y.shape[0], self.per_level, self.outputs, y.shape[2], y.shape[3])
+            raw.append(y.permute(0, 1, 3, 4, 2).contiguous())
         if self.training:
             return tuple(raw)
         decoded = [self.decode(i, y) for i, y in enumerate(raw)]
         return torch.cat(decoded, 1), tuple(raw)
 
     def decode(self, level: int, y: torch.Tensor) -> torch.Tensor:
-        n, na, h, w, no = y.shape
+        n, na, h, w, no = y.shape[0], y.shape[1], y.shape[2], y.shape[3], y.shape[4]
         gy, gx = torch.meshgrid(torch.arange(h, device=y.device), torch.arange(w, device=y.device), indexing="ij")
         grid = torch.stack((gx, gy), 2).view(1, 1, h, w, 2).to(y.dtype)
-        anchors = torch.tensor(self.anchor_pixels[level], dtype=y.dtype, device=y.device).view(1, na, 1, 1, 2)
+        anchors = y.new_tensor(self.anchor_pixels[level]).view(1, na, 1, 1, 2)
         s = y.sigmoid()
         if self.decode_style == "darknet":  # darknet's [yolo]: sigmoid offsets, exponential sizes
             xy = (s[..., 0:2] + grid) * self.strides[level]
@@ -66,3 +78,8 @@ class Detect(nn.Module):
             xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
             wh = (s[..., 2:4] * 2) ** 2 * anchors
         return torch.cat((xy, wh, s[..., 4:]), -1).view(n, -1, no)
+
+
+# Per class an exported file may need: the definitions it is written with, in order (the
+# functions its code calls, then the class). The exporter copies their source from here.
+STANDALONE: dict[str, tuple[Callable[..., object], ...]] = {"Detect": (_log, Detect)}

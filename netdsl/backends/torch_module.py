@@ -6,13 +6,15 @@ one unlabelled layer registers that layer directly, others an nn.Sequential of t
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from netdsl.backends import torch_layers
 from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
+from netdsl.ops import OpDef
 
 # Attributes the compiled classes set themselves; user names must not take them.
 _OWN = frozenset({"_netdsl_plan", "_netdsl_inputs", "_netdsl_outputs", "_netdsl_name", "_netdsl_frozen_bn", "ir", "concrete",
@@ -28,8 +30,6 @@ def _check_name(owner: nn.Module, name: str, span: Span, what: str) -> None:
 
 
 def _construct(cls: str, kwargs: dict[str, Any], what: str, span: Span, attrs: frozenset[str]) -> nn.Module:
-    from netdsl.backends import torch_layers
-
     try:
         module = getattr(nn, cls, None) or getattr(torch_layers, cls)
         module = module(**kwargs)
@@ -43,15 +43,18 @@ def _construct(cls: str, kwargs: dict[str, Any], what: str, span: Span, attrs: f
 
 def make_layer(layer: Layer) -> nn.Module:
     """The torch module of one layer, from the op's own description of it."""
-    cls, kwargs = layer.op.torch(layer.args, layer.in_at)
-    return _construct(cls, kwargs, layer.op.name, layer.span, layer.attrs)
+    made = layer.module_spec()
+    if made is None:
+        raise NetdslError(f"'{layer.op.name}' has no module to compute it", layer.span,
+                          "a layer's op must name its module (OpDef.module)")
+    return _construct(*made, layer.op.name, layer.span, layer.attrs)
 
 
 def _statement_module(st: Statement) -> nn.Module | None:
     if st.merge is not None:
-        made = st.merge.merge.module(st.merge.args, st.merge.in_at)
+        made = st.merge.module_spec()
         if made is not None:  # an op with weights over several inputs (detect): no layers follow it
-            return _construct(*made, st.merge.merge.name, st.merge.span, st.attrs)
+            return _construct(*made, st.merge.op.name, st.merge.span, st.attrs)
     mods: list[tuple[str, nn.Module]] = []
     for it in st.items:
         if isinstance(it, Block):
@@ -68,35 +71,43 @@ def _statement_module(st: Statement) -> nn.Module | None:
     return nn.Sequential(OrderedDict(mods))
 
 
+# One statement of the plan: its name, how its inputs are taken ("ref": the one input as it is;
+# "call": the statement's module takes every input; an op: its `combine`), the inputs, and
+# whether a module then runs on the result.
+_Step = tuple[str, "str | OpDef", tuple[str, ...], bool]
+
+
 class _GraphModule(nn.Module):
-    """Statements as children, walked by a precomputed plan (look up inputs, merge, call)."""
+    """Statements as children, walked by a precomputed plan (look up inputs, combine, call)."""
 
     def _add_statements(self, statements: list[Statement]) -> None:
-        plan = []
+        plan: list[_Step] = []
         for st in statements:
             _check_name(self, st.name, st.span, "tensor name")
             mod = _statement_module(st)
             if mod is not None:
                 self.add_module(st.name, mod)
-            calls = st.merge is not None and st.merge.merge.final
-            plan.append((st.name, "call" if calls else st.source, st.inputs, mod is not None))
+            how: str | OpDef = "ref"
+            if st.merge is not None:
+                how = "call" if st.merge.module_spec() is not None else st.merge.op
+            plan.append((st.name, how, st.inputs, mod is not None))
         self._netdsl_plan = tuple(plan)
 
+    def _child(self, name: str) -> nn.Module:
+        # `_modules` is typed as holding None too; the plan names only modules it added
+        return cast(nn.Module, self._modules[name])
+
     def _run(self, env: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        for name, merge, inputs, has_module in self._netdsl_plan:
-            if merge == "call":  # the module takes every input itself
-                env[name] = self._modules[name](*[env[i] for i in inputs])
+        for name, how, inputs, has_module in self._netdsl_plan:
+            if how == "call":
+                env[name] = self._child(name)(*[env[i] for i in inputs])
                 continue
-            if merge == "ref":
-                t = env[inputs[0]]
-            elif merge == "cat":
-                t = torch.cat([env[i] for i in inputs], dim=1)
+            if isinstance(how, OpDef):
+                t = how.combine([env[i] for i in inputs], torch)
             else:
                 t = env[inputs[0]]
-                for i in inputs[1:]:
-                    t = t + env[i]
             if has_module:
-                t = self._modules[name](t)
+                t = self._child(name)(t)
             env[name] = t
         return env
 
@@ -142,8 +153,8 @@ class CompiledNet(_GraphModule):
         # `--freeze-bn eval`: frozen BatchNorm layers stay in eval mode whatever train() is asked.
         frozen_bn = cg.graph is not None and cg.graph.freeze_bn == "eval"
         modules = dict(self.named_modules())
-        self._netdsl_frozen_bn = tuple(modules[l.path] for l in cg.layers
-                                       if frozen_bn and "freeze" in l.attrs and l.op.name == "batchnorm")
+        self._netdsl_frozen_bn = tuple(modules[layer.path] for layer in cg.layers
+                                       if frozen_bn and "freeze" in layer.attrs and layer.op.running_stats)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> CompiledNet:
@@ -165,7 +176,7 @@ class CompiledNet(_GraphModule):
 class MultiInputNet(CompiledNet):
     """A compiled network with several inputs: `forward` takes them in declared order."""
 
-    def forward(self, *xs: torch.Tensor) -> Any:  # type: ignore[override]
+    def forward(self, *xs: torch.Tensor) -> Any:
         if len(xs) != len(self._netdsl_inputs):
             raise TypeError(f"{self.spec_name} takes {len(self._netdsl_inputs)} inputs "
                             f"({', '.join(self._netdsl_inputs)}), got {len(xs)}")
@@ -176,33 +187,5 @@ class MultiInputNet(CompiledNet):
 
 
 def to_module(cg: ConcreteGraph) -> CompiledNet:
-    """Compile a concrete graph (see `netdsl.api.compile_spec`) into a CompiledNet."""
+    """Compile a concrete graph (see `netdsl.backends.torch_build.compile_spec`) into a CompiledNet."""
     return (MultiInputNet if len(cg.inputs) > 1 else CompiledNet)(cg)
-
-
-def load_in_order(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """Load a state_dict from another module with the same tensors in the same order.
-
-    Keys are ignored: the i-th distinct tensor of `state_dict` goes to the i-th entry of
-    `model.state_dict()`. Entries sharing storage (a module registered twice, as in the seed's
-    `self.conv1` + `self.sequence1`) count once. Shapes must match one by one.
-    """
-    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
-    source: list[tuple[str, torch.Tensor]] = []
-    for k, t in state_dict.items():
-        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride())) if t.numel() else (id(t), (), ())
-        if key in seen:
-            continue
-        seen.add(key)
-        source.append((k, t))
-    target = model.state_dict()
-    if len(source) != len(target):
-        raise NetdslError(f"the state_dict has {len(source)} distinct tensors, the model {len(target)}",
-                          hint="the two networks differ in structure")
-    mapped = {}
-    for (sk, st), (tk, tt) in zip(source, target.items()):
-        if st.shape != tt.shape:
-            raise NetdslError(f"tensor '{sk}' has shape {tuple(st.shape)} but '{tk}' needs {tuple(tt.shape)}",
-                              hint="the two networks differ in structure or parameter values")
-        mapped[tk] = st
-    model.load_state_dict(mapped)

@@ -7,15 +7,40 @@ import math
 import sys
 from typing import Any
 
-from netdsl.api import DEFAULT_MAX_BYTES, compile_spec, load
-from netdsl.commands.common import parse_sets
+from rich.console import Console
+from rich.table import Table
+
+from netdsl.api import load
+from netdsl.commands.common import add_set_argument
 from netdsl.concrete import Layer, Merge
 from netdsl.errors import NetdslError
+from netdsl.freeze import Freeze, parse_freeze
+from netdsl.limits import DEFAULT_MAX_BYTES
+from netdsl.values import parse_sets
+from netdsl.weights import load_weights
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="path to a .net spec")
+    add_set_argument(p, "override a declared parameter or input size (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--emit-ir", action="store_true", help="print the typed IR as JSON and stop")
+    p.add_argument("--max-memory", type=float, metavar="GIB",
+                   help="refuse networks estimated to need more memory than this (default 8 GiB)")
+    p.add_argument("--freeze", metavar="N|NAME[,NAME]",
+                   help="freeze the first N top-level statements, or statements, labels and blocks by name")
+    p.add_argument("--freeze-bn", choices=("train", "eval"),
+                   help="frozen BatchNorm layers: keep updating their statistics (train, the default) or not (eval)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="load pretrained weights after building: darknet .weights, or a .pt/.pth state_dict "
+                        "or netdsl checkpoint")
 
 
 def build_report(text: str, path: str | None, overrides: dict[str, int],
-                 max_bytes: int | None = DEFAULT_MAX_BYTES, freeze: Any = None) -> tuple[dict[str, Any], Any]:
-    """The JSON-able report of a build and the compiled module (`freeze`: a netdsl.freeze.Freeze)."""
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, freeze: Freeze | None = None) -> tuple[dict[str, Any], Any]:
+    """The JSON-able report of a build and the compiled module."""
+    from netdsl.backends.torch_build import compile_spec  # torch (and SymPy) only when a build runs
+
     cg, model = compile_spec(text, path, overrides, max_bytes, freeze)
     modules = dict(model.named_modules())
     layers = []
@@ -25,7 +50,7 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
         attrs = layer.attrs if isinstance(layer, Layer) else frozenset()
         layers.append({
             "name": layer.path,
-            "op": layer.op.name if isinstance(layer, Layer) else layer.merge.name,
+            "op": layer.op.name,
             "line": layer.line,
             "out_shape": list(layer.out_at),
             "out_shape_symbolic": [str(x) for x in cg.show(layer.out_shape)],
@@ -59,9 +84,6 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     vals = ", ".join(f"{k}={v}" for k, v in report["values"].items())
     table = Table(title=f"{report['net']}  ({vals})", title_justify="left")
@@ -101,7 +123,7 @@ def max_memory_bytes(gib: float | None) -> int:
     return max(1, int(min(gib, 2.0**33) * 2**30))
 
 
-def run_build(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     text, path = load(args.spec)
     overrides = parse_sets(args.sets)
     max_bytes = max_memory_bytes(args.max_memory)  # a bad flag is refused even with --emit-ir
@@ -110,18 +132,14 @@ def run_build(args: argparse.Namespace) -> int:
         if weights is not None:
             raise NetdslError("--weights has no effect with --emit-ir, which stops before building",
                               hint="drop one of the two flags")
-        from netdsl.api import lower_text
+        from netdsl.passes.front import lower_text  # SymPy only when a command runs
 
         graph = lower_text(text, path, overrides)
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
-    from netdsl.freeze import parse_freeze
-
     freeze = parse_freeze(getattr(args, "freeze", None), getattr(args, "freeze_bn", None))
     report, model = build_report(text, path, overrides, max_bytes, freeze)
     if weights is not None:
-        from netdsl.weights import load_weights
-
         load_weights(model, weights)
         report["weights"] = weights
     if args.json:

@@ -1,17 +1,31 @@
 """`netdsl count SPEC`: exact symbolic weights, outputs and connections; checks claims.
 
 Exit status: 0, or 1 when a claim fails (or cannot be decided), 2 for an error (raised as
-NetdslError and rendered by the CLI). Never imports torch.
+NetdslError and rendered by the CLI). Never imports torch; the compiler's passes (SymPy) are
+imported when a count runs, as `netdsl --help` imports every command's module.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from netdsl.api import claim_sources, load
 from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError, source_text
+from netdsl.values import parse_sets
+
+if TYPE_CHECKING:
+    from netdsl import ir
+    from netdsl.concrete import Tensor
+    from netdsl.passes.claims import ClaimResult
+    from netdsl.passes.counts import Convention, CountResult
 
 SHOWN_METRICS = ("weights", "biases", "norm_params", "outputs", "connections")
 
@@ -38,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="outputs and connections include cat/add merges")
 
 
-def assumptions(graph, text: str) -> list[str]:  # noqa: ANN001 - ir.Graph or ir.Spec
+def assumptions(graph: ir.Graph | ir.Spec, text: str) -> list[str]:
+    """The header's annotations and `where` conditions as written, for the report."""
     from netdsl.passes.symbols import conditions_of
 
     out = [f"{p.name}: {p.annotation}" for p in graph.params if p.annotation]
@@ -46,7 +61,7 @@ def assumptions(graph, text: str) -> list[str]:  # noqa: ANN001 - ir.Graph or ir
     return out
 
 
-def _claim_json(r) -> dict[str, Any]:  # noqa: ANN001 - ClaimResult
+def _claim_json(r: ClaimResult) -> dict[str, Any]:
     c = r.source.claim
     return {
         "file": r.source.path, "line": c.span.line, "column": c.span.column, "claim": r.source.snippet(),
@@ -60,21 +75,22 @@ def _claim_json(r) -> dict[str, Any]:  # noqa: ANN001 - ClaimResult
     }
 
 
-def _tensor(counts, t) -> dict[str, Any]:  # noqa: ANN001 - CountResult, concrete.Tensor
+def _tensor(counts: CountResult, t: Tensor) -> dict[str, Any]:
     return {"name": t.name, "shape": [str(counts.show(x)) for x in t.shape], "at": list(t.at)}
 
 
-def count_report(text: str, path: str | None, overrides: dict[str, int], convention=None,  # noqa: ANN001
-                 doubled: bool = False,
-                 claim_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], Any, list]:
+def count_report(text: str, path: str | None, overrides: dict[str, int], convention: Convention | None = None,
+                 doubled: bool = False, claim_files: list[str] | tuple[str, ...] = (),
+                 ) -> tuple[dict[str, Any], CountResult, list[ClaimResult]]:
     """The JSON-able report of `netdsl count`, the CountResult and the claim results."""
-    from netdsl.api import analyse_text, claim_sources
     from netdsl.passes.claims import check_claims
     from netdsl.passes.counts import METRICS, Convention, count_layers
+    from netdsl.passes.front import analyse_text
 
     convention = convention or Convention()
     counts = count_layers(analyse_text(text, path, overrides))
     graph = counts.shapes.graph
+    assert graph is not None, "analyse_text always lowers the spec"
     claims = check_claims(counts, claim_sources(counts.shapes.spec, text, path, claim_files))
     sh = counts.shapes
     layers, layer_values = [], []
@@ -85,11 +101,11 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
             text_of[x] = str(x)
         return text_of[x]
 
-    for l in counts.layers:
-        exprs = {m: counts.layer_metric(l, m) for m in METRICS}
-        layers.append({"name": l.name, "op": l.op, "line": l.line,
-                       "out_shape": [s(counts.show(x)) for x in l.out_shape], **{m: s(e) for m, e in exprs.items()}})
-        layer_values.append({"name": l.name, "out_shape": sh.at(l.out_shape),
+    for layer in counts.layers:
+        exprs = {m: counts.layer_metric(layer, m) for m in METRICS}
+        layers.append({"name": layer.name, "op": layer.op, "line": layer.line,
+                       "out_shape": [s(counts.show(x)) for x in layer.out_shape], **{m: s(e) for m, e in exprs.items()}})
+        layer_values.append({"name": layer.name, "out_shape": sh.at(layer.out_shape),
                              **{m: int(counts.value(e)) for m, e in exprs.items()}})
     totals = {m: counts.total(m, convention) for m in METRICS}
     report: dict[str, Any] = {
@@ -122,14 +138,23 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
 
 
 def _print(report: dict[str, Any], doubled: bool) -> None:
-    import shutil
-
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
     console = Console(width=max(width, 100), highlight=False)
+    _print_header(console, report)
+    console.print(_layer_table(report))
+    for kind in ("inputs", "outputs"):
+        if len(report[kind]) > 1 or kind == "outputs":
+            console.print(f"{kind}: " + "; ".join(f"{t['name']} [{', '.join(t['shape'])}] = {'×'.join(map(str, t['at']))}"
+                                               for t in report[kind]))
+    console.print(Text("each layer's own counts are shown; the totals add up the layers their convention includes",
+                       style="dim"))
+    console.print(_totals_table(report, doubled))
+    _print_claims(console, report["claims"])
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+
+
+def _print_header(console: Console, report: dict[str, Any]) -> None:
     vals = ", ".join(f"{k}={v}" for k, v in report["values"]["at"].items())
     console.print(Text(f"{report['net']}  ({report['spec'] or '<input>'}): counts per sample, exact in "
                        f"{', '.join(report['symbols'])}", style="bold"))
@@ -138,32 +163,33 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
     else:
         console.print(f"values in use: {vals}")
     console.print(f"totals: {report['convention']['text']}")
+
+
+def _cell(formula: str, value: int) -> Text | str:
+    """A layer's count: blank when zero, the formula, and its value when the formula is not a number."""
+    if formula == "0":
+        return ""
+    if formula == str(value):
+        return formula
+    return Text.assemble(formula, (f" = {value:,}", "dim"))
+
+
+def _layer_table(report: dict[str, Any]) -> Table:
     table = Table(title_justify="left", show_lines=False)
     for col in ("layer", "op", "line"):
         table.add_column(col, justify="right" if col == "line" else "left", no_wrap=True)
     for col in ("output", "weights", "biases", "BN params", "outputs", "connections"):
         table.add_column(col, overflow="fold")
     vl = {v["name"]: v for v in report["values"]["layers"]}
-
-    def cell(formula: str, value: int) -> Text | str:
-        if formula == "0":
-            return ""
-        if formula == str(value):
-            return formula
-        return Text.assemble(formula, (f" = {value:,}", "dim"))
-
-    for l in report["layers"]:
-        v = vl[l["name"]]
+    for row in report["layers"]:
+        v = vl[row["name"]]
         at = " = " + "×".join(map(str, v["out_shape"]))
-        shape = Text.assemble("[" + ", ".join(l["out_shape"]) + "]", (at, "dim"))
-        table.add_row(l["name"], l["op"], str(l["line"]), shape, *[cell(l[m], v[m]) for m in SHOWN_METRICS])
-    console.print(table)
-    for kind in ("inputs", "outputs"):
-        if len(report[kind]) > 1 or kind == "outputs":
-            console.print(f"{kind}: " + "; ".join(f"{t['name']} [{', '.join(t['shape'])}] = {'×'.join(map(str, t['at']))}"
-                                               for t in report[kind]))
-    console.print(Text("each layer's own counts are shown; the totals add up the layers their convention includes",
-                       style="dim"))
+        shape = Text.assemble("[" + ", ".join(row["out_shape"]) + "]", (at, "dim"))
+        table.add_row(row["name"], row["op"], str(row["line"]), shape, *[_cell(row[m], v[m]) for m in SHOWN_METRICS])
+    return table
+
+
+def _totals_table(report: dict[str, Any], doubled: bool) -> Table:
     totals = Table(title="totals", title_justify="left")
     totals.add_column("metric")
     totals.add_column("formula", overflow="fold")
@@ -177,10 +203,13 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
         if doubled:
             row += [report["doubled"][m], f"{report['values']['doubled'][m]:,}", report["ratios"][m] or "-"]
         totals.add_row(*row)
-    console.print(totals)
-    if report["claims"]:
+    return totals
+
+
+def _print_claims(console: Console, claims: list[dict[str, Any]]) -> None:
+    if claims:
         console.print(Text("claims", style="bold"))
-    for c in report["claims"]:
+    for c in claims:
         where = f"{c['file'] or '<input>'}:{c['line']}"
         if c["holds"]:
             console.print(Text(f"  ✓ {where}: {c['claim']}", style="green"))
@@ -196,13 +225,9 @@ def _print(report: dict[str, Any], doubled: bool) -> None:
         if c["values_in_use"]:
             console.print(f"      at the values in use: claimed {c['values_in_use']['claimed']:,}, "
                           f"counted {c['values_in_use']['counted']:,}")
-    for note in report["notes"]:
-        console.print(f"note: {note}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from netdsl.api import load
-    from netdsl.commands.common import parse_sets
     from netdsl.passes.counts import Convention
 
     text, path = load(args.spec)

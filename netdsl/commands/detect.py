@@ -27,10 +27,25 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from netdsl.api import compile_spec, load
+from netdsl.commands.build import max_memory_bytes
 from netdsl.commands.common import add_set_argument
+from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError
+from netdsl.files import check_writable
+from netdsl.passes.limits import _gib, check_memory
+from netdsl.tasks.detect import images as image_io
+from netdsl.tasks.detect.checks import classes_fix
+from netdsl.tasks.detect.draw import draw_detections, encode_image, label
+from netdsl.tasks.detect.labels import parse_names
+from netdsl.values import parse_sets
+
+if TYPE_CHECKING:  # torch, imported only once every cheap check has passed (and never for --help)
+    from torch import nn
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 WRITE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -83,17 +98,13 @@ READ_HINT = "check that it is an image file (PNG, JPEG, ...) and not truncated; 
 
 
 def read_image(path: Path) -> Any:
-    """uint8 `[H, W, 3]` RGB as training reads it (`netdsl.detection.images`), or a NetdslError naming the file."""
-    from netdsl.detection import images
-
-    return images.read_image(path, READ_HINT)
+    """uint8 `[H, W, 3]` RGB as training reads it (`netdsl.tasks.detect.images`), or a NetdslError naming the file."""
+    return image_io.read_image(path, READ_HINT)
 
 
 def check_image(path: Path) -> None:
     """Decode the file in full and keep nothing (pixels are read a batch at a time), or a NetdslError."""
-    from netdsl.detection import images
-
-    images.check_image(path, READ_HINT)
+    image_io.check_image(path, READ_HINT)
 
 
 def read_names(path: str) -> list[str]:
@@ -108,8 +119,6 @@ def read_names(path: str) -> list[str]:
                           hint="--names takes a UTF-8 YAML or text file") from None
     hint = "write `names: [person, bicycle, ...]` in YAML, or one name per line in a .txt file"
     if p.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -117,8 +126,6 @@ def read_names(path: str) -> list[str]:
                               hint=hint) from None
         if not isinstance(data, dict) or data.get("names") is None:
             raise NetdslError("the YAML file has no `names:` list", path=path, hint=hint)
-        from netdsl.detection.data import parse_names  # the data YAML's rules, located errors
-
         names = parse_names(data["names"], path, text)
     else:
         names = [line.strip() for line in text.splitlines() if line.strip()]
@@ -140,8 +147,6 @@ def check_out(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         raise NetdslError("output directory already exists and is not empty", path=str(out),
                           hint="choose another --out")
-    from netdsl.train.outdir import check_writable
-
     check_writable(out, beside=True)  # the results are built beside it, then renamed into place
 
 
@@ -155,13 +160,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise NetdslError(f"--max-det {args.max_det}: give a positive number", hint="e.g. --max-det 300")
 
 
-def check_img_memory(cg: Any, img: int, max_bytes: int) -> None:
+def check_img_memory(cg: ConcreteGraph, img: int, max_bytes: int) -> None:
     """Refuse an `--img` at which the network would need more than `max_bytes`, by build's
     estimate (parameters and buffers, and every layer's output for one image: `check_memory`)
     taken at the spec's input size and its activations scaled to `img` x `img`, the largest
     letterboxed input: a convolutional network's outputs grow with the input's area."""
-    from netdsl.passes.limits import _gib, check_memory
-
     est = check_memory(cg, None)
     h, w = cg.inputs[0].at[-2:]
     acts = -(-est.activation_bytes * img * img // (h * w))  # exact integers: --img 99999999984 cannot overflow
@@ -182,8 +185,6 @@ def summary(counts: dict[int, int], names: list[str] | None) -> str:
     >>> summary({}, None), summary({1: 2}, None)
     ('(no detections)', '2 class1s')
     """
-    from netdsl.detection.draw import label
-
     if not counts:
         return "(no detections)"
     return ", ".join(f"{n} {label(c, names)}{'s' * (n > 1)}" for c, n in sorted(counts.items()))
@@ -233,10 +234,6 @@ def output_names(files: list[Path]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netdsl.api import load
-    from netdsl.commands.build import max_memory_bytes
-    from netdsl.commands.common import parse_sets
-
     _check_numbers(args)
     max_bytes = max_memory_bytes(getattr(args, "max_memory", None))
     text, spec_path = load(args.spec)
@@ -249,15 +246,27 @@ def run(args: argparse.Namespace) -> int:
     if not Path(weights).is_file():
         raise NetdslError("no such weights file" if not Path(weights).exists() else "the weights path is not a file",
                           path=weights, hint="check the path given to --weights")
-
     for f in files:
         check_image(f)
+    model, classes = _model(args, text, spec_path, overrides, max_bytes, names)
+    entries, encoded, lines = _results(model, files, names, args)
+    report = {"format": FORMAT, "spec": spec_path, "sets": overrides, "weights": weights, "img": args.img,
+              "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "classes": classes,
+              "names": names or [label(c, None) for c in range(classes)],
+              "box_format": "x1, y1, x2, y2 in the source image's pixels", "images": entries}
+    _write_all(out, encoded, json.dumps(report, indent=2) + "\n")
+    for line in lines:
+        print(line)
+    print(f"results saved to {out}", file=sys.stderr)
+    return 0
 
-    import torch  # noqa: F401 - the first heavy import, once every cheap check has passed
 
-    from netdsl.api import compile_spec
-    from netdsl.detection.predict import detect_head
-    from netdsl.weights import load_weights
+def _model(args: argparse.Namespace, text: str, spec_path: str | None, overrides: dict[str, int], max_bytes: int,
+           names: list[str] | None) -> tuple[nn.Module, int]:
+    """The network with its weights, and its class count; refused before the weights are read when
+    its head, its stride or its memory at `--img` does not fit the request."""
+    from netdsl.tasks.detect.predict import detect_head  # torch: the first heavy import
+    from netdsl.weights import load_weights  # torch
 
     cg, model = compile_spec(text, spec_path, overrides, max_bytes)
     try:
@@ -272,16 +281,17 @@ def run(args: argparse.Namespace) -> int:
                           hint=f"use --img {upper}" + (f" or --img {lower}" if lower else ""))
     check_img_memory(cg, args.img, max_bytes)
     if names is not None and len(names) != head.classes:
-        from netdsl.detection.checks import classes_fix
-
         _, fix = classes_fix(text, spec_path or args.spec, len(names), "--set can change")  # the fix for this spec, not NCLS's
         raise NetdslError(f"the names file lists {len(names)} names but the network has {head.classes} classes",
                           path=args.names, hint=f"fix the names file (one name per class), or give the network "
                                                 f"{len(names)} classes: {fix}")
-    load_weights(model, weights)  # a file for another class count is refused here, naming the tensor
+    load_weights(model, args.weights)  # a file for another class count is refused here, naming the tensor
+    return model, int(head.classes)
 
-    from netdsl.detection.draw import draw_detections, encode_image, label
 
+def _results(model: nn.Module, files: list[Path], names: list[str] | None, args: argparse.Namespace
+             ) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]], list[str]]:
+    """(report entries, drawn images as (name, bytes), printed lines), one of each per image."""
     outputs = dict(zip(files, output_names(files)))
     entries, encoded, lines = [], [], []
     for f, im, det, (h, w) in _detections(model, files, args):
@@ -298,21 +308,13 @@ def run(args: argparse.Namespace) -> int:
                            for x1, y1, x2, y2, s, c in det.tolist()],
         })
         lines.append(f"{f.name}: {h}x{w} {summary(counts, names)}")
-    report = {"format": FORMAT, "spec": spec_path, "sets": overrides, "weights": weights, "img": args.img,
-              "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "classes": head.classes,
-              "names": names or [label(c, None) for c in range(head.classes)],
-              "box_format": "x1, y1, x2, y2 in the source image's pixels", "images": entries}
-    _write_all(out, encoded, json.dumps(report, indent=2) + "\n")
-    for line in lines:
-        print(line)
-    print(f"results saved to {out}", file=sys.stderr)
-    return 0
+    return entries, encoded, lines
 
 
 def _detections(model: Any, files: list[Path], args: argparse.Namespace) -> Iterator[tuple[Path, Any, Any, Any]]:
     """`(file, pixels, detections, letterboxed (h, w))` per image, decoding `DECODE_BATCH` files at a
     time: memory holds a batch of pictures, not a folder's."""
-    from netdsl.detection.predict import predict
+    from netdsl.tasks.detect.predict import predict  # torch
 
     for k in range(0, len(files), DECODE_BATCH):
         chunk = files[k:k + DECODE_BATCH]

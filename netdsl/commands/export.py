@@ -1,18 +1,20 @@
 """`netdsl export SPEC --to FORMAT [-o PATH]`: the network as Python source, ONNX, or a picture.
 
 Every format reads the concrete graph at the values in use (`--set` changes them). The file is
-written by `netdsl.train.files.atomic_write`, so an error leaves nothing half-written, and the spec
-or weights being read are never overwritten. Each
-backend is imported only for its format: `python` and `dot` need no torch at import time here,
-`onnx` needs the optional extra (`pip install "netdsl[onnx]"`).
+written by `netdsl.files.atomic_write`, so an error leaves nothing half-written, and the spec
+or weights being read are never overwritten. Each backend (torch, onnx, graphviz) is imported
+only when its format is written, as are the compiler's passes (SymPy) and the file writer (numpy):
+`netdsl --help` imports this module. `onnx` needs the optional extra (`pip install "netdsl[onnx]"`).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from netdsl.commands.common import add_set_argument, parse_sets
+from netdsl.api import load
+from netdsl.commands.common import add_set_argument
 from netdsl.errors import NetdslError
+from netdsl.values import parse_sets
 
 FORMATS = {"python": ".py", "onnx": ".onnx", "dot": ".dot", "svg": ".svg", "png": ".png"}
 
@@ -37,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def output_path(spec: str, fmt: str, given: str | None, inputs: list[str]) -> Path:
     """Where the export goes; a folder, a missing parent folder, one of `inputs` (the spec, the
     weights), a read-only or special file are refused before any work is done."""
-    from netdsl.train.files import check_output
+    from netdsl.files import check_output
 
     out = Path(given) if given else Path(Path(spec).stem + FORMATS[fmt])
     if out.is_dir():
@@ -49,7 +51,7 @@ def output_path(spec: str, fmt: str, given: str | None, inputs: list[str]) -> Pa
 
 
 def run(args: argparse.Namespace) -> int:
-    from netdsl.api import analyse_text, load
+    from netdsl.passes.front import analyse_text
 
     fmt = args.to
     inputs = [args.spec] + ([args.weights] if args.weights is not None else [])
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     cg = analyse_text(text, path, parse_sets(args.sets))
     if fmt == "python":
         from netdsl.backends.python_source import to_python_source
-        from netdsl.train.files import atomic_write_text
+        from netdsl.files import atomic_write_text
 
         atomic_write_text(out, to_python_source(cg), inputs=inputs)
         message = f"wrote {out}"

@@ -1,7 +1,7 @@
 """`netdsl import FILE [-o SPEC]`: a darknet .cfg or an Ultralytics model YAML as a netdsl spec.
 
 The format comes from the suffix (`.cfg`; `.yaml`/`.yml`) or `--format`. The spec is printed, or
-with `-o` written by `netdsl.train.files.atomic_write`, so an error leaves nothing half-written and
+with `-o` written by `netdsl.files.atomic_write`, so an error leaves nothing half-written and
 the file being imported is never overwritten.
 Every refusal (an unsupported section, key, module or argument; an index out of range) is an
 error at the source file's line and column. torch is never imported.
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def output_path(given: str, source: str) -> Path:
     """Where -o writes; a folder, a missing parent folder, the input itself (a link to it too), a
     read-only or special file are refused before any work."""
-    from netdsl.train.files import check_output
+    from netdsl.files import check_output  # numpy: loaded by `netdsl import` only, not by every command's parser
 
     out = Path(given)
     if out.is_dir():
@@ -39,6 +39,8 @@ def output_path(given: str, source: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The importers (SymPy, PyYAML) and the writer (numpy) load when `netdsl import` runs: the CLI
+    # imports this module to build its parser for every command and for --help.
     from netdsl.importers import import_file
 
     out = output_path(args.output, args.file) if args.output else None
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if out is None:
         sys.stdout.write(text)
         return 0
-    from netdsl.train.files import atomic_write_text
+    from netdsl.files import atomic_write_text  # as check_output
 
     atomic_write_text(out, text, inputs=[args.file])
     print(f"wrote {out}")

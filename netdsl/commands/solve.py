@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from netdsl.api import load
 from netdsl.commands.common import add_set_argument
+from netdsl.commands.count import assumptions
 from netdsl.errors import NetdslError
+from netdsl.parsing import parse_text
+from netdsl.values import parse_sets
+
+if TYPE_CHECKING:
+    from netdsl.passes.solve import SolveResult
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,10 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def solve_report(text: str, path: str | None, overrides: dict[str, int],
-                 max_value: int | None = None) -> tuple[dict[str, Any], Any]:
+                 max_value: int | None = None) -> tuple[dict[str, Any], SolveResult]:
     """The JSON-able report of `netdsl solve` and the SolveResult."""
-    from netdsl.commands.count import assumptions
-    from netdsl.parsing import parse_text
+    # SymPy's passes when a solve runs, so `netdsl --help` (every command's module) stays fast
     from netdsl.passes.solve import DEFAULT_MAX_VALUE, MAX_VALUE_LIMIT, solve
 
     if max_value is not None and not 0 <= max_value <= MAX_VALUE_LIMIT:
@@ -60,12 +71,6 @@ def solve_report(text: str, path: str | None, overrides: dict[str, int],
 
 
 def _print(report: dict[str, Any]) -> None:
-    import shutil
-
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
     width = shutil.get_terminal_size((160, 24)).columns if sys.stdout.isatty() else 160
     console = Console(highlight=False, width=max(width, 100))
     vals = ", ".join(f"{k}={v}" for k, v in report["values"].items())
@@ -82,7 +87,7 @@ def _print(report: dict[str, Any]) -> None:
         table.add_column(col)
     if status in ("unique", "several"):
         table.add_column("value" if status == "unique" else "values")
-    for i, h in enumerate(report["holes"]):
+    for h in report["holes"]:
         row = [h["name"], h["op"], f"{h['line']}:{h['column']}", str(h["statement_line"]),
                f"{h['range'][0]}..{h['range'][1]}"]
         if status in ("unique", "several"):
@@ -117,9 +122,6 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netdsl.api import load
-    from netdsl.commands.common import parse_sets
-
     text, path = load(args.spec)
     report, res = solve_report(text, path, parse_sets(args.sets), args.max_value)
     if args.json:

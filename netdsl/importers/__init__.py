@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from netdsl.errors import NetdslError
+from netdsl.importers.darknet_cfg import import_cfg
+from netdsl.importers.spec_writer import read_source
+from netdsl.importers.ultralytics_yaml import import_yaml
 
 FORMATS = {".cfg": "cfg", ".yaml": "yaml", ".yml": "yaml"}
 
@@ -26,17 +29,11 @@ def import_text(text: str, path: str, fmt: str) -> str:
     """The spec for `text` in format `fmt` ("cfg" or "yaml"); `path` names the file in messages."""
     text = text[1:] if text.startswith("\ufeff") else text
     if fmt == "cfg":
-        from netdsl.importers.darknet_cfg import import_cfg
-
         return import_cfg(text, path)
-    from netdsl.importers.ultralytics_yaml import import_yaml
-
     return import_yaml(text, path)
 
 
 def import_file(path: str, fmt: str | None = None) -> str:
-    from netdsl.importers.spec_writer import read_source
-
     fmt = fmt or format_of(path)
     what = "darknet .cfg" if fmt == "cfg" else "Ultralytics model YAML"
     return import_text(read_source(path, what), path, fmt)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from netdsl.importers.spec_writer import MAX_INT, Loc, Shape, Source
+from netdsl.importers.spec_writer import Loc, Source
+from netdsl.limits import MAX_INT32
 
 # Section names as darknet spells them (aliases included) -> the kind used here.
 KINDS = {"[net]": "net", "[network]": "net", "[convolutional]": "conv", "[conv]": "conv", "[shortcut]": "shortcut",
@@ -63,6 +64,7 @@ class Section:
     loc: Loc
     index: int      # layer index (-1 for [net])
     opts: dict[str, Option] = field(default_factory=dict)
+    targets: list[int] = field(default_factory=list)  # the layers a [route] or [shortcut] reads
 
     @property
     def line(self) -> int:
@@ -128,7 +130,7 @@ def read_cfg(src: Source) -> list[Section]:
 
 # -- values ---------------------------------------------------------------------------------------
 
-def opt_int(src: Source, sec: Section, key: str, default: int | None, lo: int = 0, hi: int = MAX_INT) -> int:
+def opt_int(src: Source, sec: Section, key: str, default: int | None, lo: int = 0, hi: int = MAX_INT32) -> int:
     opt = sec.opts.get(key)
     if opt is None:
         if default is None:
@@ -142,7 +144,7 @@ def opt_int(src: Source, sec: Section, key: str, default: int | None, lo: int = 
     return v
 
 
-def opt_ints(src: Source, sec: Section, key: str, lo: int = -MAX_INT, hi: int = MAX_INT) -> tuple[list[int], Option]:
+def opt_ints(src: Source, sec: Section, key: str, lo: int = -MAX_INT32, hi: int = MAX_INT32) -> tuple[list[int], Option]:
     opt = sec.opts.get(key)
     if opt is None:
         raise src.error(sec.loc, f"{sec.title} needs '{key}'", f"add {key}=... under {sec.title}")
@@ -175,7 +177,7 @@ def opt_str(src: Source, sec: Section, key: str, default: str) -> tuple[str, Loc
 
 def must_be(src: Source, sec: Section, key: str, value: int, why: str) -> None:
     opt = sec.opts.get(key)
-    if opt is not None and opt_int(src, sec, key, value, -MAX_INT) != value:
+    if opt is not None and opt_int(src, sec, key, value, -MAX_INT32) != value:
         raise src.error(opt.loc, f"{key}={opt.value} is not supported: {why}",
                         f"remove {key} or set {key}={value}")
 
@@ -192,11 +194,3 @@ class Conv:
     bn: bool
     act: str
 
-
-@dataclass
-class T:
-    """A layer's output: its tensor's name and shape; `last_conv` the last conv layer its statement runs."""
-
-    name: str
-    shape: Shape
-    last_conv: int | None = None

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from netdsl.errors import LineBreaks, NetdslError, Span, source_lines
+from netdsl.parsing import read_text_file
+from netdsl.passes.front import analyse_text
 
 MAX_SOURCE_BYTES = 1_000_000
-MAX_INT = 2**31 - 1  # the largest layer argument PyTorch's kernels take
 COMMENT_COLUMN = 44
 
 
@@ -49,10 +50,7 @@ class Source:
 
 def read_source(path: str, what: str) -> str:
     """A file's text as UTF-8 (a BOM dropped), or a NetdslError naming the file."""
-    import importlib
-
-    parse = importlib.import_module("netdsl.parsing")
-    return parse.read_text_file(path, what, what, MAX_SOURCE_BYTES)
+    return read_text_file(path, what, what, MAX_SOURCE_BYTES)
 
 
 def check_text(src: Source) -> None:
@@ -80,7 +78,9 @@ class Size:
         return self.a * value + self.b
 
     def window(self, k: int, s: int, pad: int) -> Size:
-        """A sliding window of size k, stride s, `pad` added in all (both sides together)."""
+        """A sliding window of size k, stride s, `pad` added in all (both sides together):
+        `netdsl.ops.base.window_out` (floor mode, dilation 1) of `a*H + b` wherever H % S == 0, kept
+        exact and affine here, without SymPy (tests/test_importer_classes.py holds the two equal)."""
         return Size(self.a / s, (self.b + pad - k) // s + 1)
 
     def scaled(self, s: int) -> Size:
@@ -108,6 +108,28 @@ class Shape:
 
     def same_size(self, other: Shape) -> bool:
         return (self.h, self.w) == (other.h, other.w)
+
+    def window(self, c: int, k: tuple[int, ...], s: tuple[int, ...], pad: tuple[int, ...]) -> Shape:
+        """`c` channels from a sliding window over this map: (height, width) windows `k`, strides `s`,
+        padding `pad` in all (both sides together)."""
+        return Shape(c, self.h.window(k[0], s[0], pad[0]), self.w.window(k[1], s[1], pad[1]))
+
+    def scaled(self, k: int) -> Shape:
+        return Shape(self.c, self.h.scaled(k), self.w.scaled(k))
+
+
+INPUT_SIZE = Size(Fraction(1), 0)  # H (or W) itself
+ONE = Size(Fraction(0), 1)  # a size of 1 for every input size
+
+
+@dataclass
+class Tensor:
+    """A statement's output as the importers track it: the spec's name for it, its shape, and (darknet)
+    the last cfg convolution its statement runs."""
+
+    name: str
+    shape: Shape
+    last_conv: int | None = None
 
 
 @dataclass
@@ -252,8 +274,6 @@ class Writer:
 
     def finish(self) -> str:
         """Render, then check the spec with netdsl's passes; a refusal is an error at the source's line."""
-        from netdsl.api import analyse_text
-
         text, where = self.render()
         try:
             analyse_text(text, None)

@@ -26,36 +26,45 @@ one `output`; Bottleneck, C3, SPP and SPPF are graph blocks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-from netdsl.importers import yaml_blocks as blocks
-from netdsl.importers.spec_writer import MAX_INT, Shape, Size, Sizes, Source, Writer, check_text, net_name
-from netdsl.importers.yaml_nodes import Y, read_yaml
+from netdsl.importers.spec_writer import INPUT_SIZE, Shape, Sizes, Source, Tensor, Writer, check_text, net_name
+from netdsl.importers.yaml_blocks import MODULES, Modules, RowCall
+from netdsl.importers.yaml_nodes import Values, Y, read_yaml
 
-MODULES = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", "Concat", "nn.Upsample", "nn.MaxPool2d", "nn.ZeroPad2d",
-           "Detect")
 TOP_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "ch")
-NAMES = {"None": None, "True": True, "False": False}  # what ultralytics' eval makes of these strings
-
-
-@dataclass
-class T:
-    name: str
-    shape: Shape
 
 
 class YamlImporter:
+    """One model YAML's import: its top-level keys read, then one statement per row, written in
+    order by `modules`; `out` holds each row's output."""
+
     def __init__(self, src: Source) -> None:
         self.src = src
         check_text(src)
         root = read_yaml(src)
+        self.top = self._top(root)
+        self.values = v = Values(src)
+        nc = v.whole(self.top["nc"], 1, 100_000, "nc")
+        self.gd = v.number(self.top["depth_multiple"], "depth_multiple")
+        gw = v.number(self.top["width_multiple"], "width_multiple")
+        self.channels = v.whole(self.top["ch"], 1, 100_000, "ch") if "ch" in self.top else 3
+        v.names.update(nc=nc, anchors=self.top["anchors"])
+        no = self._anchor_count() * (nc + 5)  # Detect's output channels
+        self.rows = self._rows(root)
+        self.sizes = Sizes()
+        self.w = Writer(src, net_name(Path(src.path).stem), [
+            f"# Imported from {Path(src.path).name} (Ultralytics model YAML) by `netdsl import`: one statement per",
+            "# row, in order; each comment gives the row's line in the YAML and its number."])
+        self.modules = Modules(v, self.w, nc, no, gw)
+        self.out: list[Tensor] = []
+
+    def _top(self, root: Y) -> dict[str, Y]:
+        src = self.src
         if root.kind != "map":
             raise src.error(root.loc, "the top level is not a mapping", "a model YAML has nc, depth_multiple, "
                             "width_multiple, anchors, backbone and head")
-        self.top: dict[str, Y] = {}
+        top: dict[str, Y] = {}
         for key, (knode, v) in root.value.items():
             if key == "activation" and not (v.kind == "scalar" and str(v.value).replace(" ", "") == "nn.SiLU()"):
                 # YOLOv5's model-wide activation for Conv: anything but SiLU would be imported wrong
@@ -64,88 +73,42 @@ class YamlImporter:
                                 "Conv block (cba) by it, e.g. leaky_relu(0.1)")
             if key not in TOP_KEYS and key != "activation":
                 raise src.error(knode.loc, f"key '{key}' is not supported", f"the keys are {', '.join(TOP_KEYS)}")
-            self.top[key] = v
+            top[key] = v
         for key in TOP_KEYS[:-1]:
-            if key not in self.top:
+            if key not in top:
                 raise src.error(root.loc, f"'{key}' is missing", f"add {key}: ... (ultralytics requires it)")
-        self.nc = self.int(self.top["nc"], 1, 100_000, "nc")
-        self.gd = self.number(self.top["depth_multiple"], "depth_multiple")
-        self.gw = self.number(self.top["width_multiple"], "width_multiple")
-        self.channels = self.int(self.top["ch"], 1, 100_000, "ch") if "ch" in self.top else 3
+        return top
+
+    def _anchor_count(self) -> int:
+        """Anchors per level: `anchors: 3`, or the length of the first level's list over 2."""
         a = self.top["anchors"]
         if a.is_int() and a.value >= 1:
-            na = a.value
-        elif a.kind == "seq" and a.value and a.value[0].kind == "seq":
-            na = len(a.value[0].value) // 2
-        else:
-            raise src.error(a.loc, "anchors must be a list of lists of (width, height) values",
-                            "write e.g. anchors: [[10,13, 16,30, 33,23], [30,61, 62,45, 59,119]]")
-        self.no = na * (self.nc + 5)
+            return int(a.value)
+        if a.kind == "seq" and a.value and a.value[0].kind == "seq":
+            return len(a.value[0].value) // 2
+        raise self.src.error(a.loc, "anchors must be a list of lists of (width, height) values",
+                             "write e.g. anchors: [[10,13, 16,30, 33,23], [30,61, 62,45, 59,119]]")
+
+    def _rows(self, root: Y) -> list[tuple[str, Y]]:
         rows = []
         for part in ("backbone", "head"):
             node = self.top[part]
             if node.kind != "seq":
-                raise src.error(node.loc, f"{part} must be a list of rows", "write rows [from, number, module, args]")
+                raise self.src.error(node.loc, f"{part} must be a list of rows", "write rows [from, number, module, args]")
             rows += [(part, r) for r in node.value]
         if not rows:
-            raise src.error(root.loc, "backbone and head hold no rows", "add rows [from, number, module, args]")
-        self.rows = rows
-        self.sizes = Sizes()
-        self.w = Writer(src, net_name(Path(src.path).stem), [
-            f"# Imported from {Path(src.path).name} (Ultralytics model YAML) by `netdsl import`: one statement per",
-            "# row, in order; each comment gives the row's line in the YAML and its number."])
-        self.used: dict[str, Any] = {}   # block name -> its extra (SPP's k list), in first-use order
-        self.grouped = self.padded = False
-        self.out: list[T] = []
-
-    # -- values ----------------------------------------------------------------------------------
-
-    def int(self, y: Y, lo: int, hi: int, what: str) -> int:
-        if not y.is_int():
-            raise self.src.error(y.loc, f"{what} is {y.show()}; expected a whole number",
-                                 "netdsl does not evaluate expressions: write the number itself")
-        if not lo <= y.value <= hi:
-            raise self.src.error(y.loc, f"{what} = {y.value} is out of range", f"use a value from {lo} to {hi}")
-        return y.value
-
-    def number(self, y: Y, what: str) -> float:
-        if not y.is_number() or not 0 < y.value <= 1000 or y.value != y.value:
-            raise self.src.error(y.loc, f"{what} is {y.show()}; expected a positive number", f"write e.g. {what}: 1.0")
-        return float(y.value)
-
-    def value(self, y: Y) -> Any:
-        """An argument as ultralytics reads it: the known names resolved, anything else as written."""
-        if y.kind == "scalar" and isinstance(y.value, str):
-            if y.value == "nc":
-                return self.nc
-            if y.value == "anchors":
-                return self.top["anchors"]
-            return NAMES.get(y.value, y.value)
-        return y if y.kind != "scalar" else y.value
-
-    def ints(self, y: Y, n: int | None, lo: int, what: str) -> tuple[int, ...]:
-        """An int (repeated n times) or a list of n ints (any length when n is None)."""
-        v = self.value(y)
-        if isinstance(v, Y) and v.kind == "seq" and (n is None or len(v.value) == n) and v.value:
-            return tuple(self.int(e, lo, MAX_INT, what) for e in v.value)
-        if type(v) is int and n is not None:
-            return (self.int(y, lo, MAX_INT, what),) * n
-        shape = "a whole number" + (f" or a list of {n}" if n else "") if n else "a list of whole numbers"
-        raise self.src.error(y.loc, f"{what} is {y.show()}; expected {shape}", "write the value itself")
-
-    def width(self, y: Y) -> int:
-        c = self.int(y, 1, MAX_INT, "the output channels")
-        return c if c == self.no else math.ceil(c * self.gw / 8) * 8
+            raise self.src.error(root.loc, "backbone and head hold no rows", "add rows [from, number, module, args]")
+        return rows
 
     # -- rows ------------------------------------------------------------------------------------
 
-    def source(self, i: int, y: Y) -> T:
+    def source(self, i: int, y: Y) -> Tensor:
         if not y.is_int():
             raise self.src.error(y.loc, f"from is {y.show()}; expected a row number", "-1 is the previous row")
         f = y.value
         j = i - 1 if f == -1 else i + f if f < 0 else f
         if f == -1 and i == 0:
-            return T("x", Shape(self.channels, Size(Fraction(1), 0), Size(Fraction(1), 0)))
+            return Tensor("x", Shape(self.channels, INPUT_SIZE, INPUT_SIZE))
         if not 0 <= j < i:
             raise self.src.error(y.loc, f"from {f} names row {j}, but row {i} can only read rows 0 to {i - 1}"
                                  if i else f"from {f}: row 0 reads the input only (from -1)",
@@ -154,6 +117,15 @@ class YamlImporter:
         if self.rows[j][1].value[2].value == "Detect":
             raise self.src.error(y.loc, f"from {f} reads the Detect row {j}", "Detect must be the last row")
         return self.out[j]
+
+    def _copies(self, n: Y) -> int:
+        """A row's number of copies: `number` > 1 scaled by depth_multiple."""
+        number = self.values.whole(n, 1, 10**6, "number")
+        number = max(round(number * self.gd), 1) if number > 1 else number
+        if number > 1000:
+            raise self.src.error(n.loc, f"{number} copies (number x depth_multiple): netdsl repeats at most 1000 "
+                                 "times", "a smaller number or depth_multiple")
+        return number
 
     def row(self, i: int, part: str, r: Y) -> None:
         src = self.src
@@ -166,11 +138,7 @@ class YamlImporter:
         mod = m.value
         if args.kind != "seq":
             raise src.error(args.loc, f"args is {args.show()}; expected a list", "write e.g. [64, 3, 2]")
-        number = self.int(n, 1, 10**6, "number")
-        number = max(round(number * self.gd), 1) if number > 1 else number
-        if number > 1000:
-            raise src.error(n.loc, f"{number} copies (number x depth_multiple): netdsl repeats at most 1000 times",
-                            "a smaller number or depth_multiple")
+        number = self._copies(n)
         last = i == len(self.rows) - 1
         name = "output" if last else f"{'b' if part == 'backbone' else 'n'}{i}"
         if mod == "Detect" and not last:
@@ -183,16 +151,15 @@ class YamlImporter:
                 raise src.error(n.loc, f"{mod} cannot be repeated (number {number})", "set number to 1")
         else:
             ins = [self.source(i, f)]
-        a = list(args.value)
-        stmt, shape = blocks.emit(self, mod, ins, a, number, n, args)
+        stmt, shape = self.modules.emit(RowCall(mod, ins, list(args.value), number, n, args))
         stmt.name, stmt.comment, stmt.loc = name, f"line {r.loc.line}, row {i}: {mod}", r.loc
         self.w.add(stmt)
-        self.out.append(T(name, self.sizes.check(shape, r.loc, f"row {i}'s output")))
+        self.out.append(Tensor(name, self.sizes.check(shape, r.loc, f"row {i}'s output")))
 
     def run(self) -> str:
         for i, (part, r) in enumerate(self.rows):
             self.row(i, part, r)
-        blocks.define(self)
+        self.modules.define()
         s = self.sizes.multiple
         step = s * 32 // math.gcd(s, 32)
         self.sizes.H = self.sizes.W = -(-640 // step) * step
@@ -204,4 +171,3 @@ class YamlImporter:
 def import_yaml(text: str, path: str) -> str:
     """The netdsl spec for an Ultralytics model YAML (a NetdslError at the YAML's line for anything unsupported)."""
     return YamlImporter(Source(path, text, "yaml")).run()
-

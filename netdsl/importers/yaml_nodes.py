@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from netdsl.importers.spec_writer import Loc, Source
+from netdsl.limits import MAX_INT32
 
 MAX_NODES = 200_000
 MAX_DEPTH = 64
@@ -105,3 +106,49 @@ def read_yaml(src: Source) -> Y:
         return _Reader(src).convert(node, 0)
     except RecursionError:
         raise src.error(None, "the YAML nests too deeply", "a model YAML is a short list of rows") from None
+
+
+class Values:
+    """A model YAML's values as ultralytics reads them: whole numbers and numbers checked at their
+    place, and the names its `eval` knows (`nc`, `anchors`, once read; `None`, `True`, `False`)."""
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.names: dict[str, Any] = {"None": None, "True": True, "False": False}
+
+    def whole(self, y: Y, lo: int, hi: int, what: str) -> int:
+        if not y.is_int():
+            raise self.src.error(y.loc, f"{what} is {y.show()}; expected a whole number",
+                                 "netdsl does not evaluate expressions: write the number itself")
+        if not lo <= y.value <= hi:
+            raise self.src.error(y.loc, f"{what} = {y.value} is out of range", f"use a value from {lo} to {hi}")
+        return int(y.value)
+
+    def number(self, y: Y, what: str) -> float:
+        if not y.is_number() or not 0 < y.value <= 1000 or y.value != y.value:
+            raise self.src.error(y.loc, f"{what} is {y.show()}; expected a positive number", f"write e.g. {what}: 1.0")
+        return float(y.value)
+
+    def value(self, y: Y) -> Any:
+        """An argument as ultralytics reads it: the known names resolved, anything else as written."""
+        if y.kind == "scalar" and isinstance(y.value, str):
+            return self.names.get(y.value, y.value)
+        return y if y.kind != "scalar" else y.value
+
+    def ints(self, y: Y, n: int | None, lo: int, what: str) -> tuple[int, ...]:
+        """An int (repeated n times) or a list of n ints (any length when n is None)."""
+        v = self.value(y)
+        if isinstance(v, Y) and v.kind == "seq" and (n is None or len(v.value) == n) and v.value:
+            return tuple(self.whole(e, lo, MAX_INT32, what) for e in v.value)
+        if type(v) is int and n is not None:
+            return (self.whole(y, lo, MAX_INT32, what),) * n
+        shape = "a whole number" + (f" or a list of {n}" if n else "") if n else "a list of whole numbers"
+        raise self.src.error(y.loc, f"{what} is {y.show()}; expected {shape}", "write the value itself")
+
+    def flag(self, y: Y | None, default: bool, what: str) -> bool:
+        if y is None:
+            return default
+        v = self.value(y)
+        if v is True or v is False or (type(v) is int and v in (0, 1)):
+            return bool(v)
+        raise self.src.error(y.loc, f"{what} is {y.show()}; expected true or false", f"write {what} as True or False")

@@ -3,19 +3,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from netdsl.ops.base import Args, ArgSpec, OpDef, RuleError
+from netdsl.ops.base import Args, ArgSpec, Category, OpDef, RuleError, Shape
 
 
 class _Elementwise(OpDef):
-    category = "activation"
+    category = Category.ACTIVATION
     ranks = None
     torch_name = ""
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return self.torch_name, {}
 
 
-def _simple(name: str, torch_name: str, category: str = "activation") -> _Elementwise:
+def _simple(name: str, torch_name: str, category: Category = Category.ACTIVATION) -> _Elementwise:
     op = type(f"Op_{name}", (_Elementwise,), {"name": name, "torch_name": torch_name, "category": category,
                                               "doc": f"{torch_name}()"})
     return op()
@@ -26,7 +29,7 @@ class LeakyReLU(_Elementwise):
     args = (ArgSpec("slope", "float", 0.01),)
     doc = "LeakyReLU(negative_slope=slope)"
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "LeakyReLU", dict(negative_slope=a.slope)
 
 
@@ -35,7 +38,7 @@ class GELU(_Elementwise):
     args = (ArgSpec("approximate", "str", "none", choices=("none", "tanh")),)
     doc = 'GELU(approximate="none" or "tanh")'
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "GELU", ({"approximate": a.approximate} if a.approximate != "none" else {})
 
 
@@ -44,21 +47,22 @@ class Dropout(_Elementwise):
     args = (ArgSpec("p", "float", 0.5, fmin=0.0, fmax=1.0),)
     doc = "Dropout(p)"
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Dropout", dict(p=a.p)
 
 
 class _Softmax(_Elementwise):
     args = (ArgSpec("dim", "int", 1),)
 
-    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
         # `dim` counts the batch dimension, as in torch: 1 is the channels.
+        in_shape = ins[0]
         rank = len(in_shape) + 1
         if not -rank <= a.dim < rank:
             raise RuleError("dim", f"dim={a.dim} is out of range for a [N, {', '.join(map(str, in_shape))}] tensor",
                             f"dims run from {-rank} to {rank - 1}, counting the batch; 1 is the channels")
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return self.torch_name, dict(dim=a.dim)
 
 
@@ -76,6 +80,7 @@ class LogSoftmax(_Softmax):
 
 OPS = (
     _simple("relu", "ReLU"), _simple("relu6", "ReLU6"), _simple("sigmoid", "Sigmoid"), _simple("tanh", "Tanh"),
-    _simple("silu", "SiLU"), _simple("mish", "Mish"), _simple("hardswish", "Hardswish"), _simple("identity", "Identity", "shape"),
+    _simple("silu", "SiLU"), _simple("mish", "Mish"), _simple("hardswish", "Hardswish"),
+    _simple("identity", "Identity", Category.SHAPE),
     LeakyReLU(), GELU(), Dropout(), Softmax(), LogSoftmax(),
 )

@@ -1,13 +1,17 @@
-"""What an op is: its arguments, PyTorch's rules, its shape rule, its counts and its torch module.
+"""What an op is: its arguments, arity, PyTorch's rules, shape rule, counts and torch module.
 
-Each file in this package defines ops by subclassing `OpDef`; `netdsl.ops.REGISTRY` collects them.
-The passes never special-case an op by name: shapes call `check` and `shape`, counts call
-`counts`, the torch backend calls `torch`, solve calls `search_range`, export reads `torch` too.
-SymPy is imported here (shape rules are symbolic); torch never is (`torch` names a class).
+Each file in this package defines ops by subclassing `OpDef`; `netdsl.ops.REGISTRY` collects them
+(`build_registry` checks each). Nothing outside this package tests an op's name: shapes call
+`check` and `shape`, counts call `counts`, solve calls `search_range`, the torch backend calls
+`module` and `combine`, export reads `module` and `source`, weights read `darknet_role`.
+SymPy is imported here (shape rules are symbolic); torch never is (`module` names a class).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
+from types import ModuleType
 from typing import Any, Literal
 
 import sympy as sp
@@ -17,6 +21,7 @@ from netdsl.symbolic import always_nonnegative
 Shape = tuple[sp.Expr, ...]
 ArgType = Literal["int", "float", "bool", "str", "ints", "intlists"]
 ZERO = sp.Integer(0)
+ONE = sp.Integer(1)
 
 
 @dataclass(frozen=True)
@@ -80,46 +85,146 @@ def scalar(v: Any) -> Any:
     return v
 
 
+class Category(str, Enum):
+    """What the totals' conventions group an op with (the value is what reports and JSON show).
+
+    A str: it compares, hashes and prints as its value, so outputs read as before the enum.
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    CONV = "conv"
+    LINEAR = "linear"
+    POOL = "pool"
+    UPSAMPLE = "upsample"
+    NORM = "norm"
+    ACTIVATION = "activation"
+    SHAPE = "shape"  # reshapes that copy nothing worth counting
+    MERGE = "merge"
+
+
+DarknetRole = Literal["conv", "bn", "head"]
+
+
 class OpDef:
-    """One builtin op. Subclasses set the class attributes and override the rules they need."""
+    """One op: a single-input layer (conv, relu), a merge (cat, add) or a head (detect).
+
+    Subclasses set `name`, `category` and the arity, and override `shape` and the rules they need;
+    `build_registry` refuses a subclass that leaves out what every op must say. Every method takes
+    the inputs as a list, one entry per input, whatever the arity.
+    """
 
     name: str = ""
     args: tuple[ArgSpec, ...] = ()
     doc: str = ""
-    # What the totals' conventions group it with: conv, linear, pool, upsample, norm,
-    # activation, shape (reshapes that copy nothing worth counting), merge.
-    category: str = "activation"
-    ranks: tuple[int, ...] | None = (3,)  # input ranks it accepts; None: any
+    category: Category  # required: no default, so a typo cannot drop an op from the totals
+    min_inputs: int = 1
+    max_inputs: int | None = 1  # None: any number
+    ranks: tuple[int, ...] | None = (3,)  # input ranks a single-input op accepts; None: any
+    final = False  # its result is one of the network's outputs, and nothing follows it
+    # Its place in darknet's .weights format: a [convolutional]'s conv, the batchnorm after one,
+    # or a detect head's per-level convolutions; None: darknet's format has no place for it.
+    darknet_role: DarknetRole | None = None
+    running_stats = False  # keeps running statistics in training mode (`--freeze-bn eval` stops that)
+    task: str | None = None  # the training task a network with this op as an output is trained as
+    # (what, hint) for the error when a merge's inputs differ in the axes it matches
+    mismatch_text: tuple[str, str] = ("shapes", "")
+    symbol = ""  # how a picture marks a merge in its circle ("+" for add); empty: the op's name
+
+    @property
+    def starts_statement(self) -> bool:
+        """Written `x = op(a, b, ...)` rather than in a chain `-> op(...)`."""
+        return self.max_inputs != 1
 
     def arg(self, name: str) -> ArgSpec | None:
         return next((a for a in self.args if a.name == name), None)
 
-    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
-        """PyTorch's rules on the arguments at the values in use; raise RuleError."""
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        """PyTorch's rules on the arguments at the values in use (`image`: the network's first
+        image input at the values in use); raise RuleError."""
 
     def search_range(self, arg: str, a: Args) -> tuple[int, int, str] | None:
         """For `solve`: the inclusive range PyTorch allows for an open argument, given the
         arguments already known (plain ints); None: no bound but the argument's minimum."""
         return None
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        return s
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        """The output shape (per sample) from the input shapes; every op must give its own."""
+        raise NotImplementedError(self.name)
 
-    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
         return Counts()
 
-    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
+    def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
         """The seed's "connections": MACs for layers with weights, one per output unit otherwise."""
-        return c.macs if self.category in ("conv", "linear") else units(s_out)
+        return c.macs if self.category in (Category.CONV, Category.LINEAR) else units(out)
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
-        """The torch.nn class name and its keyword arguments (the backend and export read this)."""
+    def match_axes(self, rank: int) -> range:
+        """The per-sample axes whose sizes all inputs must share."""
+        return range(rank)
+
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
+        """The module computing the op: a class name (in torch.nn, else in netdsl's torch layers)
+        and its keyword arguments; None for an op without weights that `combine` computes. A
+        statement-starting op's module takes every input."""
+        return None
+
+    def combine(self, xs: list[Any], torch: ModuleType) -> Any:
+        """The inputs of a statement-starting op without a module, combined into one tensor.
+        The backend hands in the torch module: netdsl.ops never imports torch."""
         raise NotImplementedError(self.name)
+
+    def source(self, inputs: list[str]) -> str:
+        """The Python expression `combine` computes, over input variables named `inputs`; for an
+        op with a module, the arguments it is called with."""
+        return ", ".join(inputs)
+
+    def node_path(self, statement_path: str) -> str:
+        """The concrete graph's path of a statement-starting op: a final op is its statement's
+        module; the others are named after their statement, `x(cat)`."""
+        return statement_path if self.final else f"{statement_path}({self.name})"
+
+
+def _overrides(op: OpDef, method: str) -> bool:
+    return getattr(type(op), method) is not getattr(OpDef, method)
+
+
+def validate(op: OpDef) -> None:
+    """Raise TypeError where `op` leaves out what every op must say."""
+    what = f"op {type(op).__name__} ({op.name or 'no name'})"
+    if not op.name or not isinstance(op.name, str):
+        raise TypeError(f"{what}: no name")
+    if not isinstance(getattr(op, "category", None), Category):
+        raise TypeError(f"{what}: category must be a Category, got {getattr(op, 'category', None)!r}")
+    if not _overrides(op, "shape"):
+        raise TypeError(f"{what}: no shape rule (override shape)")
+    lo, hi = op.min_inputs, op.max_inputs
+    if not isinstance(lo, int) or lo < 1 or (hi is not None and (not isinstance(hi, int) or hi < lo)):
+        raise TypeError(f"{what}: bad arity min_inputs={lo!r}, max_inputs={hi!r}")
+    if not op.starts_statement and not _overrides(op, "module"):
+        raise TypeError(f"{what}: a single-input op needs a module (override module)")
+    if op.starts_statement and not (_overrides(op, "module") or _overrides(op, "combine")):
+        raise TypeError(f"{what}: a multi-input op needs a module or a combine")
+
+
+def build_registry(ops: Iterable[OpDef]) -> dict[str, OpDef]:
+    """Name -> op, each validated; raises TypeError on an invalid op or a name given twice."""
+    out: dict[str, OpDef] = {}
+    for op in ops:
+        validate(op)
+        if op.name in out:
+            raise TypeError(f"two ops named '{op.name}'")
+        out[op.name] = op
+    return out
 
 
 # --- shared rules ----------------------------------------------------------------------------
 
-def window_out(x: sp.Expr, k: sp.Expr, s: sp.Expr, p: sp.Expr, d: sp.Expr = sp.Integer(1),
+def window_out(x: sp.Expr, k: sp.Expr, s: sp.Expr, p: sp.Expr, d: sp.Expr = ONE,
                ceil: bool = False) -> sp.Expr:
     """PyTorch's output size of a sliding window (conv and pooling), floor or ceil mode.
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, RuleError, Shape, scalar, units, window_out
+from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape, scalar, units, window_out
 
 
 def _args(transposed: bool) -> tuple[ArgSpec, ...]:
@@ -32,23 +32,24 @@ class Conv(OpDef):
     name = "conv"
     args = _args(False)
     doc = "Conv2d(in inferred, out, kernel, stride, padding, dilation, groups, bias)"
-    category = "conv"
+    category = Category.CONV
+    darknet_role = "conv"
 
-    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
-        _groups_rule(a, in_shape[0])
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        _groups_rule(a, ins[0][0])
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        c, h, w = s
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        c, h, w = ins[0]
         return (a.out, *(window_out(x, k, st, p, d) for x, k, st, p, d in
                          zip((h, w), a.kernel, a.stride, a.padding, a.dilation)))
 
-    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
-        cin, (kh, kw) = s_in[0], a.kernel
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
+        cin, (kh, kw) = ins[0][0], a.kernel
         return Counts(weights=sp.expand(cin * a.out * kh * kw / a.groups), biases=a.out if a.bias else sp.Integer(0),
-                      macs=sp.expand(units(s_out) * kh * kw * cin / a.groups))
+                      macs=sp.expand(units(out) * kh * kw * cin / a.groups))
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
-        return "Conv2d", dict(in_channels=in_shape[0], out_channels=a.out, kernel_size=scalar(a.kernel),
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+        return "Conv2d", dict(in_channels=ins[0][0], out_channels=a.out, kernel_size=scalar(a.kernel),
                               stride=scalar(a.stride), padding=scalar(a.padding), dilation=scalar(a.dilation),
                               groups=a.groups, bias=a.bias)
 
@@ -57,10 +58,10 @@ class ConvT(OpDef):
     name = "convT"
     args = _args(True)
     doc = "ConvTranspose2d(in inferred, out, kernel, stride, padding, output_padding, dilation, groups, bias)"
-    category = "conv"
+    category = Category.CONV
 
-    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
-        _groups_rule(a, in_shape[0])
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        _groups_rule(a, ins[0][0])
         for op, st, d in zip(a.output_padding, a.stride, a.dilation):
             if op >= max(st, d):
                 raise RuleError("output_padding", f"output_padding={op} must be smaller than stride ({st}) or "
@@ -72,19 +73,19 @@ class ConvT(OpDef):
             return 0, hi, "PyTorch: output_padding < max(stride, dilation)"
         return None
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        c, h, w = s
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        c, h, w = ins[0]
         return (a.out, *(sp.expand((x - 1) * st - 2 * p + d * (k - 1) + op + 1) for x, k, st, p, op, d in
                          zip((h, w), a.kernel, a.stride, a.padding, a.output_padding, a.dilation)))
 
-    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
-        cin, (kh, kw) = s_in[0], a.kernel
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
+        cin, (kh, kw) = ins[0][0], a.kernel
         # Every input unit is scattered to k*k*C_out/g outputs.
         return Counts(weights=sp.expand(cin * a.out * kh * kw / a.groups), biases=a.out if a.bias else sp.Integer(0),
-                      macs=sp.expand(units(s_in) * kh * kw * a.out / a.groups))
+                      macs=sp.expand(units(ins[0]) * kh * kw * a.out / a.groups))
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
-        return "ConvTranspose2d", dict(in_channels=in_shape[0], out_channels=a.out, kernel_size=scalar(a.kernel),
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+        return "ConvTranspose2d", dict(in_channels=ins[0][0], out_channels=a.out, kernel_size=scalar(a.kernel),
                                        stride=scalar(a.stride), padding=scalar(a.padding),
                                        output_padding=scalar(a.output_padding), groups=a.groups, bias=a.bias,
                                        dilation=scalar(a.dilation))

@@ -14,20 +14,21 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, RuleError, Shape
-from netdsl.ops.merge import MergeDef
+from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape
 
 
-class Detect(MergeDef):
+class Detect(OpDef):
     name = "detect"
     doc = ("detect(p3, p4, ..., classes=NCLS, anchors=[[w, h, w, h, ...], ...], strides=[8, 16, ...], "
            "decode=\"ultralytics\"): one 1x1 conv per level to anchors*(5 + classes) channels; anchors in "
            "input pixels; boxes decoded as ultralytics v9.6.0 does, or as darknet's [yolo] (decode=\"darknet\")")
     args = (ArgSpec("classes", "int", minimum=1), ArgSpec("anchors", "intlists"), ArgSpec("strides", "ints"),
             ArgSpec("decode", "str", "ultralytics", choices=("ultralytics", "darknet")))
-    min_inputs = 1
+    min_inputs, max_inputs = 1, None
     final = True
-    category = "conv"
+    category = Category.CONV  # the totals count its level convolutions
+    darknet_role = "head"
+    task = "detect"
 
     def match_axes(self, rank: int) -> range:
         return range(0)  # levels differ in size by design
@@ -36,9 +37,9 @@ class Detect(MergeDef):
     def per_level(a: Args) -> int:
         return len(a.anchors[0]) // 2
 
-    def check(self, a: Args, in_shapes: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
-        n = len(in_shapes)
-        if any(len(s) != 3 for s in in_shapes):
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        n = len(ins)
+        if any(len(s) != 3 for s in ins):
             raise RuleError(None, "detect() takes image feature maps [C, H, W]", "give it the neck's feature maps")
         if len(a.anchors) != n:
             raise RuleError("anchors", f"{len(a.anchors)} lists of anchors for {n} feature maps",
@@ -53,24 +54,24 @@ class Detect(MergeDef):
             raise RuleError("strides", f"{len(a.strides)} strides for {n} feature maps", "give one stride per feature map")
         if any(st <= 0 for st in a.strides):
             raise RuleError("strides", "strides must be positive", "a level's stride is input size / its size")
-        for i, (s, st) in enumerate(zip(in_shapes, a.strides)):
+        for i, (s, st) in enumerate(zip(ins, a.strides)):
             if image is not None and (s[1] * st, s[2] * st) != tuple(image[1:]):
                 raise RuleError("strides", f"feature map {i + 1} is {s[1]}x{s[2]}; with stride {st} it covers "
                                 f"{s[1] * st}x{s[2] * st}, but the input is {image[1]}x{image[2]}",
                                 "each stride must be the input size divided by that map's size")
 
-    def shape(self, a: Args, shapes: list[Shape]) -> Shape:
-        cells = sp.Add(*[s[1] * s[2] for s in shapes])
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        cells = sp.Add(*[s[1] * s[2] for s in ins])
         return (sp.expand(self.per_level(a) * cells), sp.expand(a.classes + 5))
 
-    def counts(self, a: Args, shapes: list[Shape], out: Shape) -> Counts:
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
         outs = self.per_level(a) * (a.classes + 5)
-        return Counts(weights=sp.expand(outs * sp.Add(*[s[0] for s in shapes])), biases=sp.expand(len(shapes) * outs),
-                      macs=sp.expand(outs * sp.Add(*[s[0] * s[1] * s[2] for s in shapes])))
+        return Counts(weights=sp.expand(outs * sp.Add(*[s[0] for s in ins])), biases=sp.expand(len(ins) * outs),
+                      macs=sp.expand(outs * sp.Add(*[s[0] * s[1] * s[2] for s in ins])))
 
-    def connections(self, a: Args, shapes: list[Shape], out: Shape) -> sp.Expr:
-        return self.counts(a, shapes, out).macs
-
-    def module(self, a: Args, in_shapes: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Detect", dict(classes=a.classes, anchors=[list(x) for x in a.anchors], strides=list(a.strides),
-                              in_channels=[s[0] for s in in_shapes], decode=a.decode)
+                              in_channels=[s[0] for s in ins], decode=a.decode)
+
+
+OPS = (Detect(),)

@@ -5,25 +5,25 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, Shape
+from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape
 
 
 class Linear(OpDef):
     name = "linear"
     args = (ArgSpec("out", "int", minimum=1), ArgSpec("bias", "bool", True))
     doc = "Linear(in inferred, out, bias); takes features [F]: flatten an image first"
-    category = "linear"
+    category = Category.LINEAR
     ranks = (1,)
 
-    def shape(self, a: Args, s: Shape) -> Shape:
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
         return (a.out,)
 
-    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
-        return Counts(weights=sp.expand(s_in[0] * a.out), biases=a.out if a.bias else sp.Integer(0),
-                      macs=sp.expand(s_in[0] * a.out))
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
+        return Counts(weights=sp.expand(ins[0][0] * a.out), biases=a.out if a.bias else sp.Integer(0),
+                      macs=sp.expand(ins[0][0] * a.out))
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
-        return "Linear", dict(in_features=in_shape[0], out_features=a.out, bias=a.bias)
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+        return "Linear", dict(in_features=ins[0][0], out_features=a.out, bias=a.bias)
 
 
 OPS = (Linear(),)

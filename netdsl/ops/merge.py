@@ -1,72 +1,62 @@
-"""Ops that take several tensors and start a statement: cat (channels) and add (element-wise sum);
-`detect` (netdsl/ops/detect.py) is one too, with weights and arguments of its own."""
+"""Ops that take several tensors and compute without weights: cat (channels) and add (sum).
+
+They start a statement (`x = cat(a, b) -> conv(...)`); the torch backend calls `combine`, the
+Python export writes `source`. `detect` (netdsl/ops/detect.py) starts a statement too, with a module.
+"""
 from __future__ import annotations
 
+from functools import reduce
+from operator import add
+from types import ModuleType
 from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, Shape, units
+from netdsl.ops.base import Args, Category, Counts, OpDef, Shape, units
 
 
-class MergeDef:
-    name = ""
-    doc = ""
-    args: tuple[ArgSpec, ...] = ()
-    min_inputs = 2
-    final = False  # its result is an output of the network, not a tensor to go on with
-    category = "merge"
-
-    def arg(self, name: str) -> ArgSpec | None:
-        return next((a for a in self.args if a.name == name), None)
-
-    def check(self, a: Args, in_shapes: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
-        """The rules on the arguments at the values in use (`image`: the network's image input)."""
-
-    def counts(self, a: Args, shapes: list[Shape], out: Shape) -> Counts:
-        return Counts()
-
-    def module(self, a: Args, in_shapes: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
-        """A module holding the op's weights (class name in torch.nn or netdsl's layers), or None."""
-        return None
-
-    def match_axes(self, rank: int) -> range:
-        """The per-sample axes whose sizes all operands must share."""
-        return range(rank)
-
-    def shape(self, a: Args, shapes: list[Shape]) -> Shape:
-        return shapes[0]
-
-    def connections(self, a: Args, shapes: list[Shape], out: Shape) -> sp.Expr:
-        return sp.Integer(0)
-
-
-
-class Cat(MergeDef):
+class Cat(OpDef):
     name = "cat"
     doc = "cat(a, b, ...): join along the channels; the other sizes must match"
+    category = Category.MERGE
+    min_inputs, max_inputs = 2, None
+    mismatch_text = ("spatial sizes", "; cat joins channels, so heights and widths must match")
+    symbol = "cat"
 
     def match_axes(self, rank: int) -> range:
         return range(1, rank)
 
-    def shape(self, a: Args, shapes: list[Shape]) -> Shape:
-        return (sp.Add(*[s[0] for s in shapes]), *shapes[0][1:])
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return (sp.Add(*[s[0] for s in ins]), *ins[0][1:])
+
+    def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
+        return sp.Integer(0)  # a copy: no unit reads several inputs
+
+    def combine(self, xs: list[Any], torch: ModuleType) -> Any:
+        return torch.cat(xs, dim=1)
+
+    def source(self, inputs: list[str]) -> str:
+        return f"torch.cat(({', '.join(inputs)}), dim=1)"
 
 
-
-class Add(MergeDef):
+class Add(OpDef):
     name = "add"
     doc = "add(a, b, ...): element-wise sum of tensors of one shape"
+    category = Category.MERGE
+    min_inputs, max_inputs = 2, None
+    symbol = "+"
 
-    def connections(self, a: Args, shapes: list[Shape], out: Shape) -> sp.Expr:
-        return sp.expand(units(out) * (len(shapes) - 1))
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
+        return sp.expand(units(out) * (len(ins) - 1))
+
+    def combine(self, xs: list[Any], torch: ModuleType) -> Any:
+        return reduce(add, xs)
+
+    def source(self, inputs: list[str]) -> str:
+        return " + ".join(inputs)
 
 
-
-def _merges() -> dict[str, MergeDef]:
-    from netdsl.ops.detect import Detect
-
-    return {m.name: m for m in (Cat(), Add(), Detect())}
-
-
-MERGES = _merges()
+OPS = (Cat(), Add())

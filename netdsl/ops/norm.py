@@ -5,7 +5,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, Shape
+from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape
 
 
 class BatchNorm(OpDef):
@@ -13,15 +13,21 @@ class BatchNorm(OpDef):
     args = (ArgSpec("eps", "float", 1e-5, fmin=0.0), ArgSpec("momentum", "float", 0.1, fmin=0.0, fmax=1.0),
             ArgSpec("affine", "bool", True))
     doc = "BatchNorm2d (images) or BatchNorm1d (features)(channels inferred, eps, momentum, affine)"
-    category = "norm"
+    category = Category.NORM
     ranks = (1, 3)
+    darknet_role = "bn"
+    running_stats = True
 
-    def counts(self, a: Args, s_in: Shape, s_out: Shape) -> Counts:
-        c = s_in[0]
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
+        c = ins[0][0]
         # Running mean and variance, and num_batches_tracked.
         return Counts(norm_params=2 * c if a.affine else sp.Integer(0), buffers=2 * c + 1)
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+        in_shape = ins[0]
         kw: dict[str, Any] = dict(num_features=in_shape[0], eps=a.eps, momentum=a.momentum)
         if not a.affine:
             kw["affine"] = False

@@ -5,28 +5,40 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, Shape, pool_padding_range, pool_padding_rule, scalar, units, window_out
+from netdsl.ops.base import (
+    Args,
+    ArgSpec,
+    Category,
+    Counts,
+    OpDef,
+    Shape,
+    pool_padding_range,
+    pool_padding_rule,
+    scalar,
+    units,
+    window_out,
+)
 
 
 class _WindowPool(OpDef):
     """Sliding-window pooling: PyTorch's padding rule, output size and one read per window cell."""
 
-    category = "pool"
+    category = Category.POOL
 
-    def check(self, a: Args, in_shape: tuple[int, ...]) -> None:
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
         pool_padding_rule(a)
 
     def search_range(self, arg: str, a: Args) -> tuple[int, int, str] | None:
         return pool_padding_range(arg, a)
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        c, h, w = s
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        c, h, w = ins[0]
         dilation = a.get("dilation", (1, 1))
         return (c, *(window_out(x, k, st, p, d, a.ceil_mode) for x, k, st, p, d in
                      zip((h, w), a.kernel, a.stride, a.padding, dilation)))
 
-    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
-        return sp.expand(units(s_out) * a.kernel[0] * a.kernel[1])
+    def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
+        return sp.expand(units(out) * a.kernel[0] * a.kernel[1])
 
     def common(self, a: Args) -> dict[str, Any]:
         kw: dict[str, Any] = dict(kernel_size=scalar(a.kernel), stride=scalar(a.stride), padding=scalar(a.padding))
@@ -45,7 +57,7 @@ class MaxPool(_WindowPool):
     args = (*_WINDOW, ArgSpec("dilation", "int", 1, minimum=1, pair=True), ArgSpec("ceil_mode", "bool", False))
     doc = "MaxPool2d(kernel, stride=kernel, padding, dilation, ceil_mode)"
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         kw = self.common(a)
         kw["dilation"] = scalar(a.dilation)
         return "MaxPool2d", kw
@@ -56,7 +68,7 @@ class AvgPool(_WindowPool):
     args = (*_WINDOW, ArgSpec("ceil_mode", "bool", False), ArgSpec("count_include_pad", "bool", True))
     doc = "AvgPool2d(kernel, stride=kernel, padding, ceil_mode, count_include_pad)"
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         kw = self.common(a)
         if not a.count_include_pad:
             kw["count_include_pad"] = False
@@ -65,17 +77,17 @@ class AvgPool(_WindowPool):
 
 class _Adaptive(OpDef):
     args = (ArgSpec("h", "int", 1, minimum=1), ArgSpec("w", "int", default_from="h", minimum=1))
-    category = "pool"
+    category = Category.POOL
     torch_name = ""
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        return (s[0], a.h, a.w)
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return (ins[0][0], a.h, a.w)
 
-    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
+    def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
         # Windows vary in size; every input unit is read about once.
-        return units(s_in)
+        return units(ins[0])
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return self.torch_name, dict(output_size=scalar((a.h, a.w)))
 
 

@@ -5,19 +5,19 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, OpDef, Shape, units
+from netdsl.ops.base import Args, ArgSpec, Category, OpDef, Shape, units
 
 
 class Flatten(OpDef):
     name = "flatten"
     doc = "Flatten(): [C, H, W] -> [C*H*W]"
-    category = "shape"
+    category = Category.SHAPE
     ranks = None
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        return (units(s),)
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return (units(ins[0]),)
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Flatten", {}
 
 
@@ -28,13 +28,13 @@ class Pad(OpDef):
             ArgSpec("bottom", "int", default_from="top", minimum=0),
             ArgSpec("value", "float", 0.0, inf_ok=True))
     doc = "ConstantPad2d((left, right, top, bottom), value); value may be -inf"
-    category = "shape"
+    category = Category.SHAPE
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        c, h, w = s
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        c, h, w = ins[0]
         return (c, sp.expand(h + a.top + a.bottom), sp.expand(w + a.left + a.right))
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         sides = (a.left, a.right, a.top, a.bottom)
         if a.value == 0:
             return "ZeroPad2d", dict(padding=sides)

@@ -5,7 +5,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, ArgSpec, Counts, OpDef, Shape, units
+from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape, units
 
 
 class Upsample(OpDef):
@@ -13,17 +13,17 @@ class Upsample(OpDef):
     args = (ArgSpec("scale", "int", minimum=1), ArgSpec("mode", "str", "nearest", choices=("nearest", "bilinear")),
             ArgSpec("align_corners", "bool", False))
     doc = "Upsample(scale_factor=scale, mode)"
-    category = "upsample"
+    category = Category.UPSAMPLE
 
-    def shape(self, a: Args, s: Shape) -> Shape:
-        c, h, w = s
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        c, h, w = ins[0]
         return (c, sp.expand(h * a.scale), sp.expand(w * a.scale))
 
-    def connections(self, a: Args, s_in: Shape, s_out: Shape, c: Counts) -> sp.Expr:
+    def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
         # Bilinear reads four inputs per output unit.
-        return 4 * units(s_out) if a.mode == "bilinear" else units(s_out)
+        return 4 * units(out) if a.mode == "bilinear" else units(out)
 
-    def torch(self, a: Args, in_shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         bilinear = a.mode == "bilinear"
         return "Upsample", dict(scale_factor=a.scale, mode=a.mode, align_corners=a.align_corners if bilinear else None)
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import sympy as sp
 
@@ -39,6 +40,7 @@ from netdsl import ir
 from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
+from netdsl.passes.shapes import analyse
 from netdsl.passes.symbols import conditions_of, fixed_value, make_env, mod_assumption
 
 SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
@@ -96,13 +98,23 @@ class ClaimResult:
         return self.source.claim.span.line
 
 
+def _other_than(v: sp.Expr, residue: int) -> bool:
+    return bool(v != residue)
+
+
+def _other_residue(v: sp.Expr, modulus: int, residue: int) -> bool:
+    return bool(v % modulus != residue)
+
+
 # --- checking claims --------------------------------------------------------------------------
 
 class ClaimChecker:
     def __init__(self, counts: CountResult) -> None:
         self.counts = counts
         self.env = counts.env
-        self.spec = counts.shapes.spec
+        spec = counts.shapes.spec
+        assert spec is not None, "claims are checked on the counts of a spec"
+        self.spec: ir.Spec = spec
         self.names = list(self.env.symbols)
         self.assumptions = self._assumptions()
         self._valid_cache: dict[tuple, str | None] = {}
@@ -176,12 +188,12 @@ class ClaimChecker:
                 else:
                     switches[a.name] = a.value.value
             elif a.name in self.env.symbols:
-                if a.value.kind not in ir.EXPR_KINDS:
+                if not isinstance(a.value, ir.EXPR_TYPES):
                     raise NetdslError(f"option '{a.name}' takes an integer expression", a.value.span,
                                       f"write e.g. {a.name}=32")
-                self._check_names(a.value, "a claim option")  # type: ignore[arg-type]
-                self._check_polynomial(a.value)  # type: ignore[arg-type]
-                at[self.env.symbols[a.name]] = self.env.sym(a.value, raw=True)  # type: ignore[arg-type]
+                self._check_names(a.value, "a claim option")
+                self._check_polynomial(a.value)
+                at[self.env.symbols[a.name]] = self.env.sym(a.value, raw=True)
                 at_args.append(a)
             else:
                 options = [*allowed, "doubled", *self.names]
@@ -197,7 +209,7 @@ class ClaimChecker:
         admissible: an integer meeting the spec's assumptions (decided exactly), and a valid network
         at the values in use (inequalities, positive sizes: as for the spec itself)."""
         for a in args:
-            self._check_option(src, a, at[self.env.symbols[a.name]])  # type: ignore[index]
+            self._check_option(src, a, at[self.env.symbols[a.name]])
         if not at:
             return
         user = {self.env.symbols[n]: sp.Integer(v) for n, v in self.env.values.items()}
@@ -241,7 +253,7 @@ class ClaimChecker:
                 if e.is_Integer:
                     raise NetdslError(f"the claim's option {shown} does not give a valid network: it breaks the "
                                       f"spec's assumption {x.text}", a.span, hint)
-                at, v = self._witness(value, lambda v, r=x.residue: v != r)
+                at, v = self._witness(value, partial(_other_than, residue=x.residue))
                 raise NetdslError(f"the claim's option {shown} does not always give a valid network: it breaks "
                                   f"the spec's assumption {x.text} at {at}, where it gives {a.name}={v}", a.span, hint)
             f = (e - x.residue) / x.modulus  # an integer exactly where the option meets the assumption
@@ -250,7 +262,7 @@ class ClaimChecker:
             if e.is_Integer:
                 raise NetdslError(f"the claim's option {shown} does not give a valid network: it breaks the "
                                   f"spec's assumption {x.text}", a.span, hint)
-            at, v = self._witness(value, lambda v, m=x.modulus, r=x.residue: v % m != r)
+            at, v = self._witness(value, partial(_other_residue, modulus=x.modulus, residue=x.residue))
             if self._never_integer(sp.expand(f)):
                 raise NetdslError(f"the claim's option {shown} never gives a valid network: it meets the spec's "
                                   f"assumption {x.text} for no admissible value (at {at} it gives {a.name}={v})",
@@ -287,8 +299,6 @@ class ClaimChecker:
         """Why the network (at 2H x 2W when `doubled`) is invalid at these values (None when valid)."""
         key = (tuple(sorted(overrides.items())), doubled)
         if key not in self._valid_cache:
-            from netdsl.passes.shapes import analyse
-
             try:
                 analyse(self.spec, overrides, dim_scale=2 if doubled else 1)
                 self._valid_cache[key] = None
@@ -412,12 +422,12 @@ class ClaimChecker:
         return self._invalid(full, doubled) is None
 
 
-def _small_first(sizes: list[int]):  # noqa: ANN202 - Iterator[tuple[int, ...]]
+def _small_first(sizes: list[int]) -> Iterator[tuple[int, ...]]:
     """Index tuples (i_1 < sizes[0], ...) in order of increasing sum, generated lazily: with many
     symbols the full grid is far too large to sort, and the first few points usually suffice."""
     room = [sum(n - 1 for n in sizes[k:]) for k in range(len(sizes) + 1)]  # the most the rest can add
 
-    def parts(total: int, k: int):  # noqa: ANN202
+    def parts(total: int, k: int) -> Iterator[tuple[int, ...]]:
         if total > room[k]:
             return
         if k == len(sizes):

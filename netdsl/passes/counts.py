@@ -25,8 +25,14 @@ from functools import cached_property
 
 import sympy as sp
 
-from netdsl.concrete import ConcreteGraph, Layer, Shape
+from netdsl import ir
+from netdsl.concrete import ConcreteGraph, Layer, Merge, Shape
+from netdsl.errors import NetdslError
+from netdsl.ops import REGISTRY, Category
 from netdsl.ops.base import units
+from netdsl.passes.shapes import ShapeInference
+from netdsl.passes.symbols import conditions_of
+from netdsl.symbolic import always_equal
 
 METRICS = ("weights", "biases", "norm_params", "parameters", "buffers", "outputs", "connections", "macs")
 
@@ -52,20 +58,15 @@ class Convention:
     def with_options(self, **opts: bool | None) -> Convention:
         return replace(self, **{k: v for k, v in opts.items() if v is not None})
 
-    def categories(self, metric: str) -> frozenset[str]:
+    def categories(self, metric: str) -> frozenset[Category]:
         """The layer categories whose per-layer value enters the total of `metric`."""
-        if metric == "outputs":
-            cats = {"conv", "linear", "pool", "upsample"}
-            if self.batchnorm is not False:
-                cats.add("norm")
-        else:  # connections
-            cats = {"conv", "linear", "pool", "upsample"}
-            if self.batchnorm:
-                cats.add("norm")
+        cats = {Category.CONV, Category.LINEAR, Category.POOL, Category.UPSAMPLE}
+        if (self.batchnorm is not False) if metric == "outputs" else bool(self.batchnorm):  # else connections
+            cats.add(Category.NORM)
         if self.activations:
-            cats.add("activation")
+            cats.add(Category.ACTIVATION)
         if self.merges:
-            cats.add("merge")
+            cats.add(Category.MERGE)
         return frozenset(cats)
 
     def text(self) -> str:
@@ -100,17 +101,13 @@ class Convention:
 
 
 def _op_names() -> list[str]:
-    from netdsl.ops import MERGES, REGISTRY
-
-    return [*REGISTRY, *MERGES]
+    return list(REGISTRY)
 
 
 def _ops_counted(convention: Convention, metric: str) -> list[str]:
     """The ops (and merges) whose layers enter the total of `metric`, in registry order."""
-    from netdsl.ops import MERGES, REGISTRY
-
     cats = convention.categories(metric)
-    return [n for n, op in {**REGISTRY, **MERGES}.items() if op.category in cats]
+    return [n for n, op in REGISTRY.items() if op.category in cats]
 
 
 def _listed(names: list[str]) -> str:
@@ -176,14 +173,12 @@ class CountResult:
             return self.doubled().total(metric, convention)
         key = (metric, convention)
         if key not in self._cache:
-            self._cache[key] = self.env.show(sp.Add(*[l.metric(metric) for l in self.included(metric, convention)]))
+            self._cache[key] = self.env.show(sp.Add(*[row.metric(metric) for row in self.included(metric, convention)]))
         return self._cache[key]
 
     def doubled(self) -> CountResult:
         """The counts of the same spec with every input size doubled (its own shapes, not a substitution)."""
         if "doubled" not in self._cache:
-            from netdsl.passes.shapes import ShapeInference
-
             check_doubling(self.shapes)
             graph = self.shapes.graph
             assert graph is not None
@@ -194,14 +189,15 @@ class CountResult:
         if metric == "weights":
             # Kernel weights come from conv/convT only; biases and BN parameters are switched in.
             out = []
-            for l in self.layers:
-                w = l.weights + (l.biases if convention.biases else 0) + (l.norm_params if convention.batchnorm else 0)
+            for row in self.layers:
+                w = row.weights + (row.biases if convention.biases else 0) + \
+                    (row.norm_params if convention.batchnorm else 0)
                 if w != 0:
-                    out.append(replace(l, weights=w))
+                    out.append(replace(row, weights=w))
             return out
         if metric in ("outputs", "connections"):
             cats = convention.categories(metric)
-            return [l for l in self.layers if l.category in cats]
+            return [row for row in self.layers if row.category in cats]
         return list(self.layers)
 
     def ratio(self, metric: str, convention: Convention = Convention()) -> sp.Expr | None:
@@ -216,34 +212,20 @@ class CountResult:
         return x.xreplace(self.user_values)
 
 
-def _layer_count(l: Layer) -> LayerCount:
-    c = l.counts
-    return LayerCount(name=l.path, op=l.op.name, line=l.line, category=l.op.category, out_shape=l.out_shape,
+def _layer_count(x: Layer | Merge) -> LayerCount:
+    c = x.counts
+    return LayerCount(name=x.path, op=x.op.name, line=x.line, category=x.op.category.value, out_shape=x.out_shape,
                       weights=c.weights, biases=c.biases, norm_params=c.norm_params, buffers=c.buffers,
-                      outputs=units(l.out_shape), connections=l.connections, macs=c.macs)
+                      outputs=units(x.out_shape), connections=x.connections, macs=c.macs)
 
 
 def count_layers(result: ConcreteGraph) -> CountResult:
     """Counts for every layer and cat/add merge of a concrete graph, in forward order."""
-    layers: list[LayerCount] = []
-    for x in result.walk():
-        if isinstance(x, Layer):
-            layers.append(_layer_count(x))
-        else:
-            c = x.counts
-            layers.append(LayerCount(name=x.path, op=x.merge.name, line=x.line, category=x.merge.category,
-                                     out_shape=x.out_shape, weights=c.weights, biases=c.biases,
-                                     norm_params=c.norm_params, buffers=c.buffers, outputs=units(x.out_shape),
-                                     connections=x.connections, macs=c.macs))
-    return CountResult(shapes=result, layers=layers)
+    return CountResult(shapes=result, layers=[_layer_count(x) for x in result.walk()])
 
 
 def check_doubling(cg: ConcreteGraph) -> None:
     """Doubling the input must keep every assumption the spec makes about its sizes; say which breaks."""
-    from netdsl import ir
-    from netdsl.errors import NetdslError
-    from netdsl.passes.symbols import conditions_of
-    from netdsl.symbolic import always_equal
 
     env, graph = cg.env, cg.graph
     assert graph is not None

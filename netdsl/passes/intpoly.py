@@ -10,6 +10,8 @@ from fractions import Fraction
 
 import sympy as sp
 
+from netdsl.passes.symbols import SymEnv
+
 MAX_GRID_POINTS = 4096
 
 
@@ -42,7 +44,7 @@ def _monomial(m: tuple[int, ...], point: tuple[int, ...]) -> int:
     return out
 
 
-def internal_to_user(env, point: dict[sp.Symbol, int]) -> dict[str, int]:  # noqa: ANN001 - SymEnv
+def internal_to_user(env: SymEnv, point: dict[sp.Symbol, int]) -> dict[str, int]:
     """User values for a point given in internal symbols (X_q -> m*X_q + r)."""
     out: dict[str, int] = {}
     for name, s in env.symbols.items():

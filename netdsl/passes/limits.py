@@ -1,16 +1,19 @@
-"""Memory limits, checked from the exact counts before torch allocates anything."""
+"""Memory limits, checked from the exact counts before torch allocates anything.
+
+The limit's default lives in `netdsl.limits` with netdsl's other limits; this pass needs SymPy (the
+counts), so the top layer imports it when a check runs, which keeps `import netdsl` without it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError
+from netdsl.limits import BYTES_PER_VALUE, DEFAULT_MAX_BYTES
+from netdsl.ops import Category
+from netdsl.passes.counts import count_layers
 
-if TYPE_CHECKING:  # SymPy is imported when a check runs: `import netdsl` stays without it
-    from netdsl.concrete import ConcreteGraph
-
-BYTES_PER_VALUE = 4  # float32
-DEFAULT_MAX_BYTES = 8 * 2**30
+__all__ = ["BYTES_PER_VALUE", "DEFAULT_MAX_BYTES", "MemoryEstimate", "check_memory"]
 
 
 @dataclass(frozen=True)
@@ -29,16 +32,14 @@ def _gib(n: int) -> str:
 
 def check_memory(shapes: ConcreteGraph, max_bytes: int | None = DEFAULT_MAX_BYTES) -> MemoryEstimate:
     """Estimate the memory a compiled network needs; refuse above `max_bytes` (None: no limit)."""
-    from netdsl.passes.counts import count_layers
-
     counts = count_layers(shapes)
     env = shapes.env
-    spans = {l.path: l.node.origin for l in shapes.layers}
+    spans = {item.path: item.node.origin for item in shapes.layers}
     params = acts = 0
-    largest = (0, None)
+    largest: tuple[int, str | None] = (0, None)
     for layer in counts.layers:
         p = int(env.at(layer.weights + layer.biases + layer.norm_params + layer.buffers)) * BYTES_PER_VALUE
-        a = int(env.at(layer.outputs)) * BYTES_PER_VALUE if layer.op not in ("cat", "add") else 0
+        a = int(env.at(layer.outputs)) * BYTES_PER_VALUE if layer.category != Category.MERGE else 0
         params += p
         acts += a
         if p + a > largest[0] and layer.name in spans:

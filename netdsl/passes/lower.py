@@ -6,82 +6,23 @@ passes hold them at their values (another value would be another network).
 """
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from netdsl import ir
+from netdsl import intexpr, ir
 from netdsl.errors import NetdslError, Span
-from netdsl.freeze import Freeze
-from netdsl.ops import MERGES, REGISTRY, ArgSpec, MergeDef, OpDef
+from netdsl.freeze import NO_FREEZE, Freeze
+from netdsl.limits import MAX_EXPONENT
+from netdsl.ops import OpDef, layers, merges
+from netdsl.passes.names import RESERVED, check_header, check_names, did_you_mean, fresh, name_list
+from netdsl.passes.op_args import ArgumentReader
 
 MAX_LAYERS = 10_000
 MAX_REPEAT = 1_000
 MAX_BLOCK_DEPTH = 64
-ANNOTATIONS = ("odd", "even", "positive", "nonnegative")
 ATTRIBUTES = {"freeze": "the layer's parameters are not trained (requires_grad=False)"}
-RESERVED = frozenset({"cat", "add", "min", "max", "net", "input", "output", "block", "where", "claim", "true",
-                      "false", "if", "else", "as", "inf"})
 Layer = ir.Op | ir.BlockInstance
-
-
-def did_you_mean(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
-
-
-def _name_list(names: set[str], most: int = 30) -> str:
-    """Names in natural order (b2 before b10), the first `most` of them and how many more."""
-    ordered = sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
-    more = len(ordered) - most
-    return ", ".join(ordered[:most]) + (f", ... and {more} more" if more > 0 else "")
-
-
-def check_names(e: ir.Expr, known: set[str] | dict, where: str) -> None:
-    for n in ir.names_in(e):
-        if n.id not in known:
-            raise NetdslError(f"unknown name '{n.id}' in {where}", n.span,
-                              did_you_mean(n.id, known) + (f"known here: {', '.join(sorted(known))}" if known
-                                                           else "no names are defined here"))
-
-
-def fresh(name: str, span: Span, seen: dict[str, Span], what: str) -> None:
-    if name in RESERVED:
-        raise NetdslError(f"'{name}' is a reserved word and cannot name a {what}", span, "pick another name")
-    if name in seen:
-        prev = seen[name]
-        raise NetdslError(f"duplicate name '{name}'", span,
-                          f"'{name}' is already defined at line {prev.line}, column {prev.column}; rename one of them")
-    seen[name] = span
-
-
-def check_header(spec: ir.Spec) -> None:
-    """Names in the header and input declarations: unique, known, defined before use."""
-    seen: dict[str, Span] = {}
-    params = {p.name for p in spec.params}
-    for p in spec.params:
-        fresh(p.name, p.span, seen, "parameter")
-        if p.annotation is not None and p.annotation not in ANNOTATIONS:
-            raise NetdslError(f"unknown parameter annotation '{p.annotation}'", p.span,
-                              f"use one of: {', '.join(ANNOTATIONS)}, or a `where` condition")
-        # Defaults may use parameters declared before them, never after.
-        check_names(p.default, set(seen) - {p.name}, "parameter default")
-    dims: set[str] = set()
-    for inp in spec.inputs:
-        fresh(inp.name, inp.span, seen, "input")
-        check_names(inp.channels, params, "input channels")
-        for d in inp.dims:
-            if d.name in dims and d.default is None:
-                continue  # `input b: [1, H, W]` reuses the sizes of an earlier input
-            fresh(d.name, d.span, seen, "size")
-            dims.add(d.name)
-            if d.default is not None:
-                check_names(d.default, params, "input size default")
-    for c in [*spec.conditions, *(c for i in spec.inputs for c in i.conditions)]:
-        for side in (c.left, c.right):
-            check_names(side, params | dims, "condition")
 
 
 @dataclass
@@ -101,10 +42,10 @@ class _Scope:
 
 
 @dataclass
-class _Lowerer:
+class Lowerer:
     spec: ir.Spec
     values: dict[str, int]
-    freeze: Freeze = Freeze()
+    freeze: Freeze = NO_FREEZE
     frozen_names: set[str] = field(default_factory=set)  # the names of `freeze` that matched something
     blocks: dict[str, ir.BlockDef] = field(default_factory=dict)
     structural: set[str] = field(default_factory=set)
@@ -138,41 +79,20 @@ class _Lowerer:
             self.structural.add(n.id)
             return self.values[n.id]
 
-        def binop(n: ir.BinOp, a: int, b: int) -> int:
-            if n.op in ("//", "%", "/") and b == 0:
-                raise NetdslError("division by zero", n.right.span, f"in a {what}")
-            if n.op == "**":
-                if not 0 <= b <= 64 or abs(a) > 2**16:
-                    raise NetdslError("exponents must be constant integers from 0 to 64", n.right.span, f"in a {what}")
-                return a ** b
-            if n.op == "/":
-                if a % b:
-                    raise NetdslError(f"{a}/{b} is not an integer", n.span, f"use // in a {what}")
-                return a // b
-            if n.op == "//":
-                return a // b
-            if n.op == "%":
-                return a % b
-            return a + b if n.op == "+" else a - b if n.op == "-" else a * b
-
-        return ir.fold(e, leaf, binop, lambda n, v: -v, lambda n, vs: min(vs) if n.func == "min" else max(vs))
+        try:
+            return intexpr.evaluate(e, leaf, intexpr.INTEGERS)
+        except intexpr.Refused as r:
+            raise intexpr.refusal_error(r, f"in a {what}", f"exponents must be constant integers from 0 to "
+                                        f"{MAX_EXPONENT}") from None
 
     def number(self, e: ir.Expr, what: str) -> float:
         """A float argument's value at the values in use: exact arithmetic (`/` a fraction, `**` any
-        whole exponent from -64 to 64), rounded once at the end."""
-        def binop(n: ir.BinOp, a: Fraction, b: Fraction) -> Fraction:
-            if n.op in ("//", "%", "/") and b == 0:
-                raise NetdslError("division by zero", n.right.span, f"in {what}")
-            if n.op == "**":
-                if b.denominator != 1 or not -64 <= b <= 64 or abs(a) > 2**16 or (a == 0 and b < 0):
-                    raise NetdslError("exponents must be whole numbers from -64 to 64", n.right.span, f"in {what}")
-                return a ** int(b)
-            ops = {"/": lambda: a / b, "//": lambda: Fraction(a // b), "%": lambda: a % b, "+": lambda: a + b,
-                   "-": lambda: a - b, "*": lambda: a * b}
-            return ops[n.op]()
-
-        value = ir.fold(e, lambda n: Fraction(self.evaluate(n, what)), binop, lambda n, v: -v,
-                        lambda n, vs: min(vs) if n.func == "min" else max(vs))
+        whole exponent from -MAX_EXPONENT to MAX_EXPONENT), rounded once at the end."""
+        try:
+            value = intexpr.evaluate(e, lambda n: Fraction(self.evaluate(n, what)), intexpr.FRACTIONS)
+        except intexpr.Refused as r:
+            raise intexpr.refusal_error(r, f"in {what}", f"exponents must be whole numbers from -{MAX_EXPONENT} "
+                                        f"to {MAX_EXPONENT}") from None
         try:
             return float(value)
         except OverflowError:
@@ -215,13 +135,14 @@ class _Lowerer:
 
     def one(self, call: ir.LayerCall, sc: _Scope, lab: str | None, prefix: str) -> list[tuple[str | None, Layer]]:
         name = call.op.name
-        if name in REGISTRY:
+        ops = layers()
+        if name in ops:
             self.count += 1
-            return [(lab, self.op(call, REGISTRY[name], sc))]
+            return [(lab, self.op(call, ops[name], sc))]
         block = self.blocks.get(name)
         if block is None:
             raise NetdslError(f"unknown op or block '{name}'", call.op.span,
-                              did_you_mean(name, [*REGISTRY, *self.blocks]) + f"builtins: {', '.join(REGISTRY)}"
+                              did_you_mean(name, [*ops, *self.blocks]) + f"builtins: {', '.join(ops)}"
                               + (f"; blocks: {', '.join(self.blocks)}" if self.blocks else ""))
         if sc.depth >= MAX_BLOCK_DEPTH:
             raise NetdslError(f"blocks nest more than {MAX_BLOCK_DEPTH} deep here", call.span,
@@ -276,11 +197,12 @@ class _Lowerer:
                 key = a.name
             if key in bound:
                 raise NetdslError(f"argument '{key}' given twice", a.span, "give each argument once")
-            if a.value.kind not in ir.EXPR_KINDS:
-                raise NetdslError(f"block arguments are integer expressions, not {a.value.kind} values", a.value.span,
+            value = a.value
+            if not isinstance(value, (ir.Int, ir.Name, ir.BinOp, ir.Neg, ir.Call, ir.IfExpr)):
+                raise NetdslError(f"block arguments are integer expressions, not {value.kind} values", value.span,
                                   f"pass an integer to '{key}'")
-            check_names(a.value, sc.known, "block argument")
-            bound[key] = self.resolve(a.value, sc)  # type: ignore[arg-type]
+            check_names(value, sc.known, "block argument")
+            bound[key] = self.resolve(value, sc)
         for p in block.params:
             if p.name not in bound:
                 if p.default is None:
@@ -301,112 +223,12 @@ class _Lowerer:
         args = self.arguments(call.args, spec, call.span, call.op.span, sc)
         return ir.Op(span=call.span, op=spec.name, name="", args=args, via=sc.via, attrs=list(sc.attrs))
 
-    def arguments(self, given_args: list[ir.Arg], spec: OpDef | MergeDef, span: Span, default_span: Span,
+    def arguments(self, given: list[ir.Arg], spec: OpDef, span: Span, default_span: Span,
                   sc: _Scope) -> dict[str, ir.Value]:
-        """Check an op's arguments (positional, then keyword) and fill in its defaults."""
-        given: dict[str, ir.Value] = {}
-        for i, a in enumerate(given_args):
-            if a.name is None:
-                if i >= len(spec.args):
-                    raise NetdslError(f"'{spec.name}' takes at most {len(spec.args)} argument(s)", a.span,
-                                      f"{spec.name}: {spec.doc}")
-                if given and any(prev.name is not None for prev in given_args[:i]):
-                    raise NetdslError("a positional argument after a keyword argument", a.span,
-                                      "put positional arguments first")
-                arg = spec.args[i]
-            else:
-                found = spec.arg(a.name)
-                if found is None:
-                    raise NetdslError(f"'{spec.name}' has no argument '{a.name}'", a.span,
-                                      did_you_mean(a.name, [x.name for x in spec.args])
-                                      + (f"its arguments: {', '.join(x.name for x in spec.args)}" if spec.args
-                                         else f"'{spec.name}' takes no arguments"))
-                arg = found
-            if arg.name in given:
-                raise NetdslError(f"argument '{arg.name}' given twice", a.span, "give each argument once")
-            given[arg.name] = self.value(a.value, arg, spec, sc)
-        args: dict[str, ir.Value] = {}
-        for arg in spec.args:
-            if arg.name in given:
-                args[arg.name] = given[arg.name]
-            elif arg.default_from is not None:
-                args[arg.name] = args[arg.default_from]
-            elif arg.required:
-                raise NetdslError(f"'{spec.name}' needs its argument '{arg.name}'", span, f"{spec.name}: {spec.doc}")
-            else:
-                args[arg.name] = literal(arg.default, default_span)
-        return args
+        """An op's arguments checked, resolved in this scope and completed with its defaults."""
+        reader = ArgumentReader(spec, sc.known, lambda e: self.resolve(e, sc), self.number, sc.dry)
+        return reader.read(given, span, default_span)
 
-    def value(self, v: ir.Value, arg: ArgSpec, spec: OpDef | MergeDef, sc: _Scope) -> ir.Value:
-        want = {"int": "an integer expression", "float": "a number", "bool": "true or false", "str": "a string",
-                "ints": "a list of integers, e.g. [8, 16, 32]",
-                "intlists": "a list of lists of integers, e.g. [[10, 13, 16, 30], [30, 61, 62, 45]]"}[arg.type]
-        if arg.type in ("ints", "intlists") and isinstance(v, ir.ListValue):
-            return self.int_list(v, arg, spec, sc, nested=arg.type == "intlists")
-        if arg.type == "int":
-            if isinstance(v, ir.Hole):
-                return v
-            if isinstance(v, ir.Pair):
-                if not arg.pair:
-                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' takes one integer, not a pair", v.span,
-                                      f"{spec.name}: {spec.doc}")
-                for x in v.items:
-                    check_names(x, sc.known, f"argument '{arg.name}'")
-                return v.model_copy(update={"items": tuple(self.resolve(x, sc) for x in v.items)})
-            if v.kind in ir.EXPR_KINDS:
-                check_names(v, sc.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
-                return self.resolve(v, sc)  # type: ignore[arg-type]
-        elif arg.type == "float":
-            f: ir.Float | None = None
-            if isinstance(v, ir.Float):
-                f = v
-            elif v.kind in ir.EXPR_KINDS:
-                # An expression of the parameters, `/` exact, so that a mode can choose a number:
-                # `batchnorm(eps=1 / (100000 if LEAKY == 1 else 1000))`.
-                check_names(v, sc.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
-                if sc.dry:
-                    return v
-                value = self.number(self.resolve(v, sc), f"argument '{arg.name}'")  # type: ignore[arg-type]
-                f = ir.Float(span=v.span, value=value)
-            if f is not None:
-                check_float(f, arg, spec)
-                return f
-        elif arg.type == "bool" and isinstance(v, ir.Bool):
-            return v
-        elif arg.type == "str" and isinstance(v, ir.Str):
-            if arg.choices and v.value not in arg.choices:
-                raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be one of "
-                                  f"{', '.join(repr(c) for c in arg.choices)}, not {v.value!r}", v.span,
-                                  did_you_mean(v.value, arg.choices) or f'write {arg.name}="{arg.choices[0]}"')
-            return v
-        raise NetdslError(f"'{spec.name}' argument '{arg.name}' wants {want}", v.span, f"{spec.name}: {spec.doc}")
-
-    def int_list(self, v: ir.ListValue, arg: ArgSpec, spec: OpDef | MergeDef, sc: _Scope,
-                 nested: bool) -> ir.ListValue:
-        """A list of integer expressions (or of such lists, all of one length), resolved."""
-        if not v.items:
-            raise NetdslError(f"'{spec.name}' argument '{arg.name}' is an empty list", v.span, f"{spec.name}: {spec.doc}")
-        items: list[ir.Value] = []
-        for x in v.items:
-            if nested:
-                if not isinstance(x, ir.ListValue):
-                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' is a list of lists; this item is not a list",
-                                      x.span, f"{spec.name}: {spec.doc}")
-                items.append(self.int_list(x, arg, spec, sc, nested=False))
-            else:
-                if x.kind not in ir.EXPR_KINDS:
-                    raise NetdslError(f"'{spec.name}' argument '{arg.name}' takes integers; this item is not one",
-                                      x.span, f"{spec.name}: {spec.doc}")
-                check_names(x, sc.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
-                items.append(self.resolve(x, sc))  # type: ignore[arg-type]
-        if nested:
-            lengths = {len(x.items) for x in items}  # type: ignore[union-attr]
-            if len(lengths) > 1:
-                short = min(items, key=lambda x: len(x.items))  # type: ignore[union-attr]
-                raise NetdslError(f"'{spec.name}' argument '{arg.name}' is ragged: its lists have "
-                                  f"{', '.join(str(len(x.items)) for x in items)} items", short.span,  # type: ignore[union-attr]
-                                  "give every level the same number of values")
-        return v.model_copy(update={"items": items})
 
     # --- statements --------------------------------------------------------------------------
     def statements(self, assigns: list[ir.Assign], defined: dict[str, Span], sc: _Scope,
@@ -448,7 +270,7 @@ class _Lowerer:
                                        source_span=a.source_span, layers=name_layers(pairs),
                                        annotation=[self.resolve(e, sc) for e in a.annotation] if a.annotation else None))
             defined[a.name] = a.span
-            if a.merge in MERGES and MERGES[a.merge].final:
+            if a.merge in merges() and merges()[a.merge].final:
                 finals.add(a.name)
                 if not a.output:
                     raise NetdslError(f"{a.merge}() makes one of the network's outputs", a.span,
@@ -461,13 +283,16 @@ class _Lowerer:
     def merge_args(self, a: ir.Assign, sc: _Scope) -> dict[str, ir.Value]:
         if a.merge == "ref":
             return {}
-        m = MERGES.get(a.merge)
+        starts = merges()
+        m = starts.get(a.merge)
         if m is None:
             raise NetdslError(f"unknown merge '{a.merge}'", a.source_span,
-                              did_you_mean(a.merge, MERGES) + "a statement starts from a tensor name or "
-                              + ", ".join(f"{k}(a, b, ...)" for k in MERGES))
+                              did_you_mean(a.merge, starts) + "a statement starts from a tensor name or "
+                              + ", ".join(f"{k}(a, b, ...)" for k in starts))
         if len(a.inputs) < m.min_inputs:
             raise NetdslError(f"{m.name}() needs at least {m.min_inputs} tensors", a.source_span, f"{m.name}: {m.doc}")
+        if m.max_inputs is not None and len(a.inputs) > m.max_inputs:
+            raise NetdslError(f"{m.name}() takes at most {m.max_inputs} tensors", a.source_span, f"{m.name}: {m.doc}")
         if m.final and a.chain:
             raise NetdslError(f"{m.name}() makes the network's result; no layers may follow it", a.chain[0].span,
                               f"write `output = {m.name}(...)` on its own")
@@ -498,7 +323,7 @@ class _Lowerer:
         if missing:
             known = {n.name for n in nodes} | set(self.blocks) | {c.label.name for c in self._calls() if c.label}
             raise NetdslError(f"--freeze {missing[0]}: no statement, label or block of the spec is named '{missing[0]}'",
-                              hint=did_you_mean(missing[0], known) + "names: " + _name_list(known))
+                              hint=did_you_mean(missing[0], known) + "names: " + name_list(known))
 
     def _calls(self) -> Iterable[ir.LayerCall]:
         for a in self.spec.assigns:
@@ -509,7 +334,7 @@ class _Lowerer:
                 yield from a.chain
 
     def define(self, b: ir.BlockDef) -> None:
-        if b.name in REGISTRY:
+        if b.name in layers():
             raise NetdslError(f"block '{b.name}' shadows the builtin op of that name", b.span, "rename the block")
         if b.name in self.blocks:
             prev = self.blocks[b.name].span
@@ -532,28 +357,6 @@ class _Lowerer:
         self.blocks[b.name] = b
 
 
-def check_float(f: ir.Float, arg: ArgSpec, spec: OpDef) -> None:
-    import math
-
-    if not math.isfinite(f.value) and not arg.inf_ok:
-        raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be finite, not {f.value}", f.span,
-                          f"{spec.name}: {spec.doc}")
-    if (arg.fmin is not None and f.value < arg.fmin) or (arg.fmax is not None and f.value > arg.fmax):
-        bounds = f"from {arg.fmin} to {arg.fmax}" if arg.fmax is not None else f"at least {arg.fmin}"
-        raise NetdslError(f"'{spec.name}' argument '{arg.name}' must be {bounds}, not {f.value}", f.span,
-                          f"{spec.name}: {spec.doc}")
-
-
-def literal(v: int | float | bool | str | None, span: Span) -> ir.Value:
-    if isinstance(v, bool):
-        return ir.Bool(span=span, value=v)
-    if isinstance(v, int):
-        return ir.Int(span=span, value=v)
-    if isinstance(v, float):
-        return ir.Float(span=span, value=v)
-    return ir.Str(span=span, value=str(v))
-
-
 def name_layers(pairs: list[tuple[str | None, Layer]]) -> list[Layer]:
     """Labelled layers keep their label; the others get their position, as in nn.Sequential."""
     seen: dict[str, Span] = {}
@@ -569,8 +372,8 @@ def name_layers(pairs: list[tuple[str | None, Layer]]) -> list[Layer]:
     return out
 
 
-def lower(spec: ir.Spec, values: dict[str, int], freeze: Freeze = Freeze()) -> ir.Graph:
+def lower(spec: ir.Spec, values: dict[str, int], freeze: Freeze = NO_FREEZE) -> ir.Graph:
     """Check names and arguments and expand blocks at `values` (every parameter and size in use);
     `freeze` adds the `freeze` attribute to the statements, labels and blocks it names."""
-    graph = _Lowerer(spec, values, freeze).run()
+    graph = Lowerer(spec, values, freeze).run()
     return graph.model_copy(update={"freeze_bn": freeze.bn}) if freeze.bn != "train" else graph

@@ -13,13 +13,15 @@ import sympy as sp
 from netdsl import ir
 from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Shape, Statement, Tensor
 from netdsl.errors import NetdslError, Span
-from netdsl.freeze import Freeze
-from netdsl.ops import MERGES, REGISTRY, Args, MergeDef, OpDef, RuleError
+from netdsl.freeze import NO_FREEZE, Freeze
+from netdsl.limits import MAX_INT32
+from netdsl.ops import REGISTRY, Args, OpDef, RuleError
+from netdsl.passes.lower import lower
+from netdsl.passes.names import check_header
 from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
 from netdsl.symbolic import always_equal
 
 AXES = {1: ("features",), 3: ("channels", "height", "width")}
-MAX_ARG = 2**31 - 1  # PyTorch's convolution and pooling kernels take 32-bit sizes
 MAX_SIZE_DEPTH = 60
 DEPTH_HINT = ("declare how the input sizes divide (e.g. `where H % 64 == 0`) so strides divide exactly and "
               "sizes stay simple, or use fewer size-changing layers in a row")
@@ -71,15 +73,15 @@ class ShapeInference:
         if not val.is_Integer:
             raise NetdslError(f"'{op}' argument '{name}' is not an integer: {safe_str(self.env.show(x))} = "
                               f"{safe_str(val)}", v.span, "use // for integer division")
-        if val > MAX_ARG:
-            raise NetdslError(f"'{op}' argument '{name}' is larger than {MAX_ARG:,}, the most PyTorch's kernels "
+        if val > MAX_INT32:
+            raise NetdslError(f"'{op}' argument '{name}' is larger than {MAX_INT32:,}, the most PyTorch's kernels "
                               "take", v.span, f"at the values in use {self.used(x)}")
         if val < low:
             raise NetdslError(f"'{op}' argument '{name}' is {val}; it must be at least {low}", v.span,
                               f"at the values in use {self.used(x)}")
         return x, int(val)
 
-    def args(self, op: ir.Op | ir.TensorNode, spec: OpDef | MergeDef) -> tuple[Args, Args]:
+    def args(self, op: ir.Op | ir.TensorNode, spec: OpDef) -> tuple[Args, Args]:
         """The op's arguments as SymPy expressions and as plain values (pairs for pair arguments,
         tuples for lists; list items are plain integers in both)."""
         sym, val = Args(), Args()
@@ -100,7 +102,7 @@ class ShapeInference:
         return sym, val
 
     def int_list(self, op: str, name: str, v: ir.ListValue) -> tuple:
-        return tuple(self.int_list(op, name, x) if isinstance(x, ir.ListValue)  # type: ignore[arg-type]
+        return tuple(self.int_list(op, name, x) if isinstance(x, ir.ListValue)
                      else self.int_value(op, name, x, -MAX_VALUE)[1] for x in v.items)
 
     def used(self, x: sp.Expr) -> str:
@@ -111,17 +113,17 @@ class ShapeInference:
     def layer(self, tnode: ir.TensorNode, op: ir.Op, s: Shape, path: str) -> Layer:
         spec, sym, val, in_at, out = self.layer_shape(tnode, op, s)
         try:
-            counts = spec.counts(sym, s, out)
+            counts = spec.counts(sym, [s], out)
         except RecursionError:
             raise NetdslError(f"the sizes after this '{op.op}' nest too deeply to compute", op.span, DEPTH_HINT) from None
         return Layer(path=path, name=op.name, op=spec, args=val, sym=sym, in_shape=s, out_shape=out, in_at=in_at,
-                     out_at=tuple(self.at(out)), counts=counts, connections=spec.connections(sym, s, out, counts),
+                     out_at=tuple(self.at(out)), counts=counts, connections=spec.connections(sym, [s], out, counts),
                      attrs=frozenset(op.attrs), node=op, line=op.origin.line)
 
     def layer_shape(self, tnode: ir.TensorNode, op: ir.Op, s: Shape) -> tuple[OpDef, Args, Args, tuple[int, ...], Shape]:
         """A layer's checked output shape without its counts (`solve` needs only the shape)."""
         spec = REGISTRY.get(op.op)
-        if spec is None:
+        if spec is None or spec.starts_statement:
             raise NetdslError(f"no op '{op.op}' in the registry", op.span, "this netdsl does not know the op")
         if spec.ranks is not None and len(s) not in spec.ranks:
             want = " or ".join(rank_text(r) for r in spec.ranks)
@@ -132,12 +134,12 @@ class ShapeInference:
         sym, val = self.args(op, spec)
         in_at = tuple(self.at(s))
         try:
-            spec.check(val, in_at)
+            spec.check(val, [in_at], self.image)
         except RuleError as e:
             where = op.args[e.arg].span if e.arg in op.args else op.span
             raise NetdslError(e.message, where, e.hint) from None
         try:
-            out = tuple(spec.shape(sym, s))
+            out = tuple(spec.shape(sym, [s]))
             self.check_depth(op, out)
             self.check_sizes(tnode, op, s, out)
         except RecursionError:
@@ -193,7 +195,7 @@ class ShapeInference:
     def source(self, node: ir.TensorNode, tensors: dict[str, Shape], prefix: str = "") -> tuple[Shape, Merge | None]:
         if node.merge == "ref":
             return tensors[node.inputs[0].name], None
-        m = MERGES[node.merge]
+        m = REGISTRY[node.merge]
         shapes = [tensors[i.name] for i in node.inputs]
         first = node.inputs[0]
         for other, s in zip(node.inputs[1:], shapes[1:]):
@@ -204,13 +206,13 @@ class ShapeInference:
                                   "merge tensors of one kind: images with images, features with features")
             verdicts = [self.equal(a[i], s[i]) for i in m.match_axes(len(a))]
             if "no" in verdicts:
-                what = "spatial sizes" if m.name == "cat" else "shapes"
+                what, why = m.mismatch_text
                 raise NetdslError(
                     f"{m.name}() of tensors whose {what} differ: '{first.name}' is {_fmt(self.show(a))} = "
                     f"{_fmt(self.at(a))} (from line {self.origin[first.name].line}), '{other.name}' is "
                     f"{_fmt(self.show(s))} = {_fmt(self.at(s))} (from line {self.origin[other.name].line})",
                     node.source_span, "check the strides, paddings and output_padding of the layers that made them"
-                    + ("; cat joins channels, so heights and widths must match" if m.name == "cat" else ""))
+                    + why)
             if "here" in verdicts:
                 self.notes.append(f"line {node.span.line}: {m.name}({first.name}, {other.name}): sizes could not be "
                                   f"shown equal for all parameter values; they are equal at the values in use")
@@ -221,11 +223,10 @@ class ShapeInference:
             raise NetdslError(e.message, node.args[e.arg].span if e.arg in node.args else node.source_span,
                               e.hint) from None
         out = tuple(m.shape(sym, shapes))
-        # An op with weights (detect) is its statement's module; cat and add are named after it.
-        path = f"{prefix}{node.name}" if m.final else f"{prefix}{node.name}({m.name})"
-        merge = Merge(path=path, merge=m, inputs=tuple(i.name for i in node.inputs),
-                      out_shape=out, out_at=tuple(self.at(out)), connections=m.connections(sym, shapes, out),
-                      span=node.source_span, line=node.span.line, args=val, counts=m.counts(sym, shapes, out),
+        counts = m.counts(sym, shapes, out)
+        merge = Merge(path=m.node_path(prefix + node.name), op=m, inputs=tuple(i.name for i in node.inputs),
+                      out_shape=out, out_at=tuple(self.at(out)), connections=m.connections(sym, shapes, out, counts),
+                      span=node.source_span, line=node.span.line, args=val, counts=counts,
                       in_at=[tuple(self.at(x)) for x in shapes])
         return out, merge
 
@@ -282,13 +283,11 @@ class ShapeInference:
 
 
 def analyse(spec: ir.Spec, overrides: dict[str, int] | None = None, dim_scale: int = 1,
-            freeze: Freeze = Freeze()) -> ConcreteGraph:
+            freeze: Freeze = NO_FREEZE) -> ConcreteGraph:
     """Spec to concrete graph at the values in use: values and conditions, lowering, shapes.
 
     `dim_scale=2` gives the network at 2H x 2W; the spec's assumptions on its sizes must hold there.
     """
-    from netdsl.passes.lower import check_header, lower
-
     check_header(spec)
     env = make_env(spec, overrides)
     graph = lower(spec, env.values, freeze)

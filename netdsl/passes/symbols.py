@@ -12,13 +12,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from netdsl import ir
+from netdsl import intexpr, ir
 from netdsl.errors import NetdslError, Span
-
-MAX_EXPONENT = 64
-# Values beyond this are never a real network and would overflow floats in the estimates.
-MAX_VALUE = 10**18
-
+from netdsl.limits import MAX_EXPONENT, MAX_VALUE
 
 MAX_TERMS = 2000
 MAX_CONSTANT_BITS = 256  # about 77 digits
@@ -44,6 +40,49 @@ def safe_str(x: object) -> str:
     except ValueError:
         return "<a number too long to print>"
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+class _Sympy(intexpr.Arithmetic[sp.Expr]):
+    """Formulas: products and powers expanded (and bounded in terms), `//` a floor; an exponent
+    must be a constant. Every result's constants are bounded in digits (`_guard`)."""
+
+    def binop(self, n: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        return _guard(super().binop(n, a, b), n.span)
+
+    def plain(self, n: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        if n.op == "+":
+            return a + b
+        if n.op == "-":
+            return a - b
+        if n.op == "*":
+            if _terms(a) * _terms(b) > MAX_TERMS:
+                raise NetdslError(f"this product expands to more than {MAX_TERMS} terms", n.span,
+                                  "simplify the expression")
+            return sp.expand(a * b)
+        if n.op == "//":
+            return sp.floor(sp.expand(a / b))
+        return sp.Mod(a, b)
+
+    def divide(self, n: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        return sp.expand(a / b)
+
+    def power(self, n: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        exp = intexpr.const_int(n.right)
+        if exp is None or not 0 <= exp <= MAX_EXPONENT:
+            raise intexpr.Refused(intexpr.Rule.EXPONENT, n, a, b)
+        k = _terms(a)
+        if k > 1 and math.comb(k + exp - 1, exp) > MAX_TERMS:
+            raise NetdslError(f"this power expands to more than {MAX_TERMS} terms", n.span, "simplify the expression")
+        return sp.expand(a ** exp)
+
+    def minimum(self, vals: list[sp.Expr]) -> sp.Expr:
+        return sp.Min(*vals)
+
+    def maximum(self, vals: list[sp.Expr]) -> sp.Expr:
+        return sp.Max(*vals)
+
+
+SYMPY = _Sympy()
 
 
 @dataclass
@@ -80,35 +119,14 @@ class SymEnv:
             ok = {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[n.test.op]
             return self.sym(n.then if bool(ok) else n.orelse, at=at)
 
-        return ir.fold(e, leaf, lambda n, a, b: _guard(self._binop(n, a, b), n.span), lambda n, v: -v,
-                       lambda n, args: sp.Min(*args) if n.func == "min" else sp.Max(*args), cond)
-
-    def _binop(self, e: ir.BinOp, a: sp.Expr, b: sp.Expr) -> sp.Expr:
-        if e.op == "+":
-            return a + b
-        if e.op == "-":
-            return a - b
-        if e.op == "*":
-            if _terms(a) * _terms(b) > MAX_TERMS:
-                raise NetdslError(f"this product expands to more than {MAX_TERMS} terms", e.span,
-                                  "simplify the expression")
-            return sp.expand(a * b)
-        if e.op in ("//", "%", "/") and b == 0:
-            raise NetdslError("division by zero", e.right.span, "the right side of //, % and / must not be 0")
-        if e.op == "//":
-            return sp.floor(sp.expand(a / b))
-        if e.op == "%":
-            return sp.Mod(a, b)
-        if e.op == "/":
-            return sp.expand(a / b)
-        exp = ir.const_int(e.right)
-        if exp is None or not 0 <= exp <= MAX_EXPONENT:
-            raise NetdslError(f"exponents must be constant integers from 0 to {MAX_EXPONENT}", e.right.span,
-                              "write the power with a literal exponent, e.g. k**2")
-        n = _terms(a)
-        if n > 1 and math.comb(n + exp - 1, exp) > MAX_TERMS:
-            raise NetdslError(f"this power expands to more than {MAX_TERMS} terms", e.span, "simplify the expression")
-        return sp.expand(a ** exp)
+        try:
+            return intexpr.evaluate(e, leaf, SYMPY, cond)
+        except intexpr.Refused as r:
+            if r.rule is intexpr.Rule.ZERO_DIVISOR:
+                raise NetdslError("division by zero", r.node.right.span,
+                                  "the right side of //, % and / must not be 0") from None
+            raise NetdslError(f"exponents must be constant integers from 0 to {MAX_EXPONENT}", r.node.right.span,
+                              "write the power with a literal exponent, e.g. k**2") from None
 
     def pin(self, names: list[str]) -> list[str]:
         """Hold these names at their values in use (they decided the network's structure);
@@ -155,7 +173,7 @@ def mod_assumption(c: ir.Condition) -> tuple[str, int, int] | None:
         return None
     for lhs, rhs in ((c.left, c.right), (c.right, c.left)):
         if isinstance(lhs, ir.BinOp) and lhs.op == "%" and isinstance(lhs.left, ir.Name):
-            m, r = ir.const_int(lhs.right), ir.const_int(rhs)
+            m, r = intexpr.const_int(lhs.right), intexpr.const_int(rhs)
             if m is not None and r is not None and m > 1:
                 return lhs.left.id, m, r % m
     return None
@@ -167,7 +185,7 @@ def fixed_value(c: ir.Condition) -> tuple[str, int] | None:
         return None
     for lhs, rhs in ((c.left, c.right), (c.right, c.left)):
         if isinstance(lhs, ir.Name):
-            v = ir.const_int(rhs)
+            v = intexpr.const_int(rhs)
             if v is not None:
                 return lhs.id, v
     return None

@@ -1,0 +1,221 @@
+"""Lark's parse tree to `ir.Spec`: structural checks only (names are resolved in passes.lower).
+
+Each grammar rule becomes its IR node with the span it covers; expressions are capped in depth and
+integers in digits here, once, so no later pass recurses or computes without bound.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from lark import Token, Tree
+
+from netdsl import ir
+from netdsl.errors import NetdslError, Span
+
+MAX_EXPR_DEPTH = 100
+MAX_INT_DIGITS = 30
+
+BinOpSymbol = Literal["+", "-", "*", "//", "%", "/", "**"]  # as ir.BinOp.op
+_COMPARE: dict[str, ir.Compare] = {c: c for c in ("==", "!=", "<", "<=", ">", ">=")}
+
+
+def _compare(op: Tree | Token) -> ir.Compare:
+    """A comparison token as the IR's operator (the grammar's COMPARE admits only these)."""
+    try:
+        return _COMPARE[str(op)]
+    except KeyError:  # pragma: no cover - the grammar admits no other
+        raise NetdslError(f"unknown comparison {str(op)!r}", span_of(op)) from None
+
+
+def span_of(x: Tree | Token) -> Span:
+    """The source span of a token or a rule's tree (a rule that matched nothing: 1:1)."""
+    if isinstance(x, Token):
+        return Span(x.line or 1, x.column or 1, x.end_line or x.line or 1, x.end_column or (x.column or 1) + 1)
+    m = x.meta
+    if getattr(m, "empty", True):
+        return Span(1, 1, 1, 2)
+    return Span(m.line, m.column, m.end_line, m.end_column)
+
+
+class TreeToIR:
+    """Lark tree -> ir.Spec. Structural checks only; names are resolved in passes.lower."""
+
+    def spec(self, tree: Tree) -> ir.Spec:
+        header, *stmts = [c for c in tree.children if isinstance(c, Tree)]
+        name_tok, params, where = self._header(header)
+        inputs: list[ir.InputDecl] = []
+        blocks: list[ir.BlockDef] = []
+        assigns: list[ir.Assign] = []
+        claims: list[ir.Claim] = []
+        for st in stmts:
+            kind = st.data
+            if kind == "input_decl":
+                inputs.append(self._input(st))
+            elif kind in ("linear_block", "graph_block"):
+                blocks.append(self._block(st))
+            elif kind in ("assign", "out_assign"):
+                assigns.append(self._assign(st))
+            elif kind == "claim":
+                claims.append(self.claim(st))
+        if not inputs:
+            raise NetdslError("the spec declares no input", span_of(header),
+                              "add a line such as `input x: [NIC, H = 32, W = 32]` after the header")
+        return ir.Spec(span=span_of(tree), name=str(name_tok), params=params, conditions=where,
+                       inputs=inputs, blocks=blocks, assigns=assigns, claims=claims)
+
+    def _header(self, t: Tree) -> tuple[str, list[ir.Param], list[ir.Condition]]:
+        # maybe_placeholders: the optional `where` is always the last child (a tree or None).
+        name, *rest, where = t.children
+        params = [self._param(p) for p in rest if p is not None]
+        return str(name), params, self._where(where)
+
+    def _param(self, t: Tree) -> ir.Param:
+        name, ann, default = t.children
+        return ir.Param(span=span_of(t), name=str(name), annotation=str(ann) if ann is not None else None,
+                        default=self.expr(default))
+
+    def _where(self, t: Tree | None) -> list[ir.Condition]:
+        return [self._condition(c) for c in t.children] if t is not None else []
+
+    def _condition(self, c: Tree) -> ir.Condition:
+        left, op, right = c.children
+        return ir.Condition(span=span_of(c), op=_compare(op), left=self.expr(left), right=self.expr(right))
+
+    def _input(self, t: Tree) -> ir.InputDecl:
+        name, channels, *dims, where = t.children
+        out = [ir.Dim(span=span_of(d), name=str(d.children[0]),
+                      default=self.expr(d.children[1]) if d.children[1] is not None else None)
+               for d in dims if d is not None]
+        return ir.InputDecl(span=span_of(t), name=str(name), channels=self.expr(channels), dims=out,
+                            conditions=self._where(where))
+
+    def _block(self, t: Tree) -> ir.BlockDef:
+        name, *rest = t.children
+        params = [ir.BlockParam(span=span_of(p), name=str(p.children[0]),
+                                default=self.expr(p.children[1]) if p.children[1] is not None else None)
+                  for p in rest if isinstance(p, Tree) and p.data == "bparam"]
+        if t.data == "linear_block":
+            return ir.BlockDef(span=span_of(t), name=str(name), params=params, body=self._chain(rest[-1]))
+        tok = next(c for c in rest if isinstance(c, Token))
+        assigns = [self._assign(c) for c in rest if isinstance(c, Tree) and c.data in ("assign", "out_assign")]
+        return ir.BlockDef(span=span_of(t), name=str(name), params=params,
+                           input=ir.Ident(span=span_of(tok), name=str(tok)), assigns=assigns)
+
+    def _assign(self, t: Tree) -> ir.Assign:
+        attrs = [self._attr(c) for c in t.children if isinstance(c, Tree) and c.data == "attr"]
+        rest = [c for c in t.children if not (isinstance(c, Tree) and c.data == "attr")]
+        output = t.data == "out_assign"
+        if output:
+            kw, name, shape, source, _pipe, chain = rest
+            name = name if name is not None else kw
+        else:
+            name, shape, source, _pipe, chain = rest
+        ann = [self.expr(e) for e in shape.children] if shape is not None else None
+        args: list[ir.Arg] = []
+        if source.data == "ref":
+            merge, names = "ref", source.children
+        else:
+            fn, *rest = source.children
+            names = [n for n in rest if isinstance(n, Token)]
+            args = [ir.Arg(span=span_of(n), name=str(n.children[0]), value=self.value(n.children[1]))
+                    for n in rest if isinstance(n, Tree)]
+            merge = str(fn)
+        return ir.Assign(span=span_of(t), name=str(name), annotation=ann, merge=merge, source_span=span_of(source), args=args,
+                         inputs=[ir.Ident(span=span_of(n), name=str(n)) for n in names],
+                         chain=self._chain(chain) if chain is not None else [], output=output, attrs=attrs)
+
+    def _chain(self, t: Tree) -> list[ir.LayerCall]:
+        return [self._layer(c) for c in t.children if isinstance(c, Tree)]
+
+    def _layer(self, t: Tree) -> ir.LayerCall:
+        label, op, *rest = t.children
+        attrs = [self._attr(c) for c in rest if isinstance(c, Tree) and c.data == "attr"]
+        repeat = next((c for c in rest if isinstance(c, Tree) and c.data == "repeat"), None)
+        args = [self._arg(a) for a in rest if isinstance(a, Tree) and a.data in ("arg", "kwarg")]
+        count = index = None
+        if repeat is not None:
+            count = self.expr(repeat.children[0])
+            if repeat.children[1] is not None:
+                index = ir.Ident(span=span_of(repeat.children[1]), name=str(repeat.children[1]))
+        return ir.LayerCall(span=span_of(t), label=ir.Ident(span=span_of(label), name=str(label)) if label is not None else None,
+                            op=ir.Ident(span=span_of(op), name=str(op)), args=args, repeat=count, index=index,
+                            attrs=attrs)
+
+    def _attr(self, t: Tree) -> ir.Attr:
+        name, *args = t.children
+        return ir.Attr(span=span_of(t), name=str(name), args=[self._arg(a) for a in args if a is not None])
+
+    def _arg(self, t: Tree) -> ir.Arg:
+        if t.data == "kwarg":
+            name, value = t.children
+            return ir.Arg(span=span_of(t), name=str(name), value=self.value(value))
+        return ir.Arg(span=span_of(t), value=self.value(t.children[0]))
+
+    def claim(self, t: Tree) -> ir.Claim:
+        metric, *args, op, expr = t.children
+        return ir.Claim(span=span_of(t), metric=ir.Ident(span=span_of(metric), name=str(metric)),
+                        options=[self._arg(a) for a in args if a is not None], op=_compare(op), expr=self.expr(expr))
+
+    def value(self, t: Tree | Token) -> ir.Value:
+        if isinstance(t, Tree):
+            sp = span_of(t)
+            if t.data in ("float", "negfloat"):
+                v = float(str(t.children[0]))
+                return ir.Float(span=sp, value=-v if t.data == "negfloat" else v)
+            if t.data in ("inf", "neginf"):
+                return ir.Float(span=sp, value=float("-inf") if t.data == "neginf" else float("inf"))
+            if t.data == "string":
+                return ir.Str(span=sp, value=str(t.children[0])[1:-1])
+            if t.data in ("true", "false"):
+                return ir.Bool(span=sp, value=t.data == "true")
+            if t.data == "hole":
+                return ir.Hole(span=sp)
+            if t.data == "pair":
+                return ir.Pair(span=sp, items=(self.expr(t.children[0]), self.expr(t.children[1])))
+            if t.data == "list":
+                return ir.ListValue(span=sp, items=[self.value(c) for c in t.children if c is not None])
+        return self.expr(t)
+
+    _BINOPS: dict[str, BinOpSymbol] = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "truediv": "/",
+                                       "pow": "**"}
+
+    def expr(self, t: Tree | Token, depth: int = 0) -> ir.Expr:
+        if isinstance(t, Token):  # pragma: no cover - every expression token is wrapped in a rule
+            raise NetdslError(f"unexpected {t!s}", span_of(t))
+        sp = span_of(t)
+        # Every later pass recurses over expressions too: cap the depth once, here.
+        if depth > MAX_EXPR_DEPTH:
+            raise NetdslError(f"this expression nests more than {MAX_EXPR_DEPTH} levels deep", sp,
+                              "write it flatter, or compute part of it in a parameter default")
+        sub = lambda x: self.expr(x, depth + 1)  # noqa: E731
+        kind = t.data
+        if kind == "int":
+            digits = str(t.children[0])
+            if len(digits) > MAX_INT_DIGITS:
+                raise NetdslError(f"the integer {digits[:12]}... has {len(digits)} digits", sp,
+                                  f"integers are limited to {MAX_INT_DIGITS} digits")
+            return ir.Int(span=sp, value=int(digits))
+        if kind == "name":
+            return ir.Name(span=sp, id=str(t.children[0]))
+        if kind == "neg":
+            return ir.Neg(span=sp, operand=sub(t.children[0]))
+        if kind == "call":
+            fn, *args = t.children
+            if str(fn) not in ("min", "max"):
+                raise NetdslError(f"unknown function '{fn}'", span_of(fn), "expressions may call min(...) and max(...)")
+            func: Literal["min", "max"] = "min" if str(fn) == "min" else "max"
+            return ir.Call(span=sp, func=func, args=[sub(a) for a in args])
+        if kind == "ifexpr":
+            then, test, orelse = t.children
+            left, op, right = test.children
+            cond = ir.Condition(span=span_of(test), op=_compare(op), left=sub(left), right=sub(right))
+            return ir.IfExpr(span=sp, test=cond, then=sub(then), orelse=sub(orelse))
+        if kind in self._BINOPS:
+            left, right = t.children
+            return ir.BinOp(span=sp, op=self._BINOPS[kind], left=sub(left), right=sub(right))
+        if kind in ("float", "negfloat", "inf", "neginf", "string", "true", "false", "hole", "pair", "list"):
+            what = {"float": "a fractional number", "negfloat": "a fractional number", "inf": "inf",
+                    "neginf": "-inf", "string": "a string", "hole": "'?'", "pair": "a pair",
+                    "list": "a list"}.get(kind, "a boolean")
+            raise NetdslError(f"{what} is not allowed here", sp, "this place takes an integer expression")
+        raise NetdslError(f"unexpected {kind}", sp)  # pragma: no cover

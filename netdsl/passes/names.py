@@ -1,0 +1,73 @@
+"""The names of a spec: reserved words, unknown and duplicate names, the header's declarations.
+
+Shared by lowering and by the reading of op arguments; every message offers the closest known name.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from netdsl import ir
+from netdsl.errors import NetdslError, Span
+
+ANNOTATIONS = ("odd", "even", "positive", "nonnegative")
+RESERVED = frozenset({"cat", "add", "min", "max", "net", "input", "output", "block", "where", "claim", "true",
+                      "false", "if", "else", "as", "inf"})
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def name_list(names: set[str], most: int = 30) -> str:
+    """Names in natural order (b2 before b10), the first `most` of them and how many more."""
+    ordered = sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+    more = len(ordered) - most
+    return ", ".join(ordered[:most]) + (f", ... and {more} more" if more > 0 else "")
+
+
+def check_names(e: ir.Expr, known: set[str] | dict, where: str) -> None:
+    for n in ir.names_in(e):
+        if n.id not in known:
+            raise NetdslError(f"unknown name '{n.id}' in {where}", n.span,
+                              did_you_mean(n.id, known) + (f"known here: {', '.join(sorted(known))}" if known
+                                                           else "no names are defined here"))
+
+
+def fresh(name: str, span: Span, seen: dict[str, Span], what: str) -> None:
+    if name in RESERVED:
+        raise NetdslError(f"'{name}' is a reserved word and cannot name a {what}", span, "pick another name")
+    if name in seen:
+        prev = seen[name]
+        raise NetdslError(f"duplicate name '{name}'", span,
+                          f"'{name}' is already defined at line {prev.line}, column {prev.column}; rename one of them")
+    seen[name] = span
+
+
+def check_header(spec: ir.Spec) -> None:
+    """Names in the header and input declarations: unique, known, defined before use."""
+    seen: dict[str, Span] = {}
+    params = {p.name for p in spec.params}
+    for p in spec.params:
+        fresh(p.name, p.span, seen, "parameter")
+        if p.annotation is not None and p.annotation not in ANNOTATIONS:
+            raise NetdslError(f"unknown parameter annotation '{p.annotation}'", p.span,
+                              f"use one of: {', '.join(ANNOTATIONS)}, or a `where` condition")
+        # Defaults may use parameters declared before them, never after.
+        check_names(p.default, set(seen) - {p.name}, "parameter default")
+    dims: set[str] = set()
+    for inp in spec.inputs:
+        fresh(inp.name, inp.span, seen, "input")
+        check_names(inp.channels, params, "input channels")
+        for d in inp.dims:
+            if d.name in dims and d.default is None:
+                continue  # `input b: [1, H, W]` reuses the sizes of an earlier input
+            fresh(d.name, d.span, seen, "size")
+            dims.add(d.name)
+            if d.default is not None:
+                check_names(d.default, params, "input size default")
+    for c in [*spec.conditions, *(c for i in spec.inputs for c in i.conditions)]:
+        for side in (c.left, c.right):
+            check_names(side, params | dims, "condition")

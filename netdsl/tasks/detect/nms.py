@@ -1,0 +1,105 @@
+"""Non-maximum suppression for the `detect` head's eval output (ultralytics v9.6.0's semantics).
+
+`nms` is greedy NMS as torchvision.ops.nms (highest score first, a box is dropped when its IoU
+with a kept box is > the threshold; indices returned by decreasing score). `non_max_suppression`
+post-processes the decoded `[N, n, 5+nc]` output (xywh pixels, sigmoid scores) per image: one
+detection per box (its best class) by default, as `detect` runs it, or with `multi_label` one per
+class scoring above the threshold, as v9.6.0's val.py runs it for mAP.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from netdsl.tasks.detect.boxes import box_iou, xywh_to_xyxy
+
+MAX_WH = 4096       # class offset (pixels) that keeps boxes of different classes apart
+MAX_NMS = 30000     # boxes per image passed to NMS at most (the highest scores)
+
+
+def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *,
+        limit: int | None = None, block: int = 256) -> torch.Tensor:
+    """Indices (int64, by decreasing score) of the boxes `[n, 4]` that greedy NMS keeps.
+
+    Works through the boxes by score in blocks: a block's boxes overlapping a box kept before
+    it go, then the block is resolved within itself (`resolve_block`). `limit` stops once that
+    many boxes are kept (the same first indices, found sooner).
+
+    >>> b = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
+    >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
+    [0, 2]
+    """
+    order = scores.argsort(descending=True, stable=True)
+    boxes = boxes_xyxy[order]
+    kept = torch.zeros(0, dtype=torch.long, device=boxes.device)
+    for start in range(0, len(order), block):
+        if limit is not None and len(kept) >= limit:
+            break
+        cand = torch.arange(start, min(start + block, len(order)), device=boxes.device)
+        if len(kept):
+            cand = cand[~(box_iou(boxes[kept], boxes[cand]) > iou_threshold).any(0)]
+        kept = torch.cat((kept, cand[resolve_block(boxes[cand], iou_threshold)]))
+    return order[kept[:limit]]
+
+
+def resolve_block(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS of boxes already in score order, as a mask: box i is kept when no kept box
+    before it overlaps it by more than the threshold. Iterating that rule from "all kept" fixes
+    one more leading box per round, so it reaches the greedy answer (usually in a few rounds).
+
+    >>> resolve_block(torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [2, 2, 11, 11]]), 0.6).tolist()
+    [True, False, True]
+    """
+    over = torch.triu(box_iou(boxes, boxes) > iou_threshold, diagonal=1)  # [earlier, later]
+    keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
+    while True:
+        new = ~(over & keep[:, None]).any(0)
+        if torch.equal(new, keep):
+            return keep
+        keep = new
+
+
+def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None,
+               multi_label: bool = False) -> torch.Tensor:
+    """One image's decoded rows `[n, 5+nc]` to `[k, 6]` (x1, y1, x2, y2, conf, class): objectness
+    > conf_thres, conf = objectness * class score > conf_thres, class among `classes`; the best
+    class of each box, or with `multi_label` (and more than one class) every class over the
+    threshold, in the order (box, class)."""
+    x = x[x[:, 4] > conf_thres]
+    scores = x[:, 5:] * x[:, 4:5]
+    box = xywh_to_xyxy(x[:, :4])
+    if multi_label and scores.shape[1] > 1:
+        i, j = (scores > conf_thres).nonzero(as_tuple=True)
+        x = torch.cat((box[i], scores[i, j, None], j[:, None].to(x.dtype)), 1)
+    else:
+        conf, cls = scores.max(1, keepdim=True)
+        x = torch.cat((box, conf, cls.to(x.dtype)), 1)[conf.view(-1) > conf_thres]
+    if classes is not None:
+        x = x[(x[:, 5:6] == torch.tensor(classes, device=x.device, dtype=x.dtype)).any(1)]
+    return x
+
+
+def non_max_suppression(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
+                        classes: Sequence[int] | None = None, agnostic: bool = False,
+                        max_det: int = 300, multi_label: bool = False) -> list[torch.Tensor]:
+    """Per image `[k, 6]` detections (x1, y1, x2, y2, conf, class), by decreasing conf.
+
+    `decoded`: the head's eval output `[N, n, 5+nc]` (cx, cy, w, h in pixels, objectness and
+    class scores in [0, 1]). NMS runs per class (boxes are offset by class * 4096 pixels) unless
+    `agnostic`; at most 30000 candidates enter it and `max_det` detections leave it.
+    `multi_label`: a box may give one detection per class (see `candidates`).
+
+    >>> d = torch.tensor([[[50.0, 50, 20, 20, 0.9, 0.1, 0.9], [51, 51, 20, 20, 0.8, 0.2, 0.9],
+    ...                    [51, 51, 20, 20, 0.8, 0.9, 0.1], [10, 10, 4, 4, 0.1, 0.9, 0.9]]])
+    >>> [[round(v, 2) for v in row] for row in non_max_suppression(d)[0].tolist()]
+    [[40.0, 40.0, 60.0, 60.0, 0.81, 1.0], [41.0, 41.0, 61.0, 61.0, 0.72, 0.0]]
+    """
+    output = []
+    for x in decoded:
+        x = candidates(x, conf_thres, classes, multi_label)
+        if len(x) > MAX_NMS:
+            x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
+        offset = x[:, 5:6] * (0 if agnostic else MAX_WH)
+        output.append(x[nms(x[:, :4] + offset, x[:, 4], iou_thres, limit=max_det)])
+    return output

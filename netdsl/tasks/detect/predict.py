@@ -1,0 +1,146 @@
+"""Inference with a compiled detection network: letterbox, forward in eval mode, NMS, map back.
+
+`predict(model, images)` takes RGB images (`[H, W, 3]` uint8 arrays, as imageio reads them; greyscale
+`[H, W]` is repeated) and returns per image a `[k, 6]` float tensor (x1, y1, x2, y2, confidence,
+class) in the original image's pixels, by decreasing confidence, as ultralytics v9.6.0's detect.py:
+letterbox (scale by min(img/h, img/w), bilinear resize, pad with grey 114 split evenly, the odd
+pixel after: to `img` x `img`, or with `auto` (detect.py's default) only to the next multiple of
+the head's largest stride, so a 1080x810 photo runs at 640x480), pixels / 255, `non_max_suppression(conf, iou)`, then subtract the
+padding, divide by the scale and clip to the image.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netdsl.backends.torch_layers import Detect
+from netdsl.tasks.detect import augment
+from netdsl.tasks.detect import images as image_io
+from netdsl.tasks.detect.nms import non_max_suppression
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was letterboxed: `scale` then `left`, `top` pixels of padding."""
+    scale: float
+    left: int
+    top: int
+
+
+def detect_head(model: nn.Module) -> Any:
+    """The model's `Detect` module, or ValueError."""
+    head = next((m for m in model.modules() if isinstance(m, Detect)), None)
+    if head is None:
+        raise ValueError("the model has no detect head (the spec must end in `detect(...)`)")
+    return head
+
+
+def max_stride(model: nn.Module) -> int:
+    """The largest stride of the model's detect head (32 for YOLOv3)."""
+    return max(detect_head(model).strides)
+
+
+def as_rgb(image: Any) -> np.ndarray:
+    """An image as uint8 `[H, W, 3]` by training's rules (`netdsl.tasks.detect.images.as_rgb`: greyscale
+    repeated, alpha dropped, uint16 scaled to 8 bits), or ValueError."""
+    return image_io.as_rgb(image)
+
+
+def letterbox(image: np.ndarray, img: int, stride: int | None = None) -> tuple[torch.Tensor, Letterbox]:
+    """A uint8 `[H, W, 3]` image as a float `[3, H', W']` tensor in [0, 1], aspect kept, grey padding:
+    `img` x `img`, or with `stride` padded only up to multiples of it (ultralytics' `auto=True`).
+
+    The resize is detect.py's (cv2.INTER_LINEAR at scale `min(img / H, img / W)`: bilinear with
+    half-pixel centres, no antialiasing, rounded to uint8); the padding is training's, one rule
+    for both (`netdsl.tasks.detect.augment.letterbox`). Training resizes differently (area averaging
+    when shrinking, as ultralytics' `load_image`), so the two share the padding, not the resize.
+
+    >>> x, lb = letterbox(np.zeros((30, 60, 3), np.uint8), 64)
+    >>> tuple(x.shape), lb, round(float(x[0, 0, 0]) * 255)
+    ((3, 64, 64), Letterbox(scale=1.0666666666666667, left=0, top=16), 114)
+    >>> x, lb = letterbox(np.zeros((1080, 810, 3), np.uint8), 640, stride=32)
+    >>> tuple(x.shape), lb.left, lb.top
+    ((3, 640, 480), 0, 0)
+    """
+    h, w = image.shape[:2]
+    r = min(img / h, img / w)
+    nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
+    resized = np.ascontiguousarray(image)
+    if (nh, nw) != (h, w):  # cv2.INTER_LINEAR's rule (half-pixel centres, no antialiasing)
+        x = torch.from_numpy(resized).permute(2, 0, 1).float()
+        x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+        resized = x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # cv2 resizes to uint8
+    padded, (left, top) = augment.letterbox(resized, img, stride)
+    out = torch.from_numpy(padded).permute(2, 0, 1).float() / 255.0
+    return out.contiguous(), Letterbox(r, left, top)
+
+
+def unletterbox(det: torch.Tensor, lb: Letterbox, shape: tuple[int, int]) -> torch.Tensor:
+    """Boxes `[k, 6]` on the letterboxed image back to the original `shape` (h, w), clipped."""
+    det = det.clone()
+    det[:, [0, 2]] = ((det[:, [0, 2]] - lb.left) / lb.scale).clamp(0, shape[1])
+    det[:, [1, 3]] = ((det[:, [1, 3]] - lb.top) / lb.scale).clamp(0, shape[0])
+    return det
+
+
+def decoded_output(out: Any) -> torch.Tensor:
+    """The decoded `[N, n, 5+nc]` tensor of an eval-mode forward (`(decoded, raw)`)."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor) and isinstance(out[1], tuple):
+        return out[0]
+    if isinstance(out, tuple):  # several outputs: the detect head's is the one shaped (decoded, raw)
+        for o in out:
+            if isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], torch.Tensor):
+                return o[0]
+    raise ValueError("the model's output is not a detect head's (decoded, raw) pair")
+
+
+def predict(model: nn.Module, images: Sequence[Any], img: int = 640, conf: float = 0.25, iou: float = 0.45,
+            max_det: int = 300, auto: bool = False, batch: int = 8,
+            shapes: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    """Per image `[k, 6]` detections (x1, y1, x2, y2, confidence, class) in its own pixels.
+
+    `model`: a CompiledNet whose spec ends in `detect`; run in eval mode without gradients (its
+    training mode is restored afterwards). `img` must be a multiple of the head's largest stride.
+    `auto`: pad each image only to multiples of that stride (ultralytics detect.py) instead of to
+    `img` x `img`; consecutive images of the same letterboxed size share a batch of at most
+    `batch`. A list given as `shapes` receives each image's letterboxed (height, width).
+    """
+    stride = max_stride(model)
+    if img <= 0 or img % stride:
+        raise ValueError(f"img {img} is not a positive multiple of the model's largest stride {stride}")
+    rgb = [as_rgb(im) for im in images]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = model.training
+    model.eval()
+    results: list[torch.Tensor] = []
+    try:
+        with torch.no_grad():
+            pending: list[tuple[np.ndarray, torch.Tensor, Letterbox]] = []
+
+            def flush() -> None:
+                x = torch.stack([p[1] for p in pending]).to(device=device, dtype=dtype)
+                dets = non_max_suppression(decoded_output(model(x)).float(), conf, iou, max_det=max_det)
+                for (im, _, lb), det in zip(pending, dets):
+                    results.append(unletterbox(det.cpu(), lb, im.shape[:2]))
+                pending.clear()
+
+            for im in rgb:
+                x, lb = letterbox(im, img, stride if auto else None)
+                if shapes is not None:
+                    shapes.append((x.shape[1], x.shape[2]))
+                if pending and (len(pending) >= batch or pending[0][1].shape != x.shape):
+                    flush()
+                pending.append((im, x, lb))
+            if pending:
+                flush()
+    finally:
+        model.train(was_training)
+    return results
