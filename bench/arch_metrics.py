@@ -4,7 +4,7 @@ lines, import cycles, imports inside functions (all, and netdsl's own), README l
     python bench/arch_metrics.py [PACKAGE_DIR]   (default: netdsl; another checkout's for "before")
 
 The before/after table of a restructuring quotes these; the import graph is the one
-`tests/test_layers.py` checks (`tests/import_graph.py`).
+`tests/project/test_layers.py` checks (`tests/import_graph.py`).
 """
 from __future__ import annotations
 

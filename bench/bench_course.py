@@ -1,4 +1,4 @@
-"""`netdsl train`'s loop against the course's own loop (CSC413 2022 a2-code.ipynb `train()`), issue 12.
+"""`netdsl train`'s loop against the course's own loop (CSC413 2022 a2-code.ipynb `train()`).
 
 The course loop is re-implemented from its description (the notebook is not copied): the data are
 numpy arrays shuffled once, each batch is sliced from them and turned into tensors with
@@ -9,7 +9,7 @@ eval mode, batches of the training batch size, loss and accuracy read back per b
 `torch.no_grad()`.
 
 netdsl's side is its real code path: `netdsl.tasks.colourize.loop.Trainer` (what `netdsl train` runs), in
-several configurations (`Hyper` fields): `pre-issue` (the loop before issue 12: contiguous
+several configurations (`Hyper` fields): `pre-issue` (the loop before its speed levers: contiguous
 layout, Adam's for-loop step), `default` (channels_last, fused Adam, inference-mode
 validation), `bf16` (`--precision bf16`), `compile` (`--compile`) and `bf16+compile`. All train
 the same compiled model from the same initial weights on the same data and batch size, one

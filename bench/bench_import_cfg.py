@@ -1,4 +1,4 @@
-"""Time `netdsl import` of generated darknet cfgs of many sections (issue 18, item 10: it was quadratic).
+"""Time `netdsl import` of generated darknet cfgs of many sections (it was once quadratic in the number of sections).
 
     python bench/bench_import_cfg.py                 # 5k, 10k, 20k [convolutional] sections, and a
                                                      # 994 KB file of bare [conv] sections

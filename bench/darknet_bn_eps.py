@@ -1,4 +1,4 @@
-"""How much BatchNorm's eps changes a darknet network's outputs (issue 18, item 1).
+"""How much BatchNorm's eps changes a darknet network's outputs.
 
     python bench/darknet_bn_eps.py [--cfg ../shared/reference/darknet/yolov3.cfg] [--size 416]
 

@@ -1,4 +1,4 @@
-"""Does other embedded data steady the validation loss or separate the seed networks? (issue 12)
+"""Does other embedded data steady the validation loss or separate the seed networks?
 
 Trains each spec at the defaults (25 epochs, EMA on) on variants of the embedded photographs and
 prints, per run, the validation loss over the last 10 epochs (mean and sample standard

@@ -1,4 +1,4 @@
-"""Validation loss per epoch with and without EMA weights (issue 12), for one spec on the embedded data.
+"""Validation loss per epoch with and without EMA weights, for one spec on the embedded data.
 
 One training run gives every column: the EMA only reads the live weights (it draws no random
 numbers), so the live trajectory is exactly the `--no-ema` run's with the same seed. Each epoch

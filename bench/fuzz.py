@@ -3,13 +3,13 @@
     python bench/fuzz.py [--cases 100000] [--seed 0] [--build] [--limit 10] [--show 5] [--save DIR]
                          [--replay DIR] [--max-memory-gb 6] [--corpus specs|import]
 
-Cases are `tests/test_fuzz.fuzz_case`: the mutators of tests/test_fuzz.py applied to the seed
+Cases are `tests/test_fuzz.fuzz_case`: the mutators of tests/robustness/test_fuzz.py applied to the seed
 specs, the zoo and the core v2 corpus, generated structures (deep block chains, floor-form
 annotations, repetition counts) and random bytes. By default each case goes through parse,
 lowering and symbolic shapes (no torch); `--build` also compiles and runs the small ones, as the
 test suite does. A case still running after `--limit` seconds is stopped and counted as an
 escape (a hang). Escapes are counted all the same, and grouped: the known ones (reported, pinned
-by xfail tests in tests/test_fuzz.py) by name, the others by exception type and innermost netdsl
+by xfail tests in tests/robustness/test_fuzz.py) by name, the others by exception type and innermost netdsl
 frame.
 
 `--corpus import` fuzzes `netdsl import` instead: mutated darknet .cfg and Ultralytics YAML files
@@ -98,7 +98,7 @@ def main() -> int:
             counts[outcome] += 1
         except (Exception, Hang) as e:  # noqa: BLE001 - counting escapes is the point
             counts["escaped"] += 1
-            # Known (reported, pinned in tests/test_fuzz.py) escapes by name; others by where they happen.
+            # Known (reported, pinned in tests/robustness/test_fuzz.py) escapes by name; others by where they happen.
             known = known_escape(e)
             outcome = f"known escape '{known}'" if known else f"{type(e).__name__} at {where(e)}"
             kinds[outcome] += 1

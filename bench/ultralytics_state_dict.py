@@ -1,5 +1,5 @@
 """By hand, against the course's detector: ultralytics v9.6.0's own `Model(yaml).state_dict()`
-loaded into `netdsl import` of that YAML gives the same outputs (issue 18, item 2).
+loaded into `netdsl import` of that YAML gives the same outputs.
 
 Two steps, two Python environments (the peer's code is run, never imported into netdsl):
 

@@ -5,7 +5,7 @@ JSON, so a process loads them instead of building them (building costs ~0.2 s of
 The file records the SHA-256 of the grammar text and Lark's version it was built with; on any
 mismatch (an edited grammar, another Lark) the tables are ignored and Lark builds the parser as
 before. JSON, not Lark's own pickle cache: the file is data, and loading it runs no code.
-`tests/test_language.py` checks the shipped file is current; regenerate it with
+`tests/lang/test_language.py` checks the shipped file is current; regenerate it with
 
     python -m netdsl.parse_tables
 """
@@ -136,7 +136,7 @@ def lalr_parser() -> lark.Lark:
 
 def build_parser() -> lark.Lark:
     # Lark checks terminals for collisions with interegular whenever it is installed; that check
-    # costs ~0.25 s per process, and the grammar is fixed, so tests/test_language.py runs it once
+    # costs ~0.25 s per process, and the grammar is fixed, so tests/lang/test_language.py runs it once
     # (strict=True) and the run-time build skips it.
     saved = lark.lexer.has_interegular
     lark.lexer.has_interegular = False

@@ -8,6 +8,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # seed_models, helpers
+# Test modules share stand-ins across folders (test_fuzz's time limits, test_train_resume's toy
+# model): every test folder is importable whichever file pytest collects first.
+for _folder in sorted(Path(__file__).resolve().parent.iterdir()):
+    if _folder.is_dir() and any(_folder.glob("test_*.py")):
+        sys.path.insert(1, str(_folder))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

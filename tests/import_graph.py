@@ -1,6 +1,6 @@
 """netdsl's import graph read from the source (no module is imported): who imports whom, where.
 
-`tests/test_layers.py` holds the graph to the layer map and asks for no cycles;
+`tests/project/test_layers.py` holds the graph to the layer map and asks for no cycles;
 `bench/arch_metrics.py` prints the figures (cycles, imports inside functions) from the same reading.
 """
 from __future__ import annotations

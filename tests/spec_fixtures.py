@@ -1,6 +1,6 @@
 """Specs several test files share (imported by name: conftest puts tests/ on sys.path)."""
 
-# issue 18's small two-level detector, the fixture every detection defect was found with
+# a small two-level detector, the fixture the detection defects were found with
 SDET = """\
 net SDet(NCLS = 2)
 input x: [3, H = 64, W = 64] where H % 16 == 0, W % 16 == 0

@@ -53,7 +53,7 @@ from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError, located
 from netdsl.files import atomic_write, check_output, is_stream
 from netdsl.limits import DEFAULT_MAX_BYTES
-from netdsl.passes.limits import check_memory
+from netdsl.passes.memory import check_memory
 from netdsl.weights import load_weights
 
 MIN_OPSET = 17

@@ -8,7 +8,7 @@ from netdsl.errors import located
 from netdsl.freeze import Freeze
 from netdsl.limits import DEFAULT_MAX_BYTES
 from netdsl.passes.front import analyse_text
-from netdsl.passes.limits import check_memory
+from netdsl.passes.memory import check_memory
 
 if TYPE_CHECKING:
     from netdsl.backends.torch_module import CompiledNet

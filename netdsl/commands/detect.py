@@ -37,7 +37,7 @@ from netdsl.commands.common import add_set_argument
 from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError
 from netdsl.files import check_writable
-from netdsl.passes.limits import _gib, check_memory
+from netdsl.passes.memory import check_memory, gib
 from netdsl.tasks.detect import images as image_io
 from netdsl.tasks.detect.checks import classes_fix
 from netdsl.tasks.detect.draw import draw_detections, encode_image, label
@@ -169,8 +169,8 @@ def check_img_memory(cg: ConcreteGraph, img: int, max_bytes: int) -> None:
     h, w = cg.inputs[0].at[-2:]
     acts = -(-est.activation_bytes * img * img // (h * w))  # exact integers: --img 99999999984 cannot overflow
     if est.parameter_bytes + acts > max_bytes:
-        raise NetdslError(f"--img {img}: the network needs about {_gib(est.parameter_bytes + acts)} at {img}x{img} "
-                          f"(activations per image {_gib(acts)}); the limit is {_gib(max_bytes)}",
+        raise NetdslError(f"--img {img}: the network needs about {gib(est.parameter_bytes + acts)} at {img}x{img} "
+                          f"(activations per image {gib(acts)}); the limit is {gib(max_bytes)}",
                           hint=f"use a smaller --img (the spec's own size is {h}x{w}), "
                                "or raise the limit with --max-memory GIB")
 

@@ -80,7 +80,7 @@ class Size:
     def window(self, k: int, s: int, pad: int) -> Size:
         """A sliding window of size k, stride s, `pad` added in all (both sides together):
         `netdsl.ops.base.window_out` (floor mode, dilation 1) of `a*H + b` wherever H % S == 0, kept
-        exact and affine here, without SymPy (tests/test_importer_classes.py holds the two equal)."""
+        exact and affine here, without SymPy (tests/importers/test_importer_classes.py holds the two equal)."""
         return Size(self.a / s, (self.b + pad - k) // s + 1)
 
     def scaled(self, s: int) -> Size:

@@ -3,7 +3,7 @@
 Adding an op: write a subclass of `netdsl.ops.base.OpDef` (arguments, arity, category, PyTorch's
 rules, shape rule, counts, module or combine) in a file here, list it in that file's `OPS`, add the
 file to `_FAMILIES` below, and add its tests. `build_registry` checks each op as the package loads.
-Every pass reads the op from here; none knows ops by name. `LAYERS` and `MERGES` are views of the
+Every pass reads the op from here; none knows ops by name. `layers()` and `merges()` are views of the
 one registry: the ops written in a chain (`-> conv(...)`) and those that start a statement
 (`x = cat(a, b)`).
 """

@@ -20,7 +20,7 @@ N_VAL = 1000
 # Fresh patches (opt-in): the pool is every training position of the photographs (21,773 for the
 # embedded ones; a folder of many images has far more than one fixed set of 5000 can show), and
 # each epoch trains on N_TRAIN of them drawn anew. On the embedded data it neither steadied the
-# validation loss nor separated the seed networks better (README, "Embedded data"), so the
+# validation loss nor separated the seed networks better (docs/results.md, "Embedded data"), so the
 # default stays the course's one fixed set.
 N_POOL = 100_000
 PATCH_MODES = ("fresh", "fixed")

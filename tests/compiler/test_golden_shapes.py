@@ -1,0 +1,86 @@
+"""Golden per-layer shapes for every buildable spec, checked against a real forward pass.
+
+`pytest --update-golden` rewrites tests/golden/<spec>.shapes.json from the current compiler.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import netdsl
+from netdsl import ir
+from netdsl.commands.build import build_report
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+
+
+def _buildable(path: Path) -> bool:
+    # Specs with open arguments (`?`) are for `netdsl solve`, not for building.
+    g = netdsl.parse(path)
+    return not any(isinstance(v, ir.Hole) for n in g.nodes for op in n.layers if isinstance(op, ir.Op)
+                   for v in op.args.values())
+
+
+SPECS = sorted(p for p in [*(ROOT / "specs").glob("*.net"), *(ROOT / "specs" / "zoo").glob("*.net")] if _buildable(p))
+
+
+def _golden_view(report: dict) -> dict:
+    return {
+        "net": report["net"],
+        "values": report["values"],
+        "input_shape": {"symbolic": report["input_shape_symbolic"], "at_values": report["input_shape"]},
+        "layers": [{"name": layer["name"], "op": layer["op"], "line": layer["line"],
+                    "symbolic": layer["out_shape_symbolic"], "at_values": layer["out_shape"],
+                    "params": layer["params"]} for layer in report["layers"]],
+        "output_shape": {"symbolic": report["output_shape_symbolic"], "at_values": report["output_shape"]},
+        "inputs": report["inputs"],
+        "outputs": report["outputs"],
+        "total_params": report["total_params"],
+    }
+
+
+def test_specs_found() -> None:
+    assert {p.stem for p in SPECS} >= {"pool_upsample", "conv_transpose", "unet"}
+
+
+CASES = [(p, {}) for p in SPECS] + [(ROOT / "specs" / f"{n}.net", {"H": 416, "W": 416}) for n in ("yolov3", "yolov3-tiny")]
+
+
+def _first(out: object) -> torch.Tensor:
+    """A detection head returns (decoded, raw) in eval mode: its shape is the decoded one's."""
+    return out[0] if isinstance(out, tuple) else out  # type: ignore[index,return-value]
+
+
+@pytest.mark.parametrize(("spec", "sets"), CASES, ids=lambda c: c.stem if isinstance(c, Path) else "_".join(map(str, c.values())))
+def test_golden_shapes(spec: Path, sets: dict[str, int], update_golden: bool) -> None:
+    report, model = build_report(spec.read_text(encoding="utf-8"), str(spec), sets)
+    view = _golden_view(report)
+
+    # The golden file only ever records shapes that a real forward pass produced.
+    seen: dict[str, list[int]] = {}
+    wanted = {layer["name"] for layer in view["layers"]}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, list(_first(out).shape[1:])))
+             for name, m in model.named_modules() if name in wanted]
+    model.eval()
+    with torch.no_grad():
+        out = _first(model(torch.zeros(1, *report["input_shape"])))
+    for h in hooks:
+        h.remove()
+    assert list(out.shape[1:]) == view["output_shape"]["at_values"]
+    for layer in view["layers"]:
+        assert seen[layer["name"]] == layer["at_values"], layer["name"]
+    if spec.parent.name != "zoo":
+        assert "floor" not in json.dumps(view)  # the assumptions make every seed shape exact
+
+    size = f"_{sets['H']}" if sets else ""
+    path = GOLDEN / (("zoo_" if spec.parent.name == "zoo" else "") + f"{spec.stem}{size}.shapes.json")
+    text = json.dumps(view, indent=2) + "\n"
+    if update_golden or not path.exists():
+        path.write_text(text, encoding="utf-8")
+        if not update_golden:
+            pytest.fail(f"{path.name} did not exist; written now, rerun to compare")
+    assert json.loads(path.read_text(encoding="utf-8")) == view, f"run pytest --update-golden if {path.name} should change"
