@@ -52,7 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_plugin(sub, "count", "netdsl.commands.count", "exact symbolic weights, outputs and connections; check claims")
     _add_plugin(sub, "solve", "netdsl.commands.solve", "find values for open arguments (`?`) that make the annotated shapes hold")
     _add_plugin(sub, "train", "netdsl.commands.train", "train specs: colourization, or detection for a spec ending in detect")
-    _add_plugin(sub, "detect", "netdsl.commands.detect", "run a detection spec with weights on images; draw boxes")
+    _add_plugin(sub, "detect", "netdsl.commands.detect_args", "run a detection spec with weights on images; draw boxes")
     _add_plugin(sub, "export", "netdsl.commands.export", "write a spec as PyTorch source, ONNX, or a picture")
     _add_plugin(sub, "import", "netdsl.commands.import_spec", "read a darknet .cfg or Ultralytics YAML into a spec")
     return parser

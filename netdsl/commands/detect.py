@@ -33,7 +33,6 @@ import yaml
 
 from netdsl.api import compile_spec, load
 from netdsl.commands.build import max_memory_bytes
-from netdsl.commands.common import add_set_argument
 from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError
 from netdsl.files import check_writable
@@ -52,28 +51,6 @@ WRITE_SUFFIXES = (".jpg", ".jpeg", ".png")
 JSON_NAME = "detections.json"
 FORMAT = "netdsl-detections-v1"
 DECODE_BATCH = 8  # images decoded at once (predict's batch)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Run a detection spec (one ending in `detect`) with trained weights on an image or a "
-                     "directory of images; write the images with boxes and labels and detections.json.")
-    p.add_argument("spec", help="path to a .net spec whose output is a detect head")
-    p.add_argument("--weights", required=True, metavar="FILE",
-                   help="weights to load: darknet .weights, or a .pt/.pth state_dict or netdsl checkpoint")
-    p.add_argument("--source", required=True, metavar="IMAGE|DIR", help="an image, or a directory of images")
-    add_set_argument(p, "override a declared parameter (e.g. --set NCLS=2) (repeatable)")
-    p.add_argument("--img", type=int, default=640, metavar="N",
-                   help="inference size: the long side in pixels, a multiple of the largest stride (default 640)")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
-    p.add_argument("--max-det", type=int, default=300, metavar="N", help="detections per image at most (default 300)")
-    p.add_argument("--names", metavar="FILE",
-                   help="class names: a YAML file with `names:` (a list, or a mapping from index), "
-                        "or a text file with one name per line (default class0, class1, ...)")
-    p.add_argument("--out", metavar="DIR", help="output directory, new or empty (default: runs/detect-<timestamp>)")
-    p.add_argument("--max-memory", type=float, metavar="GIB",
-                   help="refuse an --img at which the network is estimated to need more memory than this, "
-                        "as netdsl build does (default 8 GiB)")
 
 
 # ---------------------------------------------------------------------------------------------- inputs

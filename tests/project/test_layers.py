@@ -126,3 +126,14 @@ def test_command_never_imports_torch(argv: list[str]) -> None:
     r = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
+
+
+def test_count_loads_no_other_command() -> None:
+    """Every command line builds the whole parser, so a command's flags module must stay light:
+    `netdsl count` loads no training task, no image or YAML reader and no numpy."""
+    code = ("import sys\nfrom netdsl.cli import main\nstatus = main(['count', 'specs/unet.net'])\n"
+            "heavy = sorted(m for m in sys.modules if m.startswith(('netdsl.tasks', 'netdsl.backends', 'netdsl.files'))"
+            " or m in ('numpy', 'yaml', 'PIL'))\nprint('HEAVY', heavy)\nsys.exit(status)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout, r.stdout.splitlines()[-1]
