@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import netdsl.commands.train as train_command
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # seed_models, helpers
@@ -49,3 +53,16 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 120, block_torch: boo
     else:
         cmd = [sys.executable, "-m", "netdsl.cli", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def use_stand_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: Callable[..., Any],
+                 cache: Path | None = None) -> None:
+    """`netdsl train` on a stand-in model in `tmp_path`: the compiler's two seams replaced (the
+    model built from the `--set` values; no concrete graph, so the task is colourization), a
+    `toy.net` to name, and the data cache in `cache` (default `tmp_path/cache`)."""
+    monkeypatch.setenv("NETDSL_CACHE", str(cache if cache is not None else tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_command, "build_model", lambda spec, params, freeze=None: model(**params))
+    monkeypatch.setattr(train_command, "analyse_spec", lambda spec, params: None)
+    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
+

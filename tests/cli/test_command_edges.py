@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import netdsl
-from conftest import run_cli
+from conftest import run_cli, use_stand_in
 from netdsl.errors import NetdslError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,16 +281,11 @@ SCRIPTED_VAL_LOSS = {1: 0.5, 2: 0.9, 3: 0.7}
 def toy_training(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list]:
     """A short run of test_train_resume's stand-in model on two generated photos, with scripted
     validation losses; returns what `samples.png` was drawn from."""
-    import netdsl.commands.train as command
     from netdsl.tasks.colourize import plots
     from netdsl.tasks.colourize.loop import Trainer
     from test_train_resume import Toy, make_photos
 
-    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
-    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
-    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
+    use_stand_in(monkeypatch, tmp_path, Toy)
     make_photos(tmp_path / "photos")
     evaluate = Trainer.evaluate
 

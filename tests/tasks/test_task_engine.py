@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import netdsl.commands.train as command
+from conftest import use_stand_in
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 from netdsl.files import CHECKPOINT_FORMAT
@@ -32,11 +33,7 @@ SMALL = ["--max-train", "64", "--max-val", "16", "--batch-size", "32", "--quiet"
 @pytest.fixture
 def stand_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """test_train's stand-in model and photos: a colourization run in seconds."""
-    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
-    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
-    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
+    use_stand_in(monkeypatch, tmp_path, Toy)
     return make_photos(tmp_path / "photos")
 
 

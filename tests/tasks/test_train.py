@@ -19,6 +19,7 @@ from torch import nn
 
 import netdsl
 import netdsl.commands.train as command
+from conftest import use_stand_in
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 from netdsl.tasks.colourize import options
@@ -73,11 +74,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
-    monkeypatch.setenv("NETDSL_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
-    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
-    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
+    use_stand_in(monkeypatch, tmp_path, Toy, cache=cache)
 
 
 def rows(path: Path) -> list[dict[str, str]]:

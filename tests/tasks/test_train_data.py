@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-import netdsl.commands.train as command
+from conftest import use_stand_in
 from netdsl.cli import main
 from netdsl.errors import NetdslError
 from netdsl.tasks.colourize import cifar, patches
@@ -31,11 +31,7 @@ class Toy(nn.Module):
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
-    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
-    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
+    use_stand_in(monkeypatch, tmp_path, Toy)
 
 
 # --- CIFAR-10 --------------------------------------------------------------------------------

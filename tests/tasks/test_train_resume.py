@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-import netdsl.commands.train as command
+from conftest import use_stand_in
 from netdsl.cli import main
 from netdsl.tasks.colourize.rundir import RunDir
 
@@ -60,11 +60,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def env(monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path) -> None:
-    monkeypatch.setenv("NETDSL_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(command, "build_model", lambda spec, params, freeze=None: Toy(**params))
-    monkeypatch.setattr(command, "analyse_spec", lambda spec, params: None)  # a stand-in states no graph
-    (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
+    use_stand_in(monkeypatch, tmp_path, Toy, cache=cache)
 
 
 def metrics(run: Path) -> list[tuple[str, ...]]:
@@ -113,6 +109,7 @@ def test_sigkill_then_resume(photos: Path, cache: Path, tmp_path: Path) -> None:
     signal comes; the reference run trains in this process, without the sleeps."""
     script = ("import sys, time, torch\n"
               f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"  # conftest
               "import netdsl.commands.train as c\n"
               "from test_train_resume import Toy\n"
               "class Slow(Toy):\n"
