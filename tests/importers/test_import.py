@@ -12,7 +12,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -696,8 +695,9 @@ def test_fuzz_seeds_import_and_build() -> None:
         assert import_check(text, fmt, build=True) == "ok"
 
 
-def test_fuzz_cases_are_quick() -> None:
-    rng, start = random.Random(7), time.perf_counter()
+def test_fuzz_cases_end() -> None:
+    # Each case has a hang guard; total time is not asserted (no timed unit tests).
+    rng = random.Random(7)
     outcomes = []
     for _ in range(40):
         try:
@@ -706,4 +706,3 @@ def test_fuzz_cases_are_quick() -> None:
         except Hang:  # pragma: no cover - reported by the assertion below
             outcomes.append("hang")
     assert "hang" not in outcomes and "error" in outcomes
-    assert time.perf_counter() - start < 120
