@@ -3,8 +3,8 @@
     python bench/fuzz.py [--cases 100000] [--seed 0] [--build] [--limit 10] [--show 5] [--save DIR]
                          [--replay DIR] [--max-memory-gb 6] [--corpus specs|import]
 
-Cases are `tests/test_fuzz.fuzz_case`: the mutators of tests/robustness/test_fuzz.py applied to the seed
-specs, the zoo and the core v2 corpus, generated structures (deep block chains, floor-form
+Cases are `tests/robustness/test_fuzz.py`'s `fuzz_case`: the mutators of tests/robustness/test_fuzz.py applied to the seed
+specs, the zoo and the core v2 and v3 corpus, generated structures (deep block chains, floor-form
 annotations, repetition counts) and random bytes. By default each case goes through parse,
 lowering and symbolic shapes (no torch); `--build` also compiles and runs the small ones, as the
 test suite does. A case still running after `--limit` seconds is stopped and counted as an
@@ -13,7 +13,7 @@ by xfail tests in tests/robustness/test_fuzz.py) by name, the others by exceptio
 frame.
 
 `--corpus import` fuzzes `netdsl import` instead: mutated darknet .cfg and Ultralytics YAML files
-(`tests/test_import.import_fuzz_case`: small files written there, and the reference files of
+(`tests/importers/test_import.py`'s `import_fuzz_case`: small files written there, and the reference files of
 ../shared/reference when present), each ending in a spec netdsl accepts or a NetdslError located
 in the imported file; `--build` also compiles the accepted ones at 64x64 and compares parameters.
 """
@@ -29,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+# The test modules import each other across tests/<folder>/, as tests/conftest.py arranges for pytest.
+sys.path[1:1] = [str(d) for d in sorted((ROOT / "tests").iterdir()) if d.is_dir() and any(d.glob("test_*.py"))]
 
 from test_fuzz import Hang, check_one, fuzz_case, known_escape, shapes_only, time_limit  # noqa: E402
 

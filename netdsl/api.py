@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,9 +160,20 @@ def shapes(source: Source, **params: int) -> ConcreteGraph:
     return analyse_text(text, path, _params(params))
 
 
+def _unused(cg: ConcreteGraph, strict: object) -> None:
+    """Warn (UnusedTensorWarning) for each tensor nothing reads; `strict=True`: the first is an error."""
+    from netdsl.passes.unused import UnusedTensorWarning, check_unused
+
+    if not isinstance(strict, bool):
+        raise NetdslError(f"strict must be True or False, not {_shown(strict)}",
+                          hint="strict=True makes a tensor that nothing reads an error")
+    for u in check_unused(cg, strict):
+        warnings.warn(UnusedTensorWarning(u.render(*cg.source)), stacklevel=3)
+
+
 def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
           freeze: int | str | list[str] | Freeze | None = None, freeze_bn: str | None = None,
-          **params: int) -> CompiledNet:
+          strict: bool = False, **params: int) -> CompiledNet:
     """Compile a spec into a torch.nn.Module; keyword arguments override its parameters.
 
     Networks whose estimated memory (parameters, buffers and one sample's activations) exceeds
@@ -169,6 +181,8 @@ def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
     `freeze` freezes the first N top-level statements (an int) or the statements, labels and
     blocks named (a name or a list), on top of the spec's own `@freeze`; `freeze_bn` is "train"
     (frozen BatchNorm keeps updating its statistics in training mode, the default) or "eval".
+    A tensor that nothing reads is a `netdsl.passes.unused.UnusedTensorWarning`, an error with
+    `strict=True`.
 
     >>> import torch
     >>> m = build("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)", C=6)
@@ -179,12 +193,16 @@ def build(source: Source, *, max_bytes: int | None = DEFAULT_MAX_BYTES,
 
     limit = _max_bytes(max_bytes)
     text, path = load(source)
-    return compile_spec(text, path, _params(params), limit, as_freeze(freeze, freeze_bn))[1]
+    cg, model = compile_spec(text, path, _params(params), limit, as_freeze(freeze, freeze_bn))
+    _unused(cg, strict)
+    return model
 
 
-def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params: int) -> CountResult:
+def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), strict: bool = False,
+          **params: int) -> CountResult:
     """Exact symbolic counts per layer and in total, and the verdicts of the spec's claims
     (its own, those of SPEC.claims next to it, and those of the files in `claims`). No torch.
+    A tensor that nothing reads is an `UnusedTensorWarning`, an error with `strict=True`.
 
     >>> c = count("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)")
     >>> c.total("weights"), c.total("connections"), c.value(c.total("outputs"))
@@ -196,7 +214,9 @@ def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), **params:
 
     files = _claim_files(claims)
     text, path = load(source)
-    result = count_layers(analyse_text(text, path, _params(params)))
+    cg = analyse_text(text, path, _params(params))
+    _unused(cg, strict)
+    result = count_layers(cg)
     result.claims = check_claims(result, claim_sources(result.shapes.spec, text, path, files))
     return result
 

@@ -108,6 +108,13 @@ class Integers(Arithmetic[int]):
         return max(vals)
 
 
+MAX_FRACTION_BITS = 4096  # a power's numerator and denominator: powers of powers would grow without bound
+
+
+def _bits(a: Fraction) -> int:
+    return max(a.numerator.bit_length(), a.denominator.bit_length())
+
+
 class Fractions(Arithmetic[Fraction]):
     """Exact fractions: `/` exact, `//` whole, `**` any whole exponent from -MAX_EXPONENT to MAX_EXPONENT."""
 
@@ -119,7 +126,7 @@ class Fractions(Arithmetic[Fraction]):
 
     def power(self, n: ir.BinOp, a: Fraction, b: Fraction) -> Fraction:
         if b.denominator != 1 or not -MAX_EXPONENT <= b <= MAX_EXPONENT or abs(a) > MAX_POWER_BASE \
-                or (a == 0 and b < 0):
+                or (a == 0 and b < 0) or _bits(a) * abs(int(b)) > MAX_FRACTION_BITS:
             raise Refused(Rule.EXPONENT, n, a, b)
         return Fraction(a ** int(b))
 
@@ -135,11 +142,12 @@ FRACTIONS = Fractions()
 
 
 def evaluate(e: ir.Expr, leaf: Callable[[ir.Int | ir.Name], N], arithmetic: Arithmetic[N],
-             cond: Callable[[ir.IfExpr], N] | None = None) -> N:
+             cond: Callable[[ir.IfExpr], N] | None = None, real: Callable[[ir.Float], N] | None = None) -> N:
     """`e`'s value: `leaf` gives literals and names, `arithmetic` the operators (a refusal raises
-    Refused); a conditional goes to `cond` (without one, conditionals must be resolved already)."""
+    Refused); a conditional goes to `cond` (without one, conditionals must be resolved already);
+    a number with a fraction to `real` (without one, it is refused: an integer is expected)."""
     return ir.fold(e, leaf, arithmetic.binop, lambda n, v: -v,
-                   lambda n, vs: arithmetic.minimum(vs) if n.func == "min" else arithmetic.maximum(vs), cond)
+                   lambda n, vs: arithmetic.minimum(vs) if n.func == "min" else arithmetic.maximum(vs), cond, real)
 
 
 class _NotConstant(Exception):
@@ -152,7 +160,7 @@ def _constant_leaf(n: ir.Int | ir.Name) -> int:
     raise _NotConstant
 
 
-def _no_conditional(n: ir.IfExpr) -> int:
+def _no_conditional(n: ir.IfExpr | ir.Float) -> int:
     raise _NotConstant
 
 
@@ -160,7 +168,7 @@ def const_int(e: ir.Expr) -> int | None:
     """Value of an expression without names (repetition counts, exponents), else None (also where
     the rules refuse it: a zero divisor, an inexact `/`, an exponent out of range)."""
     try:
-        return evaluate(e, _constant_leaf, INTEGERS, _no_conditional)
+        return evaluate(e, _constant_leaf, INTEGERS, _no_conditional, _no_conditional)
     except (_NotConstant, Refused):
         return None
 

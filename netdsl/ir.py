@@ -13,7 +13,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from netdsl.errors import Span
+from netdsl.errors import NetdslError, Span
 
 
 class Node(BaseModel):
@@ -72,14 +72,17 @@ class IfExpr(Node):
     orelse: Expr
 
 
-Expr = Annotated[Int | Name | BinOp | Neg | Call | IfExpr, Field(discriminator="kind")]
+class Float(Node):
+    """A number with a fraction; in an expression where a number is taken: `0.2 * i / 16`."""
+
+    kind: Literal["float"] = "float"
+    value: float
+
+
+Expr = Annotated[Int | Name | Float | BinOp | Neg | Call | IfExpr, Field(discriminator="kind")]
 
 
 # --- other argument values -------------------------------------------------------------------
-
-class Float(Node):
-    kind: Literal["float"] = "float"
-    value: float
 
 
 class Str(Node):
@@ -112,7 +115,7 @@ class ListValue(Node):
     items: list[Value]
 
 
-Value = Annotated[Int | Name | BinOp | Neg | Call | IfExpr | Float | Str | Bool | Hole | Pair | ListValue,
+Value = Annotated[Int | Name | Float | BinOp | Neg | Call | IfExpr | Str | Bool | Hole | Pair | ListValue,
                   Field(discriminator="kind")]
 EXPR_KINDS = frozenset({"int", "name", "binop", "neg", "call", "if"})
 EXPR_TYPES = (Int, Name, BinOp, Neg, Call, IfExpr)  # the classes of those kinds, for isinstance
@@ -125,11 +128,17 @@ T = TypeVar("T")
 
 def fold(e: Expr, leaf: Callable[[Int | Name], T], binop: Callable[[BinOp, T, T], T],
          neg: Callable[[Neg, T], T], call: Callable[[Call, list[T]], T],
-         cond: Callable[[IfExpr], T] | None = None) -> T:
-    """Evaluate an expression bottom-up; every pass that reads expressions goes through here."""
+         cond: Callable[[IfExpr], T] | None = None, real: Callable[[Float], T] | None = None) -> T:
+    """Evaluate an expression bottom-up; every pass that reads expressions goes through here.
+    A number with a fraction goes to `real`; without one, the expression must be an integer."""
     def go(n: Expr) -> T:
         if isinstance(n, (Int, Name)):
             return leaf(n)
+        if isinstance(n, Float):
+            if real is None:
+                raise NetdslError(f"an integer is expected here: {n.value!r} has a fraction", n.span,
+                                  "numbers with a fraction are taken by float arguments (dropout(0.1 * k), eps=...)")
+            return real(n)
         if isinstance(n, BinOp):
             return binop(n, go(n.left), go(n.right))
         if isinstance(n, Neg):
@@ -169,6 +178,8 @@ def to_text(e: Expr) -> str:
         return str(e.value)
     if isinstance(e, Name):
         return e.id
+    if isinstance(e, Float):
+        return repr(e.value)
     if isinstance(e, Neg):
         return "-" + _wrapped(e.operand)
     if isinstance(e, Call):
@@ -242,21 +253,42 @@ class LayerCall(Node):
     attrs: list[Attr] = []
 
 
+class Learned(Node):
+    """`param NAME: [dims] = INIT`: a learned tensor of exactly those dims; INIT "constant" (each
+    element `value`, a number expression) or "normal" (drawn from N(0, value**2): `normal(std)`)."""
+
+    name: str
+    dims: list[Expr]
+    init: Literal["constant", "normal"]
+    value: Expr
+    attrs: list[Attr] = []
+
+
 class BlockParam(Node):
     name: str
     default: Expr | None = None
+
+
+class MergeCall(Node):
+    """A merge written as another merge's operand: `cat(a, b)` in `add(x, cat(a, b))`; lowering
+    makes it a statement of its own."""
+
+    op: Ident
+    inputs: list[Ident | MergeCall]
+    args: list[Arg] = []
 
 
 class Assign(Node):
     name: str
     annotation: list[Expr] | None = None
     merge: str            # "ref", or the name of a merge op (checked while lowering)
-    inputs: list[Ident]
+    inputs: list[Ident | MergeCall]
     source_span: Span
     args: list[Arg] = []   # keyword arguments of the source op, e.g. `detect(a, b, anchors=[...])`
     chain: list[LayerCall] = []
     output: bool = False   # `output NAME = ...`: one of the network's outputs
     attrs: list[Attr] = []
+    targets: list[Ident] = []  # `a, b = ... -> split(2)`: every name, in order (`name` is the first)
 
 
 class BlockDef(Node):
@@ -267,6 +299,7 @@ class BlockDef(Node):
     body: list[LayerCall] = []
     input: Ident | None = None      # graph blocks: the name of the tensor the block receives
     assigns: list[Assign] = []      # graph blocks: statements; the one named `output` is the result
+    learned: list[Learned] = []     # graph blocks: `param` declarations (the call's module holds them)
 
     @property
     def is_graph(self) -> bool:
@@ -288,6 +321,7 @@ class Spec(Node):
     blocks: list[BlockDef] = []
     assigns: list[Assign]
     claims: list[Claim] = []
+    learned: list[Learned] = []  # `param` declarations (the network's module holds them)
 
     @property
     def dims(self) -> list[Dim]:
@@ -321,6 +355,7 @@ class TensorNode(Node):
     merge: str            # "ref", or the name of an op that starts a statement (netdsl.ops.merges()): cat, add, detect
     inputs: list[Ident]
     source_span: Span
+    # a merge's keyword arguments; a learned tensor's (merge "param"): "dims", "init", "value"
     args: dict[str, Value] = {}
     layers: list[Op | BlockInstance]
     attrs: list[str] = []  # the statement's own (and inherited) attributes; its layers carry them too
@@ -376,5 +411,5 @@ def declared_dims(inputs: list[InputDecl]) -> list[Dim]:
     return list(seen.values())
 
 
-for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, ListValue, Arg, TensorNode, BlockInstance):
+for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, ListValue, Arg, Learned, MergeCall, TensorNode, BlockInstance):
     _model.model_rebuild()

@@ -5,6 +5,7 @@ integers in digits here, once, so no later pass recurses or computes without bou
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from lark import Token, Tree
@@ -47,6 +48,7 @@ class TreeToIR:
         blocks: list[ir.BlockDef] = []
         assigns: list[ir.Assign] = []
         claims: list[ir.Claim] = []
+        learned: list[ir.Learned] = []
         for st in stmts:
             kind = st.data
             if kind == "input_decl":
@@ -57,11 +59,13 @@ class TreeToIR:
                 assigns.append(self._assign(st))
             elif kind == "claim":
                 claims.append(self.claim(st))
+            elif kind == "learned_decl":
+                learned.append(self.learned(st))
         if not inputs:
             raise NetdslError("the spec declares no input", span_of(header),
                               "add a line such as `input x: [NIC, H = 32, W = 32]` after the header")
         return ir.Spec(span=span_of(tree), name=str(name_tok), params=params, conditions=where,
-                       inputs=inputs, blocks=blocks, assigns=assigns, claims=claims)
+                       inputs=inputs, blocks=blocks, assigns=assigns, claims=claims, learned=learned)
 
     def _header(self, t: Tree) -> tuple[str, list[ir.Param], list[ir.Condition]]:
         # maybe_placeholders: the optional `where` is always the last child (a tree or None).
@@ -98,31 +102,50 @@ class TreeToIR:
             return ir.BlockDef(span=span_of(t), name=str(name), params=params, body=self._chain(rest[-1]))
         tok = next(c for c in rest if isinstance(c, Token))
         assigns = [self._assign(c) for c in rest if isinstance(c, Tree) and c.data in ("assign", "out_assign")]
+        learned = [self.learned(c) for c in rest if isinstance(c, Tree) and c.data == "learned_decl"]
         return ir.BlockDef(span=span_of(t), name=str(name), params=params,
-                           input=ir.Ident(span=span_of(tok), name=str(tok)), assigns=assigns)
+                           input=ir.Ident(span=span_of(tok), name=str(tok)), assigns=assigns, learned=learned)
 
     def _assign(self, t: Tree) -> ir.Assign:
         attrs = [self._attr(c) for c in t.children if isinstance(c, Tree) and c.data == "attr"]
         rest = [c for c in t.children if not (isinstance(c, Tree) and c.data == "attr")]
         output = t.data == "out_assign"
+        targets: list[ir.Ident] = []
         if output:
             kw, name, shape, source, _pipe, chain = rest
             name = name if name is not None else kw
         else:
-            name, shape, source, _pipe, chain = rest
+            name, more, shape, source, _pipe, chain = rest
+            if more is not None:
+                targets = [ir.Ident(span=span_of(n), name=str(n)) for n in (name, *more.children)]
+                if shape is not None:
+                    raise NetdslError("the parts of a split cannot be annotated with a shape", span_of(shape),
+                                      "annotate a part where it is used, e.g. `y: [C, H, W] = a`")
         ann = [self.expr(e) for e in shape.children] if shape is not None else None
-        args: list[ir.Arg] = []
-        if source.data == "ref":
-            merge, names = "ref", source.children
-        else:
-            fn, *rest = source.children
-            names = [n for n in rest if isinstance(n, Token)]
-            args = [ir.Arg(span=span_of(n), name=str(n.children[0]), value=self.value(n.children[1]))
-                    for n in rest if isinstance(n, Tree)]
-            merge = str(fn)
+        merge, inputs, args = ("ref", [ir.Ident(span=span_of(source.children[0]), name=str(source.children[0]))], []) \
+            if source.data == "ref" else self._merge(source)
         return ir.Assign(span=span_of(t), name=str(name), annotation=ann, merge=merge, source_span=span_of(source), args=args,
-                         inputs=[ir.Ident(span=span_of(n), name=str(n)) for n in names],
-                         chain=self._chain(chain) if chain is not None else [], output=output, attrs=attrs)
+                         inputs=inputs, chain=self._chain(chain) if chain is not None else [], output=output,
+                         attrs=attrs, targets=targets)
+
+    def _merge(self, t: Tree, depth: int = 0) -> tuple[str, list[ir.Ident | ir.MergeCall], list[ir.Arg]]:
+        """A merge's op name, operands (tensor names, or merges nested in it) and keyword arguments."""
+        if depth > MAX_EXPR_DEPTH:
+            raise NetdslError(f"merges nest more than {MAX_EXPR_DEPTH} levels deep here", span_of(t),
+                              "name some of the inner merges in statements of their own")
+        fn, *rest = t.children
+        inputs: list[ir.Ident | ir.MergeCall] = []
+        args: list[ir.Arg] = []
+        for n in rest:
+            if isinstance(n, Token):
+                inputs.append(ir.Ident(span=span_of(n), name=str(n)))
+            elif n.data == "merge":
+                op, sub, sub_args = self._merge(n, depth + 1)
+                inputs.append(ir.MergeCall(span=span_of(n), op=ir.Ident(span=span_of(n.children[0]), name=op),
+                                           inputs=sub, args=sub_args))
+            elif n is not None:
+                args.append(ir.Arg(span=span_of(n), name=str(n.children[0]), value=self.value(n.children[1])))
+        return str(fn), inputs, args
 
     def _chain(self, t: Tree) -> list[ir.LayerCall]:
         return [self._layer(c) for c in t.children if isinstance(c, Tree)]
@@ -156,12 +179,27 @@ class TreeToIR:
         return ir.Claim(span=span_of(t), metric=ir.Ident(span=span_of(metric), name=str(metric)),
                         options=[self._arg(a) for a in args if a is not None], op=_compare(op), expr=self.expr(expr))
 
+    _INITS = "a learned tensor starts as a number (`= 0`, `= 1e-6`, `= 1 / 16`) or as `normal(std)`"
+
+    def learned(self, t: Tree) -> ir.Learned:
+        """`param NAME: [dims] = INIT`: INIT a number expression or `normal(std)`."""
+        *attrs, name, shape, init = t.children
+        kind: Literal["constant", "normal"] = "constant"
+        if isinstance(init, Tree) and init.data == "call":
+            fn, *args = init.children
+            if str(fn) != "normal":
+                raise NetdslError(f"unknown initial value '{fn}(...)'", span_of(fn), self._INITS)
+            if len(args) != 1:
+                raise NetdslError(f"normal(std) takes one argument, got {len(args)}", span_of(init), self._INITS)
+            kind, init = "normal", args[0]
+        elif isinstance(init, Tree) and init.data in ("inf", "neginf", "string", "true", "false", "hole", "pair", "list"):
+            raise NetdslError("this is not an initial value", span_of(init), self._INITS)
+        return ir.Learned(span=span_of(t), name=str(name), dims=[self.expr(e) for e in shape.children],
+                          init=kind, value=self.expr(init, floats=True), attrs=[self._attr(a) for a in attrs])
+
     def value(self, t: Tree | Token) -> ir.Value:
         if isinstance(t, Tree):
             sp = span_of(t)
-            if t.data in ("float", "negfloat"):
-                v = float(str(t.children[0]))
-                return ir.Float(span=sp, value=-v if t.data == "negfloat" else v)
             if t.data in ("inf", "neginf"):
                 return ir.Float(span=sp, value=float("-inf") if t.data == "neginf" else float("inf"))
             if t.data == "string":
@@ -174,12 +212,17 @@ class TreeToIR:
                 return ir.Pair(span=sp, items=(self.expr(t.children[0]), self.expr(t.children[1])))
             if t.data == "list":
                 return ir.ListValue(span=sp, items=[self.value(c) for c in t.children if c is not None])
-        return self.expr(t)
+        # A value may mix numbers with a fraction into its expression (`0.2 * i / 16`); where an
+        # integer is needed, lowering says so at the number.
+        e = self.expr(t, floats=True)
+        if isinstance(e, ir.Neg) and isinstance(e.operand, ir.Float):  # `-0.5` is one number, as it always was
+            return ir.Float(span=e.span, value=-e.operand.value)
+        return e
 
     _BINOPS: dict[str, BinOpSymbol] = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "truediv": "/",
                                        "pow": "**"}
 
-    def expr(self, t: Tree | Token, depth: int = 0) -> ir.Expr:
+    def expr(self, t: Tree | Token, depth: int = 0, floats: bool = False) -> ir.Expr:
         if isinstance(t, Token):  # pragma: no cover - every expression token is wrapped in a rule
             raise NetdslError(f"unexpected {t!s}", span_of(t))
         sp = span_of(t)
@@ -187,7 +230,7 @@ class TreeToIR:
         if depth > MAX_EXPR_DEPTH:
             raise NetdslError(f"this expression nests more than {MAX_EXPR_DEPTH} levels deep", sp,
                               "write it flatter, or compute part of it in a parameter default")
-        sub = lambda x: self.expr(x, depth + 1)  # noqa: E731
+        sub = lambda x: self.expr(x, depth + 1, floats)  # noqa: E731
         kind = t.data
         if kind == "int":
             digits = str(t.children[0])
@@ -197,6 +240,12 @@ class TreeToIR:
             return ir.Int(span=sp, value=int(digits))
         if kind == "name":
             return ir.Name(span=sp, id=str(t.children[0]))
+        if kind == "float" and floats:
+            v = float(str(t.children[0]))
+            if not math.isfinite(v):
+                raise NetdslError(f"the number {str(t.children[0])[:12]} is too large for a float", sp,
+                                  "write a smaller number")
+            return ir.Float(span=sp, value=v)
         if kind == "neg":
             return ir.Neg(span=sp, operand=sub(t.children[0]))
         if kind == "call":

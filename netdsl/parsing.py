@@ -31,6 +31,10 @@ _TERMINAL_NAMES = {
     "OUTPUT": "'output'", "__ANON_0": "'//'", "__ANON_1": "'**'",
 }
 
+SOURCE_HINT = ("a source is a tensor name or a merge of tensors: cat(a, b), add(a, b), mul(a, b), nested as in "
+               "add(x, cat(a, b)); a merge's keyword arguments follow its tensors; to split channels write "
+               "`a, b = x |> split(2)`")
+
 
 def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslError:
     lines = source_lines(text) or [""]  # as Lark counts them: at "\n" only
@@ -70,6 +74,9 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str) -> NetdslErro
             line = tok.line or 1
             col = len(lines[line - 1]) + 1 if line <= len(lines) else 1
             span = Span(line, col, line, col + 1)
+        if "OUTPUT" in err.expected and set(err.expected) <= {"NAME", "OUTPUT", "RPAR"}:
+            # where a statement's source or a merge's operand goes: `y = 2`, `chunk(x, 2)`
+            return NetdslError(f"unexpected {what}: a tensor is expected here", span, SOURCE_HINT, source=source)
         return NetdslError(f"unexpected {what}", span, f"expected {exp}", source=source)
     return NetdslError(f"syntax error: {err}", Span(getattr(err, "line", 1) or 1, getattr(err, "column", 1) or 1, 1, 2),
                        source=source)

@@ -9,6 +9,8 @@ from torch import nn
 import netdsl
 from netdsl.passes.counts import Convention
 
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+
 
 def torch_counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dict[str, int]]:
     """Per leaf module: params, weights, outputs and connections (MACs) per sample, from hooks."""
@@ -21,8 +23,8 @@ def torch_counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dict[str
             if isinstance(mod, nn.Conv2d):
                 kh, kw = mod.kernel_size
                 macs = units_out * kh * kw * mod.in_channels // mod.groups
-            elif isinstance(mod, nn.Linear):
-                macs = mod.in_features * mod.out_features
+            elif isinstance(mod, nn.Linear):  # at every position where it runs over channels
+                macs = mod.in_features * units_out
             elif isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
                 macs = units_in
             elif isinstance(mod, nn.ConvTranspose2d):
@@ -39,7 +41,8 @@ def torch_counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dict[str
             found[name] = {
                 "parameters": sum(p.numel() for p in mod.parameters()),
                 "buffers": sum(b.numel() for b in mod.buffers()),
-                "weights": weight.numel() if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) else 0,
+                # every module's `weight` but a normalisation's (netdsl counts those as norm_params)
+                "weights": weight.numel() if isinstance(weight, torch.Tensor) and not isinstance(mod, _NORMS) else 0,
                 "outputs": units_out, "connections": macs,
             }
         return record

@@ -477,3 +477,16 @@ def conv_linear_macs(model: nn.Module, input_shape: tuple[int, ...] = (3, 224, 2
             h.remove()
         model.train(was_training)
     return total
+
+
+# ConvNeXt-Tiny, ShuffleNetV2 x1.0, ResNeXt-50 32x4d and Wide ResNet-50-2 live in their own file.
+from zoo_reference_cn import MAKERS_CN, PUBLISHED_CN  # noqa: E402
+
+PUBLISHED.update(PUBLISHED_CN)
+_BUILDERS.update(MAKERS_CN)
+
+# MobileNetV3 (large, small), EfficientNet-B0 and RegNetY-400MF (squeeze-excitation) too.
+from zoo_reference_se import MAKERS_SE, PUBLISHED_SE  # noqa: E402
+
+PUBLISHED.update(PUBLISHED_SE)
+_BUILDERS.update(MAKERS_SE)

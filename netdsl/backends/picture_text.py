@@ -65,6 +65,8 @@ def differs(spec: ArgSpec, a: Args, v: Any) -> bool:
     d: Any = spec.default
     if spec.pair and not isinstance(d, tuple):
         d = (d, d)
+    if spec.type == "floats" and not isinstance(d, tuple):  # one number stands for a list of one
+        d = (d,)
     return v != d
 
 
@@ -80,7 +82,7 @@ def layer_text(op: OpDef, args: Args, compact: bool = False) -> str:
     parts = []
     for spec in op.args:
         v = args.get(spec.name)
-        listed = spec.type in ("ints", "intlists")
+        listed = spec.type in ("ints", "intlists", "floats")
         if spec.required and not listed:
             parts.append(value_text(v))
         elif (spec.required or differs(spec, args, v)) and (not compact or spec.name in SHAPE_ARGS):

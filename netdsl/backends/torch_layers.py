@@ -1,4 +1,5 @@
-"""torch modules netdsl needs that torch.nn does not have: the YOLO detection head.
+"""torch modules netdsl needs that torch.nn does not have: the YOLO detection head (here), the
+channel, gating and ConvNeXt layers (`torch_extra_layers`) and darknet's (`torch_darknet`).
 
 `netdsl export --to python` copies this module's source into the file it writes (`SOURCE`), so
 the code here is written to stand alone there: it names only `torch` and `nn` (no other import,
@@ -12,6 +13,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from netdsl.backends.torch_darknet import Reorg  # darknet's [reorg]
+from netdsl.backends.torch_extra_layers import (
+    ChannelChunk,
+    ChannelLayerNorm,
+    ChannelLinear,
+    ChannelShuffle,
+    ChannelSlice,
+    LayerScale,
+    StochasticDepth,
+)
+
 
 def _log(x: float) -> float:
     """math.log without importing math (made on the CPU, whatever the default device)."""
@@ -24,13 +36,17 @@ class Detect(nn.Module):
     Training mode returns a tuple of raw maps `[N, na, H_i, W_i, 5+classes]`; eval mode returns
     `(decoded, raw)`, `decoded` being `[N, sum(na*H_i*W_i), 5+classes]` with xy = (2*sigmoid - 0.5
     + grid) * stride, wh = (2*sigmoid)^2 * anchor (pixels) and sigmoid objectness and classes;
-    with `decode="darknet"`, as darknet's [yolo] layer: xy = (sigmoid + grid) * stride,
-    wh = exp * anchor (darknet's own weights were trained for that).
+    with `decode="darknet"`, as darknet's [yolo] layer: xy = (sigmoid * s - (s - 1) / 2 + grid) *
+    stride with the level's `scale_xy` s (darknet's scale_x_y, 1 by default), wh = exp * anchor
+    (darknet's own weights were trained for that); with `decode="darknet_new_coords"`, as darknet's
+    [yolo] new_coords=1 after its logistic head convolution: xy as "darknet", wh = (2 * sigmoid)^2 *
+    anchor. The raw maps are the linear convolution's outputs in every mode: the logistic of
+    darknet's head convolution is the sigmoid applied here, once.
     The anchors are kept as plain attributes, not buffers: a state_dict holds weights only.
     """
 
     def __init__(self, classes: int, anchors: list[list[int]], strides: list[int],
-                 in_channels: list[int], decode: str = "ultralytics") -> None:
+                 in_channels: list[int], decode: str = "ultralytics", scale_xy: list[float] | None = None) -> None:
         super().__init__()
         self.classes, self.outputs = classes, classes + 5
         self.levels, self.per_level = len(anchors), len(anchors[0]) // 2
@@ -38,6 +54,8 @@ class Detect(nn.Module):
                               for a in anchors]
         self.strides = [int(s) for s in strides]
         self.decode_style = decode
+        scales = [float(v) for v in scale_xy or [1.0]]  # one for every level, or one per level
+        self.scale_xy = scales * len(anchors) if len(scales) == 1 else scales
         self.m = nn.ModuleList(nn.Conv2d(c, self.per_level * self.outputs, 1) for c in in_channels)
         self.reset_biases()
 
@@ -52,7 +70,8 @@ class Detect(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"classes={self.classes}, anchors={self.anchor_pixels}, strides={self.strides}, "
-                f"decode={self.decode_style!r}")
+                f"decode={self.decode_style!r}" + (f", scale_xy={self.scale_xy}" if any(v != 1 for v in self.scale_xy)
+                                                    else ""))
 
     def forward(self, *xs: torch.Tensor) -> tuple:
         raw = []
@@ -71,9 +90,12 @@ class Detect(nn.Module):
         grid = torch.stack((gx, gy), 2).view(1, 1, h, w, 2).to(y.dtype)
         anchors = y.new_tensor(self.anchor_pixels[level]).view(1, na, 1, 1, 2)
         s = y.sigmoid()
-        if self.decode_style == "darknet":  # darknet's [yolo]: sigmoid offsets, exponential sizes
-            xy = (s[..., 0:2] + grid) * self.strides[level]
-            wh = y[..., 2:4].exp() * anchors
+        if self.decode_style.startswith("darknet"):  # darknet's [yolo]: scaled sigmoid offsets
+            k = self.scale_xy[level]
+            xy = (s[..., 0:2] * k - (k - 1) / 2 + grid) * self.strides[level]
+            # new_coords=1: sizes from the (logistic) head's sigmoid; else exponential sizes
+            wh = (s[..., 2:4] * 2) ** 2 * anchors if self.decode_style == "darknet_new_coords" \
+                else y[..., 2:4].exp() * anchors
         else:
             xy = (s[..., 0:2] * 2 - 0.5 + grid) * self.strides[level]
             wh = (s[..., 2:4] * 2) ** 2 * anchors
@@ -83,3 +105,6 @@ class Detect(nn.Module):
 # Per class an exported file may need: the definitions it is written with, in order (the
 # functions its code calls, then the class). The exporter copies their source from here.
 STANDALONE: dict[str, tuple[Callable[..., object], ...]] = {"Detect": (_log, Detect)}
+# The channel, gating and ConvNeXt layers (netdsl/backends/torch_extra_layers.py), one class each.
+STANDALONE.update({cls.__name__: (cls,) for cls in (ChannelSlice, ChannelChunk, ChannelShuffle, StochasticDepth,
+                                                    ChannelLayerNorm, ChannelLinear, LayerScale, Reorg)})

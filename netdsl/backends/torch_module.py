@@ -15,9 +15,11 @@ from netdsl.backends import torch_layers
 from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
 from netdsl.ops import OpDef
+from netdsl.ops.learned import PARAM
 
 # Attributes the compiled classes set themselves; user names must not take them.
-_OWN = frozenset({"_netdsl_plan", "_netdsl_inputs", "_netdsl_outputs", "_netdsl_name", "_netdsl_frozen_bn", "ir", "concrete",
+_OWN = frozenset({"_netdsl_plan", "_netdsl_learned",
+                  "_netdsl_inputs", "_netdsl_outputs", "_netdsl_name", "_netdsl_frozen_bn", "ir", "concrete",
                   "spec_name", "params", "input_shape", "output_shape", "in_channels", "inputs", "outputs"})
 
 
@@ -48,6 +50,15 @@ def make_layer(layer: Layer) -> nn.Module:
         raise NetdslError(f"'{layer.op.name}' has no module to compute it", layer.span,
                           "a layer's op must name its module (OpDef.module)")
     return _construct(*made, layer.op.name, layer.span, layer.attrs)
+
+
+def learned_parameter(st: Statement) -> nn.Parameter:
+    """A learned tensor's parameter: exactly its dims, filled with its value or drawn from N(0, std**2)."""
+    assert st.merge is not None
+    a = st.merge.args
+    data = torch.full(st.at, float(a["value"])) if a["init"] == "constant" else \
+        torch.nn.init.normal_(torch.empty(st.at), std=float(a["value"]))
+    return nn.Parameter(data, requires_grad="freeze" not in st.attrs)
 
 
 def _statement_module(st: Statement) -> nn.Module | None:
@@ -82,8 +93,14 @@ class _GraphModule(nn.Module):
 
     def _add_statements(self, statements: list[Statement]) -> None:
         plan: list[_Step] = []
+        self._netdsl_learned: dict[str, int] = {}  # a learned tensor's rank, known here: fx cannot read a traced one
         for st in statements:
             _check_name(self, st.name, st.span, "tensor name")
+            if st.source == PARAM:
+                self.register_parameter(st.name, learned_parameter(st))
+                self._netdsl_learned[st.name] = len(st.at)
+                plan.append((st.name, PARAM, (), False))
+                continue
             mod = _statement_module(st)
             if mod is not None:
                 self.add_module(st.name, mod)
@@ -98,7 +115,11 @@ class _GraphModule(nn.Module):
         return cast(nn.Module, self._modules[name])
 
     def _run(self, env: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        batch = next(iter(env.values())).shape[0]
         for name, how, inputs, has_module in self._netdsl_plan:
+            if how == PARAM:  # the same tensor for every sample: a view with the batch axis
+                env[name] = getattr(self, name).expand(batch, *[-1] * self._netdsl_learned[name])
+                continue
             if how == "call":
                 env[name] = self._child(name)(*[env[i] for i in inputs])
                 continue

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from netdsl.api import load
 from netdsl.commands.common import add_set_argument
+from netdsl.commands.count import warn_unused
 from netdsl.concrete import Layer, Merge
 from netdsl.errors import NetdslError
 from netdsl.freeze import Freeze, parse_freeze
@@ -31,20 +32,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="freeze the first N top-level statements, or statements, labels and blocks by name")
     p.add_argument("--freeze-bn", choices=("train", "eval"),
                    help="frozen BatchNorm layers: keep updating their statistics (train, the default) or not (eval)")
+    p.add_argument("--strict", action="store_true",
+                   help="a tensor that nothing reads (a dead branch, an unused input) is an error, not a warning")
     p.add_argument("--weights", metavar="PATH",
                    help="load pretrained weights after building: darknet .weights, or a .pt/.pth state_dict "
                         "or netdsl checkpoint")
 
 
 def build_report(text: str, path: str | None, overrides: dict[str, int],
-                 max_bytes: int | None = DEFAULT_MAX_BYTES, freeze: Freeze | None = None) -> tuple[dict[str, Any], Any]:
-    """The JSON-able report of a build and the compiled module."""
+                 max_bytes: int | None = DEFAULT_MAX_BYTES, freeze: Freeze | None = None,
+                 strict: bool = False) -> tuple[dict[str, Any], Any]:
+    """The JSON-able report of a build and the compiled module; `strict`: a tensor nothing reads
+    is an error (else a warning, in the report's "warnings", each also printed to stderr)."""
     from netdsl.backends.torch_build import compile_spec  # torch (and SymPy) only when a build runs
 
     cg, model = compile_spec(text, path, overrides, max_bytes, freeze)
+    warnings = warn_unused(cg, strict)
     modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
     layers = []
     for layer in cg.walk():
+        if isinstance(layer, Merge) and layer.path in params:  # a learned tensor: the parameter itself
+            p = params[layer.path]
+            layers.append({"name": layer.path, "op": layer.op.name, "line": layer.line, "out_shape": list(layer.out_at),
+                           "out_shape_symbolic": [str(x) for x in cg.show(layer.out_shape)],
+                           "params": p.numel(), **({"frozen": True} if not p.requires_grad else {})})
+            continue
         if isinstance(layer, Merge) and layer.path not in modules:
             continue  # cat and add hold no module; detect does
         attrs = layer.attrs if isinstance(layer, Layer) else frozenset()
@@ -76,6 +89,7 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
         "frozen_params": sum(p.numel() for p in model.parameters() if not p.requires_grad),
         "buffers": sum(b.numel() for b in model.buffers()),
         "notes": cg.notes,
+        "warnings": warnings,
     }
     if len(cg.outputs) == 1:
         report["output_shape"] = list(cg.outputs[0].at)
@@ -138,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(graph.model_dump_json(indent=2) + "\n")
         return 0
     freeze = parse_freeze(getattr(args, "freeze", None), getattr(args, "freeze_bn", None))
-    report, model = build_report(text, path, overrides, max_bytes, freeze)
+    report, model = build_report(text, path, overrides, max_bytes, freeze, getattr(args, "strict", False))
     if weights is not None:
         load_weights(model, weights)
         report["weights"] = weights

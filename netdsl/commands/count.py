@@ -23,7 +23,7 @@ from netdsl.values import parse_sets
 
 if TYPE_CHECKING:
     from netdsl import ir
-    from netdsl.concrete import Tensor
+    from netdsl.concrete import ConcreteGraph, Tensor
     from netdsl.passes.claims import ClaimResult
     from netdsl.passes.counts import Convention, CountResult
 
@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--double-resolution", action="store_true",
                    help="also give the totals at input size 2H x 2W and each metric's ratio")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--strict", action="store_true",
+                   help="a tensor that nothing reads (a dead branch, an unused input) is an error, not a warning")
     p.add_argument("--claims", action="append", default=[], metavar="FILE",
                    help="also check the claims in FILE (SPEC.claims next to the spec is read automatically)")
     c = p.add_argument_group("convention of the totals (default: the seed's Question 3)")
@@ -80,15 +82,18 @@ def _tensor(counts: CountResult, t: Tensor) -> dict[str, Any]:
 
 
 def count_report(text: str, path: str | None, overrides: dict[str, int], convention: Convention | None = None,
-                 doubled: bool = False, claim_files: list[str] | tuple[str, ...] = (),
+                 doubled: bool = False, claim_files: list[str] | tuple[str, ...] = (), strict: bool = False,
                  ) -> tuple[dict[str, Any], CountResult, list[ClaimResult]]:
-    """The JSON-able report of `netdsl count`, the CountResult and the claim results."""
+    """The JSON-able report of `netdsl count`, the CountResult and the claim results; `strict`: a
+    tensor nothing reads is an error (else a warning, in "warnings", each also printed to stderr)."""
     from netdsl.passes.claims import check_claims
     from netdsl.passes.counts import METRICS, Convention, count_layers
     from netdsl.passes.front import analyse_text
 
     convention = convention or Convention()
-    counts = count_layers(analyse_text(text, path, overrides))
+    cg = analyse_text(text, path, overrides)
+    warnings = warn_unused(cg, strict)
+    counts = count_layers(cg)
     graph = counts.shapes.graph
     assert graph is not None, "analyse_text always lowers the spec"
     claims = check_claims(counts, claim_sources(counts.shapes.spec, text, path, claim_files))
@@ -134,7 +139,19 @@ def count_report(text: str, path: str | None, overrides: dict[str, int], convent
     report["values"] = values
     report["claims"] = [_claim_json(r) for r in claims]
     report["notes"] = list(sh.notes)
+    report["warnings"] = warnings
     return report, counts, claims
+
+
+def warn_unused(cg: ConcreteGraph, strict: bool) -> list[str]:
+    """Each tensor nothing reads, printed to stderr as a located warning (`strict`: the first is an
+    error); their messages, for the JSON report."""
+    from netdsl.passes.unused import check_unused
+
+    found = check_unused(cg, strict)
+    for u in found:
+        print(u.render(*cg.source), file=sys.stderr)
+    return [u.message for u in found]
 
 
 def _print(report: dict[str, Any], doubled: bool) -> None:
@@ -234,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_sets(args.sets)
     convention = Convention(biases=args.biases, batchnorm=args.batchnorm, activations=args.activations,
                             merges=args.merges)
-    report, _, claims = count_report(text, path, overrides, convention, args.double_resolution, args.claims)
+    report, _, claims = count_report(text, path, overrides, convention, args.double_resolution, args.claims,
+                                     getattr(args, "strict", False))
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

@@ -55,7 +55,7 @@ class CfgLayers:
             c = self.convs.get(i)
             if c is not None and i not in self.head:
                 made += 1 + c.bn + len(ACTIVATIONS[c.act])
-            made += s.kind in ("maxpool", "upsample", "avgpool", "softmax")
+            made += s.kind in ("maxpool", "upsample", "avgpool", "softmax", "reorg")
             if made > limit:
                 raise self.src.error(s.loc, f"the network has more than {limit:,} layers by this section, "
                                      f"netdsl's limit", "import a smaller network")
@@ -85,16 +85,25 @@ class CfgLayers:
             if s.kind == "route":
                 vals, _ = opt_ints(self.src, s, "layers")
                 s.targets = [self._index(s, "layers", v) for v in vals]
-            elif s.kind == "shortcut":
+            elif s.kind in ("shortcut", "scale_channels", "sam"):
                 vals, opt = opt_ints(self.src, s, "from")
                 if len(vals) != 1:
-                    raise self.src.error(opt.loc, "[shortcut] from= takes one layer", "write e.g. from=-3")
+                    raise self.src.error(opt.loc, f"{s.title} from= takes one layer here", "write e.g. from=-3")
                 s.targets = [self._index(s, "from", vals[0])]
-                require_float(self.src, s, "alpha", 1.0)
-                require_float(self.src, s, "beta", 1.0)
+                if s.kind == "shortcut":
+                    self._check_shortcut(s)
             for j in s.targets:
                 refs.setdefault(j, set()).add(s.index)
         return refs
+
+    def _check_shortcut(self, s: Section) -> None:
+        require_float(self.src, s, "alpha", 1.0)
+        require_float(self.src, s, "beta", 1.0)
+        kind, loc = opt_str(self.src, s, "weights_type", "none")
+        if kind != "none":
+            raise self.src.error(loc, f"weights_type={kind}: a weighted [shortcut] is not supported (its weights "
+                                 "would be a learned per-layer or per-channel sum)",
+                                 "remove weights_type (darknet's default is none) or convert the network by hand")
 
     def _plain_ends(self) -> list[int]:
         """Per layer i (and one past the last), the first layer from i on that is not a convolution

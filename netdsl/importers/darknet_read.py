@@ -4,9 +4,11 @@ Darknet (pjreddie/darknet, parser.c and utils.c): each line has all its spaces a
 then an empty line or one starting with `#` or `;` is skipped, one starting with `[` opens a
 section, any other is `key=value` split at its first `=`. Every section after the first
 (`[net]`) is a layer, numbered from 0. Darknet parses numbers with `atoi`/`atof` and warns about
-unused keys; here a value must be exactly a number, a key darknet would read differently or that
-changes the network must be one this importer knows, and a key given twice with two different
-values (darknet takes the first) is an error: nothing is guessed.
+unused keys; here a value must be exactly a number, and a key darknet would read differently or that
+changes the network must be one this importer knows: nothing is guessed. Keys darknet reads for
+training only are accepted and ignored. A key given twice in a section: darknet's `option_find`
+returns the first (options are kept in file order), so the first value is used and the spec
+gets a note naming both lines.
 """
 from __future__ import annotations
 
@@ -19,28 +21,55 @@ from netdsl.limits import MAX_INT32
 # Section names as darknet spells them (aliases included) -> the kind used here.
 KINDS = {"[net]": "net", "[network]": "net", "[convolutional]": "conv", "[conv]": "conv", "[shortcut]": "shortcut",
          "[route]": "route", "[upsample]": "upsample", "[maxpool]": "maxpool", "[max]": "maxpool",
-         "[avgpool]": "avgpool", "[avg]": "avgpool", "[softmax]": "softmax", "[soft]": "softmax", "[yolo]": "yolo"}
-# Keys darknet reads for training or inference only: they do not change the network.
+         "[avgpool]": "avgpool", "[avg]": "avgpool", "[softmax]": "softmax", "[soft]": "softmax", "[yolo]": "yolo",
+         "[scale_channels]": "scale_channels", "[sam]": "sam", "[reorg]": "reorg", "[cost]": "cost",
+         "[dropout]": "dropout"}
+# Keys darknet reads for training or inference only: they do not change the network. Per section,
+# as AlexeyAB darknet's parser.c reads them (`option_find*` calls), and the keys parse_network_cfg
+# reads for every layer (freezing, loading and learning-rate switches).
 _NET_TRAINING = {"batch", "subdivisions", "momentum", "decay", "angle", "saturation", "exposure", "hue",
                  "learning_rate", "burn_in", "max_batches", "policy", "steps", "scales", "step", "scale", "power",
                  "gamma", "time_steps", "notruth", "random", "adam", "B1", "B2", "eps", "max_crop", "min_crop",
                  "max_ratio", "min_ratio", "center", "clip", "aspect", "flip", "mosaic", "letter_box", "blur",
-                 "mixup", "cutmix", "label_smooth_eps"}
+                 "mixup", "cutmix", "label_smooth_eps", "learning_rate_min", "sgdr_cycle", "sgdr_mult", "seq_scales",
+                 "track", "augment_speed", "sequential_subdivisions", "try_fix_nan", "weights_reject_freq",
+                 "equidistant_point", "badlabels_rejection_percentage", "num_sigmas_reject_badlabels", "ema_alpha",
+                 "use_cuda_graph", "loss_scale", "dynamic_minibatch", "optimized_memory", "workspace_size_limit_MB",
+                 "gaussian_noise", "mosaic_bound", "contrastive", "contrastive_jit_flip", "contrastive_color",
+                 "unsupervised", "resize_step", "attention", "adversarial_lr", "max_chart_loss",
+                 "show_receptive_field"}
+_LAYER_TRAINING = {"clip", "onlyforward", "dont_update", "burnin_update", "stopbackward", "train_only_bn", "dontload",
+                   "dontloadscales", "learning_rate"}
+_STREAMS = {"stream", "wait_stream"}  # which CUDA stream runs the layer
 _YOLO_TRAINING = {"jitter", "ignore_thresh", "truth_thresh", "random", "iou_loss", "iou_normalizer",
-                  "cls_normalizer", "iou_thresh", "nms_kind", "beta_nms", "max_delta"}
-KEYS = {
+                  "cls_normalizer", "iou_thresh", "nms_kind", "beta_nms", "max_delta", "max", "show_details",
+                  "counters_per_class", "label_smooth_eps", "objectness_smooth", "obj_normalizer", "delta_normalizer",
+                  "iou_thresh_kind", "focal_loss", "resize", "track_history_size", "sim_thresh", "dets_for_track",
+                  "dets_for_show", "track_ciou_norm"}
+_CONV_TRAINING = {"dot", "grad_centr", "assisted_excitation"} | _STREAMS
+_COST_TRAINING = {"type", "scale", "ratio", "noobj", "thresh"}
+_DROPOUT_TRAINING = {"probability", "dropblock", "dropblock_size_rel", "dropblock_size_abs"}
+_SECTION_KEYS = {
     "net": {"width", "height", "channels"} | _NET_TRAINING,
     "conv": {"batch_normalize", "filters", "size", "stride", "pad", "padding", "activation", "groups", "binary",
-             "xnor"},
-    "shortcut": {"from", "activation", "alpha", "beta"},
-    "route": {"layers"},
+             "xnor"} | _CONV_TRAINING,
+    "shortcut": {"from", "activation", "alpha", "beta", "weights_type", "weights_normalization"},
+    "route": {"layers", "groups", "group_id"} | _STREAMS,
     "upsample": {"stride", "scale"},
     "maxpool": {"size", "stride", "padding"},
     "avgpool": set(),
-    "softmax": {"groups", "temperature"},
-    "yolo": {"mask", "anchors", "classes", "num"} | _YOLO_TRAINING,
+    "softmax": {"groups", "temperature", "noloss"},
+    "yolo": {"mask", "anchors", "classes", "num", "scale_x_y", "new_coords"} | _YOLO_TRAINING,
+    "scale_channels": {"from", "scale_wh", "activation"},
+    "sam": {"from", "activation"},
+    "reorg": {"stride", "reverse"},
+    "cost": _COST_TRAINING,
+    "dropout": _DROPOUT_TRAINING,
 }
-IGNORED = {"net": _NET_TRAINING, "yolo": _YOLO_TRAINING}
+_SECTION_IGNORED = {"net": _NET_TRAINING, "yolo": _YOLO_TRAINING, "conv": _CONV_TRAINING, "route": _STREAMS,
+                    "softmax": {"noloss"}, "cost": _COST_TRAINING, "dropout": _DROPOUT_TRAINING}
+KEYS = {k: v | (_LAYER_TRAINING if k != "net" else set()) for k, v in _SECTION_KEYS.items()}
+IGNORED = {k: _SECTION_IGNORED.get(k, set()) | (_LAYER_TRAINING if k != "net" else set()) for k in KEYS}
 
 ACTIVATIONS = {"linear": [], "leaky": ["leaky_relu(0.1)"], "logistic": ["sigmoid"], "swish": ["silu"],
                "mish": ["mish"], "relu": ["relu"], "tanh": ["tanh"]}
@@ -65,6 +94,7 @@ class Section:
     index: int      # layer index (-1 for [net])
     opts: dict[str, Option] = field(default_factory=dict)
     targets: list[int] = field(default_factory=list)  # the layers a [route] or [shortcut] reads
+    notes: list[str] = field(default_factory=list)  # for the spec's comments (a key given twice)
 
     @property
     def line(self) -> int:
@@ -119,10 +149,11 @@ def read_cfg(src: Source) -> list[Section]:
                                                              else "") + "; remove it or convert the network by hand")
         opt = Option(key, value, Loc(n, vcol, vend), Loc(n, kcol, kend))
         old = sec.opts.get(key)
-        if old is not None and old.value != value:
-            raise src.error(opt.key_loc, f"'{key}' is given twice in this {sec.title} (line {old.loc.line}: "
-                            f"{old.value}; here: {value})", "keep one of them (darknet reads the first)")
-        sec.opts.setdefault(key, opt)
+        if old is None:
+            sec.opts[key] = opt
+        else:
+            sec.notes.append(f"cfg line {n}: {key}={value} is not used: {key} is given twice in the {sec.title} "
+                             f"at line {sec.line}, and darknet reads the first, {key}={old.value} at line {old.loc.line}")
     if not sections:
         raise src.error(None, "no sections: this is not a darknet .cfg", "a cfg starts with [net]")
     return sections

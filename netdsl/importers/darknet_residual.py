@@ -5,21 +5,11 @@ from dataclasses import replace
 
 from netdsl.importers.darknet_layers import CfgLayers, ConvWriter
 from netdsl.importers.darknet_read import ACTIVATIONS, Conv
-from netdsl.importers.spec_writer import Shape, Stmt, Tensor, Writer
+from netdsl.importers.spec_writer import Stmt, Tensor, Writer
 
 # A unit's body: per convolution its filters relative to the unit's channels c ("c // 2") and the
 # convolution with filters zeroed; then the [shortcut]'s activation. Equal signatures, one block.
 Signature = tuple[tuple[tuple[str, Conv], ...], str]
-
-
-def shortcut_hint(prev: Shape, other: Shape) -> str:
-    """What darknet does with a [shortcut] of maps netdsl cannot add (the previous layer's `prev`, `other`
-    the one `from` names): netdsl adds maps of equal shapes only, so far."""
-    if prev.same_size(other):
-        return (f"netdsl does not support this yet: darknet adds the {min(prev.c, other.c)} channels both maps have "
-                f"and keeps the previous layer's other {prev.c - min(prev.c, other.c)} as they are")
-    return ("netdsl does not support this yet: darknet adds the channels both maps have onto the previous layer's "
-            "map, matching positions by the ratio of the two sizes")
 
 
 class Residuals:
@@ -38,6 +28,17 @@ class Residuals:
         if j == i or j >= len(layers) or layers[j].kind != "shortcut":
             return None
         return j if layers[j].targets == [i - 1] else None
+
+    def unit_keeps_shape(self, i: int, inp: Tensor) -> bool:
+        """A residual unit starts at layer i and its convolutions give back `inp`'s shape: a [shortcut]
+        of maps of other shapes is written as darknet_shortcut, outside any block."""
+        j = self.unit_end(i)
+        if j is None:
+            return False
+        shape = inp.shape
+        for k in range(i, j):
+            shape = self.convs.shape(self.cfg.convs[k], shape, self.cfg.layers[k])
+        return shape == inp.shape
 
     def _signature(self, i: int, j: int, c: int) -> Signature:
         def rel(f: int) -> str:
@@ -60,13 +61,6 @@ class Residuals:
                     self._signature(ends[-1] + 1, nxt, inp.shape.c) != sig:
                 break
             ends.append(nxt)
-        shape = inp.shape
-        for k in range(i, j):
-            shape = self.convs.shape(cfg.convs[k], shape, cfg.layers[k])
-        if shape != inp.shape:
-            raise cfg.src.error(cfg.layers[j].opts["from"].loc, f"[shortcut] adds layer {j - 1} {shape.show()} to "
-                                f"layer {i - 1} {inp.shape.show()}: their shapes differ",
-                                shortcut_hint(shape, inp.shape))
         name = self._block(sig)
         last = ends[-1]
         call = f"{name}({inp.shape.c})" + (f" * {len(ends)}" if len(ends) > 1 else "")

@@ -8,16 +8,19 @@ models/common.py), written anew:
 - a row is `[from, number, module, args]`; `from` -1 is the previous row (the input for row 0),
   other negative values count back, others are row numbers; a list for Concat and Detect;
 - `number` > 1 becomes `max(round(number * depth_multiple), 1)` copies (C3: its bottlenecks);
-- the output channels of Conv, Bottleneck, C3, SPP, SPPF become `ceil(c * width_multiple / 8) * 8`
-  unless they equal Detect's `anchors * (nc + 5)`; the others keep their input's channels;
+- the output channels of Conv, Bottleneck, C3, SPP, SPPF (and the ghost modules) become
+  `ceil(c * width_multiple / 8) * 8` unless they equal Detect's `anchors * (nc + 5)`; the others
+  keep their input's channels;
 - Conv(c, k=1, s=1, p=k//2, g=1, act=True): conv without bias, BatchNorm (eps 0.001, momentum
-  0.03, as ultralytics sets them), SiLU (none for act False; another activation module is refused,
-  not taken for True); Bottleneck(c, shortcut=True, g=1, e=0.5): 1x1 to int(c*e), 3x3 to c, plus
-  the input when shortcut and the input has c channels; C3(c, shortcut, g, e), its statements
-  named as ultralytics names C3's children (cv1, cv2, m, cv3), so that its state_dicts load
+  0.03, as ultralytics sets them), the default activation: SiLU, or the top-level `activation`
+  (YOLOv5's Conv.default_act); none for act False; an activation module (`nn.LeakyReLU(0.1)`, as
+  YOLOv7 writes) is read as data (`yaml_acts`), never run; Bottleneck(c, shortcut=True, g=1,
+  e=0.5): 1x1 to int(c*e), 3x3 to c, plus the input when shortcut and the input has c channels;
+  C3(c, shortcut, g, e), its statements named as ultralytics names C3's children (cv1, cv2, m, cv3), so that its state_dicts load
   (`netdsl.weights_match`); SPP(c, k=(5, 9, 13)) and SPPF(c, k=5) with int(input/2) hidden
   channels; Concat(1); nn.Upsample(None, scale, mode); nn.MaxPool2d(k, s=k, p=0); nn.ZeroPad2d(p);
-  Detect(nc, anchors) with each level's stride its input's size ratio.
+  Detect(nc, anchors) with each level's stride its input's size ratio; GhostConv, GhostBottleneck,
+  C3Ghost (YOLOv5's ghost YAMLs), MP and SP (YOLOv7's) as `yaml_more` says.
 
 The spec has one top-level statement per row, in order (so `--freeze N` freezes rows 0 to N-1, as
 ultralytics' `--freeze N` does), named b<row> in the backbone and n<row> in the head, the last
@@ -29,10 +32,17 @@ import math
 from pathlib import Path
 
 from netdsl.importers.spec_writer import INPUT_SIZE, Shape, Sizes, Source, Tensor, Writer, check_text, net_name
-from netdsl.importers.yaml_blocks import MODULES, Modules, RowCall
+from netdsl.importers.yaml_acts import activation
+from netdsl.importers.yaml_blocks import MODULES, Modules
+from netdsl.importers.yaml_call import RowCall
 from netdsl.importers.yaml_nodes import Values, Y, read_yaml
 
-TOP_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "ch")
+TOP_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch")
+REQUIRED = TOP_KEYS[:6]
+# Why some modules of the YAMLs people use are not imported (yet).
+UNSUPPORTED = {"IDetect": ": YOLOv7's training head adds and multiplies learned implicit tensors (ImplicitA, "
+               "ImplicitM) around its convolutions; the deploy YAML (cfg/deploy), with Detect, imports",
+               "IAuxDetect": ": YOLOv7's training head with auxiliary outputs; the deploy YAML, with Detect, imports"}
 
 
 class YamlImporter:
@@ -56,7 +66,9 @@ class YamlImporter:
         self.w = Writer(src, net_name(Path(src.path).stem), [
             f"# Imported from {Path(src.path).name} (Ultralytics model YAML) by `netdsl import`: one statement per",
             "# row, in order; each comment gives the row's line in the YAML and its number."])
-        self.modules = Modules(v, self.w, nc, no, gw)
+        # YOLOv5's `activation` (its Conv.default_act): every Conv's activation unless a row gives its own
+        act = activation(src, self.top["activation"]) if "activation" in self.top else "silu"
+        self.modules = Modules(v, self.w, nc, no, gw, act)
         self.out: list[Tensor] = []
 
     def _top(self, root: Y) -> dict[str, Y]:
@@ -66,15 +78,10 @@ class YamlImporter:
                             "width_multiple, anchors, backbone and head")
         top: dict[str, Y] = {}
         for key, (knode, v) in root.value.items():
-            if key == "activation" and not (v.kind == "scalar" and str(v.value).replace(" ", "") == "nn.SiLU()"):
-                # YOLOv5's model-wide activation for Conv: anything but SiLU would be imported wrong
-                raise src.error(v.loc, f"the activation {v.show()} is not supported (yet): netdsl imports Conv with "
-                                "SiLU", "to keep it, import a copy without this key and replace silu in the spec's "
-                                "Conv block (cba) by it, e.g. leaky_relu(0.1)")
-            if key not in TOP_KEYS and key != "activation":
+            if key not in TOP_KEYS:
                 raise src.error(knode.loc, f"key '{key}' is not supported", f"the keys are {', '.join(TOP_KEYS)}")
             top[key] = v
-        for key in TOP_KEYS[:-1]:
+        for key in REQUIRED:
             if key not in top:
                 raise src.error(root.loc, f"'{key}' is missing", f"add {key}: ... (ultralytics requires it)")
         return top
@@ -134,7 +141,8 @@ class YamlImporter:
                             "write e.g. [-1, 1, Conv, [64, 3, 2]]")
         f, n, m, args = r.value
         if m.kind != "scalar" or m.value not in MODULES:
-            raise src.error(m.loc, f"module {m.show()} is not supported", f"netdsl imports {', '.join(MODULES)}")
+            head = UNSUPPORTED.get(m.value, "") if m.kind == "scalar" and isinstance(m.value, str) else ""
+            raise src.error(m.loc, f"module {m.show()} is not supported{head}", f"netdsl imports {', '.join(MODULES)}")
         mod = m.value
         if args.kind != "seq":
             raise src.error(args.loc, f"args is {args.show()}; expected a list", "write e.g. [64, 3, 2]")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from netdsl.importers.spec_writer import Shape, Stmt, Tensor, Writer, stride_of
+from netdsl.importers.spec_writer import Shape, Stmt, Writer, stride_of
+from netdsl.importers.yaml_acts import activation, looks_like_module
+from netdsl.importers.yaml_call import Emitted, RowCall
+from netdsl.importers.yaml_more import MORE_ARITY, MORE_SIGNATURES, MORE_SIZED, MoreModules
 from netdsl.importers.yaml_nodes import Values, Y
 from netdsl.limits import MAX_INT32
 
@@ -15,64 +17,33 @@ SIGNATURES = {"Conv": "Conv(c, k=1, s=1, p=None, g=1, act=True)", "Bottleneck": 
               "e=0.5)", "C3": "C3(c, shortcut=True, g=1, e=0.5)", "SPP": "SPP(c, k=(5, 9, 13))",
               "SPPF": "SPPF(c, k=5)", "Concat": "Concat(dimension=1)", "nn.Upsample": "nn.Upsample(None, scale, mode)",
               "nn.MaxPool2d": "nn.MaxPool2d(k, s=k, p=0)", "nn.ZeroPad2d": "nn.ZeroPad2d(p)",
-              "Detect": "Detect(nc, anchors)"}
+              "Detect": "Detect(nc, anchors)", **MORE_SIGNATURES}
 MODULES = tuple(SIGNATURES)
 ARITY = {"Conv": 6, "Bottleneck": 4, "C3": 4, "SPP": 2, "SPPF": 2, "Concat": 1, "nn.Upsample": 3,
-         "nn.MaxPool2d": 3, "nn.ZeroPad2d": 1, "Detect": 2}
+         "nn.MaxPool2d": 3, "nn.ZeroPad2d": 1, "Detect": 2, **MORE_ARITY}
 # Modules whose first argument is their output channels (scaled by width_multiple).
-SIZED = ("Conv", "Bottleneck", "C3", "SPP", "SPPF")
-# Activation modules a Conv's act may name that are what True and False give (ultralytics evaluates the text).
-_ACT_MODULES = {"nn.SiLU()": True, "nn.Identity()": False}
-Emitted = tuple[Stmt, Shape]
+SIZED = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", *MORE_SIZED)
 
 
 def _scalar(t: tuple[int, ...]) -> str:
     return str(t[0]) if len(set(t)) == 1 else f"({', '.join(map(str, t))})"
 
 
-@dataclass
-class RowCall:
-    """One row's module call: the module, the tensors it reads, its arguments (`a`; `args` their
-    list node), its copies (`number`; `n` the row's number node)."""
-
-    mod: str
-    ins: list[Tensor]
-    a: list[Y]
-    number: int
-    n: Y
-    args: Y
-    c2: int = 0  # the output channels, for the modules in SIZED
-
-    def arg(self, k: int) -> Y | None:
-        return self.a[k] if k < len(self.a) else None
-
-    @property
-    def shape(self) -> Shape:
-        """The (first) input's shape."""
-        return self.ins[0].shape
-
-    @property
-    def rep(self) -> str:
-        return f" * {self.number}" if self.number > 1 else ""
-
-    def chain(self, chain: list[str], shape: Shape) -> Emitted:
-        """A statement reading the first input through `chain`."""
-        return Stmt("", [self.ins[0].name], chain, "", None), shape
-
-
-class Modules:
+class Modules(MoreModules):
     """Writes each row's module call, and at the end the graph blocks the calls used (`define`).
-    `no` is Detect's output channels (a width equal to it is not scaled), `gw` width_multiple."""
+    `no` is Detect's output channels (a width equal to it is not scaled), `gw` width_multiple, `act`
+    the layer of a Conv's default activation (the YAML's `activation`, else silu)."""
 
-    def __init__(self, values: Values, w: Writer, nc: int, no: int, gw: float) -> None:
+    def __init__(self, values: Values, w: Writer, nc: int, no: int, gw: float, act: str = "silu") -> None:
         self.values, self.src, self.w = values, values.src, w
-        self.nc, self.no, self.gw = nc, no, gw
+        self.nc, self.no, self.gw, self.act = nc, no, gw, act
         self.used: dict[str, Any] = {}   # block name -> its extra (SPP's k list), in first-use order
+        self.acts: dict[str, str] = {}   # Conv block name (cba_...) -> its activation layer
         self.grouped = self.padded = False
         self.handlers: dict[str, Callable[[RowCall], Emitted]] = {
             "Conv": self._conv, "Bottleneck": self._bottleneck, "C3": self._bottleneck, "SPP": self._spp,
             "SPPF": self._spp, "Concat": self._concat, "nn.Upsample": self._upsample, "nn.MaxPool2d": self._maxpool,
-            "nn.ZeroPad2d": self._zeropad, "Detect": self._detect}
+            "nn.ZeroPad2d": self._zeropad, "Detect": self._detect, **self.more_handlers()}
 
     def emit(self, call: RowCall) -> Emitted:
         """The row's statement (named by the caller) and its output shape."""
@@ -84,7 +55,7 @@ class Modules:
             if not a:
                 raise self.src.error(call.args.loc, f"{mod} needs its output channels", f"write {SIGNATURES[mod]}")
             call.c2 = self.width(a[0])
-            if mod != "C3":
+            if mod not in ("C3", "C3Ghost"):
                 self._same(call)
         return self.handlers[mod](call)
 
@@ -94,17 +65,25 @@ class Modules:
         c = self.values.whole(y, 1, MAX_INT32, "the output channels")
         return c if c == self.no else math.ceil(c * self.gw / 8) * 8
 
-    def _act(self, y: Y | None) -> bool:
-        """Conv's act: True (SiLU) or False (none). Another activation module is refused by name: taken
-        for True it would silently become SiLU."""
-        v = self.values.value(y) if y is not None else True
-        if isinstance(v, str) and v.replace(" ", "") in _ACT_MODULES:
-            return _ACT_MODULES[v.replace(" ", "")]
-        if y is not None and isinstance(v, str) and v.startswith("nn."):
-            raise self.src.error(y.loc, f"the activation {v} is not supported (yet): netdsl imports a Conv's act as "
-                                 "True (SiLU) or False (none)", "to keep it, import a copy without the act argument "
-                                 "(SiLU) and replace silu in the spec's Conv block (cba) by it, e.g. leaky_relu(0.1)")
-        return self.values.flag(y, True, "act")
+    def _act(self, y: Y | None) -> str:
+        """Conv's act as its layer ("" for none): True is the default activation, False none, and an
+        activation module (`nn.LeakyReLU(0.1)`) is read as data (yaml_acts)."""
+        if y is not None and looks_like_module(self.values.value(y)):
+            return activation(self.src, y)
+        return self.act if self.values.flag(y, True, "act") else ""
+
+    def conv_block(self, act: str) -> str:
+        """The Conv block for an activation layer: cba (the default), cb (none), cba_<layer> (another)."""
+        if act in ("", self.act):
+            name = "cba" if act else "cb"
+        else:
+            name = next((n for n, a in self.acts.items() if a == act), "")
+            base = "cba_" + "".join(ch if ch.isalnum() else "_" for ch in act.split("(")[0])
+            name = name or next(b for b in (base if i == 0 else f"{base}{i + 1}" for i in range(len(self.acts) + 1))
+                                if b not in self.acts)
+            self.acts[name] = act
+        self.used.setdefault(name, None)
+        return name
 
     def _hidden(self, y: Y | None, c: int) -> int:
         """int(c * e), as ultralytics sizes a bottleneck's hidden channels."""
@@ -156,8 +135,7 @@ class Modules:
         for _ in range(call.number):  # each copy strides and pads again
             shape = shape.window(c2, k, st, (2 * p[0], 2 * p[1]))
         if all(len(set(t)) == 1 for t in (k, st, p)):
-            name = "cba" if act else "cb"
-            self.used.setdefault(name, None)
+            name = self.conv_block(act)
             self.padded |= p[0] != k[0] // 2
             args = [str(c2)] + ([str(k[0])] if k[0] != 1 or st[0] != 1 else []) + ([str(st[0])] if st[0] != 1 else [])
             args += [f"p={p[0]}"] * (p[0] != k[0] // 2) + [f"g={g}"] * (g != 1)
@@ -167,7 +145,7 @@ class Modules:
         if call.number > 1:
             raise self.src.error(call.n.loc, "a repeated Conv with a non-square kernel, stride or padding",
                                  "write one row per convolution")
-        return call.chain([f"conv({kw})", BN] + (["silu"] if act else []), shape)
+        return call.chain([f"conv({kw})", BN] + ([act] if act else []), shape)
 
     def _bottleneck(self, call: RowCall) -> Emitted:
         """Bottleneck and C3."""
@@ -310,8 +288,9 @@ class Modules:
         p = ", p = k // 2" if self.padded else ""
         conv = f"conv(c, k, stride=s, padding={'p' if self.padded else 'k // 2'}{', groups=g' if g else ''}, bias=false)"
         texts = {
-            "cba": "# Conv: a convolution without bias, BatchNorm (eps and momentum as ultralytics sets them), SiLU.\n"
-                   f"block cba(c, k = 1, s = 1{p}{g}) = {conv} -> {BN} -> silu",
+            "cba": "# Conv: a convolution without bias, BatchNorm (eps and momentum as ultralytics sets them), "
+                   f"{'SiLU' if self.act == 'silu' else self.act + ' (the YAML activation)'}.\n"
+                   f"block cba(c, k = 1, s = 1{p}{g}) = {conv} -> {BN}{' -> ' * bool(self.act)}{self.act}",
             "cb": f"# Conv with act=False: no activation.\nblock cb(c, k = 1, s = 1{p}{g}) = {conv} -> {BN}",
             "res": "# Bottleneck(c): 1x1 to h channels, 3x3 back to c, plus the input.\n"
                    f"block res(c, h = c // 2{g}) {{\n  input x\n  y = x |> cba(h) -> cba(c, 3{gc})\n"
@@ -332,7 +311,10 @@ class Modules:
                          "to c.\nblock sppf(c, h, k = 5) {\n  input x\n  y0 = x |> cba(h)\n" +
                          "".join(f"  y{i} = y{i - 1} |> maxpool(k, stride=1, padding=k // 2)\n" for i in (1, 2, 3)) +
                          "  output = cat(y0, y1, y2, y3) |> cba(c)\n}")
-        order = ["cba", "cb", "res", "pair", "c3", "c3_plain", "sppf"]
+        texts.update({n: f"# Conv with act {a}.\nblock {n}(c, k = 1, s = 1{p}{g}) = {conv} -> {BN} -> {a}"
+                      for n, a in self.acts.items()})
+        texts.update(self.more_texts())
+        order = ["cba", "cb", *self.acts, "res", "pair", "c3", "c3_plain", "sppf"]
         for name in order + [k for k in self.used if k not in order]:
             if name not in self.used:
                 continue

@@ -9,10 +9,10 @@ one registry: the ops written in a chain (`-> conv(...)`) and those that start a
 """
 from __future__ import annotations
 
-from netdsl.ops import activation, conv, detect, linear, merge, norm, pool, reshape, upsample
+from netdsl.ops import activation, channels, conv, darknet, detect, linear, merge, norm, pool, reshape, upsample
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, build_registry
 
-_FAMILIES = (conv, pool, norm, activation, upsample, linear, reshape, merge, detect)
+_FAMILIES = (conv, pool, norm, activation, upsample, linear, reshape, channels, merge, detect, darknet)
 
 REGISTRY: dict[str, OpDef] = build_registry(op for mod in _FAMILIES for op in mod.OPS)
 

@@ -1,4 +1,4 @@
-"""Element-wise layers of any rank: activations, dropout, identity, softmax."""
+"""Element-wise layers of any rank: activations, dropout, stochastic depth, identity, softmax."""
 from __future__ import annotations
 
 from typing import Any
@@ -51,6 +51,16 @@ class Dropout(_Elementwise):
         return "Dropout", dict(p=a.p)
 
 
+class StochasticDepth(_Elementwise):
+    name = "stochastic_depth"
+    args = (ArgSpec("p", "float", fmin=0.0, fmax=1.0), ArgSpec("mode", "str", "row", choices=("row", "batch")))
+    doc = ('stochastic_depth(p, mode="row" or "batch"): torchvision\'s StochasticDepth; the identity in eval '
+           "mode, in training zeroes each sample (or the batch) with probability p and divides the rest by 1 - p")
+
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+        return "StochasticDepth", dict(p=a.p, mode=a.mode)
+
+
 class _Softmax(_Elementwise):
     args = (ArgSpec("dim", "int", 1),)
 
@@ -81,6 +91,7 @@ class LogSoftmax(_Softmax):
 OPS = (
     _simple("relu", "ReLU"), _simple("relu6", "ReLU6"), _simple("sigmoid", "Sigmoid"), _simple("tanh", "Tanh"),
     _simple("silu", "SiLU"), _simple("mish", "Mish"), _simple("hardswish", "Hardswish"),
+    _simple("hardsigmoid", "Hardsigmoid"),
     _simple("identity", "Identity", Category.SHAPE),
-    LeakyReLU(), GELU(), Dropout(), Softmax(), LogSoftmax(),
+    LeakyReLU(), GELU(), Dropout(), StochasticDepth(), Softmax(), LogSoftmax(),
 )

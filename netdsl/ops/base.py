@@ -19,7 +19,7 @@ import sympy as sp
 from netdsl.symbolic import always_nonnegative
 
 Shape = tuple[sp.Expr, ...]
-ArgType = Literal["int", "float", "bool", "str", "ints", "intlists"]
+ArgType = Literal["int", "float", "bool", "str", "ints", "intlists", "floats"]
 ZERO = sp.Integer(0)
 ONE = sp.Integer(1)
 
@@ -108,6 +108,8 @@ class Category(str, Enum):
 
 
 DarknetRole = Literal["conv", "bn", "head"]
+# Why a merge's inputs usually differ in size: the layers that made them.
+STRIDES_HINT = "check the strides, paddings and output_padding of the layers that made them"
 
 
 class OpDef:
@@ -131,8 +133,8 @@ class OpDef:
     darknet_role: DarknetRole | None = None
     running_stats = False  # keeps running statistics in training mode (`--freeze-bn eval` stops that)
     task: str | None = None  # the training task a network with this op as an output is trained as
-    # (what, hint) for the error when a merge's inputs differ in the axes it matches
-    mismatch_text: tuple[str, str] = ("shapes", "")
+    # (what, hint) for the error when a merge's inputs differ in the axes it matches (the whole hint)
+    mismatch_text: tuple[str, str] = ("shapes", STRIDES_HINT)
     symbol = ""  # how a picture marks a merge in its circle ("+" for add); empty: the op's name
 
     @property
@@ -166,6 +168,11 @@ class OpDef:
     def match_axes(self, rank: int) -> range:
         """The per-sample axes whose sizes all inputs must share."""
         return range(rank)
+
+    def stretches(self, a: sp.Expr, b: sp.Expr) -> bool:
+        """Whether two inputs' unequal sizes `a` and `b` of one matched axis still combine (torch's
+        broadcasting: one of them is 1); False: they must be equal."""
+        return False
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]] | None:
         """The module computing the op: a class name (in torch.nn, else in netdsl's torch layers)

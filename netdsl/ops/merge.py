@@ -1,4 +1,5 @@
-"""Ops that take several tensors and compute without weights: cat (channels) and add (sum).
+"""Ops that take several tensors and compute without weights: cat (channels), add (sum) and mul
+(product); add and mul broadcast as torch does.
 
 They start a statement (`x = cat(a, b) -> conv(...)`); the torch backend calls `combine`, the
 Python export writes `source`. `detect` (netdsl/ops/detect.py) starts a statement too, with a module.
@@ -6,13 +7,13 @@ Python export writes `source`. `detect` (netdsl/ops/detect.py) starts a statemen
 from __future__ import annotations
 
 from functools import reduce
-from operator import add
+from operator import add, mul
 from types import ModuleType
 from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.base import Args, Category, Counts, OpDef, Shape, units
+from netdsl.ops.base import ONE, STRIDES_HINT, Args, Category, Counts, OpDef, RuleError, Shape, units
 
 
 class Cat(OpDef):
@@ -20,7 +21,7 @@ class Cat(OpDef):
     doc = "cat(a, b, ...): join along the channels; the other sizes must match"
     category = Category.MERGE
     min_inputs, max_inputs = 2, None
-    mismatch_text = ("spatial sizes", "; cat joins channels, so heights and widths must match")
+    mismatch_text = ("spatial sizes", STRIDES_HINT + "; cat joins channels, so heights and widths must match")
     symbol = "cat"
 
     def match_axes(self, rank: int) -> range:
@@ -39,18 +40,51 @@ class Cat(OpDef):
         return f"torch.cat(({', '.join(inputs)}), dim=1)"
 
 
-class Add(OpDef):
-    name = "add"
-    doc = "add(a, b, ...): element-wise sum of tensors of one shape"
+BROADCAST_HINT = ("the tensors must have equal sizes on each axis, or size 1 where one is stretched (torch's "
+                  "broadcasting: a [C, 1, 1] gate multiplies a [C, H, W] map); otherwise " + STRIDES_HINT)
+
+
+_AXES = {1: ("features",), 3: ("channels", "heights", "widths")}
+
+
+def _text(s: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, s)) + "]"
+
+
+class _Broadcasting(OpDef):
+    """An element-wise merge that broadcasts as torch does: the inputs have one rank, and on each
+    axis the sizes are equal or literally 1 (a 1 stretches to the others' size). Counted as one
+    operation per output unit per input after the first."""
+
     category = Category.MERGE
     min_inputs, max_inputs = 2, None
-    symbol = "+"
+    mismatch_text = ("shapes", BROADCAST_HINT)
+
+    def stretches(self, a: sp.Expr, b: sp.Expr) -> bool:
+        return a == ONE or b == ONE
+
+    def check(self, a: Args, ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+        # The shape pass compares each input with the first; a first input of size 1 on an axis
+        # leaves the others unchecked against each other there, so this compares them all.
+        for axis in range(len(ins[0])):
+            sizes = {s[axis] for s in ins} - {1}
+            if len(sizes) > 1:
+                shapes = ", ".join(_text(s) for s in ins)
+                what = _AXES.get(len(ins[0]), ())[axis:axis + 1] or (f"sizes of axis {axis + 1}",)
+                raise RuleError(None, f"{self.name}() cannot broadcast {shapes}: the {what[0]} are "
+                                f"{' and '.join(map(str, sorted(sizes)))}", BROADCAST_HINT)
 
     def shape(self, a: Args, ins: list[Shape]) -> Shape:
-        return ins[0]
+        return tuple(next((x for x in sizes if x != ONE), ONE) for sizes in zip(*ins))
 
     def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
         return sp.expand(units(out) * (len(ins) - 1))
+
+
+class Add(_Broadcasting):
+    name = "add"
+    doc = "add(a, b, ...): element-wise sum; sizes equal or 1 on each axis (broadcast as torch)"
+    symbol = "+"
 
     def combine(self, xs: list[Any], torch: ModuleType) -> Any:
         return reduce(add, xs)
@@ -59,4 +93,16 @@ class Add(OpDef):
         return " + ".join(inputs)
 
 
-OPS = (Cat(), Add())
+class Mul(_Broadcasting):
+    name = "mul"
+    doc = "mul(a, b, ...): element-wise product; sizes equal or 1 on each axis (broadcast as torch)"
+    symbol = "×"
+
+    def combine(self, xs: list[Any], torch: ModuleType) -> Any:
+        return reduce(mul, xs)
+
+    def source(self, inputs: list[str]) -> str:
+        return " * ".join(inputs)
+
+
+OPS = (Cat(), Add(), Mul())

@@ -1,4 +1,5 @@
-"""batchnorm: BatchNorm2d on images, BatchNorm1d on features."""
+"""batchnorm (BatchNorm2d on images, BatchNorm1d on features) and layernorm (over the channels at each
+position of an image, torchvision's LayerNorm2d; over the features of a vector)."""
 from __future__ import annotations
 
 from typing import Any
@@ -34,4 +35,26 @@ class BatchNorm(OpDef):
         return ("BatchNorm2d" if len(in_shape) == 3 else "BatchNorm1d"), kw
 
 
-OPS = (BatchNorm(),)
+class LayerNorm(OpDef):
+    name = "layernorm"
+    args = (ArgSpec("eps", "float", 1e-5, fmin=0.0), ArgSpec("affine", "bool", True))
+    doc = ("LayerNorm(channels inferred, eps, affine): images over the channels at each position "
+           "(torchvision's LayerNorm2d), features over the features")
+    category = Category.NORM
+    ranks = (1, 3)
+
+    def shape(self, a: Args, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
+        return Counts(norm_params=2 * ins[0][0] if a.affine else sp.Integer(0))
+
+    def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+        in_shape = ins[0]
+        kw: dict[str, Any] = dict(normalized_shape=in_shape[0], eps=a.eps)
+        if not a.affine:
+            kw["elementwise_affine"] = False
+        return ("ChannelLayerNorm" if len(in_shape) == 3 else "LayerNorm"), kw
+
+
+OPS = (BatchNorm(), LayerNorm())

@@ -28,7 +28,6 @@ polynomials in the spec's parameters and sizes, and must be integers wherever th
 """
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from netdsl import ir
 from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
+from netdsl.passes.names import did_you_mean
 from netdsl.passes.shapes import analyse
 from netdsl.passes.symbols import conditions_of, fixed_value, make_env, mod_assumption
 
@@ -141,10 +141,7 @@ class ClaimChecker:
     def _check_names(self, e: ir.Expr, what: str) -> None:
         for n in ir.names_in(e):
             if n.id not in self.env.symbols:
-                close = [m for m in self.names if m.lower() == n.id.lower()] or \
-                    difflib.get_close_matches(n.id, self.names, n=1)
-                hint = ((f"did you mean '{close[0]}'? " if close else "")
-                        + f"the spec's symbols: {', '.join(self.names)}")
+                hint = did_you_mean(n.id, self.names) + f"the spec's symbols: {', '.join(self.names)}"
                 raise NetdslError(f"unknown symbol '{n.id}' in {what}", n.span, hint)
 
     def _check_polynomial(self, e: ir.Expr) -> None:
@@ -197,10 +194,8 @@ class ClaimChecker:
                 at_args.append(a)
             else:
                 options = [*allowed, "doubled", *self.names]
-                close = difflib.get_close_matches(a.name, options, n=1)
                 raise NetdslError(f"unknown claim option '{a.name}'", a.span,
-                                  (f"did you mean '{close[0]}'? " if close else "")
-                                  + f"options for '{metric}': {', '.join(options)}")
+                                  did_you_mean(a.name, options) + f"options for '{metric}': {', '.join(options)}")
         return Convention().with_options(**switches), doubled, at, at_args
 
     def _validate_at(self, src: ClaimSource, at: dict[sp.Symbol, sp.Expr], args: list[ir.Arg],
@@ -322,9 +317,8 @@ class ClaimChecker:
         c = src.claim
         metric = c.metric.name
         if metric not in METRICS:
-            close = difflib.get_close_matches(metric, METRICS, n=1)
             raise NetdslError(f"unknown metric '{metric}'", c.metric.span,
-                              (f"did you mean '{close[0]}'? " if close else "") + f"metrics: {', '.join(METRICS)}")
+                              did_you_mean(metric, METRICS) + f"metrics: {', '.join(METRICS)}")
         if c.op != "==":
             raise NetdslError(f"claims state equalities; '{c.op}' is not supported", c.span,
                               f"write `claim {metric} == ...`")

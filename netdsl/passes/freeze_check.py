@@ -12,6 +12,7 @@ from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError
 from netdsl.freeze import Freeze
 from netdsl.ops import REGISTRY
+from netdsl.ops.learned import LEARNED, PARAM
 from netdsl.passes.lower import lower
 
 
@@ -55,7 +56,7 @@ def check_effect(freeze: Freeze, cg: ConcreteGraph) -> None:
         frozen = list(_frozen(lower(bare, cg.env.values, Freeze(names=(name,))).nodes, ""))
         if any(has_params.get(path, False) for path, _ in frozen):
             continue
-        kind = ("statement" if any(a.name == name for a in spec.assigns)
+        kind = ("statement" if any(a.name == name for a in spec.assigns) or any(d.name == name for d in spec.learned)
                 else "block" if any(b.name == name for b in spec.blocks) else "label")
         if frozen:
             ops = ", ".join(dict.fromkeys(op for _, op in frozen))
@@ -75,7 +76,7 @@ def _frozen(nodes: list[ir.TensorNode], prefix: str) -> Iterator[tuple[str, str]
     """(module path, op) of each frozen layer and merge, in the paths the concrete graph uses."""
     for node in nodes:
         if node.merge != "ref" and "freeze" in node.attrs:
-            m = REGISTRY[node.merge]
+            m = LEARNED if node.merge == PARAM else REGISTRY[node.merge]
             yield m.node_path(prefix + node.name), m.name
         for layer in node.layers:
             path = prefix + node.module_path(layer)
@@ -92,6 +93,11 @@ def _without_attrs(spec: ir.Spec) -> ir.Spec:
     def assign(a: ir.Assign) -> ir.Assign:
         return a.model_copy(update={"attrs": [], "chain": [call(c) for c in a.chain]})
 
-    blocks = [b.model_copy(update={"body": [call(c) for c in b.body], "assigns": [assign(a) for a in b.assigns]})
+    def learned(ds: list[ir.Learned]) -> list[ir.Learned]:
+        return [d.model_copy(update={"attrs": []}) for d in ds]
+
+    blocks = [b.model_copy(update={"body": [call(c) for c in b.body], "assigns": [assign(a) for a in b.assigns],
+                                   "learned": learned(b.learned)})
               for b in spec.blocks]
-    return spec.model_copy(update={"assigns": [assign(a) for a in spec.assigns], "blocks": blocks})
+    return spec.model_copy(update={"assigns": [assign(a) for a in spec.assigns], "blocks": blocks,
+                                   "learned": learned(spec.learned)})

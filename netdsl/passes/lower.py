@@ -13,8 +13,11 @@ from fractions import Fraction
 from netdsl import intexpr, ir
 from netdsl.errors import NetdslError, Span
 from netdsl.freeze import NO_FREEZE, Freeze
+from netdsl.intexpr import MAX_FRACTION_BITS
 from netdsl.limits import MAX_EXPONENT
 from netdsl.ops import OpDef, layers, merges
+from netdsl.passes.desugar import SPLIT, SPLIT_FORMS, Desugar, check_reads, needs_desugar
+from netdsl.passes.learned import before, lower_learned
 from netdsl.passes.names import RESERVED, check_header, check_names, did_you_mean, fresh, name_list
 from netdsl.passes.op_args import ArgumentReader
 
@@ -56,7 +59,7 @@ class Lowerer:
         """Substitute bound names, and choose each `if` branch at the values in use."""
         if isinstance(e, ir.Name):
             return sc.bound.get(e.id, e)
-        if isinstance(e, ir.Int):
+        if isinstance(e, (ir.Int, ir.Float)):
             return e
         if isinstance(e, ir.BinOp):
             return e.model_copy(update={"left": self.resolve(e.left, sc), "right": self.resolve(e.right, sc)})
@@ -89,10 +92,12 @@ class Lowerer:
         """A float argument's value at the values in use: exact arithmetic (`/` a fraction, `**` any
         whole exponent from -MAX_EXPONENT to MAX_EXPONENT), rounded once at the end."""
         try:
-            value = intexpr.evaluate(e, lambda n: Fraction(self.evaluate(n, what)), intexpr.FRACTIONS)
+            # a number with a fraction is read from its shortest decimal text: 0.2 is 1/5 exactly
+            value = intexpr.evaluate(e, lambda n: Fraction(self.evaluate(n, what)), intexpr.FRACTIONS,
+                                     real=lambda f: Fraction(repr(f.value)))
         except intexpr.Refused as r:
             raise intexpr.refusal_error(r, f"in {what}", f"exponents must be whole numbers from -{MAX_EXPONENT} "
-                                        f"to {MAX_EXPONENT}") from None
+                                        f"to {MAX_EXPONENT}, and a power's value of at most {MAX_FRACTION_BITS} bits") from None
         try:
             return float(value)
         except OverflowError:
@@ -140,6 +145,10 @@ class Lowerer:
             self.count += 1
             return [(lab, self.op(call, ops[name], sc))]
         block = self.blocks.get(name)
+        if block is None and name in (SPLIT, "chunk"):  # `chunk` as torch names it
+            raise NetdslError("split makes several tensors, so it ends a statement that names them" if name == SPLIT
+                              else f"unknown op '{name}': channels are split by a statement that names the parts",
+                              call.span, f"write {SPLIT_FORMS}")
         if block is None:
             raise NetdslError(f"unknown op or block '{name}'", call.op.span,
                               did_you_mean(name, [*ops, *self.blocks]) + f"builtins: {', '.join(ops)}"
@@ -198,7 +207,7 @@ class Lowerer:
             if key in bound:
                 raise NetdslError(f"argument '{key}' given twice", a.span, "give each argument once")
             value = a.value
-            if not isinstance(value, (ir.Int, ir.Name, ir.BinOp, ir.Neg, ir.Call, ir.IfExpr)):
+            if not isinstance(value, (*ir.EXPR_TYPES, ir.Float)):  # a number with a fraction: for float arguments
                 raise NetdslError(f"block arguments are integer expressions, not {value.kind} values", value.span,
                                   f"pass an integer to '{key}'")
             check_names(value, sc.known, "block argument")
@@ -235,18 +244,18 @@ class Lowerer:
                    graph_block: ir.BlockDef | None = None) -> list[ir.TensorNode]:
         nodes: list[ir.TensorNode] = []
         finals: set[str] = set()  # results of ops such as detect: outputs, not tensors to go on with
-        for a in assigns:
-            for ref in a.inputs:
-                if ref.name in finals:
-                    raise NetdslError(f"'{ref.name}' is a detection result, not a tensor", ref.span,
-                                      "a detect() statement is one of the network's outputs; nothing can read it")
-                if ref.name not in defined:
-                    later = next((x for x in assigns if x.name == ref.name), None)
-                    hint = (f"'{ref.name}' is defined later, at line {later.span.line}; move that statement up"
-                            if later is not None else did_you_mean(ref.name, defined)
-                            + f"tensors defined so far: {', '.join(defined)}")
-                    raise NetdslError(f"'{ref.name}' is used before it is defined" if later else f"unknown tensor '{ref.name}'",
-                                      ref.span, hint)
+        pending = list(graph_block.learned if graph_block is not None else self.spec.learned)
+        if needs_desugar(assigns):
+            taken = set(defined) | set(sc.known) | {d.name for d in pending}
+            assigns = Desugar(assigns, taken, lambda e: self.split_parts(e, sc)).run()
+        for a in [*assigns, None]:
+            while pending and (a is None or before(pending[0].span, a.span)):
+                nodes.append(self.learned(pending.pop(0), defined, sc, len(nodes) if graph_block is None else None))
+                defined[nodes[-1].name] = nodes[-1].span
+            if a is None:
+                break
+            refs = [i for i in a.inputs if isinstance(i, ir.Ident)]  # every one, once desugared
+            check_reads(refs, defined, finals, assigns)
             if a.name in RESERVED - {"output"} or (a.name == "output" and not a.output):
                 raise NetdslError(f"'{a.name}' is a reserved word", a.span, "pick another tensor name")
             if a.name in defined or a.name in sc.known:
@@ -265,7 +274,7 @@ class Lowerer:
             stmt_sc = sc.child(attrs=tuple(sorted({*sc.attrs, *self.attrs(a.attrs), *asked})))
             margs = self.merge_args(a, stmt_sc)
             pairs = self.expand(a.chain, stmt_sc, "")
-            nodes.append(ir.TensorNode(span=a.span, name=a.name, merge=a.merge, inputs=a.inputs, args=margs,
+            nodes.append(ir.TensorNode(span=a.span, name=a.name, merge=a.merge, inputs=refs, args=margs,
                                        attrs=list(stmt_sc.attrs),
                                        source_span=a.source_span, layers=name_layers(pairs),
                                        annotation=[self.resolve(e, sc) for e in a.annotation] if a.annotation else None))
@@ -280,6 +289,18 @@ class Lowerer:
                               "name the block's result `output`, e.g. `output = add(x, y) |> relu`")
         return nodes
 
+    def learned(self, d: ir.Learned, defined: dict[str, Span], sc: _Scope, index: int | None) -> ir.TensorNode:
+        """A `param` declaration; `index`: its place among the top-level statements (for --freeze)."""
+        asked = index is not None and not sc.dry and (index < self.freeze.first or d.name in self.freeze.names)
+        self.frozen_names.update({d.name} & set(self.freeze.names) if asked else set())
+        attrs = sorted({*sc.attrs, *self.attrs(d.attrs), *(["freeze"] if asked else [])})
+        return lower_learned(d, defined, sc.known, lambda e: self.resolve(e, sc), None if sc.dry else self.number, attrs)
+
+    def split_parts(self, e: ir.Expr, sc: _Scope) -> int | None:
+        """The number of parts of `split(n)` at the values in use (it decides the structure)."""
+        check_names(e, sc.known, "split")
+        return None if sc.dry else self.evaluate(self.resolve(e, sc), "split")
+
     def merge_args(self, a: ir.Assign, sc: _Scope) -> dict[str, ir.Value]:
         if a.merge == "ref":
             return {}
@@ -288,7 +309,7 @@ class Lowerer:
         if m is None:
             raise NetdslError(f"unknown merge '{a.merge}'", a.source_span,
                               did_you_mean(a.merge, starts) + "a statement starts from a tensor name or "
-                              + ", ".join(f"{k}(a, b, ...)" for k in starts))
+                              + ", ".join(f"{k}(a, b, ...)" for k in starts) + f"; to split channels write {SPLIT_FORMS}")
         if len(a.inputs) < m.min_inputs:
             raise NetdslError(f"{m.name}() needs at least {m.min_inputs} tensors", a.source_span, f"{m.name}: {m.doc}")
         if m.max_inputs is not None and len(a.inputs) > m.max_inputs:
@@ -334,7 +355,7 @@ class Lowerer:
                 yield from a.chain
 
     def define(self, b: ir.BlockDef) -> None:
-        if b.name in layers():
+        if b.name in layers() or b.name == SPLIT:
             raise NetdslError(f"block '{b.name}' shadows the builtin op of that name", b.span, "rename the block")
         if b.name in self.blocks:
             prev = self.blocks[b.name].span

@@ -4,7 +4,6 @@ Shared by lowering and by the reading of op arguments; every message offers the 
 """
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 
@@ -13,12 +12,41 @@ from netdsl.errors import NetdslError, Span
 
 ANNOTATIONS = ("odd", "even", "positive", "nonnegative")
 RESERVED = frozenset({"cat", "add", "min", "max", "net", "input", "output", "block", "where", "claim", "true",
-                      "false", "if", "else", "as", "inf"})
+                      "false", "if", "else", "as", "inf", "param", "mul"})
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions of one character."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def closest(name: str, options: Iterable[str]) -> str | None:
+    """The option nearest `name` (ignoring case) within a small edit distance: 1 for names of up to
+    4 characters, 2 for 5, 3 for longer ones; None when none is that close. A near name is a likely
+    typo (`frozen` for `freeze`); a far one only shares letters (`sigmoid` for `hardsigmoid`,
+    `upsample` for `scale`), and suggesting it misleads."""
+    limit = 1 if len(name) <= 4 else 2 if len(name) == 5 else 3
+    key = name.lower()
+    best, best_d = None, limit + 1
+    for o in options:
+        if abs(len(o) - len(name)) > limit:
+            continue
+        d = edit_distance(key, o.lower())
+        if d < best_d:
+            best, best_d = o, d
+    return best
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
+    """`did you mean 'X'? ` for the closest option (see `closest`), or nothing."""
+    close = closest(name, options)
+    return f"did you mean '{close}'? " if close is not None else ""
 
 
 def name_list(names: set[str], most: int = 30) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netdsl import ir
 from netdsl.errors import NetdslError, Span
@@ -64,9 +64,16 @@ class ArgumentReader:
         spec = self.spec
         want = {"int": "an integer expression", "float": "a number", "bool": "true or false", "str": "a string",
                 "ints": "a list of integers, e.g. [8, 16, 32]",
-                "intlists": "a list of lists of integers, e.g. [[10, 13, 16, 30], [30, 61, 62, 45]]"}[arg.type]
+                "intlists": "a list of lists of integers, e.g. [[10, 13, 16, 30], [30, 61, 62, 45]]",
+                "floats": "a number or a list of numbers, e.g. [1.2, 1.1, 1.05]"}[arg.type]
         if arg.type in ("ints", "intlists") and isinstance(v, ir.ListValue):
             return self.int_list(v, arg, nested=arg.type == "intlists")
+        if arg.type == "floats":  # one number, or a list of them: each read as a float argument
+            items = v.items if isinstance(v, ir.ListValue) else [v]
+            if not items:
+                raise NetdslError(f"'{spec.name}' argument '{arg.name}' is an empty list", v.span, f"{spec.name}: {spec.doc}")
+            one = replace(arg, type="float")
+            return ir.ListValue(span=v.span, items=[self.value(x, one) for x in items])
         if arg.type == "int":
             if isinstance(v, ir.Hole):
                 return v
@@ -79,7 +86,7 @@ class ArgumentReader:
                 return v.model_copy(update={"items": tuple(self.resolve(x) for x in v.items)})
             if v.kind in ir.EXPR_KINDS:
                 check_names(v, self.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
-                return self.resolve(v)  # type: ignore[arg-type]
+                return self.no_fraction(self.resolve(v), arg)  # type: ignore[arg-type]
         elif arg.type == "float":
             f: ir.Float | None = None
             if isinstance(v, ir.Float):
@@ -105,6 +112,15 @@ class ArgumentReader:
             return v
         raise NetdslError(f"'{spec.name}' argument '{arg.name}' wants {want}", v.span, f"{spec.name}: {spec.doc}")
 
+    def no_fraction(self, e: ir.Expr, arg: ArgSpec) -> ir.Expr:
+        """`e`, an integer argument (resolved): one with a number with a fraction is refused there."""
+        f = next((n for n in ir.walk(e) if isinstance(n, ir.Float)), None)
+        if f is not None:
+            raise NetdslError(f"an integer is expected here: '{self.spec.name}' argument '{arg.name}' is an integer, "
+                              f"and {f.value!r} has a fraction", f.span,
+                              "use integers and // in integer arguments")
+        return e
+
     def int_list(self, v: ir.ListValue, arg: ArgSpec, nested: bool) -> ir.ListValue:
         """A list of integer expressions (or of such lists, all of one length), resolved."""
         spec = self.spec
@@ -122,7 +138,7 @@ class ArgumentReader:
                     raise NetdslError(f"'{spec.name}' argument '{arg.name}' takes integers; this item is not one",
                                       x.span, f"{spec.name}: {spec.doc}")
                 check_names(x, self.known, f"argument '{arg.name}'")  # type: ignore[arg-type]
-                items.append(self.resolve(x))  # type: ignore[arg-type]
+                items.append(self.no_fraction(self.resolve(x), arg))  # type: ignore[arg-type]
         if nested:
             lengths = {len(x.items) for x in items}  # type: ignore[union-attr]
             if len(lengths) > 1:

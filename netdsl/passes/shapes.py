@@ -16,6 +16,7 @@ from netdsl.errors import NetdslError, Span
 from netdsl.freeze import NO_FREEZE, Freeze
 from netdsl.limits import MAX_INT32
 from netdsl.ops import REGISTRY, Args, OpDef, RuleError
+from netdsl.ops.learned import LEARNED, PARAM
 from netdsl.passes.lower import lower
 from netdsl.passes.names import check_header
 from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
@@ -90,6 +91,10 @@ class ShapeInference:
             v = given[a.name]
             if a.type in ("float", "bool", "str"):
                 sym[a.name] = val[a.name] = v.value  # type: ignore[union-attr]
+                continue
+            if a.type == "floats":  # a number or a list of numbers: a tuple either way
+                floats = v.items if isinstance(v, ir.ListValue) else [v]
+                sym[a.name] = val[a.name] = tuple(float(x.value) for x in floats)  # type: ignore[union-attr]
                 continue
             if a.type in ("ints", "intlists"):
                 sym[a.name] = val[a.name] = self.int_list(spec.name, a.name, v)  # type: ignore[arg-type]
@@ -195,6 +200,8 @@ class ShapeInference:
     def source(self, node: ir.TensorNode, tensors: dict[str, Shape], prefix: str = "") -> tuple[Shape, Merge | None]:
         if node.merge == "ref":
             return tensors[node.inputs[0].name], None
+        if node.merge == PARAM:
+            return self.learned(node, prefix)
         m = REGISTRY[node.merge]
         shapes = [tensors[i.name] for i in node.inputs]
         first = node.inputs[0]
@@ -204,15 +211,14 @@ class ShapeInference:
                 raise NetdslError(f"{m.name}() of tensors of different ranks: '{first.name}' is {rank_text(len(a))}, "
                                   f"'{other.name}' is {rank_text(len(s))}", node.source_span,
                                   "merge tensors of one kind: images with images, features with features")
-            verdicts = [self.equal(a[i], s[i]) for i in m.match_axes(len(a))]
+            verdicts = [self.equal(a[i], s[i]) for i in m.match_axes(len(a)) if not m.stretches(a[i], s[i])]
             if "no" in verdicts:
                 what, why = m.mismatch_text
                 raise NetdslError(
                     f"{m.name}() of tensors whose {what} differ: '{first.name}' is {_fmt(self.show(a))} = "
                     f"{_fmt(self.at(a))} (from line {self.origin[first.name].line}), '{other.name}' is "
                     f"{_fmt(self.show(s))} = {_fmt(self.at(s))} (from line {self.origin[other.name].line})",
-                    node.source_span, "check the strides, paddings and output_padding of the layers that made them"
-                    + why)
+                    node.source_span, why)
             if "here" in verdicts:
                 self.notes.append(f"line {node.span.line}: {m.name}({first.name}, {other.name}): sizes could not be "
                                   f"shown equal for all parameter values; they are equal at the values in use")
@@ -229,6 +235,25 @@ class ShapeInference:
                       span=node.source_span, line=node.span.line, args=val, counts=counts,
                       in_at=[tuple(self.at(x)) for x in shapes])
         return out, merge
+
+    def learned(self, node: ir.TensorNode, prefix: str) -> tuple[Shape, Merge]:
+        """A learned tensor: exactly its dims, each a positive integer at the values in use."""
+        dims = node.args["dims"]
+        assert isinstance(dims, ir.ListValue)
+        out = []
+        for e in dims.items:
+            x = self.env.sym(e)  # type: ignore[arg-type]
+            self.env.check_size(x, f"a dim of the learned tensor '{node.name}'", e.span,
+                                "every dim of a learned tensor is a positive integer")
+            out.append(x)
+        shape = tuple(out)
+        val = Args(init=node.args["init"].value, value=node.args["value"].value)  # type: ignore[union-attr]
+        sym = Args(val, dims=shape)
+        counts = LEARNED.counts(sym, [], shape)
+        merge = Merge(path=LEARNED.node_path(prefix + node.name), op=LEARNED, inputs=(), out_shape=shape,
+                      out_at=tuple(self.at(shape)), connections=LEARNED.connections(sym, [], shape, counts),
+                      span=node.span, line=node.span.line, args=val, counts=counts, in_at=[])
+        return shape, merge
 
     def equal(self, a: sp.Expr, b: sp.Expr) -> str:
         """'yes' (for every admissible value), 'here' (only at the values in use) or 'no'."""

@@ -214,12 +214,14 @@ class _Search:
     def mismatch(self, node: ir.TensorNode, tensors: dict[str, Shape]) -> tuple | None:
         """A merge's input sizes where they differ at the values in use, so can never be equal for
         every H, W (most pairs of branch shapes a block's `?` give): None where source decides."""
-        if node.merge == "ref":
+        if node.merge == "ref" or not node.inputs:  # a learned tensor has none
             return None
         shapes = [tensors[i.name] for i in node.inputs]
         if len({len(s) for s in shapes}) > 1:
             return None
-        axes = REGISTRY[node.merge].match_axes(len(shapes[0]))
+        m = REGISTRY[node.merge]
+        # an axis where a size is 1 broadcasts (add, mul): not a mismatch
+        axes = [i for i in m.match_axes(len(shapes[0])) if not any(m.stretches(shapes[0][i], s[i]) for s in shapes)]
         at = tuple(tuple(self.at(s)[i] for i in axes) for s in shapes)
         return at if len(set(at)) > 1 else None
 

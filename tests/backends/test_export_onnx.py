@@ -43,6 +43,14 @@ SLOW = {
     "specs/zoo/squeezenet1_1.net": ({"H": 64, "W": 64}, set()),  # ceil_mode pools: PyTorch fixes the sizes
     "specs/zoo/vgg11_bn.net": ({"H": 64, "W": 64}, set()),       # adaptive_avgpool(7)
     "specs/zoo/vgg16.net": ({"H": 64, "W": 64}, set()),
+    "specs/zoo/mobilenet_v3_large.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/mobilenet_v3_small.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/efficientnet_b0.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/regnet_y_400mf.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/resnext50_32x4d.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/wide_resnet50_2.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/shufflenet_v2_x1_0.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/zoo/convnext_tiny.net": ({"H": 64, "W": 64}, {"H", "W"}),
 }
 
 

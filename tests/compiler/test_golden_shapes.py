@@ -71,7 +71,11 @@ def test_golden_shapes(spec: Path, sets: dict[str, int], update_golden: bool) ->
     for h in hooks:
         h.remove()
     assert list(out.shape[1:]) == view["output_shape"]["at_values"]
+    params = dict(model.named_parameters())
     for layer in view["layers"]:
+        if layer["name"] in params:  # a learned tensor: its row is the parameter, shaped as declared
+            assert list(params[layer["name"]].shape) == layer["at_values"], layer["name"]
+            continue
         assert seen[layer["name"]] == layer["at_values"], layer["name"]
     if spec.parent.name != "zoo":
         assert "floor" not in json.dumps(view)  # the assumptions make every seed shape exact

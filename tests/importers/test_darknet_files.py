@@ -1,4 +1,4 @@
-"""Darknet files: BatchNorm's eps for darknet weights (1), the hint for a [shortcut] of
+"""Darknet files: BatchNorm's eps for darknet weights (1), a [shortcut] of
 unequal shapes (5), linear cfg import (10), darknet .weights in darknet's order when [route]s reorder
 the levels (11), line counting on form feeds and Unicode line separators, and comments that name
 tensors as the written spec does (16)."""
@@ -148,20 +148,23 @@ def test_float_argument_expressions_fail_at_their_place(expr: str, at: str, mess
 
 
 # -- item 5: a [shortcut] of maps of other shapes ----------------------------------------------------
+# darknet adds the channels both maps have and keeps the previous layer's others (the 4 both have, 2
+# kept; the 4 both have, 0 kept), and over the flat buffers where the sizes differ: darknet_shortcut,
+# checked against darknet's loops in tests/importers/test_darknet_sections.py and tests/ops/test_darknet_ops.py.
 
-@pytest.mark.parametrize(("body", "hint"), [
-    (conv(4) + conv(6) + section("shortcut", **{"from": -2}),  # a residual unit
-     "not support this yet: darknet adds the 4 channels both maps have and keeps the previous layer's other 2"),
+@pytest.mark.parametrize(("body", "want"), [
+    (conv(4) + conv(6) + section("shortcut", **{"from": -2}),  # a residual unit but for its shapes
+     "output = darknet_shortcut(conv1, conv0)"),
     (conv(6) + section("maxpool", size=1, stride=1) + conv(4) + section("shortcut", **{"from": -3}),
-     "not support this yet: darknet adds the 4 channels both maps have and keeps the previous layer's other 0"),
+     "output = darknet_shortcut(conv2, conv0)"),
     (conv(4) + conv(4, stride=2) + section("shortcut", **{"from": -2}),
-     "not support this yet: darknet adds the channels both maps have onto the previous layer's map"),
+     "output = darknet_shortcut(conv1, conv0)"),
 ])
-def test_shortcut_of_other_shapes_says_what_darknet_does(body: str, hint: str) -> None:
-    with pytest.raises(NetdslError) as e:
-        import_text(NET.format(w=8, h=8) + body, "s.cfg", "cfg")
-    assert "their shapes differ" in e.value.message and hint in (e.value.hint or "")
-    assert "equal shapes" not in (e.value.hint or "")
+def test_shortcut_of_other_shapes_does_what_darknet_does(body: str, want: str) -> None:
+    spec = import_text(NET.format(w=8, h=8) + body, "s.cfg", "cfg")
+    assert want in spec and "add(" not in spec
+    model = netdsl.build(spec).eval()
+    assert model(torch.randn(1, 3, 8, 8)).shape[1:] == model.concrete.outputs[0].at
 
 
 # -- item 10: linear import ------------------------------------------------------------------------

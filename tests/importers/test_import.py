@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import netdsl
+from darknet_targets import yolov4_tiny, yolov7_tiny
 from netdsl.cli import main as cli_main
 from netdsl.errors import NetdslError
 from netdsl.importers import import_file, import_text
@@ -366,7 +367,8 @@ CFG_ERRORS = [
     (_NET + _C + "[route]\nlayers = -1, -3\n", 13, 10, "-3 names layer -2"),
     (_NET + _C + "[route]\nlayers=1\n", 13, 8, "names layer 1, but layer 1 can only read layers 0 to 0"),
     (_NET + _C + "[shortcut]\nfrom=-2\n", 13, 6, "names layer -1"),
-    (_NET + "[convolutional]\nfilters=8\nfilters=9\n", 7, 1, "'filters' is given twice"),
+    # a key given twice: darknet reads the first (8 filters, which groups=3 does not divide; 9 would do)
+    (_NET + "[convolutional]\nfilters=8\nfilters=9\ngroups=3\n", 8, 8, "groups=3 must divide the input's 3 channels and the 8"),
     (_NET + "[convolutional]\nfilters=8x\n", 6, 9, "filters=8x: expected a whole number"),
     (_NET + "[convolutional]\nfilters=8\nactivation = mlsh\n", 7, 14, "activation=mlsh is not supported"),
     (_NET + "[convolutional]\nactivation=elu\n", 6, 12, "activation=elu is not supported"),
@@ -383,7 +385,8 @@ CFG_ERRORS = [
     ("[net]\nwidth=65\nheight=64\nchannels=3\n" + _C + "[maxpool]\nsize=2\nstride=2\n", 2, 7,
      "width=65 is not a multiple of 2"),
     (_NET + _C + "[maxpool]\nsize=2\nstride=2\n[route]\nlayers=-1,-2\n", 16, 8, "joins maps of different sizes"),
-    (_NET + _C + "[convolutional]\nfilters=8\nstride=2\n[shortcut]\nfrom=0\n", 16, 6, "their shapes differ"),
+    (_NET + _C + "[convolutional]\nfilters=8\nstride=2\n[shortcut]\nfrom=0\nweights_type=per_feature\n", 17, 14,
+     "weights_type=per_feature: a weighted [shortcut] is not supported"),
     (_NET + _C + "[upsample]\nscale=0.5\n", 13, 7, "scale=0.5 is not supported"),
     (_NET + _C + "[convolutional]\nfilters=4\nsize=1\n" + _C + "[shortcut]\nfrom=-3\nalpha=0.5\n", 24, 7,
      "alpha=0.5 is not supported"),  # a residual unit but for its shortcut's weight
@@ -514,13 +517,18 @@ _CFG_LINES = ["[convolutional]", "[route]", "[shortcut]", "[yolo]", "[maxpool]",
               "[net]", "[crop]", "[conv", "layers=-1,-4", "layers=0", "from=-3", "from=-100", "filters=255", "size=1",
               "stride=2", "padding=7", "pad=0", "groups=2", "batch_normalize=0", "activation=linear", "mask=0,1,2",
               "anchors=10,14,23,27,37,58", "classes=80", "num=3", "width=13", "height=0", "channels=0", "binary=1",
-              "scale=2", "alpha=0.5", "temperature=2", "key_without_value", "==", "dilation=2"]
+              "scale=2", "alpha=0.5", "temperature=2", "key_without_value", "==", "dilation=2",
+              "[scale_channels]", "[sam]", "[reorg]", "[cost]", "[dropout]", "groups=3", "group_id=1", "group_id=5",
+              "scale_wh=1", "reverse=1", "weights_type=per_channel", "ema_alpha=0.9", "stopbackward=1",
+              "probability=0.5", "filters=16", "from=-1,-2"]
 _YAML_NOISE = ["0", "-1", "-2", "1", "2", "3", "8", "32", "1000000", "9" * 25, "-1e9", "0.5", "1.5", "nan", ".inf",
                "null", "None", "True", "False", "nc", "anchors", "'nearest'", "'bilinear'", "[]", "[[]]", "[-1, 0]",
                "[1, 1]", "{}", "Conv", "Bottleneck", "C3", "SPP", "SPPF", "Concat", "nn.Upsample", "nn.MaxPool2d",
                "nn.ZeroPad2d", "Detect", "Focus", "nn.BatchNorm2d", "&a", "*a", "!!python/object/apply:os.system",
                "!!binary", "'", '"', "[", "]", ",", ":", "- ", "#", "\t", "\n", "\x00", "\ufeff", "é", "2022-01-01",
-               "0x10", "1_000", "~"]
+               "0x10", "1_000", "~", "GhostConv", "GhostBottleneck", "C3Ghost", "MP", "SP", "IDetect",
+               "nn.LeakyReLU(0.1)", "nn.ReLU()", "nn.SiLU()", "nn.PReLU()", "nn.LeakyReLU(x)", "nn.GELU(approximate='tanh')",
+               "nn.LeakyReLU(0.1, inplace=True)", "activation: nn.Hardswish()", "nn.Identity()", "nn.LeakyReLU(1e999)"]
 _YAML_TOKEN = re.compile(r"nn\.[A-Za-z0-9]+|[A-Za-z_][A-Za-z0-9_.]*|-?[0-9]+(?:\.[0-9]*)?|\s+|.", re.S)
 
 
@@ -532,13 +540,30 @@ def _yaml_seeds() -> list[str]:
                       "[-1, 1, nn.Upsample, [None, 2, 'nearest']]", "[[-1, 2], 1, Concat, [1]]",
                       "[-1, 1, Bottleneck, [32, False]]", "[-1, 1, SPP, [32, [3, 5]]]", "[-1, 2, C3, [32]]",
                       "[[-1, -1, 9], 1, Detect, [nc, anchors]]"], nc=3, gw=0.25)
-    return [tiny, YOLOV5S]
+    # The ghost modules, YOLOv5's model-wide activation, YOLOv7's MP, SP and per-row activations.
+    ghost = "activation: nn.LeakyReLU(0.1)\n" + yaml_text(
+        ["[-1, 1, Conv, [16, 3, 2, None, 1, nn.ReLU()]]", "[-1, 1, GhostConv, [32, 3, 2]]", "[-1, 2, C3Ghost, [32]]",
+         "[-1, 1, GhostBottleneck, [64, 3, 2]]", "[-1, 1, GhostBottleneck, [64]]", "[-1, 1, MP, []]",
+         "[-1, 1, SP, [5]]", "[-2, 1, GhostConv, [32, 1, 1, 1, False]]"],
+        ["[-1, 1, Conv, [32, 1, 1, None, 1, nn.LeakyReLU(0.1)]]", "[-1, 1, nn.Upsample, [None, 2, 'nearest']]",
+         "[[-1, 4], 1, Concat, [1]]", "[-1, 1, C3Ghost, [64, False, 1, 0.5]]", "[[-1, -1, 7], 1, Detect, [nc, anchors]]"],
+        nc=3, gw=0.5)
+    return [tiny, YOLOV5S, ghost]
 
 
 def _cfg_seeds() -> list[str]:
     return [SMALL_YOLO, cfg(conv(8), ("maxpool", {"size": 2, "stride": 1}), conv(8, 1), conv(8),
                             ("shortcut", {"from": -3}), ("avgpool", {}), conv(10, 1, bn=0, act="linear"),
-                            ("softmax", {"groups": 1}), width=16, height=16)]
+                            ("softmax", {"groups": 1}), width=16, height=16),
+            # The sections of later darknet cfgs: CSP split, squeeze-excitation, sam, shortcut of other
+            # shapes, the passthrough reorg, dropout and cost.
+            cfg(conv(8), ("route", {"layers": -1, "groups": 2, "group_id": 1}), conv(8, 1), ("avgpool", {}),
+                conv(4, 1, bn=0, act="relu"), conv(8, 1, bn=0, act="logistic"), ("scale_channels", {"from": -4}),
+                conv(8, 1, bn=0, act="logistic"), ("sam", {"from": -2}), conv(16), ("shortcut", {"from": -9}),
+                ("reorg", {"stride": 2}), ("dropout", {"probability": 0.1}), conv(10, 1, bn=0, act="linear"),
+                ("avgpool", {}), ("softmax", {"groups": 1}), ("cost", {"type": "sse"}), width=16, height=16),
+            # [yolo] scale_x_y per level, new_coords=1 after a logistic head convolution
+            yolov4_tiny(classes=1), yolov7_tiny(classes=1)]
 
 
 @functools.cache
@@ -553,7 +578,8 @@ def _corpus() -> tuple[list[str], list[str]]:
 def _random_section(rng: random.Random) -> str:
     """A section with plausible values: valid more often than not, so mutants reach the later checks."""
     r = rng.randrange
-    kind = rng.choice(["convolutional"] * 4 + ["maxpool", "route", "shortcut", "upsample", "avgpool"])
+    kind = rng.choice(["convolutional"] * 4 + ["maxpool", "route", "shortcut", "upsample", "avgpool", "scale_channels",
+                                                "sam", "reorg", "dropout"])
     opts = {"convolutional": {"batch_normalize": r(2), "filters": rng.choice([1, 4, 8, 16, 21, 64]),
                               "size": rng.choice([1, 2, 3, 5]), "stride": rng.choice([1, 1, 2, 3]), "pad": r(2),
                               "groups": rng.choice([1, 1, 1, 2]),
@@ -561,7 +587,11 @@ def _random_section(rng: random.Random) -> str:
             "maxpool": {"size": r(1, 4), "stride": r(1, 3)} | ({"padding": r(4)} if r(2) else {}),
             "route": {"layers": rng.choice(["-1", "-2", "-1,-3", "0", "-4,1", "2,-1"])},
             "shortcut": {"from": rng.choice([-1, -2, -3, 0, 1]), "activation": rng.choice(["linear", "leaky"])},
-            "upsample": {"stride": r(1, 3)}, "avgpool": {}}[kind]
+            "upsample": {"stride": r(1, 3)}, "avgpool": {}, "dropout": {"probability": 0.5},
+            "scale_channels": {"from": rng.choice([-2, -3, -4])} | ({"scale_wh": 1} if r(4) == 0 else {}),
+            "sam": {"from": rng.choice([-2, -3])}, "reorg": {"stride": rng.choice([1, 2, 2, 3])}}[kind]
+    if kind == "route" and r(3) == 0:
+        opts = opts | {"groups": rng.choice([2, 2, 3, 4]), "group_id": r(3)}
     return f"[{kind}]\n" + "".join(f"{k}={v}\n" for k, v in opts.items())
 
 
@@ -574,7 +604,10 @@ def _random_row(rng: random.Random) -> str:
                       f"[{f1}, {n}, C3, [{c}, False, 1, 0.25]]", f"[{f1}, 1, SPP, [{c}, [{k}, {k + 2}]]]",
                       f"[{f1}, 1, SPPF, [{c}, {k}]]", f"[{f1}, 1, nn.Upsample, [None, {s}, 'nearest']]",
                       f"[{f1}, 1, nn.MaxPool2d, [{k}, {s}, {k // 2}]]", f"[{f1}, 1, nn.ZeroPad2d, [[0, 1, 0, 1]]]",
-                      f"[{f if f.startswith('[') else '[-1, 0]'}, 1, Concat, [1]]"])
+                      f"[{f if f.startswith('[') else '[-1, 0]'}, 1, Concat, [1]]",
+                      f"[{f1}, {n}, GhostConv, [{c}, {k}, {s}]]", f"[{f1}, {n}, GhostBottleneck, [{c}, {k}, {s}]]",
+                      f"[{f1}, {n}, C3Ghost, [{c}]]", f"[{f1}, 1, MP, []]", f"[{f1}, 1, SP, [{k}]]",
+                      f"[{f1}, {n}, Conv, [{c}, {k}, {s}, None, 1, nn.LeakyReLU(0.1)]]"])
     return row + ","
 
 

@@ -10,8 +10,9 @@ the forward pass. Its state_dict, with random weights and BatchNorm statistics, 
 and loaded with `load_weights` into the built import, for every reference YAML, a YOLOv5s-style
 YAML (C3, SPPF) and a YAML that uses every module and option the importer takes.
 
-Item 5: `act=nn.LeakyReLU(0.1)` (yolov7-tiny's rows) is refused as an unsupported activation at
-its place in the YAML, not as "write act as True or False" (True would make it SiLU).
+Item 5: an activation module netdsl does not read (`act=nn.PReLU()`) is refused as an unsupported
+activation at its place in the YAML, not as "write act as True or False" (True would make it SiLU);
+the ones it reads (`nn.LeakyReLU(0.1)`, yolov7-tiny's rows) are tested in test_yaml_ghost_and_acts.
 """
 from __future__ import annotations
 
@@ -400,20 +401,20 @@ TINY = HEAD.format(nc=2, gd=1.0, gw=1.0, anchors="  - [10,13, 16,30]\n", backbon
 
 
 def test_an_activation_module_is_refused_by_name_at_its_place() -> None:
-    text = TINY.format(row="[-1, 1, Conv, [32, 3, 2, None, 1, nn.LeakyReLU(0.1)]]")  # yolov7-tiny's rows
+    text = TINY.format(row="[-1, 1, Conv, [32, 3, 2, None, 1, nn.PReLU()]]")  # a learned activation
     with pytest.raises(NetdslError) as err:
         import_text(text, "yolov7-tiny.yaml", "yaml")
     e = err.value
-    assert "activation nn.LeakyReLU(0.1) is not supported (yet)" in e.message and "True (SiLU)" in e.message
-    before = text[:text.index("nn.LeakyReLU")]
+    assert "activation 'nn.PReLU()' is not supported" in e.message and "nn.PReLU" in e.message
+    before = text[:text.index("nn.PReLU")]
     where = (before.count("\n") + 1, len(before) - before.rfind("\n"))
     assert e.path == "yolov7-tiny.yaml" and e.span is not None and (e.span.line, e.span.column) == where
-    assert "leaky_relu(0.1)" in (e.hint or "")
+    assert "nn.LeakyReLU(slope)" in (e.hint or "")
 
 
 def test_a_model_wide_activation_is_refused_too() -> None:
-    text = "activation: nn.LeakyReLU(0.1)  # YOLOv5's key\n" + TINY.format(row=ROW0)
-    with pytest.raises(NetdslError, match="activation 'nn.LeakyReLU\\(0.1\\)' is not supported \\(yet\\)") as err:
+    text = "activation: nn.PReLU(8)  # YOLOv5's key\n" + TINY.format(row=ROW0)
+    with pytest.raises(NetdslError, match="activation 'nn.PReLU\\(8\\)' is not supported") as err:
         import_text(text, "m.yaml", "yaml")
     assert err.value.span is not None and (err.value.span.line, err.value.span.column) == (1, 13)
     assert import_text(TINY.format(row=ROW0) + "activation: nn.SiLU()\n", "m.yaml", "yaml") == \

@@ -16,7 +16,7 @@ from netdsl.concrete import Layer, Merge
 from netdsl.ops import REGISTRY, Category, OpDef, build_registry, layers, merges
 from netdsl.ops.base import Args, Counts, Shape, units
 
-# Every builtin op at least once: the layers, cat, add and the detect head.
+# Every builtin op at least once: the layers, cat, add, mul and the detect head.
 EVERY_OP = """
 net Every(C = 4, NC = 2)
 input x: [3, H = 32, W = 32]
@@ -25,8 +25,11 @@ b = a |> hardswish -> identity -> leaky_relu(0.1) -> gelu -> dropout(0.1) -> sof
 c = b |> maxpool(2) -> avgpool(1) -> convT(C, 2, stride=2) -> upsample(1) -> pad(0)
 d = cat(a, c) |> conv(C, 3, stride=2, padding=1)
 e = add(d, d) |> conv(C, 3, stride=2, padding=1)
+g = mul(e, e) |> hardsigmoid -> stochastic_depth(0.1) -> layernorm -> channel_linear(C) -> layer_scale
+k = g |> channel_shuffle(2) -> channel_slice(0, 4) -> channel_chunk(0, 2) -> conv(C, 1)
 output boxes = detect(d, e, classes=NC, strides=[2, 4], anchors=[[4, 5], [8, 9]])
-output f = e |> adaptive_maxpool(2) -> adaptive_avgpool -> flatten -> linear(NC)
+m = darknet_shortcut(k, e) |> reorg(2)
+output f = m |> adaptive_maxpool(2) -> adaptive_avgpool -> flatten -> linear(NC)
 """
 
 
@@ -142,6 +145,8 @@ def test_every_op_answers_the_protocol() -> None:
         assert op.node_path("x") in ("x", f"x({name})")
         what, hint = op.mismatch_text
         assert isinstance(what, str) and isinstance(hint, str) and isinstance(op.symbol, str)
+        one, three, four = sp.Integer(1), sp.Integer(3), sp.Integer(4)
+        assert op.stretches(one, four) == (name in ("add", "mul")) and not op.stretches(three, four)
 
 
 def test_every_op_computes_its_shape_counts_and_module_in_a_network() -> None:
@@ -252,6 +257,7 @@ def test_a_merge_op_of_fixed_arity_is_held_to_it(registry: dict[str, OpDef]) -> 
 
 
 def test_without_the_op_the_spec_is_refused(registry: dict[str, OpDef]) -> None:
+    del registry["mul"]  # a builtin now: taken out, the spec that uses it is refused
     with pytest.raises(netdsl.NetdslError, match="unknown merge 'mul'"):
         netdsl.shapes(GATED)
 

@@ -6,7 +6,9 @@ is a bug, and so is anything torch raises while building or running a network ne
 
 The corpus: the seed specs (specs/*.net), the zoo (specs/zoo/*.net, large: a few per run) and
 small specs written here for every construct of the core v2 language (several inputs and outputs,
-graph blocks, `* N as i`, conditionals, @freeze, pairs, -inf, every new op). The mutators damage
+graph blocks, `* N as i`, conditionals, @freeze, pairs, -inf, every new op) and of v3 (`mul` with
+broadcasting, `split` into several names and `_`, nested merges, `param`, float expressions, the
+gating, normalisation and shuffling ops). The mutators damage
 tokens, plant the new constructs anywhere, rename things to nn.Module attributes, and generate
 structures (deep block chains, floor-form annotations, huge repetition counts).
 """
@@ -76,7 +78,48 @@ b = a |> cb(4) -> l: cb(4) @freeze -> conv(2 + i, 1) * N as i -> gg(2)
 output = b |> conv(2, 1, padding=1 if k == 3 else 0) -> relu
 """,
 ]
-CORPUS = SEEDS + V2
+# Small specs for the constructs of language v3 (gating, split, learned tensors, float expressions).
+V3 = [
+    """net Gate(C = 8, NCLS = 5)
+input x: [3, H = 16, W = 12]
+param scale: [C, 1, 1] = 1e-6
+param bias: [C, 1, 1] = normal(0.02)
+a = x |> conv(C, 3, padding=1) -> batchnorm -> hardswish
+s = a |> adaptive_avgpool -> conv(C // 2, 1) -> relu -> conv(C, 1) -> hardsigmoid
+g = mul(a, s) |> stochastic_depth(0.2 * 3 / 16) -> dropout(0.1 * 2)
+r = add(a, mul(scale, g), bias) |> layernorm(eps=1e-6) -> channel_linear(2 * C) -> gelu
+v = r |> channel_linear(C, bias=false) -> layer_scale(init=1e-6)
+output = add(v, a) |> adaptive_avgpool -> flatten -> layernorm -> linear(NCLS)
+""",
+    """net Shuffle(C = 16)
+input x: [3, H = 16, W = 16]
+a = x |> conv(C, 3, stride=2, padding=1) -> relu
+l, r = a |> split(2)
+u, _, w = a |> conv(C, 1) -> split([4, 4, 8])
+p = r |> conv(C // 2, 1) -> batchnorm -> relu -> conv(C // 2, 3, padding=1, groups=C // 2)
+q = cat(l, p) |> channel_shuffle(2) -> channel_slice(0, 12) -> channel_chunk(1, 3)
+output = cat(q, u, add(w, cat(q, u))) |> stochastic_depth(0.1, mode="batch")
+""",
+    """net CN(C = 8, N = 3)
+input x: [3, H = 16, W = 16]
+block cn(c, p) {
+  input t
+  param gamma: [c, 1, 1] = 1e-6
+  y = t |> conv(c, 7, padding=3, groups=c) -> layernorm -> channel_linear(4 * c) -> gelu -> channel_linear(c)
+  z = mul(gamma, y) |> stochastic_depth(p)
+  output = add(t, z)
+}
+block sh(c) {
+  input t
+  a, b = t |> split(2)
+  d = b |> conv(c // 2, 1) -> relu
+  output = cat(a, d) |> channel_shuffle(2)
+}
+s = x |> conv(C, 4, stride=4) -> layernorm(eps=1e-6)
+output = s |> cn(C, 0.2 * i / N) * N as i -> sh(C) -> layernorm(affine=false)
+""",
+]
+CORPUS = SEEDS + V2 + V3
 
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?|\|>|->|//|\*\*|==|<=|>=|!=|\s+|.", re.S)
 # Attribute names a compiled module (or the nn.Sequential of a statement) already has.
@@ -91,10 +134,15 @@ _NOISE = ["(", ")", "[", "]", ",", "->", "|>", "=", ":", "?", "*", "**", "//", "
           "\ninput v: [5]\n", "input t", "i", "i == 0", " * N as i", " * 10**9", "10**9", "flatten", "linear(",
           "-> flatten -> linear(3)", "adaptive_avgpool", "pad(1, value=-inf)", "ceil_mode=true",
           "count_include_pad=false", "softmax(dim=", "batchnorm", "identity", "@freeze ", "forward", "training",
-          "_modules", "state_dict", "__class__", "__init__"]
+          "_modules", "state_dict", "__class__", "__init__",
+          # v3
+          "mul(", "split(2)", "split([1, 2])", "-> split(2)", "_", ", _", "a, b = ", "param", "param ", "normal(0.02)",
+          "1e-6", "0.2 * i / 16", "0.5", "/", "layernorm", "layernorm(eps=1e-6, affine=false)", "channel_linear(",
+          "channel_shuffle(2)", "stochastic_depth(0.1)", 'mode="batch"', "hardsigmoid", "layer_scale(init=1e-6)",
+          "channel_slice(0, 1)", "channel_chunk(0, 2)", "add(x, cat(x, x))", "mul(x, add(x, x))"]
 
 _KEYWORDS = {"net", "input", "output", "block", "where", "claim", "cat", "add", "min", "max", "true", "false",
-             "if", "else", "as", "inf"}
+             "if", "else", "as", "inf", "param", "mul", "split", "_", "normal"}
 # Whole lines that use a new construct, spliced in after a line break.
 _LINES = [
     "@freeze ", "@freeze @freeze ", "@training ", "@ ", "input extra: [1, H, W]\n", "input extra: [1, H = 4, W]\n",
@@ -109,6 +157,13 @@ _LINES = [
     "z = x |> relu * 10**9 as i\n", "z = x |> relu * N as i\n", "z = x |> relu * 0 as i\n",
     "z = x |> conv(1 + i, 1, padding=(i, 0)) * 3 as i\n",
     "z = x |> conv(1, 3 if H == 32 else 1)\n", "z = x |> pad(1, value=-inf) -> maxpool(2)\n",
+    # v3
+    "param q: [1, 1, 1] = 1e-6\n", "param q: [C, 1, 1] = normal(0.02)\n", "param q: [] = 0\n", "param x: [1] = 1\n",
+    "a, b = x |> split(2)\n", "a, _ = x |> split([1, 2])\n", "_, b = x |> conv(2, 1) -> split(2)\n",
+    "a, b, c = x |> split(2)\n", "z = mul(x, add(x, x))\n", "z = add(x, cat(x, x))\n", "z = mul(q, x)\n",
+    "z = x |> stochastic_depth(0.2 * 3 / 16)\n", "z = x |> stochastic_depth(1.5)\n",
+    "z = x |> layernorm -> channel_linear(4) -> layer_scale\n", "z = x |> channel_shuffle(3) -> channel_chunk(1, 3)\n",
+    "z = x |> channel_slice(2, 1)\n", "z = x |> hardsigmoid -> dropout(1 / 3)\n",
 ]
 # Suffixes after a layer call: repetition, attributes.
 _SUFFIXES = [" * 10**9", " * N as i", " * 0 as i", " * 2 as forward", " * 3 as i", " * (1 if H == 32 else 0)",
@@ -289,7 +344,7 @@ def fuzz_case(rng: random.Random) -> str:
     if r < 0.22:
         return mutate(rng.choice(ZOO), rng, rng.randrange(1, 5))
     if r < 0.55:
-        return mutate(rng.choice(V2), rng, rng.randrange(1, 5))
+        return mutate(rng.choice(V2 + V3), rng, rng.randrange(1, 5))
     return mutate(rng.choice(CORPUS), rng, rng.randrange(1, 5))
 
 
@@ -710,6 +765,9 @@ PINNED = [
         f"block g{i}() {{\n  input t\n  output = t |> g{i - 1} -> g{i - 1}\n}}\n" for i in range(1, 25))
      + "output = x", 3),
 ]
+# The limits only catch a blow-up (each of these ran for minutes or hours before its fix), with
+# room for a loaded machine: they are not performance targets.
+PINNED = [(name, text, max(seconds, 30)) for name, text, seconds in PINNED]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # a Hang inside a gc callback
@@ -723,9 +781,10 @@ def test_known_escapes(name: str, text: str, seconds: float) -> None:
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_doubling_graph_blocks_are_refused_quickly() -> None:
-    # About 6 s on 2 cores (10 s under load); 2**19 layers, refused at the 10,000th.
+    # 2**19 layers, refused at the 10,000th (about 2.5 s here). The limit only catches a hang: an
+    # expansion that no longer stops early runs for minutes.
     text = _P + "block g0(c) {\n  input t\n  output = t |> conv(c, 1)\n}\n" + "".join(
         f"block g{i}(c) {{\n  input t\n  a = t |> g{i - 1}(c)\n  output = a |> g{i - 1}(c)\n}}\n"
         for i in range(1, 20)) + "output = x |> g19(1)"
-    with pytest.raises(NetdslError), time_limit(2):
+    with pytest.raises(NetdslError, match="10,000|10000"), time_limit(60):
         netdsl.shapes(text)

@@ -9,7 +9,7 @@ formulas (`Tagged`), so the torch arguments come out as formulas.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from netdsl.backends.python_source.model import (
     Call,
     ClassModel,
     IntVal,
+    LearnedInit,
     Module,
     Stmt,
     Tagged,
@@ -33,6 +34,7 @@ from netdsl.backends.python_source.model import (
 from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError
 from netdsl.ops import Args
+from netdsl.ops.learned import PARAM
 from netdsl.passes.lower import Lowerer
 from netdsl.passes.shapes import ShapeInference
 from netdsl.passes.shapes import analyse as analyse_spec
@@ -109,6 +111,29 @@ def _simplest(x: sp.Expr) -> sp.Expr:
     return f if sp.count_ops(f) < sp.count_ops(x) else x
 
 
+def _with_numbers(bdef: ir.BlockDef, bound: dict[str, ir.Expr], values: dict[str, int]) -> ir.BlockDef:
+    """`bdef` with each parameter bound to a number with a fraction (`blk(0.1 * i / 17)`) written
+    in as that constant expression: a class's constructor takes integers only."""
+    numbers = {p.name for p in bdef.params if any(isinstance(n, ir.Float) for n in ir.walk(bound[p.name]))}
+    if not numbers:
+        return bdef
+
+    def const(x: object, subst: Mapping[str, object]) -> object:
+        if isinstance(x, dict):
+            if x.get("kind") == "name" and x.get("id") in subst:
+                return subst[x["id"]]
+            return {k: const(v, subst) for k, v in x.items()}
+        return [const(v, subst) for v in x] if isinstance(x, list) else x
+
+    names = {n.id: {"kind": "int", "value": values[n.id], "span": n.model_dump()["span"]}
+             for p in numbers for n in ir.names_in(bound[p])}
+    subst = {p: const(bound[p].model_dump(), names) for p in numbers}
+    dump = const(bdef.model_dump(), subst)
+    assert isinstance(dump, dict)
+    dump["params"] = [p for p in dump["params"] if p["name"] not in numbers]
+    return ir.BlockDef.model_validate(dump)
+
+
 def _mismatch(owner: str, what: str) -> NetdslError:
     return NetdslError(f"export to Python went wrong in '{owner}' ({what})",
                        hint="this is a bug in netdsl's Python export; please report it with the spec")
@@ -150,9 +175,9 @@ class Analysis:
         top.final = any(st.op is not None and st.op.final for st in top.statements if st.name in top.outputs)
         return [top, *self.classes.values()]
 
-    def analyse(self, kind: str, spec: ir.Spec, values: dict[str, int]) -> tuple[ConcreteGraph, Calls]:
+    def analyse(self, kind: str, spec: ir.Spec, values: dict[str, int], tag: str = "") -> tuple[ConcreteGraph, Calls]:
         """The concrete graph of a (made-up) spec at these values, and its graph-block calls."""
-        key = (kind, spec.name, tuple(sorted(values.items())))
+        key = (kind, spec.name, tuple(sorted(values.items())), tag)
         if key not in self.cache:
             with _cannot(kind, spec.name):
                 self.cache[key] = analyse_spec(spec, values), _record_calls(spec, values)[0]
@@ -170,6 +195,10 @@ class Analysis:
         for st, cst, node in zip(scg.statements, concrete, nodes):
             if st.name != cst.name or len(st.items) != len(cst.items):
                 raise _mismatch(owner.name, st.name)
+            if st.source == PARAM:
+                out.append(self.learned(scg, st, cst, owner))
+                tensors[st.name] = (st.shape, st.at)
+                continue
             module: Module = None
             whole = False
             shape = tensors[st.inputs[0]]
@@ -197,6 +226,14 @@ class Analysis:
             out.append(Stmt(st.name, (st.span.line, st.span.end_line), module, st.source, st.inputs,
                             st.merge.op if st.merge is not None else None, whole))
         return out
+
+    def learned(self, scg: ConcreteGraph, st: Statement, cst: Statement, owner: ClassModel) -> Stmt:
+        """A learned tensor: a parameter of the class, its dims as formulas."""
+        assert st.merge is not None
+        dims = tuple(self.value(scg, x, v, f"dim {i + 1} of the learned tensor '{st.name}'", owner)
+                     for i, (x, v) in enumerate(zip(st.shape, cst.at)))
+        init = LearnedInit(dims, st.merge.args["init"], st.merge.args["value"], frozen="freeze" in cst.attrs)
+        return Stmt(st.name, (st.span.line, st.span.end_line), None, st.source, (), learned=init)
 
     def value(self, scg: ConcreteGraph, expr: sp.Expr, want: int, what: str, owner: ClassModel) -> IntVal:
         """An integer argument as written: its formula, checked to give `want` at the values in use."""
@@ -258,7 +295,7 @@ class Analysis:
     def block_call(self, scg: ConcreteGraph, it: Block, concrete: Block, bound: dict[str, ir.Expr],
                    shape: Shapes, owner: ClassModel) -> Call:
         """A graph-block call: its class (made or found), with the caller's formulas as arguments."""
-        bdef = self.blocks[it.block]
+        bdef = _with_numbers(self.blocks[it.block], bound, scg.env.values)
         s, at = shape
         bound_sym = {p.name: scg.env.sym(bound[p.name]) for p in bdef.params}
         param_values = {n: int(scg.env.at(e)) for n, e in bound_sym.items()}
@@ -296,7 +333,7 @@ class Analysis:
         dims = [ir.Dim(span=span, name=n, default=ir.Int(span=span, value=v)) for n, v in zip(fresh[1:], at[1:])]
         values |= dict(zip(fresh[1:], at[1:]))
         spec = ir.Spec(span=span, name=bdef.name, params=params, blocks=_reachable(self.spec.blocks, bdef),
-                       assigns=bdef.assigns,
+                       assigns=bdef.assigns, learned=bdef.learned,
                        inputs=[ir.InputDecl(span=bdef.input.span, name=bdef.input.name,
                                             channels=ir.Name(span=span, id=fresh[0]), dims=dims)])
         # A class made for an earlier call with the same structure serves this one too where its
@@ -307,7 +344,9 @@ class Analysis:
         for cls in self.by_structure.get(same, []):
             if fits(cls, {n: values[n] for n, _ in cls.params}, concrete.statements):
                 return cls
-        scg, calls = self.analyse("block", spec, values)
+        # a block with numbers written in (`_with_numbers`) is another body for each of them
+        tag = "" if bdef is self.blocks[bdef.name] else bdef.model_dump_json()
+        scg, calls = self.analyse("block", spec, values, tag)
         cls = ClassModel("block", bdef.name, bdef.span.line, fresh=fresh)
         cls.inputs, cls.outputs = [bdef.input.name], ["output"]
         structural = set(scg.graph.structural) if scg.graph is not None else set()

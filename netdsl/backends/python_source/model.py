@@ -18,6 +18,7 @@ import sympy as sp
 
 from netdsl.concrete import Block, Statement
 from netdsl.ops import OpDef
+from netdsl.ops.learned import PARAM
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,26 @@ class Call:
         return f"{cls}({args}){' frozen' if self.frozen else ''} @{self.line}"
 
 
+@dataclass(frozen=True)
+class LearnedInit:
+    """A learned tensor (`param`): its dims as formulas, how it starts, whether it is frozen."""
+
+    dims: tuple[IntVal, ...]
+    init: str                # "constant" or "normal"
+    value: float             # the constant, or the standard deviation
+    frozen: bool = False
+
+    def key(self) -> str:
+        dims = ", ".join(d.key() for d in self.dims)
+        return f"param[{dims}] {self.init}={self.value!r}{' frozen' if self.frozen else ''}"
+
+    def fits(self, scope: dict[str, int], st: Statement) -> bool:
+        """Whether, given these constructor arguments, it makes `st`'s learned tensor."""
+        return st.source == PARAM and st.merge is not None and [evaluate(d, scope) for d in self.dims] == list(st.at) \
+            and st.merge.args["init"] == self.init and st.merge.args["value"] == self.value \
+            and self.frozen == ("freeze" in st.attrs)
+
+
 # One module, a Sequential's (name, module) pairs, or nothing (a bare merge or reference).
 Module = Call | list[tuple[str, Call]] | None
 
@@ -62,6 +83,7 @@ class Stmt:
     inputs: tuple[str, ...]
     op: OpDef | None = None  # the op that starts it: its `source` joins the inputs for the module
     whole: bool = False      # the module is that op's own and takes every input (detect)
+    learned: LearnedInit | None = None  # a learned tensor: a parameter of the class, no module
 
     @property
     def calls(self) -> list[Call]:
@@ -73,7 +95,7 @@ class Stmt:
         mod = "-" if self.module is None else self.module.key() if isinstance(self.module, Call) else \
             "[" + ", ".join(f"{n}: {c.key()}" for n, c in self.module) + "]"
         how = "call" if self.whole else self.source
-        return f"{self.name} {self.lines} = {how}{self.inputs} {mod}"
+        return f"{self.name} {self.lines} = {how}{self.inputs} {mod}" + (f" {self.learned.key()}" if self.learned else "")
 
 
 @dataclass
@@ -132,6 +154,8 @@ def symbols_used(cls: ClassModel) -> set[str]:
         for c in st.calls:
             for _, v in c.args:
                 visit(v)
+        if st.learned is not None:
+            visit(st.learned.dims)
     return found
 
 
@@ -204,6 +228,10 @@ def fits(cls: ClassModel, scope: dict[str, int], statements: list[Statement]) ->
     for st, cst in zip(cls.statements, statements):
         if st.name != cst.name or st.inputs != cst.inputs:
             return False
+        if st.learned is not None:
+            if not st.learned.fits(scope, cst):
+                return False
+            continue
         if st.whole:
             assert isinstance(st.module, Call) and cst.merge is not None
             want = cst.merge.module_spec()

@@ -15,7 +15,7 @@ from typing import Any
 
 from netdsl import ir
 from netdsl.backends.python_source.expr import python_expr, python_name
-from netdsl.backends.python_source.model import Call, ClassModel, IntVal, Stmt, value_key
+from netdsl.backends.python_source.model import Call, ClassModel, IntVal, LearnedInit, Stmt, value_key
 from netdsl.backends.torch_layers import STANDALONE
 from netdsl.concrete import ConcreteGraph
 from netdsl.errors import NetdslError
@@ -45,7 +45,8 @@ SIGNATURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 # Classes without parameters: `@freeze` changes nothing there, so it is not written.
 PARAMETERLESS = frozenset({"ReLU", "ReLU6", "Sigmoid", "Tanh", "SiLU", "Hardswish", "Identity", "LeakyReLU", "GELU",
                            "Dropout", "Softmax", "LogSoftmax", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-                           "AdaptiveMaxPool2d", "Flatten", "ZeroPad2d", "ConstantPad2d", "Upsample"})
+                           "AdaptiveMaxPool2d", "Flatten", "ZeroPad2d", "ConstantPad2d", "Upsample", "Hardsigmoid",
+                           "ChannelSlice", "ChannelChunk", "ChannelShuffle", "StochasticDepth"})
 # Pooling: a stride equal to the kernel size is torch's default.
 STRIDE_DEFAULTS_TO_KERNEL = frozenset({"MaxPool2d", "AvgPool2d"})
 
@@ -189,6 +190,8 @@ class _Writer:
         return f"line {line}"
 
     def init_statement(self, st: Stmt, c: ClassModel) -> list[str]:
+        if st.learned is not None:
+            return [f"{IND}# {_safe(self.statement_text(st))}", *self.learned(st.name, st.learned, c)]
         if st.module is None:
             return []
         out = [f"{IND}# {_safe(self.statement_text(st))}"]
@@ -213,6 +216,16 @@ class _Writer:
         for name, call in mods[lead:]:  # labelled layers keep their names
             out += self.call_lines(call, c, IND, f"{ref}.add_module({_str(name)}, ", ")", said)
         return out
+
+    def learned(self, name: str, p: LearnedInit, c: ClassModel) -> list[str]:
+        """A learned tensor as the class's parameter of that name."""
+        dims = self.val(tuple(p.dims), c)
+        data = f"torch.full({dims}, {self.val(p.value, c)})" if p.init == "constant" else \
+            f"nn.init.normal_(torch.empty({dims}), std={self.val(p.value, c)})"
+        param = f"nn.Parameter({data}" + (", requires_grad=False)" if p.frozen else ")")
+        if _is_attr(name):
+            return [f"{IND}self.{name} = {param}"]
+        return [f"{IND}self.register_parameter({_str(name)}, {param})"]
 
     def call_lines(self, call: Call, c: ClassModel, ind: str, head: str, tail: str,
                    said: set[int] | None = None) -> list[str]:
@@ -285,6 +298,11 @@ class _Writer:
         returns = "tuple" if c.final or len(c.outputs) > 1 else "torch.Tensor"
         out = _wrap_def(f"    def forward(self{ins}) -> {returns}:")
         for st in c.statements:
+            if st.learned is not None:  # the same tensor for every sample: a view with the batch axis
+                ref = f"self.{st.name}" if _is_attr(st.name) else f"getattr(self, {_str(st.name)})"
+                keep = ", -1" * len(st.learned.dims)  # written out: torch.fx cannot unpack a traced shape
+                out.append(f"{IND}{local[st.name]} = {ref}.expand({local[c.inputs[0]]}.shape[0]{keep})")
+                continue
             args = [local[i] for i in st.inputs]
             src = st.op.source(args) if st.op is not None else ", ".join(args)
             if st.module is not None:
