@@ -1,4 +1,4 @@
-"""Hand-written reference implementations of ten torchvision classifiers: the model zoo's oracle.
+"""Hand-written reference implementations of torchvision classifiers: the model zoo's oracle.
 
 Each network is rebuilt here from the published architecture, matching torchvision in structure:
 the same layers with the same hyperparameters (kernel, stride, padding, bias, BatchNorm eps,
@@ -8,7 +8,10 @@ initialisation is PyTorch's default (torchvision's custom schemes are irrelevant
 of structure and counts). torchvision itself is not needed (nor installable beside our torch).
 
 ``make(name)`` builds one; ``PUBLISHED`` holds torchvision's published parameter counts and
-conv+linear multiply-accumulates at 224x224; ``conv_linear_macs`` measures the latter.
+conv+linear multiply-accumulates at 224x224; ``conv_linear_macs`` measures the latter. The
+first ten are here; MobileNetV3, EfficientNet-B0 and RegNetY-400MF are in ``zoo_reference_se``,
+ConvNeXt-Tiny, ShuffleNetV2, ResNeXt-50 and Wide ResNet-50-2 in ``zoo_reference_cn``, merged
+into ``PUBLISHED`` and ``make`` at the end of this file.
 """
 from __future__ import annotations
 
