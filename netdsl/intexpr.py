@@ -20,7 +20,7 @@ from enum import Enum
 from fractions import Fraction
 from typing import Generic, TypeVar
 
-from netdsl import ir
+from netdsl import ir, ir_expr
 from netdsl.errors import NetdslError
 from netdsl.limits import MAX_EXPONENT, MAX_POWER_BASE
 
@@ -146,7 +146,7 @@ def evaluate(e: ir.Expr, leaf: Callable[[ir.Int | ir.Name], N], arithmetic: Arit
     """`e`'s value: `leaf` gives literals and names, `arithmetic` the operators (a refusal raises
     Refused); a conditional goes to `cond` (without one, conditionals must be resolved already);
     a number with a fraction to `real` (without one, it is refused: an integer is expected)."""
-    return ir.fold(e, leaf, arithmetic.binop, lambda n, v: -v,
+    return ir_expr.fold(e, leaf, arithmetic.binop, lambda n, v: -v,
                    lambda n, vs: arithmetic.minimum(vs) if n.func == "min" else arithmetic.maximum(vs), cond, real)
 
 

@@ -20,6 +20,8 @@ from functools import partial
 import torch
 from torch import nn
 
+from zoo_reference_cn import StochasticDepth  # torchvision's semantics, written once for both files
+
 # name -> (parameters, conv+linear multiply-accumulates for one 3x224x224 image).
 PUBLISHED_SE: dict[str, tuple[int, int]] = {
     "mobilenet_v3_large": (5_483_032, 216_589_760),
@@ -71,23 +73,6 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
         return s * x
-
-
-class StochasticDepth(nn.Module):
-    """Identity in eval; in training zero whole rows ("row") or the whole batch ("batch") with
-    probability p and scale the survivors by 1/(1-p)."""
-
-    def __init__(self, p: float, mode: str) -> None:
-        super().__init__()
-        self.p, self.mode = p, mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = 1.0 - self.p
-        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
-        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * noise.div_(keep) if keep > 0.0 else x * noise
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl import intexpr, ir
+from netdsl import intexpr, ir, ir_expr
 from netdsl.concrete import Block, ConcreteGraph, Statement
 from netdsl.errors import NetdslError
 from netdsl.passes.front import analyse_text
@@ -121,14 +121,14 @@ def _bound_by_conditions(cg: ConcreteGraph, axes: list[SizeAxis]) -> None:
     assert cg.graph is not None
     names = {a.name for a in axes}
     for c in conditions_of(cg.graph):
-        used = {n.id for side in (c.left, c.right) for n in ir.names_in(side)} & names
+        used = {n.id for side in (c.left, c.right) for n in ir_expr.names_in(side)} & names
         if not used or mod_assumption(c) is not None:
             continue
         for n in used:
             b = _bound(c, n) if len(used) == 1 else None
             for a in (x for x in axes if x.name == n):
                 if b is None:
-                    a.reason = a.reason or f"the condition {ir.condition_text(c)} ties it"
+                    a.reason = a.reason or f"the condition {ir_expr.condition_text(c)} ties it"
                 elif b[0] == "low":
                     a.low = max(a.low, b[1])
                 else:

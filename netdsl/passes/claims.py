@@ -35,7 +35,7 @@ from functools import partial
 
 import sympy as sp
 
-from netdsl import ir
+from netdsl import ir, ir_expr
 from netdsl.errors import NetdslError, Span, source_text
 from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
@@ -128,9 +128,9 @@ class ClaimChecker:
         for c in conditions_of(self.spec):
             mod, fixed = mod_assumption(c), fixed_value(c)
             if mod is not None:
-                out.append(Assumption(mod[0], ir.condition_text(c), mod[1], mod[2]))
+                out.append(Assumption(mod[0], ir_expr.condition_text(c), mod[1], mod[2]))
             if fixed is not None:
-                out.append(Assumption(fixed[0], ir.condition_text(c), 0, fixed[1]))
+                out.append(Assumption(fixed[0], ir_expr.condition_text(c), 0, fixed[1]))
         graph = self.counts.shapes.graph
         for name in (graph.structural if graph is not None else []):
             out.append(Assumption(name, f"{name} == {self.env.values[name]}", 0, self.env.values[name],
@@ -139,14 +139,14 @@ class ClaimChecker:
 
     # Validation ---------------------------------------------------------------------------
     def _check_names(self, e: ir.Expr, what: str) -> None:
-        for n in ir.names_in(e):
+        for n in ir_expr.names_in(e):
             if n.id not in self.env.symbols:
                 hint = did_you_mean(n.id, self.names) + f"the spec's symbols: {', '.join(self.names)}"
                 raise NetdslError(f"unknown symbol '{n.id}' in {what}", n.span, hint)
 
     def _check_polynomial(self, e: ir.Expr) -> None:
         """Claims are polynomials: no //, %, min, max or division by a symbol."""
-        for n in ir.walk(e):
+        for n in ir_expr.walk(e):
             if isinstance(n, (ir.Call, ir.IfExpr)):
                 what = f"{n.func}()" if isinstance(n, ir.Call) else "a conditional"
                 raise NetdslError(f"{what} makes the claim non-polynomial", n.span,
@@ -155,7 +155,7 @@ class ClaimChecker:
                 if n.op in ("//", "%"):
                     raise NetdslError(f"'{n.op}' makes the claim non-polynomial", n.span,
                                       "claims are polynomials; write exact division with '/' by a constant")
-                if n.op == "/" and list(ir.names_in(n.right)):
+                if n.op == "/" and list(ir_expr.names_in(n.right)):
                     raise NetdslError("division by a symbol makes the claim non-polynomial", n.span,
                                       "divide by constants only, e.g. H*W/4")
 

@@ -25,7 +25,7 @@ from functools import cached_property
 
 import sympy as sp
 
-from netdsl import ir
+from netdsl import ir_expr
 from netdsl.concrete import ConcreteGraph, Layer, Merge, Shape
 from netdsl.errors import NetdslError
 from netdsl.ops import REGISTRY, Category
@@ -235,7 +235,7 @@ def check_doubling(cg: ConcreteGraph) -> None:
                           graph.span, "count the larger network with --set instead of doubling")
     doubled = {env.symbols[d]: 2 * env.symbols[d] for d in dims}
     for c in conditions_of(graph):
-        names = {n.id for side in (c.left, c.right) for n in ir.names_in(side)}
+        names = {n.id for side in (c.left, c.right) for n in ir_expr.names_in(side)}
         if not names & dims:
             continue
         diff = (env.sym(c.left, raw=True) - env.sym(c.right, raw=True)).xreplace(doubled)
@@ -248,6 +248,6 @@ def check_doubling(cg: ConcreteGraph) -> None:
             holds = bool({"==": v == 0, "!=": v != 0, "<": v < 0, "<=": v <= 0, ">": v > 0, ">=": v >= 0}[c.op])
         if not holds:
             sizes = ", ".join(f"{d} = {2 * env.values[d]}" for d in sorted(names & dims))
-            raise NetdslError(f"doubling the input breaks this assumption: {ir.condition_text(c)} does not hold "
+            raise NetdslError(f"doubling the input breaks this assumption: {ir_expr.condition_text(c)} does not hold "
                               f"for the doubled sizes ({sizes} at the values in use)", c.span,
                               "a doubled input is another network; count it with --set instead, or relax the assumption")

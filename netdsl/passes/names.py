@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from netdsl import ir
+from netdsl import ir, ir_expr
 from netdsl.errors import NetdslError, Span
 
 ANNOTATIONS = ("odd", "even", "positive", "nonnegative")
@@ -57,7 +57,7 @@ def name_list(names: set[str], most: int = 30) -> str:
 
 
 def check_names(e: ir.Expr, known: set[str] | dict, where: str) -> None:
-    for n in ir.names_in(e):
+    for n in ir_expr.names_in(e):
         if n.id not in known:
             raise NetdslError(f"unknown name '{n.id}' in {where}", n.span,
                               did_you_mean(n.id, known) + (f"known here: {', '.join(sorted(known))}" if known

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from netdsl import ir
+from netdsl import ir, ir_expr
 from netdsl.errors import NetdslError, Span
 from netdsl.ops import ArgSpec, OpDef
 from netdsl.passes.names import check_names, did_you_mean
@@ -114,7 +114,7 @@ class ArgumentReader:
 
     def no_fraction(self, e: ir.Expr, arg: ArgSpec) -> ir.Expr:
         """`e`, an integer argument (resolved): one with a number with a fraction is refused there."""
-        f = next((n for n in ir.walk(e) if isinstance(n, ir.Float)), None)
+        f = next((n for n in ir_expr.walk(e) if isinstance(n, ir.Float)), None)
         if f is not None:
             raise NetdslError(f"an integer is expected here: '{self.spec.name}' argument '{arg.name}' is an integer, "
                               f"and {f.value!r} has a fraction", f.span,

@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import sympy as sp
 
-from netdsl import ir
+from netdsl import ir, ir_expr
 from netdsl.errors import NetdslError
 from netdsl.ops import REGISTRY
 from netdsl.passes.shapes import Shape, ShapeInference
@@ -387,11 +387,11 @@ def _keep_annotated(node: ir.TensorNode, cur: dict, env: SymEnv, holes: list[Ope
             got = env.show(next(iter(values)))
             opened = [h for h in holes if h.tensor == node.name] or holes
             why = "whatever the open arguments are" if opened else "and the spec leaves nothing open"
-            raise NetdslError(f"'{node.name}' is annotated [{', '.join(ir.to_text(e) for e in node.annotation)}] but its "
+            raise NetdslError(f"'{node.name}' is annotated [{', '.join(ir_expr.to_text(e) for e in node.annotation)}] but its "
                               f"{axis} are {got} {why}; the annotation can never hold", node.annotation[i].span,
                               "check the annotation and the layers before it")
     result.failed_at = node.name
-    written = ", ".join(ir.to_text(e) for e in node.annotation)
+    written = ", ".join(ir_expr.to_text(e) for e in node.annotation)
     result.reason = (f"no values of the open arguments make '{node.name}' (line {node.span.line}) "
                      f"[{written}] for every admissible input size")
     for s, st, _ in misses[:8]:

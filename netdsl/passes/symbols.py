@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from netdsl import intexpr, ir
+from netdsl import intexpr, ir, ir_expr
 from netdsl.errors import NetdslError, Span
 from netdsl.limits import MAX_EXPONENT, MAX_VALUE
 
@@ -298,9 +298,9 @@ def _check_conditions(env: SymEnv, h: Header, overrides: dict[str, int], rules: 
         lv, rv = env.sym(c.left, at=raw), env.sym(c.right, at=raw)
         ok = {"==": lv == rv, "!=": lv != rv, "<": lv < rv, "<=": lv <= rv, ">": lv > rv, ">=": lv >= rv}[c.op]
         if not bool(ok):
-            names = sorted({n.id for side in (c.left, c.right) for n in ir.names_in(side)})
+            names = sorted({n.id for side in (c.left, c.right) for n in ir_expr.names_in(side)})
             used = ", ".join(f"{n}={env.values[n]}" + (" (from --set)" if n in overrides else "") for n in names)
-            raise NetdslError(f"the condition {ir.condition_text(c)} does not hold for {used}", c.span,
+            raise NetdslError(f"the condition {ir_expr.condition_text(c)} does not hold for {used}", c.span,
                               "choose values that satisfy the spec's `where` conditions")
         mod = mod_assumption(c)
         if mod is not None:

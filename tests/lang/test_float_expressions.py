@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
-from netdsl import intexpr, ir
+from netdsl import intexpr, ir, ir_expr
 from netdsl.api import analyse_text
 from netdsl.errors import NetdslError, Span
 
@@ -107,7 +107,7 @@ def test_the_evaluator_takes_numbers_only_where_told() -> None:
     got = intexpr.evaluate(e, lambda n: Fraction(n.value if isinstance(n, ir.Int) else 0), intexpr.FRACTIONS,
                            real=lambda f: Fraction(repr(f.value)))
     assert got == Fraction(3, 5)
-    assert ir.to_text(e) == "0.2*3"
+    assert ir_expr.to_text(e) == "0.2*3"
 
 
 def test_a_number_passed_to_a_block_exports_to_python(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.export_roundtrip import onnx_round_trip, python_round_trip
 
 import netdsl
+from export_roundtrip import onnx_round_trip, python_round_trip
 from netdsl.errors import NetdslError
 from netdsl.passes.names import closest, edit_distance
 

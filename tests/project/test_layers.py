@@ -22,7 +22,8 @@ from import_graph import ROOT, Import, all_imports, cycles, graph, groups, modul
 
 LAYERS: dict[str, tuple[str, ...]] = {
     "lang": ("netdsl.errors", "netdsl.symbolic", "netdsl.values", "netdsl.limits", "netdsl.intexpr",
-             "netdsl.parsing", "netdsl.parse_tree", "netdsl.parse_tables", "netdsl.ir", "netdsl.files"),
+             "netdsl.parsing", "netdsl.parse_tree", "netdsl.parse_tables", "netdsl.ir", "netdsl.ir_expr",
+             "netdsl.files"),
     "ops": ("netdsl.ops",),
     "compiler": ("netdsl.passes", "netdsl.concrete", "netdsl.freeze"),
     "backends": ("netdsl.backends", "netdsl.weights", "netdsl.weights_match", "netdsl.importers"),

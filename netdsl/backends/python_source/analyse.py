@@ -15,7 +15,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl import ir
+from netdsl import ir, ir_expr
 from netdsl.backends.python_source.expr import Unprintable, python_expr
 from netdsl.backends.python_source.model import (
     Call,
@@ -114,7 +114,7 @@ def _simplest(x: sp.Expr) -> sp.Expr:
 def _with_numbers(bdef: ir.BlockDef, bound: dict[str, ir.Expr], values: dict[str, int]) -> ir.BlockDef:
     """`bdef` with each parameter bound to a number with a fraction (`blk(0.1 * i / 17)`) written
     in as that constant expression: a class's constructor takes integers only."""
-    numbers = {p.name for p in bdef.params if any(isinstance(n, ir.Float) for n in ir.walk(bound[p.name]))}
+    numbers = {p.name for p in bdef.params if any(isinstance(n, ir.Float) for n in ir_expr.walk(bound[p.name]))}
     if not numbers:
         return bdef
 
@@ -126,7 +126,7 @@ def _with_numbers(bdef: ir.BlockDef, bound: dict[str, ir.Expr], values: dict[str
         return [const(v, subst) for v in x] if isinstance(x, list) else x
 
     names = {n.id: {"kind": "int", "value": values[n.id], "span": n.model_dump()["span"]}
-             for p in numbers for n in ir.names_in(bound[p])}
+             for p in numbers for n in ir_expr.names_in(bound[p])}
     subst = {p: const(bound[p].model_dump(), names) for p in numbers}
     dump = const(bdef.model_dump(), subst)
     assert isinstance(dump, dict)

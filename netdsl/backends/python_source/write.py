@@ -13,7 +13,7 @@ import inspect
 import keyword
 from typing import Any
 
-from netdsl import ir
+from netdsl import ir_expr
 from netdsl.backends.python_source.expr import python_expr, python_name
 from netdsl.backends.python_source.model import Call, ClassModel, IntVal, LearnedInit, Stmt, value_key
 from netdsl.backends.torch_layers import STANDALONE
@@ -389,4 +389,4 @@ def _conditions(cg: ConcreteGraph) -> list[str]:
     if spec is None:
         return []
     out = [f"{p.name} {p.annotation}" for p in spec.params if p.annotation]
-    return out + [ir.condition_text(c) for c in [*spec.conditions, *(c for i in spec.inputs for c in i.conditions)]]
+    return out + [ir_expr.condition_text(c) for c in [*spec.conditions, *(c for i in spec.inputs for c in i.conditions)]]
