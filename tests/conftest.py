@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import netdsl.commands.train as train_command
+from netdsl.errors import NetdslError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # seed_models, helpers
@@ -66,3 +67,14 @@ def use_stand_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: Callabl
     monkeypatch.setattr(train_command, "analyse_spec", lambda spec, params: None)
     (tmp_path / "toy.net").write_text("net Toy() # stand-in\n")
 
+
+
+def error_at(run: Callable[[str], object], text: str, line: int, col: int, words: str) -> NetdslError:
+    """`run(text)` (`netdsl.shapes`, `netdsl.build`, ...) fails with a NetdslError at line:col
+    whose message holds `words`; the error, for further checks (its hint)."""
+    with pytest.raises(NetdslError) as info:
+        run(text)
+    err = info.value
+    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
+    assert words in err.message, err.render()
+    return err

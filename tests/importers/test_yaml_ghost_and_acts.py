@@ -24,7 +24,7 @@ import netdsl
 from netdsl.errors import NetdslError
 from netdsl.importers import import_text
 from netdsl.weights import load_weights
-from test_ultralytics_yaml import HEAD, V5_ANCHORS, Concat, Detect, randomize, rows
+from test_ultralytics_yaml import HEAD, V5_ANCHORS, Concat, Detect, Ultra, randomize, rows
 
 SIZE = 64
 # The activation texts these YAMLs use, as the modules they make (a table, not eval).
@@ -151,11 +151,12 @@ MODULES: dict[str, Any] = {"Conv": Conv, "GhostConv": GhostConv, "GhostBottlenec
 SIZED = ("Conv", "GhostConv", "GhostBottleneck", "C3Ghost", "SPPF", "SPPCSPC", "RepConv")
 
 
-class Model(nn.Module):
-    """parse_model's rules (as tests/importers/test_ultralytics_yaml.py's `Ultra`) for these modules."""
+class Model(Ultra):
+    """parse_model's rules (as tests/importers/test_ultralytics_yaml.py's `Ultra`, whose forward it
+    runs) for these modules."""
 
     def __init__(self, text: str) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # Ultra's own constructor knows only the older modules
         d = yaml.safe_load(text)
         nc, anchors, gd, gw = d["nc"], d["anchors"], d["depth_multiple"], d["width_multiple"]
         no = len(anchors[0]) // 2 * (nc + 5)
@@ -187,18 +188,6 @@ class Model(nn.Module):
         finally:
             Conv.default_act = nn.SiLU()
         self.model = nn.Sequential(*layers)
-
-    def forward(self, x: Any) -> Any:
-        size = x.shape[-1]
-        outs: list[Any] = []
-        for f, m in zip(self.froms, self.model):
-            if isinstance(f, list):
-                x = [outs[-1] if j == -1 else outs[j] for j in f]
-            elif f != -1:
-                x = outs[f]
-            x = m(x, size) if isinstance(m, Detect) else m(x)
-            outs.append(x)
-        return x
 
 
 # -- the YAMLs --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
+from conftest import error_at
 from netdsl import intexpr, ir, ir_expr
 from netdsl.api import analyse_text
 from netdsl.errors import NetdslError, Span
@@ -83,11 +84,7 @@ INTEGER_PLACES = [
 @pytest.mark.parametrize(("body", "line", "col", "words"), [c[1:] for c in INTEGER_PLACES],
                          ids=[c[0] for c in INTEGER_PLACES])
 def test_errors_are_located(body: str, line: int, col: int, words: str) -> None:
-    with pytest.raises(NetdslError) as info:
-        netdsl.build(HEAD + body + "\n")
-    err = info.value
-    assert words in err.message, err.render()
-    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
+    err = error_at(netdsl.build, HEAD + body + "\n", line, col, words)
     assert err.hint, err.render()
 
 

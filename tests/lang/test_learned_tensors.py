@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import netdsl
-from conftest import run_cli
+from conftest import error_at, run_cli
 from netdsl import ir
 from netdsl.api import analyse_text
 from netdsl.errors import NetdslError
@@ -210,11 +210,7 @@ ERRORS = [
 
 @pytest.mark.parametrize(("body", "line", "col", "words"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS])
 def test_errors_are_located(body: str, line: int, col: int, words: str) -> None:
-    with pytest.raises(NetdslError) as info:
-        netdsl.build(HEAD + body + "\n")
-    err = info.value
-    assert words in err.message, err.render()
-    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
+    err = error_at(netdsl.build, HEAD + body + "\n", line, col, words)
     assert err.hint, err.render()
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import netdsl
+from conftest import error_at
 from export_roundtrip import onnx_round_trip, python_round_trip
 from netdsl.cli import main
 from netdsl.ops import REGISTRY
@@ -71,11 +72,7 @@ def test_features_split_too() -> None:
     ("output = x |> flatten -> channel_shuffle(3)", 3, 26, "takes an image [C, H, W]"),
 ])
 def test_rules_are_errors_at_the_argument(body: str, line: int, col: int, words: str) -> None:
-    with pytest.raises(netdsl.NetdslError) as info:
-        netdsl.shapes(HEAD + body)
-    err = info.value
-    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
-    assert words in err.message, err.render()
+    error_at(netdsl.shapes, HEAD + body, line, col, words)
 
 
 def test_the_cli_says_where_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

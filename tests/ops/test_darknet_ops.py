@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import netdsl
+from conftest import error_at
 from export_roundtrip import onnx_round_trip, python_round_trip
 from netdsl.cli import main
 from netdsl.ops import REGISTRY
@@ -108,11 +109,7 @@ def test_shapes_and_counts() -> None:
     ("a = x |> conv(4, 1)\noutput = darknet_shortcut(a, a, a)", 4, 10, "darknet_shortcut"),
 ])
 def test_rules_are_errors_at_their_place(body: str, line: int, col: int, words: str) -> None:
-    with pytest.raises(netdsl.NetdslError) as info:
-        netdsl.shapes(HEAD.replace(" where H % 4 == 0, W % 4 == 0", "") + body + "\n")
-    err = info.value
-    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
-    assert words in err.message, err.render()
+    error_at(netdsl.shapes, HEAD.replace(" where H % 4 == 0, W % 4 == 0", "") + body + "\n", line, col, words)
 
 
 def test_the_cli_says_where_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import netdsl
+from conftest import error_at
 from export_roundtrip import onnx_round_trip, python_round_trip
 from netdsl.backends.torch_extra_layers import StochasticDepth
 from netdsl.cli import main
@@ -94,11 +95,8 @@ def test_a_one_channel_map_broadcasts_over_the_channels_as_in_torch() -> None:
     ("output = x |> stochastic_depth", 3, 15, "needs its argument 'p'", ""),
 ])
 def test_mismatches_and_bad_arguments_are_located(body: str, line: int, col: int, words: str, hint: str) -> None:
-    with pytest.raises(netdsl.NetdslError) as info:
-        netdsl.shapes(HEAD + body)
-    err = info.value
-    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
-    assert words in err.message and hint in (err.hint or ""), err.render()
+    err = error_at(netdsl.shapes, HEAD + body, line, col, words)
+    assert hint in (err.hint or ""), err.render()
     assert "strides" not in (err.hint or "").split(";")[0]  # the hint starts with what broadcasting allows
 
 

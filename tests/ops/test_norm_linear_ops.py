@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import netdsl
+from conftest import error_at
 from export_roundtrip import onnx_round_trip, python_round_trip
 from netdsl.ops import REGISTRY
 
@@ -114,11 +115,7 @@ def test_counts_agree_with_torch() -> None:
     ("output = x |> layer_scale(init=true)", 3, 32, "wants a number"),
 ])
 def test_bad_arguments_are_located(body: str, line: int, col: int, words: str) -> None:
-    with pytest.raises(netdsl.NetdslError) as info:
-        netdsl.shapes(HEAD + body)
-    err = info.value
-    assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
-    assert words in err.message, err.render()
+    error_at(netdsl.shapes, HEAD + body, line, col, words)
 
 
 def test_python_export_round_trip(tmp_path: Path) -> None:
