@@ -1,16 +1,16 @@
 """netdsl: a declarative language and compiler for convolutional networks.
 
-`parse`, `shapes`, `count` and `solve` need no torch; `build` imports it when called, and
+`parse`, `shapes`, `count`, `solve`, `fit` and `diff` need no torch; `build` imports it when called, and
 `yolo_loss` (netdsl.tasks.detect.loss) when first used.
 """
 from typing import Any
 
-from netdsl.api import build, count, parse, shapes, solve
+from netdsl.api import build, count, diff, fit, parse, shapes, solve
 from netdsl.errors import NetdslError, Span
 from netdsl.weights import load_weights, save_weights
 
-__all__ = ["parse", "shapes", "count", "solve", "build", "load_weights", "save_weights", "yolo_loss", "NetdslError",
-           "Span"]
+__all__ = ["parse", "shapes", "count", "solve", "fit", "diff", "build", "load_weights", "save_weights", "yolo_loss",
+           "NetdslError", "Span"]
 __version__ = "0.1.0"
 
 

@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from netdsl import ir
 from netdsl.errors import NetdslError, located
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from netdsl.concrete import ConcreteGraph
     from netdsl.passes.claims import ClaimSource
     from netdsl.passes.counts import CountResult
+    from netdsl.passes.diff import DiffResult
+    from netdsl.passes.fit import FitResult
+    from netdsl.passes.memory_model import Dtype, Optimizer
     from netdsl.passes.solve import SolveResult
 
 Source = str | os.PathLike
@@ -204,19 +207,28 @@ def count(source: Source, *, claims: list[str] | tuple[str, ...] = (), strict: b
     (its own, those of SPEC.claims next to it, and those of the files in `claims`). No torch.
     A tensor that nothing reads is an `UnusedTensorWarning`, an error with `strict=True`.
 
+    The memory metrics (`saved_bytes`, `peak_bytes`, `param_bytes`, `buffer_bytes`, `train_bytes`)
+    are totals too, in bytes for a batch of `c.batch` (`N`; `N=8` sets its value, default 1);
+    `c.total(metric, options=MemoryOptions(dtype="bf16", optimizer="sgd"))` picks the dtype and
+    optimizer (`netdsl.passes.memory_model`), `c.memory(options).layers` has them per layer and
+    `c.receptive()` the receptive fields (internal symbols: `c.show` gives the user's).
+
     >>> c = count("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)")
     >>> c.total("weights"), c.total("connections"), c.value(c.total("outputs"))
     (9*C, 9*C*H*W, 256)
+    >>> c = count("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)", N=2)
+    >>> c.batch, c.value(c.total("param_bytes")), c.value(c.total("saved_bytes"))
+    (N, 160, 512)
     """
     from netdsl.passes.claims import check_claims  # SymPy on first use (see __getattr__'s docstring)
+    from netdsl.passes.count_memory import analyse_with_batch
     from netdsl.passes.counts import count_layers
-    from netdsl.passes.front import analyse_text
 
     files = _claim_files(claims)
     text, path = load(source)
-    cg = analyse_text(text, path, _params(params))
+    cg, batch_value = analyse_with_batch(text, path, _params(params))
     _unused(cg, strict)
-    result = count_layers(cg)
+    result = count_layers(cg, batch_value)
     result.claims = check_claims(result, claim_sources(result.shapes.spec, text, path, files))
     return result
 
@@ -255,3 +267,58 @@ def solve(source: Source, max_value: int = 16, **params: int) -> SolveResult:
     text, path = load(source)
     with located(path, text):
         return _solve(parse_text(text, path), _params(params), top)
+
+
+def fit(source: Source, memory: int | str, *, solve_for: str | None = None, mode: str = "train",
+        dtype: str = "fp32", optimizer: str = "adam", **params: int) -> FitResult:
+    """The largest batch (or, `solve_for="H"` / `"H,W"`, input size) whose exact memory fits
+    `memory` bytes (an int, or text such as "24GiB"): `train_bytes` for `mode="train"`, `peak_bytes`
+    plus parameters and buffers for `mode="infer"`. Keyword arguments override the spec's values,
+    and `N=16` sets the batch when solving for a size. `answer` is None when nothing fits; a budget
+    below the parameters alone is an error. No torch.
+
+    >>> r = fit("net Tiny(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, 3, padding=1)", "1MiB")
+    >>> r.solved, r.answer, r.at_answer, r.budget, r.at_next
+    ('256*N + 648', 4093, 1048456, 1048576, 1048712)
+    """
+    from netdsl.passes.fit import fit_text  # SymPy on first use (see __getattr__'s docstring)
+    from netdsl.passes.fit_search import parse_budget
+    from netdsl.passes.memory_model import DTYPES, OPTIMIZERS, MemoryOptions
+
+    budget = parse_budget(memory)
+    if dtype not in DTYPES or optimizer not in OPTIMIZERS:
+        bad, name, ok = (dtype, "dtype", DTYPES) if dtype not in DTYPES else (optimizer, "optimizer", OPTIMIZERS)
+        raise NetdslError(f"{name} must be one of {', '.join(ok)}, not {_shown(bad)}", hint=f"e.g. {name}={list(ok)[0]!r}")
+    if solve_for is not None and not isinstance(solve_for, str):
+        raise NetdslError(f"solve_for must be a name such as 'N', 'H' or 'H,W', not {_shown(solve_for)}",
+                          hint="solve_for='N' (the batch), 'H' or 'H,W'")
+    text, path = load(source)
+    with located(path, text):
+        return fit_text(text, path, _params(params), budget, solve_for, mode,
+                        MemoryOptions(cast("Dtype", dtype), cast("Optimizer", optimizer)))
+
+
+def diff(a: Source, b: Source, *, params_a: Mapping[str, object] | None = None,
+         params_b: Mapping[str, object] | None = None, dtype: str = "fp32", optimizer: str = "adam",
+         **params: int) -> DiffResult:
+    """Compare two specs: every total of `count` (memory included, for a batch `N`) and the
+    outputs' receptive fields of each, as formulas with B - A, and the layers matched by module
+    path. Keyword arguments set names of both specs (and the batch `N`); `params_a`/`params_b`
+    set one side's. A name only one spec has is an error unless set for that side. No torch.
+
+    >>> t = "net T(C = 4)\\ninput x: [1, H = 8, W = 8]\\noutput = x |> conv(C, {k}, padding={p}) -> relu"
+    >>> d = diff(t.format(k=3, p=1), t.format(k=5, p=2), N=2)
+    >>> w = d.totals["weights"]
+    >>> w.a, w.b, w.difference, w.value_difference, [x.name for x in d.matched if x.changed]
+    (9*C, 25*C, 16*C, 64, ['output.0'])
+    """
+    from netdsl.passes.count_memory import memory_options  # SymPy on first use (see __getattr__'s docstring)
+    from netdsl.passes.diff import Source as DiffSource
+    from netdsl.passes.diff import diff_sources
+
+    options = memory_options(dtype, optimizer)
+    sides = []
+    for source, own in ((a, params_a), (b, params_b)):
+        text, path = load(source)
+        sides.append(DiffSource(text, path, _params(own or {})))
+    return diff_sources(sides[0], sides[1], _params(params), options=options)

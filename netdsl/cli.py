@@ -49,7 +49,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_plugin(sub, "build", "netdsl.commands.build", "compile a spec to a torch.nn.Module and show shapes and parameters")
-    _add_plugin(sub, "count", "netdsl.commands.count", "exact symbolic weights, outputs and connections; check claims")
+    _add_plugin(sub, "count", "netdsl.commands.count", "exact symbolic counts, memory and receptive fields; check claims")
+    _add_plugin(sub, "diff", "netdsl.commands.diff", "compare two specs: totals, memory and receptive fields as formulas, B - A")
+    _add_plugin(sub, "fit", "netdsl.commands.fit", "the largest batch or input size whose exact memory fits a budget")
     _add_plugin(sub, "solve", "netdsl.commands.solve", "find values for open arguments (`?`) that make the annotated shapes hold")
     _add_plugin(sub, "train", "netdsl.commands.train", "train specs: colourization, or detection for a spec ending in detect")
     _add_plugin(sub, "detect", "netdsl.commands.detect_args", "run a detection spec with weights on images; draw boxes")
@@ -122,7 +124,7 @@ _NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 # Commands that only read their inputs and print: nothing of theirs needs the interpreter's
 # teardown (no open files, threads or atexit work), and that teardown (freeing SymPy's caches
 # object by object) costs `netdsl count` about a quarter of its time.
-_FAST_EXIT = ("count", "solve")
+_FAST_EXIT = ("count", "solve", "fit")
 
 
 def run() -> NoReturn:

@@ -16,6 +16,7 @@ from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
 from netdsl.ops import OpDef
 from netdsl.ops.learned import PARAM
+from netdsl.passes.peak import last_uses
 
 # Attributes the compiled classes set themselves; user names must not take them.
 _OWN = frozenset({"_netdsl_plan", "_netdsl_learned",
@@ -83,16 +84,16 @@ def _statement_module(st: Statement) -> nn.Module | None:
 
 
 # One statement of the plan: its name, how its inputs are taken ("ref": the one input as it is;
-# "call": the statement's module takes every input; an op: its `combine`), the inputs, and
-# whether a module then runs on the result.
-_Step = tuple[str, "str | OpDef", tuple[str, ...], bool]
+# "call": the statement's module takes every input; an op: its `combine`), the inputs, whether a
+# module then runs on the result, and the tensors no later statement reads (dropped once taken).
+_Step = tuple[str, "str | OpDef", tuple[str, ...], bool, tuple[str, ...]]
 
 
 class _GraphModule(nn.Module):
     """Statements as children, walked by a precomputed plan (look up inputs, combine, call)."""
 
-    def _add_statements(self, statements: list[Statement]) -> None:
-        plan: list[_Step] = []
+    def _add_statements(self, statements: list[Statement], keep: tuple[str, ...]) -> None:
+        plan: list[tuple[str, str | OpDef, tuple[str, ...], bool]] = []
         self._netdsl_learned: dict[str, int] = {}  # a learned tensor's rank, known here: fx cannot read a traced one
         for st in statements:
             _check_name(self, st.name, st.span, "tensor name")
@@ -108,28 +109,35 @@ class _GraphModule(nn.Module):
             if st.merge is not None:
                 how = "call" if st.merge.module_spec() is not None else st.merge.op
             plan.append((st.name, how, st.inputs, mod is not None))
-        self._netdsl_plan = tuple(plan)
+        drops = last_uses([(name, inputs) for name, _, inputs, _ in plan], keep)
+        self._netdsl_plan: tuple[_Step, ...] = tuple((*step, drop) for step, drop in zip(plan, drops))
 
     def _child(self, name: str) -> nn.Module:
         # `_modules` is typed as holding None too; the plan names only modules it added
         return cast(nn.Module, self._modules[name])
 
     def _run(self, env: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run the plan over `env` (the inputs by name); returns the tensors kept (outputs).
+
+        Each tensor leaves `env` once no later statement reads it, before the statement's module
+        runs: a combined result's inputs are freed while its layers run (a module's own input
+        stays referenced by the call itself until it returns)."""
         batch = next(iter(env.values())).shape[0]
-        for name, how, inputs, has_module in self._netdsl_plan:
+        for name, how, inputs, has_module, drop in self._netdsl_plan:
             if how == PARAM:  # the same tensor for every sample: a view with the batch axis
                 env[name] = getattr(self, name).expand(batch, *[-1] * self._netdsl_learned[name])
                 continue
+            xs = [env[i] for i in inputs]
+            for i in drop:
+                del env[i]
             if how == "call":
-                env[name] = self._child(name)(*[env[i] for i in inputs])
-                continue
-            if isinstance(how, OpDef):
-                t = how.combine([env[i] for i in inputs], torch)
+                env[name] = self._child(name)(*xs)
             else:
-                t = env[inputs[0]]
-            if has_module:
-                t = self._child(name)(t)
-            env[name] = t
+                t = how.combine(xs, torch) if isinstance(how, OpDef) else xs[0]
+                xs.clear()
+                env[name] = self._child(name)(t) if has_module else t
+                del t  # no local may outlive its step: a dropped tensor would stay alive
+            del xs
         return env
 
 
@@ -140,7 +148,7 @@ class BlockModule(_GraphModule):
         super().__init__()
         self._netdsl_name = block.block
         self._netdsl_inputs = block.input
-        self._add_statements(block.statements)
+        self._add_statements(block.statements, ("output",))
 
     def _get_name(self) -> str:
         return self._netdsl_name
@@ -170,7 +178,7 @@ class CompiledNet(_GraphModule):
         self.in_channels = self.input_shape[0]
         self._netdsl_inputs = tuple(self.inputs)
         self._netdsl_outputs = tuple(self.outputs)
-        self._add_statements(cg.statements)
+        self._add_statements(cg.statements, self._netdsl_outputs)
         # `--freeze-bn eval`: frozen BatchNorm layers stay in eval mode whatever train() is asked.
         frozen_bn = cg.graph is not None and cg.graph.freeze_bn == "eval"
         modules = dict(self.named_modules())

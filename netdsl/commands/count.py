@@ -1,4 +1,5 @@
-"""`netdsl count SPEC`: exact symbolic weights, outputs and connections; checks claims.
+"""`netdsl count SPEC`: exact symbolic weights, outputs, connections, memory in bytes and
+receptive fields; checks claims.
 
 Exit status: 0, or 1 when a claim fails (or cannot be decided), 2 for an error (raised as
 NetdslError and rendered by the CLI). Never imports torch; the compiler's passes (SymPy) are
@@ -8,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from netdsl.api import claim_sources, load
 from netdsl.commands.common import add_set_argument
+from netdsl.commands.count_print import print_report
 from netdsl.errors import NetdslError, source_text
 from netdsl.values import parse_sets
 
@@ -26,16 +23,21 @@ if TYPE_CHECKING:
     from netdsl.concrete import ConcreteGraph, Tensor
     from netdsl.passes.claims import ClaimResult
     from netdsl.passes.counts import Convention, CountResult
+    from netdsl.passes.memory_model import MemoryOptions
+    from netdsl.passes.receptive import RF, RFResult
 
-SHOWN_METRICS = ("weights", "biases", "norm_params", "outputs", "connections")
+DTYPE_NAMES = ("fp32", "bf16", "fp16")  # memory_model.DTYPES, without importing SymPy for --help
+OPTIMIZER_NAMES = ("adam", "sgd", "sgd-momentum", "none")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Exact per-sample counts of weights, biases, BatchNorm parameters, outputs and connections, "
-                     "per layer and in total, as formulas in the spec's parameters and input size H, W; "
-                     "checks the claims of the spec and of SPEC.claims next to it.")
+                     "the bytes a batch of N needs (saved for backward, peak in inference, parameters, training) "
+                     "and receptive fields, per layer and in total, as formulas in the spec's parameters, input "
+                     "size H, W and the batch N; checks the claims of the spec and of SPEC.claims next to it.")
     p.add_argument("spec", help="path to a .net spec")
-    add_set_argument(p, "override a parameter or input size for the values shown (repeatable)")
+    add_set_argument(p, "override a parameter or input size for the values shown, or the batch N "
+                        "(default 1) of the memory metrics (repeatable)")
     p.add_argument("--double-resolution", action="store_true",
                    help="also give the totals at input size 2H x 2W and each metric's ratio")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -43,6 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a tensor that nothing reads (a dead branch, an unused input) is an error, not a warning")
     p.add_argument("--claims", action="append", default=[], metavar="FILE",
                    help="also check the claims in FILE (SPEC.claims next to the spec is read automatically)")
+    m = p.add_argument_group("memory and receptive fields")
+    m.add_argument("--dtype", choices=DTYPE_NAMES, default="fp32",
+                   help="fp32, or the bytes torch.autocast to bf16/fp16 would save and hold (default fp32)")
+    m.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="adam",
+                   help="the optimizer whose state train_bytes counts (default adam)")
+    m.add_argument("--memory", action="store_true", help="per-layer saved and peak bytes in the layer table")
+    m.add_argument("--rf", action="store_true",
+                   help="a receptive-field column (size, jump, start per axis) and the outputs' fields")
     c = p.add_argument_group("convention of the totals (default: the seed's Question 3)")
     c.add_argument("--biases", action="store_true", default=False, help="weights include conv biases")
     c.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None,
@@ -81,66 +91,143 @@ def _tensor(counts: CountResult, t: Tensor) -> dict[str, Any]:
     return {"name": t.name, "shape": [str(counts.show(x)) for x in t.shape], "at": list(t.at)}
 
 
+class _Text:
+    """`str` of expressions, memoised: deep networks repeat expressions; printing them is the slow part."""
+
+    def __init__(self, counts: CountResult) -> None:
+        self.counts = counts
+        self.cache: dict[Any, str] = {}
+
+    def __call__(self, x: Any) -> str:
+        if x not in self.cache:
+            self.cache[x] = str(x)
+        return self.cache[x]
+
+    def rf(self, rf: RF | None) -> tuple[dict[str, list[str]] | None, dict[str, list[int | str]] | None]:
+        """A receptive field as JSON: formulas (user symbols) and values (ints, or "a/b"); None
+        for a tensor no input pixel reaches (a learned tensor)."""
+        from netdsl.passes.count_memory import rational_value
+
+        if rf is None:
+            return None, None
+        c = self.counts
+        parts = {"size": rf.size, "jump": rf.jump, "start": rf.start}
+        return ({k: [self(c.show(x)) for x in v] for k, v in parts.items()},
+                {k: [rational_value(c.value(c.show(x))) for x in v] for k, v in parts.items()})
+
+
 def count_report(text: str, path: str | None, overrides: dict[str, int], convention: Convention | None = None,
                  doubled: bool = False, claim_files: list[str] | tuple[str, ...] = (), strict: bool = False,
-                 ) -> tuple[dict[str, Any], CountResult, list[ClaimResult]]:
+                 options: MemoryOptions | None = None, analysis: bool = True, layer_memory: bool = True,
+                 rf: bool = True) -> tuple[dict[str, Any], CountResult, list[ClaimResult]]:
     """The JSON-able report of `netdsl count`, the CountResult and the claim results; `strict`: a
-    tensor nothing reads is an error (else a warning, in "warnings", each also printed to stderr)."""
+    tensor nothing reads is an error (else a warning, in "warnings", each also printed to stderr).
+    `overrides` may set the batch (`N`); `options` pick the memory metrics' dtype and optimizer;
+    `analysis=False` leaves the memory metrics and receptive fields out (the report before them);
+    `layer_memory=False` the per-layer memory metrics, `rf=False` the receptive fields (the text
+    report shows them only when asked: the formulas of deep networks take a while to print)."""
     from netdsl.passes.claims import check_claims
+    from netdsl.passes.count_memory import LAYER_MEMORY_METRICS, MEMORY_METRICS, analyse_with_batch
     from netdsl.passes.counts import METRICS, Convention, count_layers
-    from netdsl.passes.front import analyse_text
+    from netdsl.passes.memory_model import MemoryOptions
 
     convention = convention or Convention()
-    cg = analyse_text(text, path, overrides)
+    options = options or MemoryOptions()
+    cg, batch_value = analyse_with_batch(text, path, overrides)
     warnings = warn_unused(cg, strict)
-    counts = count_layers(cg)
+    counts = count_layers(cg, batch_value)
     graph = counts.shapes.graph
     assert graph is not None, "analyse_text always lowers the spec"
     claims = check_claims(counts, claim_sources(counts.shapes.spec, text, path, claim_files))
     sh = counts.shapes
-    layers, layer_values = [], []
-    text_of: dict[Any, str] = {}  # deep networks repeat expressions; printing them is the slow part
-
-    def s(x: Any) -> str:
-        if x not in text_of:
-            text_of[x] = str(x)
-        return text_of[x]
-
-    for layer in counts.layers:
-        exprs = {m: counts.layer_metric(layer, m) for m in METRICS}
-        layers.append({"name": layer.name, "op": layer.op, "line": layer.line,
-                       "out_shape": [s(counts.show(x)) for x in layer.out_shape], **{m: s(e) for m, e in exprs.items()}})
-        layer_values.append({"name": layer.name, "out_shape": sh.at(layer.out_shape),
-                             **{m: int(counts.value(e)) for m, e in exprs.items()}})
-    totals = {m: counts.total(m, convention) for m in METRICS}
+    s = _Text(counts)
+    fields = counts.receptive() if analysis and rf else None
+    missing = counts.memory(options).missing if analysis else {}  # not modelled under these options
+    memory = [m for m in LAYER_MEMORY_METRICS if analysis and layer_memory]
+    layers, layer_values = _layers(counts, options, memory, missing, fields, s)
+    shown = METRICS + (MEMORY_METRICS if analysis else ())
+    metrics = tuple(m for m in shown if m not in missing)
+    totals = {m: counts.total(m, convention, options=options) for m in metrics}
     report: dict[str, Any] = {
         "net": graph.name, "spec": path,
-        "symbols": list(counts.env.symbols), "assumptions": assumptions(graph, text),
+        "symbols": [*counts.env.symbols, counts.batch.name], "batch": counts.batch.name,
+        "assumptions": assumptions(graph, text),
         "convention": {"text": convention.text(), "biases": convention.biases, "batchnorm": convention.batchnorm,
                        "activations": convention.activations, "merges": convention.merges,
                        "changes": {m: convention.describe(m) for m in ("weights", "outputs", "connections")}},
+        "memory": {"batch": counts.batch.name, "dtype": options.dtype, "optimizer": options.optimizer},
         "inputs": [_tensor(counts, t) for t in counts.shapes.inputs],
         "outputs": [_tensor(counts, t) for t in counts.shapes.outputs],
         "layers": layers,
-        "totals": {m: str(e) for m, e in totals.items()},
+        "totals": {m: s(totals[m]) if m in totals else None for m in shown},
     }
-    values: dict[str, Any] = {"at": dict(counts.env.values),
-                              "totals": {m: int(counts.value(e)) for m, e in totals.items()}}
+    values: dict[str, Any] = {"at": {**counts.env.values, counts.batch.name: batch_value},
+                              "totals": {m: int(counts.value(totals[m])) if m in totals else None for m in shown}}
+    if fields is not None:
+        out_rf = {name: s.rf(x) for name, x in fields.outputs.items()}
+        report["totals"]["rf"] = {name: f for name, (f, _) in out_rf.items()}
+        values["totals"]["rf"] = {name: v for name, (_, v) in out_rf.items()}
     if doubled:
         try:
-            dbl = {m: counts.total(m, convention, doubled=True) for m in METRICS}
+            _add_doubled(report, values, counts, convention, options, shown, totals, s)
         except NetdslError as e:
             raise e.with_source(path, text) from None
-        report["doubled"] = {m: str(e) for m, e in dbl.items()}
-        report["ratios"] = {m: None if counts.ratio(m, convention) is None else str(counts.ratio(m, convention))
-                            for m in METRICS}
-        values["doubled"] = {m: int(counts.value(e)) for m, e in dbl.items()}
     values["layers"] = layer_values
     report["values"] = values
     report["claims"] = [_claim_json(r) for r in claims]
-    report["notes"] = list(sh.notes)
+    report["notes"] = (list(sh.notes) + [f"{m}: {why}" for m, why in missing.items()]
+                       + ([f"receptive fields: {n}" for n in fields.notes] if fields is not None else []))
     report["warnings"] = warnings
     return report, counts, claims
+
+
+def _layers(counts: CountResult, options: MemoryOptions, memory: list[str], missing: dict[str, str],
+            fields: RFResult | None, s: _Text) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each layer's formulas and values: the counts, the `memory` metrics (None where `missing`)
+    and, with `fields`, its receptive field."""
+    from netdsl.passes.counts import METRICS
+
+    layers, layer_values = [], []
+    for i, layer in enumerate(counts.layers):
+        exprs = {m: counts.layer_metric(layer, m) for m in METRICS}
+        exprs.update({m: counts.layer_memory(i, m, options) for m in memory if m not in missing})
+        layers.append({"name": layer.name, "op": layer.op, "line": layer.line,
+                       "out_shape": [s(counts.show(x)) for x in layer.out_shape], **{m: s(e) for m, e in exprs.items()}})
+        layer_values.append({"name": layer.name, "out_shape": counts.shapes.at(layer.out_shape),
+                             **{m: int(counts.value(e)) for m, e in exprs.items()}})
+        for row in (layers[-1], layer_values[-1]):
+            row.update(dict.fromkeys(m for m in memory if m in missing))
+        if fields is not None:
+            layers[-1]["rf"], layer_values[-1]["rf"] = s.rf(fields.layers[i])
+    return layers, layer_values
+
+
+def _add_doubled(report: dict[str, Any], values: dict[str, Any], counts: CountResult, convention: Convention,
+                 options: MemoryOptions, shown: tuple[str, ...], totals: dict[str, Any], s: _Text) -> None:
+    """The totals at 2H x 2W, their values and ratios (None for a metric not modelled)."""
+    from netdsl.passes.counts import METRICS
+
+    dbl = {m: counts.total(m, convention, doubled=True, options=options) for m in totals}
+    dbl_values = {m: int(counts.value(e)) for m, e in dbl.items()}
+    ratios = {m: counts.ratio(m, convention) if m in METRICS
+              else _memory_ratio(totals[m], dbl[m], values["totals"][m], dbl_values[m]) for m in totals}
+    report["ratios"] = {m: None if ratios.get(m) is None else s(ratios[m]) for m in shown}
+    report["doubled"] = {m: s(dbl[m]) if m in dbl else None for m in shown}
+    values["doubled"] = {m: dbl_values.get(m) for m in shown}
+    values["ratios"] = {m: None if not values["totals"][m] or m not in dbl_values
+                        else round(dbl_values[m] / values["totals"][m], 4) for m in shown}
+
+
+def _memory_ratio(base: Any, doubled: Any, base_value: int, doubled_value: int) -> Any:
+    """doubled / undoubled when it is a constant, else None: bytes have terms that do not grow with
+    the input (BatchNorm's statistics, parameters), so their ratio is a rational function, which
+    says less than its value at the values in use (`values.ratios`)."""
+    import sympy as sp
+
+    if base_value == 0:
+        return None
+    c = sp.Rational(doubled_value, base_value)
+    return c if sp.expand(doubled - c * base) == 0 else None
 
 
 def warn_unused(cg: ConcreteGraph, strict: bool) -> list[str]:
@@ -154,107 +241,20 @@ def warn_unused(cg: ConcreteGraph, strict: bool) -> list[str]:
     return [u.message for u in found]
 
 
-def _print(report: dict[str, Any], doubled: bool) -> None:
-    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
-    console = Console(width=max(width, 100), highlight=False)
-    _print_header(console, report)
-    console.print(_layer_table(report))
-    for kind in ("inputs", "outputs"):
-        if len(report[kind]) > 1 or kind == "outputs":
-            console.print(f"{kind}: " + "; ".join(f"{t['name']} [{', '.join(t['shape'])}] = {'×'.join(map(str, t['at']))}"
-                                               for t in report[kind]))
-    console.print(Text("each layer's own counts are shown; the totals add up the layers their convention includes",
-                       style="dim"))
-    console.print(_totals_table(report, doubled))
-    _print_claims(console, report["claims"])
-    for note in report["notes"]:
-        console.print(f"note: {note}")
-
-
-def _print_header(console: Console, report: dict[str, Any]) -> None:
-    vals = ", ".join(f"{k}={v}" for k, v in report["values"]["at"].items())
-    console.print(Text(f"{report['net']}  ({report['spec'] or '<input>'}): counts per sample, exact in "
-                       f"{', '.join(report['symbols'])}", style="bold"))
-    if report["assumptions"]:
-        console.print(f"assuming {', '.join(report['assumptions'])}; values in use: {vals}")
-    else:
-        console.print(f"values in use: {vals}")
-    console.print(f"totals: {report['convention']['text']}")
-
-
-def _cell(formula: str, value: int) -> Text | str:
-    """A layer's count: blank when zero, the formula, and its value when the formula is not a number."""
-    if formula == "0":
-        return ""
-    if formula == str(value):
-        return formula
-    return Text.assemble(formula, (f" = {value:,}", "dim"))
-
-
-def _layer_table(report: dict[str, Any]) -> Table:
-    table = Table(title_justify="left", show_lines=False)
-    for col in ("layer", "op", "line"):
-        table.add_column(col, justify="right" if col == "line" else "left", no_wrap=True)
-    for col in ("output", "weights", "biases", "BN params", "outputs", "connections"):
-        table.add_column(col, overflow="fold")
-    vl = {v["name"]: v for v in report["values"]["layers"]}
-    for row in report["layers"]:
-        v = vl[row["name"]]
-        at = " = " + "×".join(map(str, v["out_shape"]))
-        shape = Text.assemble("[" + ", ".join(row["out_shape"]) + "]", (at, "dim"))
-        table.add_row(row["name"], row["op"], str(row["line"]), shape, *[_cell(row[m], v[m]) for m in SHOWN_METRICS])
-    return table
-
-
-def _totals_table(report: dict[str, Any], doubled: bool) -> Table:
-    totals = Table(title="totals", title_justify="left")
-    totals.add_column("metric")
-    totals.add_column("formula", overflow="fold")
-    totals.add_column("value", justify="right")
-    if doubled:
-        totals.add_column("at 2H x 2W", overflow="fold")
-        totals.add_column("value", justify="right")
-        totals.add_column("ratio", justify="right")
-    for m, e in report["totals"].items():
-        row = [m, e, f"{report['values']['totals'][m]:,}"]
-        if doubled:
-            row += [report["doubled"][m], f"{report['values']['doubled'][m]:,}", report["ratios"][m] or "-"]
-        totals.add_row(*row)
-    return totals
-
-
-def _print_claims(console: Console, claims: list[dict[str, Any]]) -> None:
-    if claims:
-        console.print(Text("claims", style="bold"))
-    for c in claims:
-        where = f"{c['file'] or '<input>'}:{c['line']}"
-        if c["holds"]:
-            console.print(Text(f"  ✓ {where}: {c['claim']}", style="green"))
-            continue
-        console.print(Text(f"  ✗ {where}: {c['claim']}", style="red"))
-        console.print(f"      claimed − counted = {c['difference']}")
-        if c["counterexample"]:
-            at = ", ".join(f"{k}={v}" for k, v in {**c["counterexample"], **c["at"]}.items())
-            doubled = " (then doubled: a 2H x 2W input)" if c["doubled"] else ""
-            console.print(f"      e.g. at {at}{doubled}: claimed {c['claimed_value']:,}, counted {c['counted_value']:,}")
-        else:
-            console.print("      netdsl could not decide this claim, and found no assignment where the sides differ")
-        if c["values_in_use"]:
-            console.print(f"      at the values in use: claimed {c['values_in_use']['claimed']:,}, "
-                          f"counted {c['values_in_use']['counted']:,}")
-
-
 def run(args: argparse.Namespace) -> int:
+    from netdsl.passes.count_memory import memory_options
     from netdsl.passes.counts import Convention
 
     text, path = load(args.spec)
     overrides = parse_sets(args.sets)
     convention = Convention(biases=args.biases, batchnorm=args.batchnorm, activations=args.activations,
                             merges=args.merges)
+    options = memory_options(args.dtype, args.optimizer)
     report, _, claims = count_report(text, path, overrides, convention, args.double_resolution, args.claims,
-                                     getattr(args, "strict", False))
+                                     getattr(args, "strict", False), options,
+                                     layer_memory=args.json or args.memory, rf=args.json or args.rf)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
-        _print(report, args.double_resolution)
+        print_report(report, args.double_resolution, memory=args.memory, rf=args.rf)
     return 0 if all(c.holds for c in claims) else 1

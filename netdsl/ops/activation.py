@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import sympy as sp
+
+from netdsl.ops.allocs import ALIAS, Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, OpDef, RuleError, Shape
+from netdsl.ops.saves import INPUT, OUTPUT, VIEW, Need, Saves
+from netdsl.ops.window import POINT, Windows, pointwise, whole
 
 
 class _Elementwise(OpDef):
@@ -16,6 +21,23 @@ class _Elementwise(OpDef):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return self.torch_name, {}
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # derivatives.yaml: relu, sigmoid, tanh and the softmaxes differentiate through their
+        # result; the others (hardtanh for relu6, silu, mish, gelu, leaky_relu, ...) through their input
+        if self.torch_name == "Identity":
+            return VIEW
+        return OUTPUT if self.torch_name in _KEEP_RESULT else INPUT
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        # nn.Identity returns its input itself
+        return ALIAS if self.torch_name == "Identity" else fresh(m.floats(out))
+
+
+_KEEP_RESULT = frozenset({"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"})
 
 
 def _simple(name: str, torch_name: str, category: Category = Category.ACTIVATION) -> _Elementwise:
@@ -50,6 +72,16 @@ class Dropout(_Elementwise):
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Dropout", dict(p=a.p)
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        if a.p == 0:  # torch hands back the input itself
+            return VIEW
+        # On the CPU dropout is `input * noise`, noise a float tensor of the input's shape (at p = 1,
+        # `input * 0` with a 0-d zero): the product keeps the noise.
+        return Saves(extra=sp.Integer(need.width) if a.p == 1 else need.floats(ins[0]))
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return ALIAS  # the identity in eval mode: the input itself
+
 
 class StochasticDepth(_Elementwise):
     name = "stochastic_depth"
@@ -59,6 +91,15 @@ class StochasticDepth(_Elementwise):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "StochasticDepth", dict(p=a.p, mode=a.mode)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        if a.p == 0:  # the module returns its input
+            return VIEW
+        # `x * noise`, noise [N, 1, 1, 1] per row or [1, 1, 1, 1] for the batch: the product keeps it
+        return Saves(extra=sp.expand((need.batch if a.mode == "row" else 1) * need.width))
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return ALIAS  # the identity in eval mode: the input itself
 
 
 class _Softmax(_Elementwise):
@@ -74,6 +115,15 @@ class _Softmax(_Elementwise):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return self.torch_name, dict(dim=a.dim)
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        # Along the height or the width (dim 2 or 3, counting the batch) every unit reads the axis.
+        rank = len(ins[0])
+        axis = int(a.dim) % (rank + 1)
+        if rank != 3 or axis < 2:
+            return pointwise(1)
+        along = whole(ins[0][axis - 1])
+        return [(along, POINT) if axis == 2 else (POINT, along)]
 
 
 class Softmax(_Softmax):

@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 import sympy as sp
 
+from netdsl.ops.allocs import Alloc, Mem
+from netdsl.ops.saves import Need, Saves
+from netdsl.ops.window import Windows
 from netdsl.symbolic import always_nonnegative
 
 Shape = tuple[sp.Expr, ...]
@@ -194,6 +197,24 @@ class OpDef:
         """The concrete graph's path of a statement-starting op: a final op is its statement's
         module; the others are named after their statement, `x(cat)`."""
         return statement_path if self.final else f"{statement_path}({self.name})"
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        """What autograd keeps for backward when this op runs in a training-mode forward (see
+        `netdsl.ops.saves`); `passes.saved` calls it only where the op has an autograd node. Every
+        op measures and states its own: an op without a rule is an error there, never a guess."""
+        raise NotImplementedError(f"op '{self.name}' has no rule for what autograd saves")
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        """For each input, the units one output unit reads along the height and the width (see
+        `netdsl.ops.window`); `passes.receptive` composes them into receptive fields. An op
+        without a rule is an error there, never a guess."""
+        raise NotImplementedError(f"op '{self.name}' has no receptive-field rule (windows)")
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        """What an eval forward of this op allocates under no_grad, as aten ops see it (see
+        `netdsl.ops.allocs`); `passes.peak` adds it to the live set. An op without a rule is an
+        error there, never a guess."""
+        raise NotImplementedError(f"op '{self.name}' has no rule for what an eval forward allocates")
 
 
 def _overrides(op: OpDef, method: str) -> bool:

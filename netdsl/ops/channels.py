@@ -6,7 +6,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import ALIAS, Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, OpDef, RuleError, Shape
+from netdsl.ops.saves import VIEW, Need, Saves
+from netdsl.ops.window import Windows, pointwise
 
 
 class ChannelSlice(OpDef):
@@ -35,6 +38,15 @@ class ChannelSlice(OpDef):
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "ChannelSlice", dict(start=a.start, stop=a.stop)
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return VIEW  # a view of the input: autograd keeps nothing
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return ALIAS  # x[:, start:stop]
+
 
 class ChannelChunk(OpDef):
     name = "channel_chunk"
@@ -59,6 +71,15 @@ class ChannelChunk(OpDef):
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "ChannelChunk", dict(index=a.i, chunks=a.n)
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return VIEW  # a view of the input: autograd keeps nothing
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return ALIAS  # x.chunk(n, 1)[i]
+
 
 class ChannelShuffle(OpDef):
     name = "channel_shuffle"
@@ -78,6 +99,15 @@ class ChannelShuffle(OpDef):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "ChannelShuffle", dict(groups=a.groups)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return Saves(layout="nchw")  # unflatten, transpose, flatten: a contiguous copy, nothing kept
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out), "nchw")  # flatten of the transposed view copies
 
 
 OPS = (ChannelSlice(), ChannelChunk(), ChannelShuffle())

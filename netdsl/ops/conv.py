@@ -5,7 +5,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape, scalar, units, window_out
+from netdsl.ops.saves import Need, Saves, low_precision
+from netdsl.ops.window import Windows, sliding, transposed
 
 
 def _args(transposed: bool) -> tuple[ArgSpec, ...]:
@@ -53,6 +56,18 @@ class Conv(OpDef):
                               stride=scalar(a.stride), padding=scalar(a.padding), dilation=scalar(a.dilation),
                               groups=a.groups, bias=a.bias)
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # convolution_backward reads the input and the weight (under autocast, their 16-bit copies)
+        return low_precision(need, ins, (0,), self.counts(a, ins, out).weights)
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        h, w = (sliding(d * (k - 1) + 1, st, p) for k, st, p, d in
+                zip(a.kernel, a.stride, a.padding, a.dilation))
+        return [(h, w)]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
+
 
 class ConvT(OpDef):
     name = "convT"
@@ -89,6 +104,17 @@ class ConvT(OpDef):
                                        stride=scalar(a.stride), padding=scalar(a.padding),
                                        output_padding=scalar(a.output_padding), groups=a.groups, bias=a.bias,
                                        dilation=scalar(a.dilation))
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # convolution_backward reads the input and the weight (under autocast, their 16-bit copies)
+        return low_precision(need, ins, (0,), self.counts(a, ins, out).weights)
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        h, w = (transposed(k, st, p, d) for k, st, p, d in zip(a.kernel, a.stride, a.padding, a.dilation))
+        return [(h, w)]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
 
 
 OPS = (Conv(), ConvT())

@@ -18,7 +18,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape, units
+from netdsl.ops.saves import Need, Saves
+from netdsl.ops.window import POINT, Windows, pointwise, sliding, whole
 
 
 class Reorg(OpDef):
@@ -44,6 +47,18 @@ class Reorg(OpDef):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Reorg", dict(stride=a.stride)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return Saves(layout="nchw")  # reshape, permute, reshape: a copy, nothing kept
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        # darknet's order sends an output row to s*s input rows that wrap around the height: the
+        # whole height bounds it; along the width a column reads s columns, s apart.
+        _, h, w = ins[0]
+        return [(whole(h), sliding(a.stride, a.stride, 0))]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out), "nchw")  # reshape of the permuted cells copies
 
 
 class DarknetShortcut(OpDef):
@@ -77,6 +92,21 @@ class DarknetShortcut(OpDef):
         a, b = inputs
         return (f"torch.cat(({a}.flatten(1)[:, :{b}[0].numel()] + {b}.flatten(1)[:, :{a}[0].numel()], "
                 f"{a}.flatten(1)[:, {b}[0].numel():]), dim=1).view_as({a})")
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return Saves(layout="nchw")  # slices, a sum and a cat: nothing kept
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        # Where the maps differ in size, darknet's flat rule mixes positions: b's whole map bounds it.
+        (_, ha, wa), (_, hb, wb) = ins
+        if sp.expand(ha - hb) == 0 and sp.expand(wa - wb) == 0:
+            return pointwise(2)
+        return [(POINT, POINT), (whole(hb), whole(wb))]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        # the sum of the common part, alive while cat makes the output
+        common = sp.Min(sp.Mul(*ins[0]), sp.Mul(*ins[1])) * m.batch * m.width
+        return fresh(m.floats(out), "nchw", sp.expand(common))
 
 
 OPS = (Reorg(), DarknetShortcut())

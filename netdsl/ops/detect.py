@@ -17,7 +17,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import INDEX_BYTES, Alloc, Mem
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape
+from netdsl.ops.saves import Need, Saves, low_precision
+from netdsl.ops.window import Windows, pointwise
 
 
 class Detect(OpDef):
@@ -97,6 +100,42 @@ class Detect(OpDef):
         if any(v != 1 for v in scales):  # at its default the module (and an exported file) shows none
             made["scale_xy"] = list(scales)
         return "Detect", made
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # Training mode: per level a 1x1 convolution (it keeps its input wherever that convolution has
+        # an autograd node), then a view, a permute and a copy that keep nothing.
+        live = tuple(i for i, g in enumerate(need.grads) if g or need.params)
+        weights = sp.Add(*[self.per_level(a) * (a.classes + 5) * ins[i][0] for i in live])
+        return low_precision(need, ins, live, sp.expand(weights))
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(len(ins))  # each level's 1x1 convolution
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        # Detect.forward in eval, step by step as aten ops see it. Per level: the conv's output
+        # (kept by the local `y` until the next level's conv returns) and its contiguous copy
+        # (`raw`); the last level's `y` lives on through the decoding. Decoding a level keeps its
+        # int64 aranges, the float grid, the anchors, the sigmoid, xy and wh alive while `cat`
+        # makes the level's decoded rows; the decoded levels stay until the final `cat`.
+        na = self.per_level(a)
+        maps = [m.floats((na * (a.classes + 5), s[1], s[2])) for s in ins]
+        pairs = [m.values((na, s[1], s[2], 2)) * m.width for s in ins]
+        # A 1x1 map's permute is contiguous already: `.contiguous()` returns it, no copy (where
+        # a symbolic map is 1x1 at some values, the formula counts a copy torch does not make).
+        single = [sp.Mul(*s[1:]) == 1 for s in ins]
+        raw, decoded = sp.Integer(0), sp.Integer(0)
+        steps: list[sp.Expr] = []
+        for i, y in enumerate(maps):
+            before = maps[i - 1] if i and not single[i - 1] else sp.Integer(0)
+            steps += [raw + before + y, raw + (y if single[i] else 2 * y)]
+            raw += y
+        last = sp.Integer(0) if single[-1] else maps[-1]  # the last level's `y`, alive to the end
+        for s, y, p in zip(ins, maps, pairs):
+            grid = INDEX_BYTES * (s[1] + s[2]) + 2 * s[1] * s[2] * m.width + 2 * na * m.width
+            steps.append(raw + last + decoded + grid + 2 * y + 2 * p)
+            decoded += y
+        steps.append(raw + last + 2 * decoded)
+        return Alloc(peak=sp.Max(*(sp.expand(x) for x in steps)), output=sp.expand(2 * raw))
 
 
 OPS = (Detect(),)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from netdsl.ops.base import ZERO, Args, Category, Counts, OpDef, Shape, units
+from netdsl.ops.window import Windows
 
 PARAM = "param"  # the source of a learned tensor's statement, as "ref" is a plain statement's
 INITS = ("constant", "normal")
@@ -35,6 +36,9 @@ class Learned(OpDef):
     def node_path(self, statement_path: str) -> str:
         # the tensor is the owning module's attribute of that name: `layer1.0.layer_scale`
         return statement_path
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return []  # no inputs: a learned tensor has no region of the network's input
 
 
 LEARNED = Learned()

@@ -2,11 +2,15 @@
 channels at each position of an image) and layer_scale (a learned scale per channel)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape
+from netdsl.ops.saves import PARAM_WIDTH, Need, Saves, low_precision
+from netdsl.ops.window import Windows, pointwise
 
 
 class Linear(OpDef):
@@ -25,6 +29,17 @@ class Linear(OpDef):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Linear", dict(in_features=ins[0][0], out_features=a.out, bias=a.bias)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # addmm keeps the input for the weight's gradient, the weight for the input's
+        weights = self.counts(a, ins, out).weights if need.grads[0] else sp.Integer(0)
+        return replace(low_precision(need, ins, (0,) if need.params else (), weights), layout="nchw")
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
 
 
 class ChannelLinear(OpDef):
@@ -45,6 +60,28 @@ class ChannelLinear(OpDef):
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "ChannelLinear", dict(in_features=ins[0][0], out_features=a.out, bias=a.bias)
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # mm keeps the input for the weight's gradient, the weight for the input's. It reads the
+        # input as [N*H*W, C]: a view where the permuted input is contiguous (channels last, as
+        # after layernorm) or no axes merge across the batch, else a copy (the one kept).
+        c, h, w = need.at[0]
+        weights = self.counts(a, ins, out).weights if need.grads[0] else sp.Integer(0)
+        s = low_precision(need, ins, (0,) if need.params else (), weights)
+        if s.inputs and not (need.layouts[0] == "nhwc" or c == 1 or h * w == 1):
+            s = replace(s, inputs=(), extra=sp.expand(s.extra + need.floats(ins[0])))
+        return replace(s, layout="nhwc")
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        o = m.floats(out)
+        if m.layouts[:1] == ("nhwc",) or sp.Mul(*ins[0][1:]) == 1:  # the permuted input is contiguous
+            return fresh(o, "nhwc")
+        # matmul copies the permuted input (clone), then mm; with a bias, add makes the result anew
+        copy = m.floats(ins[0])
+        return fresh(o, "nhwc", sp.Max(copy, o) if a.bias else copy)
+
 
 class LayerScale(OpDef):
     name = "layer_scale"
@@ -62,6 +99,16 @@ class LayerScale(OpDef):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "LayerScale", dict(channels=ins[0][0], init=a.init)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # `x * weight` keeps x for the weight's gradient; a float32 weight makes the product float32
+        return Saves(inputs=(0,) if need.params else (), width=PARAM_WIDTH)
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
 
 
 OPS = (Linear(), ChannelLinear(), LayerScale())

@@ -13,7 +13,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import ONE, STRIDES_HINT, Args, Category, Counts, OpDef, RuleError, Shape, units
+from netdsl.ops.saves import NOTHING, Need, Saves
+from netdsl.ops.window import Windows, broadcast, pointwise
 
 
 class Cat(OpDef):
@@ -38,6 +41,15 @@ class Cat(OpDef):
 
     def source(self, inputs: list[str]) -> str:
         return f"torch.cat(({', '.join(inputs)}), dim=1)"
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return NOTHING
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(len(ins))
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out), "nchw")
 
 
 BROADCAST_HINT = ("the tensors must have equal sizes on each axis, or size 1 where one is stretched (torch's "
@@ -80,6 +92,15 @@ class _Broadcasting(OpDef):
     def connections(self, a: Args, ins: list[Shape], out: Shape, c: Counts) -> sp.Expr:
         return sp.expand(units(out) * (len(ins) - 1))
 
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return [broadcast(s, out) for s in ins]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        # reduce(add, xs): each partial result stays alive while the next one is made
+        parts = [m.floats(self.shape(a, ins[:j])) for j in range(2, len(ins) + 1)]
+        peak = sp.Max(parts[0], *(sp.expand(x + y) for x, y in zip(parts, parts[1:])))
+        return Alloc(peak=peak, output=parts[-1])
+
 
 class Add(_Broadcasting):
     name = "add"
@@ -92,6 +113,9 @@ class Add(_Broadcasting):
     def source(self, inputs: list[str]) -> str:
         return " + ".join(inputs)
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return NOTHING
+
 
 class Mul(_Broadcasting):
     name = "mul"
@@ -103,6 +127,18 @@ class Mul(_Broadcasting):
 
     def source(self, inputs: list[str]) -> str:
         return " * ".join(inputs)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # reduce(mul): a * b keeps a where b needs a gradient and b where a does; each further
+        # product keeps the partial product (a new tensor) and the next operand the same way.
+        kept = [i for i in (0, 1) if need.grads[1 - i]]
+        extra = sp.Integer(0)
+        for k in range(2, len(ins)):
+            if need.grads[k]:
+                extra += need.floats(self.shape(a, ins[:k]))
+            if any(need.grads[:k]):
+                kept.append(k)
+        return Saves(inputs=tuple(kept), extra=sp.expand(extra))
 
 
 OPS = (Cat(), Add(), Mul())

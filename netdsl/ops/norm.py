@@ -6,7 +6,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import STAT_BYTES, Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape
+from netdsl.ops.saves import Need, Saves
+from netdsl.ops.window import Windows, pointwise
 
 
 class BatchNorm(OpDef):
@@ -34,6 +37,18 @@ class BatchNorm(OpDef):
             kw["affine"] = False
         return ("BatchNorm2d" if len(in_shape) == 3 else "BatchNorm1d"), kw
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        if need.eval_mode:  # running statistics (buffers) in place of the batch's
+            return Saves(inputs=(0,))
+        # the input, and the batch's mean and inverse std per channel (float32): not per sample
+        return Saves(inputs=(0,), extra=sp.expand(2 * ins[0][0] * STAT_BYTES))
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
+
 
 class LayerNorm(OpDef):
     name = "layernorm"
@@ -55,6 +70,21 @@ class LayerNorm(OpDef):
         if not a.affine:
             kw["elementwise_affine"] = False
         return ("ChannelLayerNorm" if len(in_shape) == 3 else "LayerNorm"), kw
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # the input (a permuted view of it for images), and a float32 mean and rstd per position
+        image = len(ins[0]) == 3
+        positions = need.values(ins[0][1:] if image else ())
+        return Saves(inputs=(0,), extra=sp.expand(2 * positions * STAT_BYTES), layout="nhwc" if image else "nchw")
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        # native_layer_norm returns float32 mean and rstd per normalised position beside the output;
+        # an image's output is a permuted view of a contiguous [N, H, W, C] tensor
+        stats = 2 * m.values(ins[0][1:]) * STAT_BYTES
+        return fresh(m.floats(out), "nhwc" if len(ins[0]) == 3 else "same", stats)
 
 
 OPS = (BatchNorm(), LayerNorm())

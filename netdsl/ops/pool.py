@@ -5,6 +5,7 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import INDEX_BYTES, Alloc, Mem, fresh
 from netdsl.ops.base import (
     Args,
     ArgSpec,
@@ -18,6 +19,8 @@ from netdsl.ops.base import (
     units,
     window_out,
 )
+from netdsl.ops.saves import INPUT, NOTHING, Need, Saves
+from netdsl.ops.window import Windows, adaptive, sliding
 
 
 class _WindowPool(OpDef):
@@ -46,6 +49,11 @@ class _WindowPool(OpDef):
             kw["ceil_mode"] = True
         return kw
 
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        dilation = a.get("dilation", (1, 1))
+        h, w = (sliding(d * (k - 1) + 1, st, p) for k, st, p, d in zip(a.kernel, a.stride, a.padding, dilation))
+        return [(h, w)]
+
 
 _WINDOW = (ArgSpec("kernel", "int", minimum=1, pair=True),
            ArgSpec("stride", "int", default_from="kernel", minimum=1, pair=True),
@@ -62,6 +70,12 @@ class MaxPool(_WindowPool):
         kw["dilation"] = scalar(a.dilation)
         return "MaxPool2d", kw
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return Saves(inputs=(0,), extra=need.values(out) * INDEX_BYTES)  # the input and int64 indices
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out), extra=m.values(out) * INDEX_BYTES)  # int64 indices beside it, in eval too
+
 
 class AvgPool(_WindowPool):
     name = "avgpool"
@@ -73,6 +87,12 @@ class AvgPool(_WindowPool):
         if not a.count_include_pad:
             kw["count_include_pad"] = False
         return "AvgPool2d", kw
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return INPUT
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
 
 
 class _Adaptive(OpDef):
@@ -90,17 +110,34 @@ class _Adaptive(OpDef):
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return self.torch_name, dict(output_size=scalar((a.h, a.w)))
 
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        _, h, w = ins[0]
+        return [(adaptive(h, int(a.h)), adaptive(w, int(a.w)))]
+
 
 class AdaptiveAvgPool(_Adaptive):
     name = "adaptive_avgpool"
     doc = "AdaptiveAvgPool2d((h, w)); no arguments: global average pooling to 1x1"
     torch_name = "AdaptiveAvgPool2d"
 
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        # to 1x1 torch takes the mean over H and W, which keeps nothing; else the input
+        return NOTHING if (a.h, a.w) == (1, 1) else INPUT
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
+
 
 class AdaptiveMaxPool(_Adaptive):
     name = "adaptive_maxpool"
     doc = "AdaptiveMaxPool2d((h, w)); no arguments: global max pooling to 1x1"
     torch_name = "AdaptiveMaxPool2d"
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return Saves(inputs=(0,), extra=need.values(out) * INDEX_BYTES)  # the input and int64 indices
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out), extra=m.values(out) * INDEX_BYTES)  # int64 indices beside it, in eval too
 
 
 OPS = (MaxPool(), AvgPool(), AdaptiveAvgPool(), AdaptiveMaxPool())

@@ -5,7 +5,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import ALIAS, Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, OpDef, Shape, units
+from netdsl.ops.saves import NOTHING, VIEW, Need, Saves
+from netdsl.ops.window import Windows, pointwise, shift, whole
 
 
 class Flatten(OpDef):
@@ -19,6 +22,24 @@ class Flatten(OpDef):
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         return "Flatten", {}
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        at = need.at[0]
+        # a view, except of a channels-last image whose channels and positions both exceed one
+        if len(at) == 3 and need.layouts[0] == "nhwc" and at[0] > 1 and at[1] * at[2] > 1:
+            return Saves(layout="nchw")
+        return VIEW
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        if len(ins[0]) != 3:
+            return pointwise(1)
+        return [(whole(ins[0][1]), whole(ins[0][2]))]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        # a view of a contiguous tensor; a channels-last image (not 1x1) is copied by reshape
+        if len(ins[0]) == 3 and m.layouts[:1] == ("nhwc",) and sp.Mul(*ins[0][1:]) != 1:
+            return fresh(m.floats(out), "nchw")
+        return ALIAS
 
 
 class Pad(OpDef):
@@ -39,6 +60,15 @@ class Pad(OpDef):
         if a.value == 0:
             return "ZeroPad2d", dict(padding=sides)
         return "ConstantPad2d", dict(padding=sides, value=a.value)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return NOTHING  # constant padding keeps nothing
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return [(shift(a.top), shift(a.left))]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out), "nchw")
 
 
 OPS = (Flatten(), Pad())

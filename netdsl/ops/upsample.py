@@ -5,7 +5,10 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape, units
+from netdsl.ops.saves import NOTHING, Need, Saves
+from netdsl.ops.window import Windows, bilinear, nearest
 
 
 class Upsample(OpDef):
@@ -26,6 +29,17 @@ class Upsample(OpDef):
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
         bilinear = a.mode == "bilinear"
         return "Upsample", dict(scale_factor=a.scale, mode=a.mode, align_corners=a.align_corners if bilinear else None)
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return NOTHING  # nearest and bilinear upsampling keep only sizes
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        f = int(a.scale)
+        one = nearest(f) if a.mode == "nearest" else bilinear(f, bool(a.align_corners))
+        return [(one, one)]
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return fresh(m.floats(out))
 
 
 OPS = (Upsample(),)

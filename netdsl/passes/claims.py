@@ -23,79 +23,36 @@ A claim holds when the difference to the count is zero for every admissible para
 where the two sides differ. That assignment meets every assumption of the spec, and so does the
 network the options pick there (both are checked, inequalities included).
 
+The memory metrics (`saved_bytes`, `peak_bytes`, `param_bytes`, `buffer_bytes`, `train_bytes`,
+fp32, Adam) are in bytes for a batch of `N` (`batch` when the spec has its own `N`): `N` may be
+an option (`saved_bytes(N=1)`, at least 1) and a symbol of the claimed side, for them only.
+
 Claim expressions are built node by node from the IR (never parsed from text), must be
 polynomials in the spec's parameters and sizes, and must be integers wherever those are.
 """
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 
 import sympy as sp
 
 from netdsl import ir, ir_expr
 from netdsl.errors import NetdslError, Span, source_text
-from netdsl.passes.counts import METRICS, SWITCHES, Convention, CountResult
+from netdsl.passes.claim_types import Assumption, ClaimResult, ClaimSource, small_first
+from netdsl.passes.count_memory import MEMORY_METRICS, with_batch
+from netdsl.passes.counts import ALL_METRICS, SWITCHES, Convention, CountResult
 from netdsl.passes.intpoly import internal_to_user, non_integer_point
 from netdsl.passes.names import did_you_mean
 from netdsl.passes.shapes import analyse
 from netdsl.passes.symbols import conditions_of, fixed_value, make_env, mod_assumption
 
+__all__ = ["Assumption", "ClaimChecker", "ClaimResult", "ClaimSource", "check_claims"]
+
 SWITCH_NAMES = ("biases", "batchnorm", "activations", "merges")
 MAX_SEARCH_POINTS = 2000
 MAX_RESIDUE_POINTS = 4096  # points enumerated to decide that an option never meets an assumption
-
-
-@dataclass(frozen=True)
-class Assumption:
-    """An assumption the symbolic passes apply by substitution: `name % modulus == residue`,
-    or, with modulus 0, `name == residue` (a `where` equality or a structural parameter)."""
-
-    name: str
-    text: str          # as it reads in the spec: "k: odd", "H % 4 == 0", "k == 3"
-    modulus: int
-    residue: int
-    structural: bool = False
-
-
-@dataclass(frozen=True)
-class ClaimSource:
-    """A claim with the file it was written in (for error rendering and reports)."""
-
-    claim: ir.Claim
-    path: str | None
-    text: str
-
-    def snippet(self) -> str:
-        """The claim as written, on one line."""
-        return source_text(self.text, self.claim.span) or f"claim {self.claim.metric.name}"
-
-
-@dataclass
-class ClaimResult:
-    source: ClaimSource
-    metric: str
-    convention: Convention
-    doubled: bool
-    at: dict[str, sp.Expr]              # size/parameter options, in user symbols
-    claimed: sp.Expr                    # the claim's right side as written (options are not substituted)
-    counted: sp.Expr                    # netdsl's total at the options, user symbols
-    status: str                         # "holds", "fails" or "unknown"
-    difference: sp.Expr | None = None   # claimed - counted, factored (None when it holds)
-    counterexample: dict[str, int] = field(default_factory=dict)
-    claimed_value: int | None = None    # both sides at the counterexample
-    counted_value: int | None = None
-    values_in_use: tuple[int, int] | None = None  # (claimed, counted) at the values in use
-
-    @property
-    def holds(self) -> bool:
-        return self.status == "holds"
-
-    @property
-    def line(self) -> int:
-        return self.source.claim.span.line
 
 
 def _other_than(v: sp.Expr, residue: int) -> bool:
@@ -111,7 +68,9 @@ def _other_residue(v: sp.Expr, modulus: int, residue: int) -> bool:
 class ClaimChecker:
     def __init__(self, counts: CountResult) -> None:
         self.counts = counts
-        self.env = counts.env
+        self.batch = counts.batch  # a symbol of the memory metrics' claims only
+        self.env = with_batch(counts.env, counts.batch, counts.batch_value)
+        self._memory = False  # whether the claim being checked is about a memory metric
         spec = counts.shapes.spec
         assert spec is not None, "claims are checked on the counts of a spec"
         self.spec: ir.Spec = spec
@@ -140,6 +99,9 @@ class ClaimChecker:
     # Validation ---------------------------------------------------------------------------
     def _check_names(self, e: ir.Expr, what: str) -> None:
         for n in ir_expr.names_in(e):
+            if n.id == self.batch.name and not self._memory:
+                raise NetdslError(f"'{n.id}' is the batch size: only the memory metrics have one", n.span,
+                                  f"the memory metrics: {', '.join(MEMORY_METRICS)}")
             if n.id not in self.env.symbols:
                 hint = did_you_mean(n.id, self.names) + f"the spec's symbols: {', '.join(self.names)}"
                 raise NetdslError(f"unknown symbol '{n.id}' in {what}", n.span, hint)
@@ -184,6 +146,9 @@ class ClaimChecker:
                                       f"'{metric}' takes: " + ", ".join([*allowed, "doubled", "sizes and parameters"]))
                 else:
                     switches[a.name] = a.value.value
+            elif a.name == self.batch.name and not self._memory:
+                raise NetdslError(f"option '{a.name}' is the batch size: only the memory metrics have one", a.span,
+                                  f"the memory metrics: {', '.join(MEMORY_METRICS)}")
             elif a.name in self.env.symbols:
                 if not isinstance(a.value, ir.EXPR_TYPES):
                     raise NetdslError(f"option '{a.name}' takes an integer expression", a.value.span,
@@ -193,7 +158,7 @@ class ClaimChecker:
                 at[self.env.symbols[a.name]] = self.env.sym(a.value, raw=True)
                 at_args.append(a)
             else:
-                options = [*allowed, "doubled", *self.names]
+                options = [*allowed, "doubled", *[n for n in self.names if n != self.batch.name or self._memory]]
                 raise NetdslError(f"unknown claim option '{a.name}'", a.span,
                                   did_you_mean(a.name, options) + f"options for '{metric}': {', '.join(options)}")
         return Convention().with_options(**switches), doubled, at, at_args
@@ -204,6 +169,7 @@ class ClaimChecker:
         admissible: an integer meeting the spec's assumptions (decided exactly), and a valid network
         at the values in use (inequalities, positive sizes: as for the spec itself)."""
         for a in args:
+            assert a.name is not None, "_options took only named options"
             self._check_option(src, a, at[self.env.symbols[a.name]])
         if not at:
             return
@@ -224,6 +190,9 @@ class ClaimChecker:
         assert a.name is not None
         shown = source_text(src.text, a.span) or f"{a.name}=..."
         e = sp.expand(value.xreplace(self.env.fwd))  # internal symbols: the spec's assumptions applied
+        if a.name == self.batch.name and e.is_Integer and e < 1:
+            raise NetdslError(f"the claim's option {shown} is not a batch size: it must be at least 1", a.span,
+                              f"write e.g. {a.name}=1")
         listed = ", ".join(x.text for x in self.assumptions if not x.structural)
         hint = ("an option must give a valid network for every admissible value of the symbols it uses"
                 + (f" (the spec assumes {listed})" if listed else ""))
@@ -271,7 +240,7 @@ class ClaimChecker:
         order = lambda s: self.names.index(s.name)  # noqa: E731 - declaration order
         syms = sorted(value.free_symbols, key=order)
         cands = [self._candidates(s) for s in syms]
-        for idx in itertools.islice(_small_first([len(c) for c in cands]), MAX_SEARCH_POINTS):
+        for idx in itertools.islice(small_first([len(c) for c in cands]), MAX_SEARCH_POINTS):
             point = {s: sp.Integer(c[i]) for s, c, i in zip(syms, cands, idx)}
             v = value.xreplace(point)
             if breaks(v):
@@ -292,6 +261,7 @@ class ClaimChecker:
 
     def _invalid(self, overrides: dict[str, int], doubled: bool = False) -> str | None:
         """Why the network (at 2H x 2W when `doubled`) is invalid at these values (None when valid)."""
+        overrides = {k: v for k, v in overrides.items() if k != self.batch.name}  # not a parameter of the spec
         key = (tuple(sorted(overrides.items())), doubled)
         if key not in self._valid_cache:
             try:
@@ -303,10 +273,10 @@ class ClaimChecker:
 
     def _admissible(self, values: dict[str, int]) -> bool:
         """Whether these values meet the spec's annotations and `where` conditions."""
-        key = tuple(sorted(values.items()))
+        key = tuple(sorted((k, v) for k, v in values.items() if k != self.batch.name))
         if key not in self._admissible_cache:
             try:
-                make_env(self.spec, values)
+                make_env(self.spec, dict(key))
                 self._admissible_cache[key] = True
             except NetdslError:
                 self._admissible_cache[key] = False
@@ -316,9 +286,10 @@ class ClaimChecker:
     def check(self, src: ClaimSource) -> ClaimResult:
         c = src.claim
         metric = c.metric.name
-        if metric not in METRICS:
+        if metric not in ALL_METRICS:
             raise NetdslError(f"unknown metric '{metric}'", c.metric.span,
-                              did_you_mean(metric, METRICS) + f"metrics: {', '.join(METRICS)}")
+                              did_you_mean(metric, ALL_METRICS) + f"metrics: {', '.join(ALL_METRICS)}")
+        self._memory = metric in MEMORY_METRICS
         if c.op != "==":
             raise NetdslError(f"claims state equalities; '{c.op}' is not supported", c.span,
                               f"write `claim {metric} == ...`")
@@ -383,7 +354,7 @@ class ClaimChecker:
         rest = sorted(others - set(syms), key=order)
         per = 6 if len(syms) <= 4 else 3  # keep the grid small: the first points usually differ
         cands = [self._candidates(s)[:per] for s in syms] + [self._candidates(s)[:3] for s in rest]
-        index_points = itertools.islice(_small_first([len(c) for c in cands]), MAX_SEARCH_POINTS)
+        index_points = itertools.islice(small_first([len(c) for c in cands]), MAX_SEARCH_POINTS)
         tried_invalid = 0
         for idx in index_points:
             point = {s: sp.Integer(c[i]) for s, c, i in zip([*syms, *rest], cands, idx)}
@@ -414,25 +385,6 @@ class ClaimChecker:
         if full != values and not self._admissible(values):
             return False
         return self._invalid(full, doubled) is None
-
-
-def _small_first(sizes: list[int]) -> Iterator[tuple[int, ...]]:
-    """Index tuples (i_1 < sizes[0], ...) in order of increasing sum, generated lazily: with many
-    symbols the full grid is far too large to sort, and the first few points usually suffice."""
-    room = [sum(n - 1 for n in sizes[k:]) for k in range(len(sizes) + 1)]  # the most the rest can add
-
-    def parts(total: int, k: int) -> Iterator[tuple[int, ...]]:
-        if total > room[k]:
-            return
-        if k == len(sizes):
-            yield ()
-            return
-        for i in range(min(total, sizes[k] - 1), -1, -1):
-            for rest in parts(total - i, k + 1):
-                yield (i, *rest)
-
-    for total in range(sum(n - 1 for n in sizes) + 1):
-        yield from parts(total, 0)
 
 
 def check_claims(counts: CountResult, claims: list[ClaimSource]) -> list[ClaimResult]:

@@ -17,6 +17,8 @@ Counting rules, per sample (`units` = C*H*W of a tensor):
   cat        connections 0; add: one per unit per extra input
 The rules themselves live with each op (`netdsl.ops`); this module adds them up.
 `macs` is torchvision's convention: multiply-accumulates of conv, convT and linear layers only.
+The memory metrics (`MEMORY_METRICS`, in bytes for a batch of `batch` samples) and the receptive
+fields come from their own passes, run on first use (`passes.count_memory`).
 """
 from __future__ import annotations
 
@@ -30,11 +32,14 @@ from netdsl.concrete import ConcreteGraph, Layer, Merge, Shape
 from netdsl.errors import NetdslError
 from netdsl.ops import REGISTRY, Category
 from netdsl.ops.base import units
+from netdsl.passes.count_memory import MEMORY_METRICS, MemoryCounts, memory_counts
+from netdsl.passes.memory_model import MemoryOptions, batch_symbol
 from netdsl.passes.shapes import ShapeInference
 from netdsl.passes.symbols import conditions_of
 from netdsl.symbolic import always_equal
 
 METRICS = ("weights", "biases", "norm_params", "parameters", "buffers", "outputs", "connections", "macs")
+ALL_METRICS = METRICS + MEMORY_METRICS
 
 # Which convention switches apply to which metric (the course convention of the seed's Question 3).
 SWITCHES: dict[str, tuple[str, ...]] = {
@@ -147,6 +152,7 @@ class CountResult:
     shapes: ConcreteGraph
     layers: list[LayerCount]
     claims: list = field(default_factory=list)  # ClaimResults, filled in by api.count / `netdsl count`
+    batch_value: int = 1  # the batch size of the memory metrics' values (`--set N=8`)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -154,27 +160,60 @@ class CountResult:
         return self.shapes.env
 
     @cached_property
+    def batch(self) -> sp.Symbol:
+        """The batch symbol of the memory metrics (`N`, or `batch` when the spec has its own N)."""
+        return batch_symbol(self.env)
+
+    @cached_property
     def user_values(self) -> dict[sp.Symbol, sp.Integer]:
-        return {self.env.symbols[n]: sp.Integer(v) for n, v in self.env.values.items()}
+        values = {self.env.symbols[n]: sp.Integer(v) for n, v in self.env.values.items()}
+        values[self.batch] = sp.Integer(self.batch_value)
+        return values
 
     def layer_metric(self, layer: LayerCount, metric: str) -> sp.Expr:
         return self.show(layer.metric(metric))
 
     def show(self, x: sp.Expr) -> sp.Expr:
-        """`env.show`, memoised: deep networks repeat the same per-layer expressions many times."""
+        """`env.show`, memoised: deep networks repeat the same per-layer expressions many times.
+        A sum is shown term by term (showing is linear): the memory metrics' per-layer sums (the
+        tensors live at a layer) share most of their terms with their neighbours'."""
         key = ("show", x)
         if key not in self._cache:
-            self._cache[key] = self.env.show(x)
+            self._cache[key] = sp.Add(*[self.show(t) for t in x.args]) if x.is_Add and self.env.back \
+                else self.env.show(x)
         return self._cache[key]
 
-    def total(self, metric: str, convention: Convention = Convention(), doubled: bool = False) -> sp.Expr:
-        """The total of `metric` in user symbols; `doubled`: of the network at 2H x 2W."""
+    def total(self, metric: str, convention: Convention = Convention(), doubled: bool = False,
+              options: MemoryOptions | None = None) -> sp.Expr:
+        """The total of `metric` in user symbols; `doubled`: of the network at 2H x 2W. A memory
+        metric (`MEMORY_METRICS`) is in bytes for a batch of `self.batch`, taken with `options`."""
         if doubled:
-            return self.doubled().total(metric, convention)
+            return self.doubled().total(metric, convention, options=options)
+        if metric in MEMORY_METRICS:
+            return self.show(self.memory(options).get(metric))
         key = (metric, convention)
         if key not in self._cache:
             self._cache[key] = self.env.show(sp.Add(*[row.metric(metric) for row in self.included(metric, convention)]))
         return self._cache[key]
+
+    def memory(self, options: MemoryOptions | None = None) -> MemoryCounts:
+        """The memory passes' results (internal symbols), computed once per `options`."""
+        key = ("memory", options or MemoryOptions())
+        if key not in self._cache:
+            self._cache[key] = memory_counts(self.shapes, key[1], [row.metric("parameters") for row in self.layers])
+        return self._cache[key]
+
+    def layer_memory(self, index: int, metric: str, options: MemoryOptions | None = None) -> sp.Expr:
+        """A layer's `saved_bytes`, `peak_bytes` or `param_bytes` (walk order), in user symbols."""
+        return self.show(self.memory(options).get(metric, index))
+
+    def receptive(self):  # noqa: ANN201 - passes.receptive.RFResult (imported on first use)
+        """The receptive fields of every layer and output (`passes.receptive`), internal symbols."""
+        if "rf" not in self._cache:
+            from netdsl.passes.receptive import receptive_fields
+
+            self._cache["rf"] = receptive_fields(self.shapes)
+        return self._cache["rf"]
 
     def doubled(self) -> CountResult:
         """The counts of the same spec with every input size doubled (its own shapes, not a substitution)."""
@@ -182,7 +221,7 @@ class CountResult:
             check_doubling(self.shapes)
             graph = self.shapes.graph
             assert graph is not None
-            self._cache["doubled"] = count_layers(ShapeInference(graph, self.env, dim_scale=2).run())
+            self._cache["doubled"] = count_layers(ShapeInference(graph, self.env, dim_scale=2).run(), self.batch_value)
         return self._cache["doubled"]
 
     def included(self, metric: str, convention: Convention) -> list[LayerCount]:
@@ -200,12 +239,13 @@ class CountResult:
             return [row for row in self.layers if row.category in cats]
         return list(self.layers)
 
-    def ratio(self, metric: str, convention: Convention = Convention()) -> sp.Expr | None:
+    def ratio(self, metric: str, convention: Convention = Convention(),
+              options: MemoryOptions | None = None) -> sp.Expr | None:
         """doubled / undoubled, simplified; None where the total is 0."""
-        base = self.total(metric, convention)
+        base = self.total(metric, convention, options=options)
         if base == 0:
             return None
-        return sp.factor(sp.cancel(self.total(metric, convention, doubled=True) / base))
+        return sp.factor(sp.cancel(self.total(metric, convention, doubled=True, options=options) / base))
 
     def value(self, x: sp.Expr) -> sp.Expr:
         """A user-symbol expression at the values in use."""
@@ -219,9 +259,10 @@ def _layer_count(x: Layer | Merge) -> LayerCount:
                       outputs=units(x.out_shape), connections=x.connections, macs=c.macs)
 
 
-def count_layers(result: ConcreteGraph) -> CountResult:
-    """Counts for every layer and cat/add merge of a concrete graph, in forward order."""
-    return CountResult(shapes=result, layers=[_layer_count(x) for x in result.walk()])
+def count_layers(result: ConcreteGraph, batch_value: int = 1) -> CountResult:
+    """Counts for every layer and cat/add merge of a concrete graph, in forward order; the memory
+    metrics' values are for a batch of `batch_value`."""
+    return CountResult(shapes=result, layers=[_layer_count(x) for x in result.walk()], batch_value=batch_value)
 
 
 def check_doubling(cg: ConcreteGraph) -> None:

@@ -122,9 +122,15 @@ def test_count_json_golden(spec: str, update_golden: bool, monkeypatch: pytest.M
     syms = {n: sp.Symbol(n) for n in report["symbols"]}
     at = {syms[n]: v for n, v in report["values"]["at"].items()}
     for metric, formula in report["totals"].items():
+        if metric == "rf":  # the outputs' receptive fields: a field per output, read back below
+            continue
         assert sp.sympify(formula, locals=syms).subs(at) == report["values"]["totals"][metric]
+    for name, rf in report["totals"]["rf"].items():
+        for part, formulas in rf.items():
+            got = [sp.sympify(f, locals=syms).subs(at) for f in formulas]
+            assert got == [sp.Rational(v) for v in report["values"]["totals"]["rf"][name][part]]
     for layer, vals in zip(report["layers"], report["values"]["layers"]):
-        for metric in ("weights", "outputs", "connections"):
+        for metric in ("weights", "outputs", "connections", "saved_bytes", "peak_bytes", "param_bytes"):
             assert sp.sympify(layer[metric], locals=syms).subs(at) == vals[metric]
 
 

@@ -265,3 +265,15 @@ def test_without_the_op_the_spec_is_refused(registry: dict[str, OpDef]) -> None:
 def test_the_package_lists_every_family() -> None:
     for family in ops._FAMILIES:
         assert all(REGISTRY[op.name] is op for op in family.OPS)
+
+
+def test_every_registered_op_states_what_autograd_saves() -> None:
+    # passes.saved asks the op; an op without its own rule is an error there, never a default
+    # (each rule is measured against torch in tests/analysis/test_saved_bytes.py)
+    assert [name for name, op in REGISTRY.items() if type(op).saved is OpDef.saved] == []
+
+
+def test_every_registered_op_states_what_an_eval_forward_allocates() -> None:
+    # passes.peak asks the op; an op without its own rule is an error there, never a default
+    # (each rule is measured against torch in tests/analysis/test_peak_bytes.py)
+    assert [name for name, op in REGISTRY.items() if type(op).allocates is OpDef.allocates] == []

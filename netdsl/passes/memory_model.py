@@ -1,0 +1,36 @@
+"""What the memory metrics are measured in: the batch symbol, the dtypes and the optimizers.
+
+Shared by the memory passes (`passes.saved`, `passes.peak`, `passes.train_memory`), `count`,
+`fit` and `diff`. Per-layer counts are per sample; the memory metrics are in a batch symbol `N`
+as well, because some of what autograd saves does not grow with the batch (BatchNorm's
+per-channel statistics), so bytes are not "per sample times N".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import sympy as sp
+
+from netdsl.passes.symbols import SymEnv
+
+Dtype = Literal["fp32", "bf16", "fp16"]
+Optimizer = Literal["adam", "sgd", "sgd-momentum", "none"]
+DTYPES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2}  # bytes per value
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "sgd-momentum", "none")
+BATCH_NAMES = ("N", "batch", "batch_size")
+
+
+def batch_symbol(env: SymEnv) -> sp.Symbol:
+    """The batch size's symbol: `N`, or the first of `batch`, `batch_size` that the spec does not
+    use itself (a spec may call a parameter N)."""
+    name = next(n for n in BATCH_NAMES if n not in env.symbols)
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How the memory metrics are taken: the autocast dtype and the optimizer whose state counts."""
+
+    dtype: Dtype = "fp32"
+    optimizer: Optimizer = "adam"

@@ -1,0 +1,239 @@
+"""`peak_bytes`: the largest set of live activation storages in an eval forward under no_grad.
+
+The pass runs the compiled module's plan (`last_uses`: a tensor leaves the plan once no later
+statement reads it) over the concrete graph and tracks storages. While a layer runs, these are
+alive: the network's inputs (the caller holds them), every tensor a later statement still reads,
+the tensor each enclosing statement started from (a module's call holds its input until it
+returns, so an nn.Sequential's input lives until its last layer returns), the layer's own input,
+and what the layer allocates (`OpDef.allocates`, see `netdsl.ops.allocs`: its output and the
+tensors alive beside it, such as max-pool's int64 indices). A view shares its base's storage;
+parameters (and learned tensors, views of parameters) are never counted. The total is the Max
+over the layers, with every candidate that another one bounds for all admissible values dropped.
+Formulas are in the concrete graph's internal symbols and the batch symbol.
+
+>>> import netdsl
+>>> from netdsl.passes.memory_model import batch_symbol
+>>> cg = netdsl.shapes("net T()\\ninput x: [3, H = 8, W = 8]\\noutput y = x |> conv(4, 3, padding=1) -> relu\\n")
+>>> N = batch_symbol(cg.env)
+>>> r = peak_bytes(cg, N)
+>>> r.layers  # the input and the conv's output; then the input, the conv's output and relu's
+[28*H*N*W, 44*H*N*W]
+>>> r.total, r.at({N: 2, **{s: 8 for s in r.total.free_symbols if s != N}})
+(44*H*N*W, 5632)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy as sp
+
+from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Statement
+from netdsl.errors import NetdslError
+from netdsl.ops import OpDef
+from netdsl.ops.allocs import Alloc, Mem
+from netdsl.ops.base import Args, Shape
+from netdsl.ops.learned import PARAM
+from netdsl.passes.memory_model import MemoryOptions
+
+ZERO = sp.Integer(0)
+FP32 = MemoryOptions()  # the default: float32 (the optimizer plays no part in an eval forward)
+
+
+def last_uses(steps: list[tuple[str, tuple[str, ...]]], keep: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Per step (name, inputs), the inputs it reads for the last time, `keep` excepted: the
+    compiled module drops them there, so an eval forward holds only the tensors still to be read.
+
+    >>> last_uses([("a", ("x",)), ("b", ("a", "x")), ("output", ("b", "a"))], ("output",))
+    [(), ('x',), ('b', 'a')]
+    """
+    last: dict[str, int] = {}
+    for i, (_, inputs) in enumerate(steps):
+        for name in inputs:
+            last[name] = i
+    return [tuple(dict.fromkeys(n for n in inputs if last[n] == i and n not in keep))
+            for i, (_, inputs) in enumerate(steps)]
+
+
+@dataclass(frozen=True)
+class PeakResult:
+    """`layers`: per walk item (`list(cg.walk())`), the bytes alive while it runs; `total`: their
+    Max, as one expression or a `sp.Max` of the candidates no other one bounds everywhere."""
+
+    layers: list[sp.Expr]
+    total: sp.Expr
+
+    def at(self, values: Mapping[sp.Symbol, int]) -> int:
+        """The total at these values of the internal symbols and the batch symbol."""
+        parts = self.total.args if isinstance(self.total, sp.Max) else (self.total,)
+        return max(int(p.xreplace(dict(values))) for p in parts)
+
+
+def _lowest(cg: ConcreteGraph) -> dict[sp.Symbol, int]:
+    """Each internal symbol's smallest value where it is above 0: a multiple of 32 is at least
+    32, so `H = 32*H_q` has `H_q >= 1` (`k = 2*k_q + 1` has k_q >= 0, left out)."""
+    out: dict[sp.Symbol, int] = {}
+    for q, user in cg.env.back.items():
+        names = list(user.free_symbols)
+        if len(names) == 1 and names[0].is_positive:
+            low = sp.ceiling(user.subs(names[0], 1))
+            if low.is_number and low > 0:
+                out[q] = int(low)
+    for x in cg.env.internal_values:
+        if getattr(x, "is_positive", False) and x not in out:
+            out[x] = 1
+    return out
+
+
+def _bounds(hi: sp.Expr, lo: sp.Expr, lowest: Mapping[sp.Symbol, int] | None = None) -> bool:
+    """hi >= lo for every admissible value: every coefficient of the difference, as a polynomial
+    in the symbols (each counted from its lowest value, `lowest`) and its floors, is >= 0. A floor
+    in a shape is its size less one (or the size), so it is >= 0 wherever the network is defined.
+    False where that cannot be seen (Max, Min, Piecewise, a symbol that may be negative, a
+    negative coefficient)."""
+    d = hi - lo  # both are expanded sums: their difference collects like terms itself
+    if d.is_number:
+        return bool(d >= 0)
+    # outermost floors first: a floor inside a floor disappears with it
+    d = d.xreplace({f: sp.Dummy(nonnegative=True) for f in d.atoms(sp.floor)})
+    syms = sorted(d.free_symbols, key=str)
+    if not all(x.is_nonnegative for x in syms):
+        return False
+    ring, *gens = sp.ring(syms, sp.QQ)
+    try:
+        poly = ring.from_expr(d)
+    except ValueError:  # not a polynomial: Max, Min, Piecewise
+        return False
+    if all(c >= 0 for c in poly.coeffs()):
+        return True
+    at_least_one = tuple(bool(lowest and lowest.get(x, 0) >= 1) for x in syms)
+    if _covered(dict(poly.terms()), at_least_one):
+        return True
+    moved = [(g, g + lowest[x]) for g, x in zip(gens, syms) if lowest and lowest.get(x)]
+    return bool(moved) and all(c >= 0 for c in poly.compose(moved).coeffs())
+
+
+def _covered(terms: dict[tuple[int, ...], Any], at_least_one: tuple[bool, ...]) -> bool:
+    """A quick proof that the polynomial is >= 0: each negative term is paid for by positive
+    terms whose monomial is its monomial times symbols that are at least 1 (so at least as
+    large). False proves nothing: the caller expands the polynomial from the lowest values."""
+    left = {m: c for m, c in terms.items() if c > 0}
+    for m, c in sorted(terms.items()):
+        if c >= 0:
+            continue
+        need = -c
+        for big in sorted(left, reverse=True):
+            if all(b == s or (b > s and one) for b, s, one in zip(big, m, at_least_one)):
+                take = min(need, left[big])
+                left[big] -= take
+                need -= take
+                if need == 0:
+                    break
+        if need > 0:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    storage: int | None  # None: a parameter's (a learned tensor), never counted
+    shape: Shape
+    at: tuple[int, ...]
+    layout: str = "nchw"
+
+
+@dataclass
+class _Tracker:
+    batch: sp.Symbol
+    width: int
+    sizes: list[sp.Expr] = field(default_factory=list)
+    layers: list[sp.Expr] = field(default_factory=list)
+    value: Callable[[sp.Expr], int] = int  # an expression at the values in use
+    lowest: dict[sp.Symbol, int] = field(default_factory=dict)  # a symbol's smallest admissible value
+    frontier: list[tuple[sp.Expr, int]] = field(default_factory=list)
+
+    def new(self, nbytes: sp.Expr) -> int:
+        self.sizes.append(sp.expand(nbytes))
+        return len(self.sizes) - 1
+
+    def live(self, storages: Iterable[int | None]) -> sp.Expr:
+        return sp.Add(*(self.sizes[s] for s in set(storages) if s is not None))
+
+    def record(self, around: set[int | None], peak: sp.Expr) -> None:
+        base = self.live(around)  # sums of expanded terms: adding them collects like terms
+        self.layers.append(base + peak)
+        for part in peak.args if isinstance(peak, sp.Max) else (peak,):
+            self.candidate(base + part)
+
+    def candidate(self, e: sp.Expr) -> None:
+        # Only a candidate at least as large at the values in use can bound another everywhere:
+        # the number rules out most pairs before any polynomial is built.
+        v = self.value(e)
+        if any(cv >= v and _bounds(c, e, self.lowest) for c, cv in self.frontier):
+            return
+        self.frontier = [(c, cv) for c, cv in self.frontier if not (v >= cv and _bounds(e, c, self.lowest))] + [(e, v)]
+
+    # --- statements ----------------------------------------------------------------------------
+
+    def statements(self, stmts: list[Statement], env: dict[str, _Tensor], held: set[int | None],
+                   keep: tuple[str, ...]) -> None:
+        drops = last_uses([(st.name, st.inputs) for st in stmts], keep)
+        for st, drop in zip(stmts, drops):
+            if st.source == PARAM:  # an expand of the parameter: allocates nothing
+                self.record(held | {t.storage for t in env.values()}, ZERO)
+                env[st.name] = _Tensor(None, st.shape, st.at)
+                continue
+            xs = [env[i] for i in st.inputs]
+            for i in drop:
+                del env[i]
+            outer = held | {t.storage for t in env.values()}
+            if st.merge is not None:
+                t = self.apply(st.merge, st.merge.args, xs, st.merge.out_shape, st.merge.out_at,
+                               outer | {x.storage for x in xs})
+            else:
+                t = xs[0]
+            held_by_call = outer | {t.storage}  # the statement's module holds its input until it returns
+            for it in st.items:
+                if isinstance(it, Block):
+                    inner = {it.input: t}
+                    self.statements(it.statements, inner, held_by_call | {t.storage}, ("output",))
+                    t = inner["output"]
+                else:
+                    t = self.apply(it, it.sym, [t], it.out_shape, it.out_at, held_by_call | {t.storage})
+            env[st.name] = t
+
+    def apply(self, item: Layer | Merge, a: Args, ins: list[_Tensor], out: Shape, out_at: tuple[int, ...],
+              around: set[int | None]) -> _Tensor:
+        m = Mem(batch=self.batch, width=self.width, layouts=tuple(t.layout for t in ins),
+                at=tuple(t.at for t in ins))
+        al = self.rule(item.op, item, a, [t.shape for t in ins], out, m)
+        self.record(around, al.peak)
+        layout = ins[0].layout if al.layout == "same" else al.layout
+        if al.alias:
+            return _Tensor(ins[0].storage, out, out_at, layout)
+        return _Tensor(self.new(al.output), out, out_at, layout)
+
+    @staticmethod
+    def rule(op: OpDef, item: Layer | Merge, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        try:
+            return op.allocates(a, ins, out, m)
+        except NotImplementedError as e:
+            raise NetdslError(f"{e}: the peak memory of an eval forward cannot be computed for this network",
+                              item.span, "every op must state what it allocates (OpDef.allocates)") from None
+
+
+def peak_bytes(cg: ConcreteGraph, batch: sp.Symbol, options: MemoryOptions = FP32) -> PeakResult:
+    """The bytes of live activation storages while each walk item runs in an eval forward of a
+    batch of `batch` under no_grad (the inputs included, parameters excluded), and their Max."""
+    if options.dtype != "fp32":
+        raise NetdslError(f"peak bytes under --dtype {options.dtype} are not modelled yet", hint="use --dtype fp32")
+    one = {batch: sp.Integer(1)}
+    tracker = _Tracker(batch, 4, value=lambda e: int(cg.env.at(e).xreplace(one)),
+                       lowest={**_lowest(cg), batch: 1})
+    env = {t.name: _Tensor(tracker.new(batch * sp.Mul(*t.shape) * 4), t.shape, t.at) for t in cg.inputs}
+    inputs = {t.storage for t in env.values()}  # the caller holds them throughout
+    tracker.statements(cg.statements, env, set(inputs), tuple(t.name for t in cg.outputs))
+    front = [c for c, _ in tracker.frontier]
+    total = front[0] if len(front) == 1 else sp.Max(*front, evaluate=False)
+    return PeakResult(tracker.layers, total)
