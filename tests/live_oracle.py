@@ -7,6 +7,7 @@ measured peak. It sees aten ops, not what a kernel allocates inside itself.
 """
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -56,17 +57,23 @@ class LiveSet(TorchDispatchMode):
         return out
 
 
-def measured_peak(net: torch.nn.Module, *xs: torch.Tensor) -> int:
+def _autocast(dtype: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+
+
+def measured_peak(net: torch.nn.Module, *xs: torch.Tensor, autocast: torch.dtype | None = None) -> int:
     """The largest total of live activation storages during `net(*xs)` in eval mode under
-    no_grad: the inputs included, parameters and buffers excluded."""
+    no_grad (and a CPU autocast to `autocast`, where given): the inputs included, parameters and
+    buffers excluded."""
     net.eval()
     exclude = {t.untyped_storage().data_ptr() for t in (*net.parameters(), *net.buffers())}
-    with torch.no_grad(), LiveSet(exclude, list(xs)) as mode:
+    with torch.no_grad(), _autocast(autocast), LiveSet(exclude, list(xs)) as mode:
         net(*xs)
     return mode.peak
 
 
-def measured_layers(net: torch.nn.Module, paths: set[str], *xs: torch.Tensor) -> tuple[int, dict[str, int]]:
+def measured_layers(net: torch.nn.Module, paths: set[str], *xs: torch.Tensor,
+                    autocast: torch.dtype | None = None) -> tuple[int, dict[str, int]]:
     """`measured_peak`, and per module path in `paths` the largest live total while that module
     ran (a module that runs no aten op, such as nn.Identity, has none)."""
     net.eval()
@@ -84,7 +91,7 @@ def measured_layers(net: torch.nn.Module, paths: set[str], *xs: torch.Tensor) ->
         if path in paths:
             hooks += [m.register_forward_pre_hook(enter(path)), m.register_forward_hook(leave)]
     try:
-        with torch.no_grad(), mode:
+        with torch.no_grad(), _autocast(autocast), mode:
             net(*xs)
     finally:
         for h in hooks:

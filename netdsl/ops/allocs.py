@@ -50,19 +50,23 @@ class Mem(BatchBytes):
     width: int = 4
     layouts: tuple[str, ...] = ()
     at: tuple[tuple[int, ...], ...] = ()
-
+    autocast: int | None = None  # the bytes per value of a 16-bit autocast in force (2), or None
+    widths: tuple[int, ...] = ()  # each input's bytes per value
 
 
 @dataclass(frozen=True)
 class Alloc:
     """One layer's allocations: `peak` (bytes of the storages it makes alive at once at its
     busiest aten op, output included), `output` (bytes of its output's new storage), `alias`
-    (the output is the first input's storage: nothing new), `layout` (how its output lies)."""
+    (the output is the first input's storage: nothing new), `layout` (how its output lies),
+    `cached` (bytes of the 16-bit copies of its weights that autocast caches: alive from this op
+    to the end of the forward, in `peak` too)."""
 
     peak: sp.Expr = ZERO
     output: sp.Expr = ZERO
     alias: bool = False
     layout: Layout = "same"
+    cached: sp.Expr = ZERO
 
 
 ALIAS = Alloc(alias=True)  # the output is the input itself or a view of it
@@ -71,3 +75,22 @@ ALIAS = Alloc(alias=True)  # the output is the input itself or a view of it
 def fresh(nbytes: sp.Expr, layout: Layout = "same", extra: sp.Expr = ZERO) -> Alloc:
     """A new output of `nbytes`, with `extra` bytes of tensors alive beside it while the op runs."""
     return Alloc(peak=sp.expand(nbytes + extra), output=nbytes, layout=layout)
+
+
+def input_copies(m: Mem, ins: list[tuple[sp.Expr, ...]], which: tuple[int, ...] = (0,)) -> sp.Expr:
+    """Bytes of the 16-bit copies autocast makes of the inputs `which` that are not 16 bits
+    already, alive while the op runs (none without autocast)."""
+    if m.autocast is None:
+        return ZERO
+    return sp.expand(sum((m.values(ins[i]) * m.autocast for i in which if m.widths[i] != m.autocast), ZERO))
+
+
+def low_precision(m: Mem, ins: list[tuple[sp.Expr, ...]], params: sp.Expr, made: Alloc) -> Alloc:
+    """An op autocast runs in 16 bits (conv, convT, linear, channel_linear): besides what it
+    makes (`made`, in 16 bits), a 16-bit copy of a float32 input while it runs, and 16-bit copies
+    of its `params` weight and bias values, cached for the rest of the autocast region."""
+    if m.autocast is None:
+        return made
+    cached = sp.expand(params * m.autocast)
+    return Alloc(peak=sp.expand(made.peak + input_copies(m, ins) + cached), output=made.output,
+                 alias=made.alias, layout=made.layout, cached=cached)

@@ -5,6 +5,7 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops import allocs
 from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape, scalar, units, window_out
 from netdsl.ops.saves import Need, Saves, low_precision
@@ -66,7 +67,8 @@ class Conv(OpDef):
         return [(h, w)]
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
-        return fresh(m.floats(out))
+        c = self.counts(a, ins, out)
+        return allocs.low_precision(m, ins, c.weights + c.biases, fresh(m.floats(out)))
 
 
 class ConvT(OpDef):
@@ -114,7 +116,8 @@ class ConvT(OpDef):
         return [(h, w)]
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
-        return fresh(m.floats(out))
+        c = self.counts(a, ins, out)
+        return allocs.low_precision(m, ins, c.weights + c.biases, fresh(m.floats(out)))
 
 
 OPS = (Conv(), ConvT())

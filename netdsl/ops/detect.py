@@ -17,7 +17,7 @@ from typing import Any
 
 import sympy as sp
 
-from netdsl.ops.allocs import INDEX_BYTES, Alloc, Mem
+from netdsl.ops.allocs import INDEX_BYTES, Alloc, Mem, input_copies
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, Shape
 from netdsl.ops.saves import Need, Saves, low_precision
 from netdsl.ops.window import Windows, pointwise
@@ -123,19 +123,24 @@ class Detect(OpDef):
         # A 1x1 map's permute is contiguous already: `.contiguous()` returns it, no copy (where
         # a symbolic map is 1x1 at some values, the formula counts a copy torch does not make).
         single = [sp.Mul(*s[1:]) == 1 for s in ins]
-        raw, decoded = sp.Integer(0), sp.Integer(0)
+        # Under autocast each level's conv reads a 16-bit copy of a float32 input (alive while it
+        # runs) and caches 16-bit copies of its weight and bias (alive to the end of the forward).
+        outs = na * (a.classes + 5)
+        cache = [(outs * s[0] + outs) * (m.autocast or 0) for s in ins]
+        raw, decoded, cached = sp.Integer(0), sp.Integer(0), sp.Integer(0)
         steps: list[sp.Expr] = []
         for i, y in enumerate(maps):
             before = maps[i - 1] if i and not single[i - 1] else sp.Integer(0)
-            steps += [raw + before + y, raw + (y if single[i] else 2 * y)]
+            cached += cache[i]
+            steps += [raw + before + y + cached + input_copies(m, ins, (i,)), raw + (y if single[i] else 2 * y) + cached]
             raw += y
         last = sp.Integer(0) if single[-1] else maps[-1]  # the last level's `y`, alive to the end
         for s, y, p in zip(ins, maps, pairs):
             grid = INDEX_BYTES * (s[1] + s[2]) + 2 * s[1] * s[2] * m.width + 2 * na * m.width
-            steps.append(raw + last + decoded + grid + 2 * y + 2 * p)
+            steps.append(raw + last + decoded + grid + 2 * y + 2 * p + cached)
             decoded += y
-        steps.append(raw + last + 2 * decoded)
-        return Alloc(peak=sp.Max(*(sp.expand(x) for x in steps)), output=sp.expand(2 * raw))
+        steps.append(raw + last + 2 * decoded + cached)
+        return Alloc(peak=sp.Max(*(sp.expand(x) for x in steps)), output=sp.expand(2 * raw), cached=sp.expand(cached))
 
 
 OPS = (Detect(),)

@@ -7,6 +7,7 @@ from typing import Any
 
 import sympy as sp
 
+from netdsl.ops import allocs
 from netdsl.ops.allocs import Alloc, Mem, fresh
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, Shape
 from netdsl.ops.saves import PARAM_WIDTH, Need, Saves, low_precision
@@ -39,7 +40,8 @@ class Linear(OpDef):
         return pointwise(1)
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
-        return fresh(m.floats(out))
+        c = self.counts(a, ins, out)
+        return allocs.low_precision(m, ins, c.weights + c.biases, fresh(m.floats(out)))
 
 
 class ChannelLinear(OpDef):
@@ -75,6 +77,11 @@ class ChannelLinear(OpDef):
         return pointwise(1)
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        c = self.counts(a, ins, out)
+        return allocs.low_precision(m, ins, c.weights + c.biases, self._allocates(a, ins, out, m))
+
+    @staticmethod
+    def _allocates(a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
         o = m.floats(out)
         if m.layouts[:1] == ("nhwc",) or sp.Mul(*ins[0][1:]) == 1:  # the permuted input is contiguous
             return fresh(o, "nhwc")

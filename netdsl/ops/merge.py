@@ -49,7 +49,9 @@ class Cat(OpDef):
         return pointwise(len(ins))
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
-        return fresh(m.floats(out), "nchw")
+        # under autocast, cat promotes: a copy of each narrower input, in the widest width, while it runs
+        copies = sp.Add(*(m.values(s) * m.width for s, w in zip(ins, m.widths) if w < m.width))
+        return fresh(m.floats(out), "nchw", copies)
 
 
 BROADCAST_HINT = ("the tensors must have equal sizes on each axis, or size 1 where one is stretched (torch's "
@@ -97,7 +99,9 @@ class _Broadcasting(OpDef):
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
         # reduce(add, xs): each partial result stays alive while the next one is made
-        parts = [m.floats(self.shape(a, ins[:j])) for j in range(2, len(ins) + 1)]
+        # (in the widest width of the tensors so far: torch's type promotion, no copies)
+        parts = [m.values(self.shape(a, ins[:j])) * (max(m.widths[:j]) if m.widths else m.width)
+                 for j in range(2, len(ins) + 1)]
         peak = sp.Max(parts[0], *(sp.expand(x + y) for x, y in zip(parts, parts[1:])))
         return Alloc(peak=peak, output=parts[-1])
 

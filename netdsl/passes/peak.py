@@ -11,6 +11,14 @@ parameters (and learned tensors, views of parameters) are never counted. The tot
 over the layers, with every candidate that another one bounds for all admissible values dropped.
 Formulas are in the concrete graph's internal symbols and the batch symbol.
 
+Under `--dtype bf16|fp16` the forward runs inside `torch.autocast("cpu", dtype)`: each tensor has
+a width (the network's inputs float32), an op's output width is the one the saved pass's rule
+gives (conv, convT, linear, channel_linear and detect compute in 16 bits; layer_scale and a mul
+by a float32 tensor give float32; every other op keeps its widest input's), a 16-bit op holds a
+16-bit copy of a float32 input while it runs, and autocast caches the 16-bit copies of its weight
+and bias (parameters are leaves that require grad, no_grad or not) until the forward ends
+(`Alloc.cached`, alive from that op on); cat copies its narrower inputs to the widest width.
+
 >>> import netdsl
 >>> from netdsl.passes.memory_model import batch_symbol
 >>> cg = netdsl.shapes("net T()\\ninput x: [3, H = 8, W = 8]\\noutput y = x |> conv(4, 3, padding=1) -> relu\\n")
@@ -35,7 +43,8 @@ from netdsl.ops import OpDef
 from netdsl.ops.allocs import Alloc, Mem
 from netdsl.ops.base import Args, Shape
 from netdsl.ops.learned import PARAM
-from netdsl.passes.memory_model import MemoryOptions
+from netdsl.ops.saves import PARAM_WIDTH, Need
+from netdsl.passes.memory_model import DTYPES, MemoryOptions
 
 ZERO = sp.Integer(0)
 FP32 = MemoryOptions()  # the default: float32 (the optimizer plays no part in an eval forward)
@@ -141,17 +150,19 @@ class _Tensor:
     shape: Shape
     at: tuple[int, ...]
     layout: str = "nchw"
+    width: int = 4  # bytes per value
 
 
 @dataclass
 class _Tracker:
     batch: sp.Symbol
-    width: int
+    autocast: int | None  # the bytes per value of a 16-bit autocast in force, or None
     sizes: list[sp.Expr] = field(default_factory=list)
     layers: list[sp.Expr] = field(default_factory=list)
     value: Callable[[sp.Expr], int] = int  # an expression at the values in use
     lowest: dict[sp.Symbol, int] = field(default_factory=dict)  # a symbol's smallest admissible value
     frontier: list[tuple[sp.Expr, int]] = field(default_factory=list)
+    cached: sp.Expr = ZERO  # autocast's cached 16-bit weight copies so far: alive to the end
 
     def new(self, nbytes: sp.Expr) -> int:
         self.sizes.append(sp.expand(nbytes))
@@ -161,7 +172,7 @@ class _Tracker:
         return sp.Add(*(self.sizes[s] for s in set(storages) if s is not None))
 
     def record(self, around: set[int | None], peak: sp.Expr) -> None:
-        base = self.live(around)  # sums of expanded terms: adding them collects like terms
+        base = self.live(around) + self.cached  # sums of expanded terms: adding them collects like terms
         self.layers.append(base + peak)
         for part in peak.args if isinstance(peak, sp.Max) else (peak,):
             self.candidate(base + part)
@@ -182,7 +193,7 @@ class _Tracker:
         for st, drop in zip(stmts, drops):
             if st.source == PARAM:  # an expand of the parameter: allocates nothing
                 self.record(held | {t.storage for t in env.values()}, ZERO)
-                env[st.name] = _Tensor(None, st.shape, st.at)
+                env[st.name] = _Tensor(None, st.shape, st.at, width=PARAM_WIDTH)
                 continue
             xs = [env[i] for i in st.inputs]
             for i in drop:
@@ -205,14 +216,23 @@ class _Tracker:
 
     def apply(self, item: Layer | Merge, a: Args, ins: list[_Tensor], out: Shape, out_at: tuple[int, ...],
               around: set[int | None]) -> _Tensor:
-        m = Mem(batch=self.batch, width=self.width, layouts=tuple(t.layout for t in ins),
-                at=tuple(t.at for t in ins))
-        al = self.rule(item.op, item, a, [t.shape for t in ins], out, m)
+        shapes = [t.shape for t in ins]
+        widths = tuple(t.width for t in ins)
+        layouts = tuple(t.layout for t in ins)
+        at = tuple(t.at for t in ins)
+        width = max(widths)  # torch's type promotion
+        if self.autocast is not None:  # the op's output width, as the saved pass's rule says
+            need = Need(grads=(False,) * len(ins), params=True, batch=self.batch, width=width,
+                        autocast=self.autocast, widths=widths, layouts=layouts, at=at)
+            width = item.op.saved(a, shapes, out, need).width or width
+        m = Mem(batch=self.batch, width=width, layouts=layouts, at=at, autocast=self.autocast, widths=widths)
+        al = self.rule(item.op, item, a, shapes, out, m)
         self.record(around, al.peak)
+        self.cached = sp.expand(self.cached + al.cached)
         layout = ins[0].layout if al.layout == "same" else al.layout
         if al.alias:
-            return _Tensor(ins[0].storage, out, out_at, layout)
-        return _Tensor(self.new(al.output), out, out_at, layout)
+            return _Tensor(ins[0].storage, out, out_at, layout, ins[0].width)
+        return _Tensor(self.new(al.output), out, out_at, layout, width)
 
     @staticmethod
     def rule(op: OpDef, item: Layer | Merge, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
@@ -225,11 +245,11 @@ class _Tracker:
 
 def peak_bytes(cg: ConcreteGraph, batch: sp.Symbol, options: MemoryOptions = FP32) -> PeakResult:
     """The bytes of live activation storages while each walk item runs in an eval forward of a
-    batch of `batch` under no_grad (the inputs included, parameters excluded), and their Max."""
-    if options.dtype != "fp32":
-        raise NetdslError(f"peak bytes under --dtype {options.dtype} are not modelled yet", hint="use --dtype fp32")
+    batch of `batch` under no_grad (the inputs included, parameters excluded; under a 16-bit
+    `options.dtype`, autocast's cached 16-bit weight copies included), and their Max."""
     one = {batch: sp.Integer(1)}
-    tracker = _Tracker(batch, 4, value=lambda e: int(cg.env.at(e).xreplace(one)),
+    autocast = DTYPES[options.dtype] if options.dtype != "fp32" else None
+    tracker = _Tracker(batch, autocast, value=lambda e: int(cg.env.at(e).xreplace(one)),
                        lowest={**_lowest(cg), batch: 1})
     env = {t.name: _Tensor(tracker.new(batch * sp.Mul(*t.shape) * 4), t.shape, t.at) for t in cg.inputs}
     inputs = {t.storage for t in env.values()}  # the caller holds them throughout

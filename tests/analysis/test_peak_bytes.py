@@ -70,10 +70,22 @@ def _agree(net: torch.nn.Module, sizes: tuple[int, ...] | None = None, path: Pat
             assert wrong == [], (size, n)
 
 
+@pytest.fixture(scope="module")
+def built() -> dict[Path, torch.nn.Module]:
+    """Each spec's module at its first size, built once for the float32 and the autocast tests."""
+    return {}
+
+
+def _built(built: dict[Path, torch.nn.Module], path: Path) -> torch.nn.Module:
+    if path not in built:
+        size = _sizes(path)[0]
+        built[path] = netdsl.build(path, H=size, W=size)
+    return built[path]
+
+
 @pytest.mark.parametrize("path", _specs())
-def test_the_formula_is_the_peak_torch_measures(path: Path) -> None:
-    sizes = _sizes(path)
-    _agree(netdsl.build(path, H=sizes[0], W=sizes[0]), sizes, path)
+def test_the_formula_is_the_peak_torch_measures(path: Path, built: dict[Path, torch.nn.Module]) -> None:
+    _agree(_built(built, path), _sizes(path), path)
 
 
 def test_every_shipped_spec_but_an_open_one_is_measured() -> None:
@@ -153,7 +165,51 @@ def test_an_op_without_a_rule_is_an_error(monkeypatch: pytest.MonkeyPatch) -> No
         peak_bytes(cg, batch_symbol(cg.env))
 
 
-def test_16_bit_dtypes_are_refused_with_a_clear_error() -> None:
-    cg = netdsl.shapes(SPECS / "unet.net")
-    with pytest.raises(NetdslError, match="peak bytes under --dtype bf16 are not modelled"):
-        peak_bytes(cg, batch_symbol(cg.env), MemoryOptions(dtype="bf16"))
+# Under autocast (an eval forward inside `torch.autocast("cpu", dtype)`): conv, convT, linear,
+# channel_linear and detect run in 16 bits on a 16-bit copy of a float32 input (alive while the op
+# runs) and on 16-bit copies of their weights and biases, which autocast caches until the region
+# ends (no_grad or not: a parameter is a leaf that requires grad); cat copies its narrower inputs
+# to the widest width; every other op keeps its input's width. Measured at the smallest size.
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@pytest.mark.parametrize("path", _specs())
+def test_the_formula_is_the_peak_under_autocast(path: Path, built: dict[Path, torch.nn.Module]) -> None:
+    _agree_autocast(_built(built, path))
+
+
+def test_rules_no_shipped_spec_reaches_under_autocast() -> None:
+    _agree_autocast(netdsl.build(MIX))
+
+
+def _agree_autocast(net: torch.nn.Module) -> None:
+    """Under bf16 at N = 2 and fp16 at N = 1 (both dtypes and both batches, at half the cost of
+    every pair), at the size it was built at, the measured peak and each layer's live set equal
+    the formula."""
+    net.eval()
+    cg = net.concrete
+    n_sym = batch_symbol(cg.env)
+    for name, dtype in AUTOCAST.items():
+        result = peak_bytes(cg, n_sym, MemoryOptions(dtype=name))
+        items = [(x.path, f) for x, f in zip(cg.walk(), result.layers)]
+        for n in {"bf16": (2,), "fp16": (1,)}[name]:
+            values = {**cg.env.internal_values, n_sym: n}
+            peak, per = measured_layers(net, {p for p, _ in items}, torch.randn(n, *net.input_shape), autocast=dtype)
+            assert peak == result.at(values), (name, n)
+            wrong = [(p, per[p], int(f.xreplace(values))) for p, f in items
+                     if p in per and per[p] != int(f.xreplace(values))]
+            assert wrong == [], (name, n)
+
+
+def test_autocast_caches_the_16_bit_weights_for_the_whole_forward() -> None:
+    # Two convs: while the second runs, the first one's bf16 weight and bias copies are alive still.
+    text = "net T()\ninput x: [3, H = 8, W = 8]\noutput y = x |> conv(4, 3, padding=1) -> conv(4, 1)\n"
+    net = netdsl.build(text).eval()
+    cg = net.concrete
+    n_sym = batch_symbol(cg.env)
+    fp32 = peak_bytes(cg, n_sym).at({**cg.env.internal_values, n_sym: 1})
+    bf16 = peak_bytes(cg, n_sym, MemoryOptions(dtype="bf16")).at({**cg.env.internal_values, n_sym: 1})
+    x = torch.randn(1, 3, 8, 8)
+    assert (fp32, bf16) == (measured_peak(net, x), measured_peak(net, x, autocast=torch.bfloat16))
+    # the input (float32), both weight caches, the first conv's output and the second's (bf16)
+    assert bf16 == 3 * 64 * 4 + (4 * 27 + 4 + 4 * 4 + 4) * 2 + 2 * 4 * 64 * 2
