@@ -119,7 +119,10 @@ def analyse_with_batch(text: str, path: str | None, overrides: dict[str, int]) -
     own = {k: v for k, v in asked.items() if k in cg.env.symbols}
     if own:  # the spec's own parameter of that name: re-run with it set
         cg = analyse_text(text, path, {**rest, **own})
-    batch = batch_symbol(cg.env).name
+    try:
+        batch = batch_symbol(cg.env).name
+    except NetdslError as e:  # after analysis: the error learns the spec's file here
+        raise e.with_source(path, text) from None
     value = 1
     for k, v in asked.items():
         if k in own:

@@ -20,7 +20,7 @@ from netdsl.parsing import parse_text
 from netdsl.passes.count_memory import MAX_BATCH
 from netdsl.passes.counts import METRICS, Convention, CountResult, count_layers
 from netdsl.passes.diff_metrics import MEMORY_METRICS, RF_PARTS, Pair, SideMetrics, side_metrics
-from netdsl.passes.memory_model import BATCH_NAMES, MemoryOptions
+from netdsl.passes.memory_model import MemoryOptions, batch_name
 from netdsl.passes.shapes import analyse
 
 Number: TypeAlias = int | sp.Rational
@@ -106,15 +106,6 @@ class DiffResult:
         return list(dict.fromkeys([*self.a.cg.env.symbols, *self.b.cg.env.symbols]))
 
 
-def shared_batch_name(used: set[str]) -> str:
-    """The batch symbol's name: the first of `N`, `batch`, `batch_size` that neither spec uses."""
-    name = next((n for n in BATCH_NAMES if n not in used), None)
-    if name is None:
-        raise NetdslError(f"both specs together use every name the batch could have ({', '.join(BATCH_NAMES)})",
-                          hint="rename one of those parameters")
-    return name
-
-
 def difference(a: sp.Expr, b: sp.Expr) -> sp.Expr:
     """B - A, expanded: terms both share cancel. Maxima (peaks) and floors are left as they are:
     `sp.simplify` of a difference of two peaks costs seconds and rarely gets shorter.
@@ -163,7 +154,7 @@ def diff_graphs(a: ConcreteGraph, b: ConcreteGraph, batch_values: tuple[int, int
     (16*C, ['output.0'], [])
     """
     convention, options = convention or Convention(), options or MemoryOptions()
-    batch = sp.Symbol(shared_batch_name(set(a.env.symbols) | set(b.env.symbols)), integer=True, positive=True)
+    batch = sp.Symbol(batch_name(set(a.env.symbols) | set(b.env.symbols)), integer=True, positive=True)
     ra, rb = _unify(a, b)
     sa = _side(a, ra, batch, batch_values[0], convention, options)
     sb = _side(b, rb, batch, batch_values[1], convention, options)
@@ -255,7 +246,7 @@ def split_sets(both: dict[str, int], a: Source, b: Source, names_a: list[str], n
                ) -> tuple[dict[str, int], dict[str, int], tuple[int, int]]:
     """Each spec's overrides and both batch values, from `--set` (both specs) and each side's own
     values. A name that only one spec has is an error in `--set` (unless it is the batch)."""
-    batch = shared_batch_name(set(names_a) | set(names_b))
+    batch = batch_name(set(names_a) | set(names_b))
     ov_a: dict[str, int] = {}
     ov_b: dict[str, int] = {}
     batches = [1, 1]

@@ -22,7 +22,7 @@ from netdsl.parsing import parse_text
 from netdsl.passes.fit_probe import SizeProbe, as_int, batch_formula, grid
 from netdsl.passes.fit_search import largest
 from netdsl.passes.front import analyse_text
-from netdsl.passes.memory_model import BATCH_NAMES, MemoryOptions, batch_symbol
+from netdsl.passes.memory_model import MemoryOptions, batch_name, batch_symbol
 from netdsl.passes.peak import peak_bytes
 from netdsl.passes.symbols import conditions_of
 from netdsl.passes.train_memory import buffer_bytes, param_bytes, train_bytes
@@ -109,7 +109,7 @@ def fit_text(text: str, path: str | None, overrides: dict[str, int], budget: int
         raise NetdslError(f"the mode must be 'train' or 'infer', not {mode!r}", hint="--train or --infer")
     spec = parse_text(text, path)
     names = [p.name for p in spec.params] + [d.name for d in spec.dims]
-    bname = next(n for n in BATCH_NAMES if n not in names)
+    bname = batch_name(names, spec.span)
     overrides = dict(overrides)
     batch = overrides.pop(bname, 1)
     if batch < 1:

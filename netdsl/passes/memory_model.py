@@ -7,11 +7,13 @@ per-channel statistics), so bytes are not "per sample times N".
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import sympy as sp
 
+from netdsl.errors import NetdslError, Span
 from netdsl.passes.symbols import SymEnv
 
 Dtype = Literal["fp32", "bf16", "fp16"]
@@ -21,11 +23,20 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "sgd-momentum", "none")
 BATCH_NAMES = ("N", "batch", "batch_size")
 
 
+def batch_name(used: Iterable[str], span: Span | None = None) -> str:
+    """The batch size's name: `N`, or the first of `batch`, `batch_size` not in `used` (the names of
+    the spec, or of both specs of a diff: a spec may call a parameter N)."""
+    taken = set(used)
+    name = next((n for n in BATCH_NAMES if n not in taken), None)
+    if name is None:
+        raise NetdslError(f"the spec(s) use every name the batch could have ({', '.join(BATCH_NAMES)})",
+                          span, "rename one of those parameters")
+    return name
+
+
 def batch_symbol(env: SymEnv) -> sp.Symbol:
-    """The batch size's symbol: `N`, or the first of `batch`, `batch_size` that the spec does not
-    use itself (a spec may call a parameter N)."""
-    name = next(n for n in BATCH_NAMES if n not in env.symbols)
-    return sp.Symbol(name, integer=True, positive=True)
+    """The batch size's symbol, named by `batch_name` from the spec's own symbols."""
+    return sp.Symbol(batch_name(env.symbols, env.graph.span), integer=True, positive=True)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pytest
 import sympy as sp
 
 import netdsl
+from conftest import run_cli
 from netdsl.cli import main
 from netdsl.commands.count import count_report
 from netdsl.errors import NetdslError
@@ -224,3 +225,13 @@ def test_flag_choices_are_the_memory_models() -> None:
     from netdsl.passes.memory_model import DTYPES, OPTIMIZERS
 
     assert DTYPE_NAMES == tuple(DTYPES) and OPTIMIZER_NAMES == OPTIMIZERS
+
+
+def test_a_spec_that_takes_every_batch_name_is_a_clear_error(tmp_path: Path) -> None:
+    spec = tmp_path / "names.net"
+    spec.write_text("net T(N = 1, batch = 2, batch_size = 3)\ninput x: [N + batch + batch_size, H = 8, W = 8]\n"
+                    "output = x |> conv(4, 3)\n")
+    r = run_cli("count", str(spec))
+    assert r.returncode == 2 and "use every name the batch could have (N, batch, batch_size)" in r.stderr
+    assert f"{spec}:1:1: error:" in r.stderr
+    assert "Traceback" not in r.stderr
