@@ -137,17 +137,29 @@ class Dim(Node):
     default: Expr | None = None
 
 
+class InputAxis(Node):
+    """One axis of an input: a size it declares or reuses (`dim`: `H = 32`, `T`), or a fixed size
+    (`size`: `3`, `2*D`, a net parameter). Exactly one of the two is set."""
+
+    dim: Dim | None = None
+    size: Expr | None = None
+
+
 class InputDecl(Node):
-    """`input x: [C, H = 32, W = 32]`: channels (an expression), then named sizes (0 or more)."""
+    """`input x: [C, H = 32, W = 32]`, `input t: [T = 197, D]`, `input v: [F]`: one entry per axis."""
 
     name: str
-    channels: Expr
-    dims: list[Dim] = []
+    axes: list[InputAxis]
     conditions: list[Condition] = []
 
     @property
     def rank(self) -> int:
-        return 1 + len(self.dims)
+        return len(self.axes)
+
+    @property
+    def dims(self) -> list[Dim]:
+        """The sizes it declares or reuses, in order."""
+        return [a.dim for a in self.axes if a.dim is not None]
 
 
 class Arg(Node):
@@ -331,5 +343,6 @@ def declared_dims(inputs: list[InputDecl]) -> list[Dim]:
     return list(seen.values())
 
 
-for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, ListValue, Arg, Learned, MergeCall, TensorNode, BlockInstance):
+for _model in (BinOp, Neg, Call, Condition, IfExpr, Pair, ListValue, Arg, InputAxis, Learned, MergeCall, TensorNode,
+               BlockInstance):
     _model.model_rebuild()

@@ -52,7 +52,7 @@ class TreeToIR:
         for st in stmts:
             kind = st.data
             if kind == "input_decl":
-                inputs.append(self._input(st))
+                inputs.append(self._input(st, {p.name for p in params}))
             elif kind in ("linear_block", "graph_block"):
                 blocks.append(self._block(st))
             elif kind in ("assign", "out_assign"):
@@ -85,13 +85,27 @@ class TreeToIR:
         left, op, right = c.children
         return ir.Condition(span=span_of(c), op=_compare(op), left=self.expr(left), right=self.expr(right))
 
-    def _input(self, t: Tree) -> ir.InputDecl:
-        name, channels, *dims, where = t.children
-        out = [ir.Dim(span=span_of(d), name=str(d.children[0]),
-                      default=self.expr(d.children[1]) if d.children[1] is not None else None)
-               for d in dims if d is not None]
-        return ir.InputDecl(span=span_of(t), name=str(name), channels=self.expr(channels), dims=out,
-                            conditions=self._where(where))
+    _RANKS = "an input is features [F], a sequence [T, D] or an image [C, H, W]"
+
+    def _input(self, t: Tree, params: set[str]) -> ir.InputDecl:
+        """One rule for every axis: `NAME = expr` declares a size, a bare NAME that is no parameter
+        declares one (or reuses an earlier input's), anything else (a number, a parameter, an
+        expression) is a fixed size."""
+        name, *axes, where = t.children
+        if len(axes) > 3:
+            raise NetdslError(f"input '{name}' has {len(axes)} axes; at most 3", span_of(axes[3]), self._RANKS)
+        out: list[ir.InputAxis] = []
+        for a in axes:
+            if a.data == "dim":
+                dim = ir.Dim(span=span_of(a), name=str(a.children[0]), default=self.expr(a.children[1]))
+                out.append(ir.InputAxis(span=dim.span, dim=dim))
+                continue
+            e = self.expr(a.children[0])
+            if isinstance(e, ir.Name) and e.id not in params:
+                out.append(ir.InputAxis(span=e.span, dim=ir.Dim(span=e.span, name=e.id)))
+            else:
+                out.append(ir.InputAxis(span=e.span, size=e))
+        return ir.InputDecl(span=span_of(t), name=str(name), axes=out, conditions=self._where(where))
 
     def _block(self, t: Tree) -> ir.BlockDef:
         name, *rest = t.children

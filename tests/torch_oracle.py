@@ -20,7 +20,11 @@ def torch_counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dict[str
         def record(mod: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             n = out.shape[0]
             units_out, units_in = out.numel() // n, inputs[0].numel() // n
-            if isinstance(mod, nn.Conv2d):
+            if isinstance(mod, nn.MultiheadAttention):  # batch first: [N, T, D]; keys and values share T
+                tq, tk, d = out.shape[1], inputs[-1].shape[1], mod.embed_dim
+                # the query and output projections, the key and value ones, the two products
+                macs = 2 * tq * d * d + 2 * tk * d * d + 2 * tq * tk * d
+            elif isinstance(mod, nn.Conv2d):
                 kh, kw = mod.kernel_size
                 macs = units_out * kh * kw * mod.in_channels // mod.groups
             elif isinstance(mod, nn.Linear):  # at every position where it runs over channels
@@ -38,6 +42,8 @@ def torch_counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dict[str
             else:
                 macs = units_out
             weight = getattr(mod, "weight", None)
+            if isinstance(mod, nn.MultiheadAttention):  # its in- and out-projections' weights
+                weight = torch.cat([mod.in_proj_weight.flatten(), mod.out_proj.weight.flatten()])
             found[name] = {
                 "parameters": sum(p.numel() for p in mod.parameters()),
                 "buffers": sum(b.numel() for b in mod.buffers()),
@@ -47,8 +53,11 @@ def torch_counts(model: nn.Module, shape: tuple[int, ...]) -> dict[str, dict[str
             }
         return record
 
+    # attention is one unit (its out_proj is a child module, but netdsl's layer)
+    units = [name for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
     handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()
-               if not list(m.children())]
+               if (not list(m.children()) or name in units)
+               and not any(name.startswith(f"{u}.") for u in units)]
     with torch.no_grad():
         model.eval()(torch.zeros(2, *shape))
     for h in handles:

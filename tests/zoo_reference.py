@@ -493,3 +493,9 @@ from zoo_reference_se import MAKERS_SE, PUBLISHED_SE  # noqa: E402
 
 PUBLISHED.update(PUBLISHED_SE)
 _BUILDERS.update(MAKERS_SE)
+
+# ViT-B/16 (sequences and attention; its MACs are measured by zoo_reference_vit.flop_counter_macs).
+from zoo_reference_vit import MAKERS_VIT, PUBLISHED_VIT  # noqa: E402
+
+PUBLISHED.update(PUBLISHED_VIT)
+_BUILDERS.update(MAKERS_VIT)

@@ -86,8 +86,8 @@ def size_axes(cg: ConcreteGraph) -> list[SizeAxis]:
     """
     env, graph = cg.env, cg.graph
     assert graph is not None
-    axes = [SizeAxis(inp.name, j + 2, d.name, int(env.values[d.name]))
-            for inp in graph.inputs for j, d in enumerate(inp.dims)]
+    axes = [SizeAxis(inp.name, j + 1, a.dim.name, int(env.values[a.dim.name]))
+            for inp in graph.inputs for j, a in enumerate(inp.axes) if a.dim is not None]
     if not axes:
         return axes
     # Symbols a size shows up as inside the graph: itself, or its quotient H_q.

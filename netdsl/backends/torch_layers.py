@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from netdsl.backends.torch_attention import QKVAttention, SelfAttention  # attention, attention_qkv
 from netdsl.backends.torch_darknet import Reorg  # darknet's [reorg]
 from netdsl.backends.torch_extra_layers import (
     ChannelChunk,
@@ -23,6 +24,7 @@ from netdsl.backends.torch_extra_layers import (
     LayerScale,
     StochasticDepth,
 )
+from netdsl.backends.torch_sequence_layers import ToImage, Token, Tokens  # the sequence ops
 
 
 def _log(x: float) -> float:
@@ -108,3 +110,7 @@ STANDALONE: dict[str, tuple[Callable[..., object], ...]] = {"Detect": (_log, Det
 # The channel, gating and ConvNeXt layers (netdsl/backends/torch_extra_layers.py), one class each.
 STANDALONE.update({cls.__name__: (cls,) for cls in (ChannelSlice, ChannelChunk, ChannelShuffle, StochasticDepth,
                                                     ChannelLayerNorm, ChannelLinear, LayerScale, Reorg)})
+# The attention layers (netdsl/backends/torch_attention.py).
+STANDALONE.update({cls.__name__: (cls,) for cls in (SelfAttention, QKVAttention)})
+# The sequence ops (netdsl/backends/torch_sequence_layers.py).
+STANDALONE.update({cls.__name__: (cls,) for cls in (Tokens, ToImage, Token)})

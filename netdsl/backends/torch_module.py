@@ -15,7 +15,7 @@ from netdsl.backends import torch_layers
 from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
 from netdsl.ops import OpDef
-from netdsl.ops.learned import PARAM
+from netdsl.ops.learned import BATCH_AXIS, PARAM
 from netdsl.passes.peak import last_uses
 
 # Attributes the compiled classes set themselves; user names must not take them.
@@ -54,11 +54,13 @@ def make_layer(layer: Layer) -> nn.Module:
 
 
 def learned_parameter(st: Statement) -> nn.Parameter:
-    """A learned tensor's parameter: exactly its dims, filled with its value or drawn from N(0, std**2)."""
+    """A learned tensor's parameter: exactly its dims (after a batch axis of 1 with `@batch_axis`),
+    filled with its value or drawn from N(0, std**2)."""
     assert st.merge is not None
     a = st.merge.args
-    data = torch.full(st.at, float(a["value"])) if a["init"] == "constant" else \
-        torch.nn.init.normal_(torch.empty(st.at), std=float(a["value"]))
+    dims = (1, *st.at) if BATCH_AXIS in st.attrs else st.at
+    data = torch.full(dims, float(a["value"])) if a["init"] == "constant" else \
+        torch.nn.init.normal_(torch.empty(dims), std=float(a["value"]))
     return nn.Parameter(data, requires_grad="freeze" not in st.attrs)
 
 
@@ -124,7 +126,7 @@ class _GraphModule(nn.Module):
         stays referenced by the call itself until it returns)."""
         batch = next(iter(env.values())).shape[0]
         for name, how, inputs, has_module, drop in self._netdsl_plan:
-            if how == PARAM:  # the same tensor for every sample: a view with the batch axis
+            if how == PARAM:  # the same tensor for every sample: a view with the batch axis (or of it)
                 env[name] = getattr(self, name).expand(batch, *[-1] * self._netdsl_learned[name])
                 continue
             xs = [env[i] for i in inputs]

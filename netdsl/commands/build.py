@@ -56,7 +56,9 @@ def build_report(text: str, path: str | None, overrides: dict[str, int],
             p = params[layer.path]
             layers.append({"name": layer.path, "op": layer.op.name, "line": layer.line, "out_shape": list(layer.out_at),
                            "out_shape_symbolic": [str(x) for x in cg.show(layer.out_shape)],
-                           "params": p.numel(), **({"frozen": True} if not p.requires_grad else {})})
+                           "params": p.numel(), **({"frozen": True} if not p.requires_grad else {}),
+                           # `@batch_axis`: stored as [1, *dims], so the state_dict shape differs
+                           **({"stored_shape": list(p.shape)} if tuple(p.shape) != layer.out_at else {})})
             continue
         if isinstance(layer, Merge) and layer.path not in modules:
             continue  # cat and add hold no module; detect does

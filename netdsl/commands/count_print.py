@@ -140,8 +140,8 @@ def _memory_table(report: dict[str, Any], doubled: bool) -> Table:
                         f"{m['optimizer']})", title_justify="left")
     _columns(table, doubled)
     for metric in MEMORY_ROWS:
-        if report["totals"][metric] is None:  # not modelled under this dtype: the note says why
-            table.add_row(metric, f"not modelled under {m['dtype']} (see the note)", "-", *(["-"] * 3 if doubled else []))
+        if report["totals"][metric] is None:  # not modelled here: the note says why
+            table.add_row(metric, "not modelled (see the note)", "-", *(["-"] * 3 if doubled else []))
             continue
         row = [metric, report["totals"][metric], human_bytes(report["values"]["totals"][metric])]
         if doubled:

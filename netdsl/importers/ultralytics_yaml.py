@@ -20,11 +20,12 @@ models/common.py), written anew:
   (`netdsl.weights_match`); SPP(c, k=(5, 9, 13)) and SPPF(c, k=5) with int(input/2) hidden
   channels; Concat(1); nn.Upsample(None, scale, mode); nn.MaxPool2d(k, s=k, p=0); nn.ZeroPad2d(p);
   Detect(nc, anchors) with each level's stride its input's size ratio; GhostConv, GhostBottleneck,
-  C3Ghost (YOLOv5's ghost YAMLs), MP and SP (YOLOv7's) as `yaml_more` says.
+  C3Ghost (YOLOv5's ghost YAMLs), MP and SP (YOLOv7's) as `yaml_more` says; C3TR and TransformerBlock
+  (yolov5s-transformer.yaml) as `yaml_transformer` says.
 
 The spec has one top-level statement per row, in order (so `--freeze N` freezes rows 0 to N-1, as
 ultralytics' `--freeze N` does), named b<row> in the backbone and n<row> in the head, the last
-one `output`; Bottleneck, C3, SPP and SPPF are graph blocks.
+one `output`; Bottleneck, C3, SPP, SPPF and the transformer modules are graph blocks.
 """
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ REQUIRED = TOP_KEYS[:6]
 # Why some modules of the YAMLs people use are not imported (yet).
 UNSUPPORTED = {"IDetect": ": YOLOv7's training head adds and multiplies learned implicit tensors (ImplicitA, "
                "ImplicitM) around its convolutions; the deploy YAML (cfg/deploy), with Detect, imports",
-               "IAuxDetect": ": YOLOv7's training head with auxiliary outputs; the deploy YAML, with Detect, imports"}
+               "IAuxDetect": ": YOLOv7's training head with auxiliary outputs; the deploy YAML, with Detect, imports",
+               "TransformerLayer": ": it works on a sequence of tokens, and a row would give it an image map (ultralytics' "
+               "module fails on it); TransformerBlock and C3TR, which make the tokens from the map, import"}
 
 
 class YamlImporter:

@@ -10,6 +10,7 @@ from netdsl.importers.yaml_acts import activation, looks_like_module
 from netdsl.importers.yaml_call import Emitted, RowCall
 from netdsl.importers.yaml_more import MORE_ARITY, MORE_SIGNATURES, MORE_SIZED, MoreModules
 from netdsl.importers.yaml_nodes import Values, Y
+from netdsl.importers.yaml_transformer import TR_ARITY, TR_SIGNATURES, TR_SIZED, TransformerModules
 from netdsl.limits import MAX_INT32
 
 BN = "batchnorm(eps=0.001, momentum=0.03)"
@@ -17,19 +18,19 @@ SIGNATURES = {"Conv": "Conv(c, k=1, s=1, p=None, g=1, act=True)", "Bottleneck": 
               "e=0.5)", "C3": "C3(c, shortcut=True, g=1, e=0.5)", "SPP": "SPP(c, k=(5, 9, 13))",
               "SPPF": "SPPF(c, k=5)", "Concat": "Concat(dimension=1)", "nn.Upsample": "nn.Upsample(None, scale, mode)",
               "nn.MaxPool2d": "nn.MaxPool2d(k, s=k, p=0)", "nn.ZeroPad2d": "nn.ZeroPad2d(p)",
-              "Detect": "Detect(nc, anchors)", **MORE_SIGNATURES}
+              "Detect": "Detect(nc, anchors)", **MORE_SIGNATURES, **TR_SIGNATURES}
 MODULES = tuple(SIGNATURES)
 ARITY = {"Conv": 6, "Bottleneck": 4, "C3": 4, "SPP": 2, "SPPF": 2, "Concat": 1, "nn.Upsample": 3,
-         "nn.MaxPool2d": 3, "nn.ZeroPad2d": 1, "Detect": 2, **MORE_ARITY}
+         "nn.MaxPool2d": 3, "nn.ZeroPad2d": 1, "Detect": 2, **MORE_ARITY, **TR_ARITY}
 # Modules whose first argument is their output channels (scaled by width_multiple).
-SIZED = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", *MORE_SIZED)
+SIZED = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", *MORE_SIZED, *TR_SIZED)
 
 
 def _scalar(t: tuple[int, ...]) -> str:
     return str(t[0]) if len(set(t)) == 1 else f"({', '.join(map(str, t))})"
 
 
-class Modules(MoreModules):
+class Modules(MoreModules, TransformerModules):
     """Writes each row's module call, and at the end the graph blocks the calls used (`define`).
     `no` is Detect's output channels (a width equal to it is not scaled), `gw` width_multiple, `act`
     the layer of a Conv's default activation (the YAML's `activation`, else silu)."""
@@ -43,7 +44,8 @@ class Modules(MoreModules):
         self.handlers: dict[str, Callable[[RowCall], Emitted]] = {
             "Conv": self._conv, "Bottleneck": self._bottleneck, "C3": self._bottleneck, "SPP": self._spp,
             "SPPF": self._spp, "Concat": self._concat, "nn.Upsample": self._upsample, "nn.MaxPool2d": self._maxpool,
-            "nn.ZeroPad2d": self._zeropad, "Detect": self._detect, **self.more_handlers()}
+            "nn.ZeroPad2d": self._zeropad, "Detect": self._detect, **self.more_handlers(),
+            **self.transformer_handlers()}
 
     def emit(self, call: RowCall) -> Emitted:
         """The row's statement (named by the caller) and its output shape."""
@@ -55,7 +57,7 @@ class Modules(MoreModules):
             if not a:
                 raise self.src.error(call.args.loc, f"{mod} needs its output channels", f"write {SIGNATURES[mod]}")
             call.c2 = self.width(a[0])
-            if mod not in ("C3", "C3Ghost"):
+            if mod not in ("C3", "C3Ghost", "C3TR"):  # their copies are inside them
                 self._same(call)
         return self.handlers[mod](call)
 
@@ -314,6 +316,7 @@ class Modules(MoreModules):
         texts.update({n: f"# Conv with act {a}.\nblock {n}(c, k = 1, s = 1{p}{g}) = {conv} -> {BN} -> {a}"
                       for n, a in self.acts.items()})
         texts.update(self.more_texts())
+        texts.update(self.transformer_texts())
         order = ["cba", "cb", *self.acts, "res", "pair", "c3", "c3_plain", "sppf"]
         for name in order + [k for k in self.used if k not in order]:
             if name not in self.used:

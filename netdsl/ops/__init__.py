@@ -9,10 +9,25 @@ one registry: the ops written in a chain (`-> conv(...)`) and those that start a
 """
 from __future__ import annotations
 
-from netdsl.ops import activation, channels, conv, darknet, detect, linear, merge, norm, pool, reshape, upsample
+from netdsl.ops import (
+    activation,
+    attention,
+    channels,
+    conv,
+    darknet,
+    detect,
+    linear,
+    merge,
+    norm,
+    pool,
+    reshape,
+    sequence,
+    upsample,
+)
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, build_registry
 
-_FAMILIES = (conv, pool, norm, activation, upsample, linear, reshape, channels, merge, detect, darknet)
+_FAMILIES = (conv, pool, norm, activation, upsample, linear, reshape, sequence, channels, merge, detect, darknet,
+             attention)
 
 REGISTRY: dict[str, OpDef] = build_registry(op for mod in _FAMILIES for op in mod.OPS)
 

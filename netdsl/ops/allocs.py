@@ -17,10 +17,12 @@ from typing import Literal
 import sympy as sp
 
 ZERO = sp.Integer(0)
-# How a 4-d tensor lies in memory: "nchw" (contiguous), "nhwc" (a permuted view of a contiguous
-# [N, H, W, C] tensor, as ChannelLayerNorm and ChannelLinear return) or "same": as the first
-# input lies. It decides whether a reshape copies (flatten, the matmul inside channel_linear).
-Layout = Literal["nchw", "nhwc", "same"]
+# How a tensor lies in memory: "nchw" (contiguous, any rank), "nhwc" (a permuted view of a
+# contiguous [N, H, W, C] tensor, as ChannelLayerNorm and ChannelLinear return), "ndt" (a sequence
+# [N, T, D] that is a transposed view of a contiguous [N, D, T]: `tokens` of a contiguous image) or
+# "same": as the first input lies. It decides whether a reshape copies (flatten, the matmul inside
+# channel_linear, `image(h, w)`).
+Layout = Literal["nchw", "nhwc", "ndt", "same"]
 INDEX_BYTES = 8  # torch.int64: max-pool indices
 STAT_BYTES = 4   # float32: LayerNorm's mean and rstd
 

@@ -8,7 +8,7 @@ SymPy is imported here (shape rules are symbolic); torch never is (`module` name
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from types import ModuleType
@@ -53,6 +53,16 @@ class RuleError(Exception):
     def __init__(self, arg: str | None, message: str, hint: str) -> None:
         super().__init__(message)
         self.arg, self.message, self.hint = arg, message, hint
+
+
+class Unmodelled(NotImplementedError):
+    """A case whose memory torch computes in a way netdsl's rules do not model (attention with
+    dropout trains through another kernel): the metric is left out with this message and hint,
+    never given a stand-in figure."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,9 @@ class OpDef:
     max_inputs: int | None = 1  # None: any number
     ranks: tuple[int, ...] | None = (3,)  # input ranks a single-input op accepts; None: any
     final = False  # its result is one of the network's outputs, and nothing follows it
+    # A statement-starting op whose module is its statement's own, registered under the statement's
+    # name (attention_qkv): no layers may follow it in that statement.
+    alone = False
     # Its place in darknet's .weights format: a [convolutional]'s conv, the batchnorm after one,
     # or a detect head's per-level convolutions; None: darknet's format has no place for it.
     darknet_role: DarknetRole | None = None
@@ -139,6 +152,7 @@ class OpDef:
     # (what, hint) for the error when a merge's inputs differ in the axes it matches (the whole hint)
     mismatch_text: tuple[str, str] = ("shapes", STRIDES_HINT)
     symbol = ""  # how a picture marks a merge in its circle ("+" for add); empty: the op's name
+    rank_hint = ""  # the hint when its input has a rank it does not take; empty: the shape pass's own
 
     @property
     def starts_statement(self) -> bool:
@@ -168,9 +182,28 @@ class OpDef:
         """The seed's "connections": MACs for layers with weights, one per output unit otherwise."""
         return c.macs if self.category in (Category.CONV, Category.LINEAR) else units(out)
 
-    def match_axes(self, rank: int) -> range:
+    def param_tensors(self, a: Args, inputs: int, c: Counts) -> int:
+        """How many parameter tensors its module holds (Adam keeps a `step` tensor for each): one
+        per kind it counts (weight, bias; a normalisation's weight and bias), per input for a
+        merge with weights (a head with a convolution per map). An op whose module holds others
+        (attention's in- and out-projections) says so."""
+        levels = max(inputs, 1) if self.max_inputs != 1 else 1
+        return levels * int((c.weights != 0) + (c.biases != 0)) + 2 * int(c.norm_params != 0)
+
+    def match_axes(self, rank: int) -> Sequence[int]:
         """The per-sample axes whose sizes all inputs must share."""
         return range(rank)
+
+    def bind(self, a: Args, ins: list[Shape]) -> OpDef:
+        """This op with its arguments and input shapes fixed, for the rules that read neither
+        (`match_axes`, `mismatch_text`, `combine`, `source`): `cat(..., dim=2)` joins another axis.
+        The shape pass keeps the bound op in the concrete graph; most ops are their own."""
+        return self
+
+    def same_sizes(self, a: Args, ins: list[Shape]) -> list[tuple[sp.Expr, sp.Expr, str]]:
+        """Sizes a layer needs equal, (a, b, what they are): `check` refuses them where they differ
+        at the values in use; the shape pass notes where they are equal only there."""
+        return []
 
     def stretches(self, a: sp.Expr, b: sp.Expr) -> bool:
         """Whether two inputs' unequal sizes `a` and `b` of one matched axis still combine (torch's

@@ -13,6 +13,9 @@ from netdsl.ops.base import ZERO, Args, Category, Counts, OpDef, Shape, units
 from netdsl.ops.window import Windows
 
 PARAM = "param"  # the source of a learned tensor's statement, as "ref" is a plain statement's
+# `@batch_axis param`: stored as [1, *dims], as torchvision stores a class token, so its state_dict
+# loads; its shape and counts stay those of the dims.
+BATCH_AXIS = "batch_axis"
 INITS = ("constant", "normal")
 
 

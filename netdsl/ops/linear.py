@@ -17,31 +17,44 @@ from netdsl.ops.window import Windows, pointwise
 class Linear(OpDef):
     name = "linear"
     args = (ArgSpec("out", "int", minimum=1), ArgSpec("bias", "bool", True))
-    doc = "Linear(in inferred, out, bias); takes features [F]: flatten an image first"
+    doc = ("Linear(in inferred, out, bias); takes features [F] (flatten an image first) or a sequence [T, D], "
+           "each token: [T, out]")
     category = Category.LINEAR
-    ranks = (1,)
+    ranks = (1, 2)
 
     def shape(self, a: Args, ins: list[Shape]) -> Shape:
-        return (a.out,)
+        return (*ins[0][:-1], a.out)
 
     def counts(self, a: Args, ins: list[Shape], out: Shape) -> Counts:
-        return Counts(weights=sp.expand(ins[0][0] * a.out), biases=a.out if a.bias else sp.Integer(0),
-                      macs=sp.expand(ins[0][0] * a.out))
+        return Counts(weights=sp.expand(ins[0][-1] * a.out), biases=a.out if a.bias else sp.Integer(0),
+                      macs=sp.expand(sp.Mul(*ins[0]) * a.out))
 
     def module(self, a: Args, ins: list[tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
-        return "Linear", dict(in_features=ins[0][0], out_features=a.out, bias=a.bias)
+        return "Linear", dict(in_features=ins[0][-1], out_features=a.out, bias=a.bias)
 
     def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
         # addmm keeps the input for the weight's gradient, the weight for the input's
         weights = self.counts(a, ins, out).weights if need.grads[0] else sp.Integer(0)
-        return replace(low_precision(need, ins, (0,) if need.params else (), weights), layout="nchw")
+        s = low_precision(need, ins, (0,) if need.params else (), weights)
+        if s.inputs and need.layouts[:1] == ("ndt",) and 1 not in need.at[0]:
+            # a transposed sequence: matmul reads it as [N*T, D], a copy (kept in its place) for a
+            # batch of more than one sample; a batch of one is a view, counted here as the copy
+            s = replace(s, inputs=(), extra=sp.expand(s.extra + need.floats(ins[0])))
+        return replace(s, layout="nchw")
 
     def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
         return pointwise(1)
 
     def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
         c = self.counts(a, ins, out)
-        return allocs.low_precision(m, ins, c.weights + c.biases, fresh(m.floats(out)))
+        o = m.floats(out)
+        if len(ins[0]) == 1 or m.layouts[:1] != ("ndt",) or 1 in m.at[0]:
+            return allocs.low_precision(m, ins, c.weights + c.biases, fresh(o, "nchw"))
+        # a transposed sequence: matmul reads it as [N*T, D], a copy unless the batch is one sample,
+        # then adds the bias out of place (as torch does while a dispatch mode watches)
+        copy = sp.Min(m.batch - 1, 1) * m.floats(ins[0])
+        return allocs.low_precision(m, ins, c.weights + c.biases,
+                                    fresh(o, "nchw", sp.Max(copy, o) if a.bias else copy))
 
 
 class ChannelLinear(OpDef):

@@ -19,11 +19,12 @@ from netdsl.ops.allocs import BatchBytes
 
 ZERO = sp.Integer(0)
 PARAM_WIDTH = 4  # parameters stay float32 under autocast (it casts copies)
-# How a 4-d tensor lies in memory: "nchw" (contiguous), "nhwc" (channels last: a permuted view of
-# a contiguous [N, H, W, C] tensor, as ChannelLayerNorm and ChannelLinear return), or "same": the
-# output lies as the first input does. It decides whether a reshape copies (flatten, the matmul
-# inside channel_linear).
-Layout = Literal["nchw", "nhwc", "same"]
+# How a tensor lies in memory: "nchw" (contiguous, any rank), "nhwc" (channels last: a permuted
+# view of a contiguous [N, H, W, C] tensor, as ChannelLayerNorm and ChannelLinear return), "ndt" (a
+# sequence [N, T, D] that is a transposed view of a contiguous [N, D, T]: `tokens` of a contiguous
+# image), or "same": the output lies as the first input does. It decides whether a reshape copies
+# (flatten, the matmul inside channel_linear, `image(h, w)`).
+Layout = Literal["nchw", "nhwc", "ndt", "same"]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ makes several output units per input unit (upsampling, a transposed convolution)
 whose regions differ; `d = 0` means every output unit reads the same units (a global pool).
 Rows and columns outside the input (padding) are read as units past its ends: the pass keeps them,
 and what is outside the network's input is cut off only when a region is compared with it.
+
+An input that is a sequence `[T, D]` has one axis of units, its tokens: its pair is (the window
+along the tokens, `POINT`), the features read like channels. Position-wise ops are `pointwise`;
+self-attention reads `whole(T)`; `token(i)` is `pick(i)`; input k of a `cat` along the tokens is
+`shift(o)`, o the tokens before it. The pass lays a sequence that `tokens` made on its image's grid
+(token t is row t // W, column t % W), and `image(h, w)` (pointwise) lays it back.
 """
 from __future__ import annotations
 
@@ -92,6 +98,15 @@ def transposed(kernel: sp.Expr, stride: int, padding: sp.Expr, dilation: sp.Expr
     return Window(stride, ONE, lo, hi)
 
 
+def pick(i: sp.Expr | int) -> Window:
+    """Every output unit reads unit i of the axis (`token(i)`; negative from the end, as torch).
+
+    >>> pick(0)
+    Window(n=1, d=0, lo=(0,), hi=(0,))
+    """
+    return Window(1, ZERO, (_expr(i),), (_expr(i),))
+
+
 def pointwise(count: int) -> list[Windows]:
     """Each output unit reads the same unit of every input (activations, norms, channel ops)."""
     return [(POINT, POINT)] * count
@@ -99,7 +114,9 @@ def pointwise(count: int) -> list[Windows]:
 
 def broadcast(shape: tuple[sp.Expr, ...], out: tuple[sp.Expr, ...]) -> Windows:
     """An input of an element-wise merge: where its size 1 is stretched over a larger output
-    (torch's broadcasting: an SE gate), every output unit reads its one unit."""
+    (torch's broadcasting: an SE gate, a sequence of one token), every output unit reads its one unit."""
+    if len(shape) == 2 and len(out) == 2:
+        return (SAME if shape[0] == ONE and out[0] != ONE else POINT, POINT)
     if len(shape) != 3:
         return (POINT, POINT)
     h, w = (SAME if x == ONE and y != ONE else POINT for x, y in zip(shape[1:], out[1:]))

@@ -40,12 +40,13 @@ class MemoryCounts:
     layers: dict[str, list[sp.Expr]]
     totals: dict[str, sp.Expr]
     missing: dict[str, str] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)  # what to do, per missing metric
 
     def get(self, metric: str, index: int | None = None) -> sp.Expr:
         """The total of `metric`, or its value for the walk item `index`; an error where the
         metric is not modelled under these options, never a stand-in number."""
         if metric in self.missing:
-            raise NetdslError(self.missing[metric], hint="use --dtype fp32 for this metric")
+            raise NetdslError(self.missing[metric], hint=self.hints.get(metric, "use --dtype fp32 for this metric"))
         return self.totals[metric] if index is None else self.layers[metric][index]
 
 
@@ -53,17 +54,24 @@ def memory_counts(cg: ConcreteGraph, options: MemoryOptions, parameters: list[sp
     """Run the memory passes on `cg`; `parameters` are the layers' parameter counts (walk order),
     charged at 4 bytes each: autocast computes in 16 bits but keeps the parameters in fp32."""
     from netdsl.passes.peak import peak_bytes
-    from netdsl.passes.saved import saved_bytes
+    from netdsl.passes.saved import MemoryGap, saved_bytes
     from netdsl.passes.train_memory import buffer_bytes, grad_bytes, optimizer_bytes, param_bytes
 
     batch = batch_symbol(cg.env)
-    saved = saved_bytes(cg, batch, options)
-    layers = {"saved_bytes": saved, "param_bytes": [BYTES_PER_VALUE * p for p in parameters]}
-    totals = {"saved_bytes": sp.Add(*saved), "param_bytes": param_bytes(cg, options), "buffer_bytes": buffer_bytes(cg)}
-    # train_memory.train_bytes's sum, from the saved bytes already in hand (it would run saved_bytes again)
-    totals["train_bytes"] = sp.expand(totals["param_bytes"] + totals["buffer_bytes"] + grad_bytes(cg)
-                                      + optimizer_bytes(cg, options) + totals["saved_bytes"])
+    layers: dict[str, list[sp.Expr]] = {"param_bytes": [BYTES_PER_VALUE * p for p in parameters]}
+    totals = {"param_bytes": param_bytes(cg, options), "buffer_bytes": buffer_bytes(cg)}
     missing: dict[str, str] = {}
+    hints: dict[str, str] = {}
+    try:
+        layers["saved_bytes"] = saved_bytes(cg, batch, options)
+        totals["saved_bytes"] = sp.Add(*layers["saved_bytes"])
+        # train_memory.train_bytes's sum, from the saved bytes already in hand (it would run saved_bytes again)
+        totals["train_bytes"] = sp.expand(totals["param_bytes"] + totals["buffer_bytes"] + grad_bytes(cg)
+                                          + optimizer_bytes(cg, options) + totals["saved_bytes"])
+    except MemoryGap as e:  # a case the rules do not model (attention with dropout): say so, keep the rest
+        where = f"{e.path}:{e.span.line}:{e.span.column}: " if e.path and e.span else ""
+        for metric in ("saved_bytes", "train_bytes"):
+            missing[metric], hints[metric] = where + e.message, e.hint or ""
     try:
         peak = peak_bytes(cg, batch, options)
         layers["peak_bytes"], totals["peak_bytes"] = list(peak.layers), peak.total
@@ -71,7 +79,7 @@ def memory_counts(cg: ConcreteGraph, options: MemoryOptions, parameters: list[sp
         if options.dtype == "fp32":  # an op without a rule, or a bug: not a gap of the model
             raise
         missing["peak_bytes"] = e.message  # the rest of the report still stands
-    return MemoryCounts(batch=batch, options=options, layers=layers, totals=totals, missing=missing)
+    return MemoryCounts(batch=batch, options=options, layers=layers, totals=totals, missing=missing, hints=hints)
 
 
 def memory_options(dtype: object = "fp32", optimizer: object = "adam") -> MemoryOptions:

@@ -16,6 +16,7 @@ from netdsl.freeze import NO_FREEZE, Freeze
 from netdsl.intexpr import MAX_FRACTION_BITS
 from netdsl.limits import MAX_EXPONENT
 from netdsl.ops import OpDef, layers, merges
+from netdsl.ops.learned import BATCH_AXIS
 from netdsl.passes.desugar import SPLIT, SPLIT_FORMS, Desugar, check_reads, needs_desugar
 from netdsl.passes.learned import before, lower_learned
 from netdsl.passes.names import RESERVED, check_header, check_names, did_you_mean, fresh, name_list
@@ -24,7 +25,8 @@ from netdsl.passes.op_args import ArgumentReader
 MAX_LAYERS = 10_000
 MAX_REPEAT = 1_000
 MAX_BLOCK_DEPTH = 64
-ATTRIBUTES = {"freeze": "the layer's parameters are not trained (requires_grad=False)"}
+ATTRIBUTES = {"freeze": "the layer's parameters are not trained (requires_grad=False)",
+              "batch_axis": "a learned tensor stored as [1, *dims] (torchvision's class token), on `param` only"}
 Layer = ir.Op | ir.BlockInstance
 
 
@@ -181,8 +183,11 @@ class Lowerer:
         self.frozen_names.update(hits)
         return ["freeze"]
 
-    def attrs(self, attrs: list[ir.Attr]) -> list[str]:
+    def attrs(self, attrs: list[ir.Attr], learned: bool = False) -> list[str]:
         for a in attrs:
+            if a.name == BATCH_AXIS and not learned:
+                raise NetdslError("'@batch_axis' belongs on a learned tensor", a.span,
+                                  "write it before `param`: `@batch_axis param cls: [1, D] = 0`")
             if a.name not in ATTRIBUTES:
                 raise NetdslError(f"unknown attribute '@{a.name}'", a.span, did_you_mean(a.name, ATTRIBUTES)
                                   + "attributes: " + ", ".join(f"@{k} ({v})" for k, v in ATTRIBUTES.items()))
@@ -293,7 +298,7 @@ class Lowerer:
         """A `param` declaration; `index`: its place among the top-level statements (for --freeze)."""
         asked = index is not None and not sc.dry and (index < self.freeze.first or d.name in self.freeze.names)
         self.frozen_names.update({d.name} & set(self.freeze.names) if asked else set())
-        attrs = sorted({*sc.attrs, *self.attrs(d.attrs), *(["freeze"] if asked else [])})
+        attrs = sorted({*sc.attrs, *self.attrs(d.attrs, learned=True), *(["freeze"] if asked else [])})
         return lower_learned(d, defined, sc.known, lambda e: self.resolve(e, sc), None if sc.dry else self.number, attrs)
 
     def split_parts(self, e: ir.Expr, sc: _Scope) -> int | None:
@@ -317,6 +322,9 @@ class Lowerer:
         if m.final and a.chain:
             raise NetdslError(f"{m.name}() makes the network's result; no layers may follow it", a.chain[0].span,
                               f"write `output = {m.name}(...)` on its own")
+        if m.alone and a.chain:
+            raise NetdslError(f"{m.name}() has weights of its own, kept under the statement's name; no layers "
+                              "may follow it", a.chain[0].span, f"start a new statement from it: `y = {a.name} |> ...`")
         return self.arguments(a.args, m, a.source_span, a.source_span, sc)
 
     def run(self) -> ir.Graph:

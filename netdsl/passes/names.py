@@ -88,8 +88,19 @@ def check_header(spec: ir.Spec) -> None:
     dims: set[str] = set()
     for inp in spec.inputs:
         fresh(inp.name, inp.span, seen, "input")
-        check_names(inp.channels, params, "input channels")
-        for d in inp.dims:
+        here: dict[str, Span] = {}
+        for a in inp.axes:
+            if a.size is not None:
+                check_names(a.size, params, "input size")
+                continue
+            d = a.dim
+            assert d is not None
+            if d.name in here:
+                prev = here[d.name]
+                raise NetdslError(f"the size '{d.name}' names two axes of input '{inp.name}'", d.span,
+                                  f"it names the axis at line {prev.line}, column {prev.column} too; give each axis "
+                                  f"its own size (a square input: `where H == W`)")
+            here[d.name] = d.span
             if d.name in dims and d.default is None:
                 continue  # `input b: [1, H, W]` reuses the sizes of an earlier input
             fresh(d.name, d.span, seen, "size")

@@ -16,12 +16,14 @@ A merge (`cat`, `add`, `mul`, `darknet_shortcut`, `detect`) reads the union of i
 regions; where its inputs' jumps differ (a squeeze-excitation gate read everywhere, a shortcut of
 another stride) the union is not one sliding region, and the largest input region is taken, as
 Distill's algorithm does, with a note. A learned tensor (`param`) has no region.
+Sequences (`tokens`, attention, `token(i)`, `image(h, w)`) are laid on their image's grid
+(`netdsl.passes.receptive_seq`): a sequence layer's field is that of the grid it lies on, and
+`RF.token` gives each token's region.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from math import lcm
 
 import sympy as sp
 
@@ -29,40 +31,14 @@ from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
 from netdsl.ops import Args, OpDef
 from netdsl.ops.window import Window, Windows
+from netdsl.passes import receptive_seq
+from netdsl.passes.receptive_axis import IMAGE, Axis, Field, compose, union
+from netdsl.passes.receptive_seq import Seq
 
 Shape = tuple[sp.Expr, ...]
 Pair = tuple[sp.Expr, sp.Expr]
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One axis of a tensor: unit `q*t + phi` reads input pixels `starts[phi] + t*p` .. `ends[phi] + t*p`."""
-
-    p: sp.Expr
-    q: int
-    starts: tuple[sp.Expr, ...]
-    ends: tuple[sp.Expr, ...]
-
-    @property
-    def jump(self) -> sp.Expr:
-        return sp.expand(self.p / self.q)
-
-    @property
-    def size(self) -> sp.Expr:
-        sizes = list(dict.fromkeys(sp.expand(e - s + 1) for s, e in zip(self.starts, self.ends)))
-        return sizes[0] if len(sizes) == 1 else sp.Max(*sizes)
-
-    def unit(self, m: sp.Expr, at: Callable[[sp.Expr], int], end: bool) -> sp.Expr:
-        """Where the region of unit `m` (an expression) starts, or ends."""
-        ends = self.ends if end else self.starts
-        if self.q == 1:
-            return sp.expand(ends[0] + m * self.p)
-        phase = int(m) % self.q if m.is_Integer else at(m) % self.q
-        return sp.expand(ends[phase] + (m - phase) / self.q * self.p)
-
-
-IMAGE = Axis(sp.Integer(1), 1, (sp.Integer(0),), (sp.Integer(0),))
-Field = tuple[Axis, Axis]
+Region = Field | Seq | None  # what a tensor's units read: an image's or features' field, a sequence's
+__all__ = ["IMAGE", "RF", "Axis", "Field", "RFResult", "Seq", "compose", "receptive_fields", "union"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +57,7 @@ class RF:
     jump: Pair
     start: Pair
     axes: Field
+    tokens: Seq | None = None  # a sequence's tokens, laid on the grid of `axes` (or not: see `token`)
 
     def region(self, unit: tuple[int, int], at: Callable[[sp.Expr], int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """The input pixels unit (row, column) reads, ends included, padding not cut off."""
@@ -88,10 +65,24 @@ class RF:
                 for a, i in zip(self.axes, unit))
         return h, w
 
+    def token(self, t: int, at: Callable[[sp.Expr], int]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The input pixels token t of a sequence reads (rows, columns), None where it reads none
+        (a class token before attention)."""
+        assert self.tokens is not None, "not a sequence"
+        f = self.tokens.token(t, at)
+        return None if f is None else _rf(f).region((0, 0), at)
+
 
 def _rf(f: Field) -> RF:
     h, w = f
     return RF(size=(h.size, w.size), jump=(h.jump, w.jump), start=(h.starts[0], w.starts[0]), axes=f)
+
+
+def _report(r: Region, at: Callable[[sp.Expr], int]) -> RF | None:
+    if not isinstance(r, Seq):
+        return None if r is None else _rf(r)
+    main = r.main(at)
+    return None if main is None else RF(**{**_rf(main).__dict__, "tokens": r})
 
 
 @dataclass
@@ -102,48 +93,6 @@ class RFResult:
     layers: list[RF | None]
     outputs: dict[str, RF]
     notes: list[str] = field(default_factory=list)
-
-
-def _reduce(p: sp.Expr, q: int, starts: list[sp.Expr], ends: list[sp.Expr]) -> Axis:
-    """The shortest period that describes the same regions."""
-    for q2 in range(1, q):
-        if q % q2:
-            continue
-        step = sp.expand(p * q2 / q)
-        if all(sp.expand(xs[k + q2] - xs[k] - step) == 0 for xs in (starts, ends) for k in range(q - q2)):
-            return Axis(step, q2, tuple(starts[:q2]), tuple(ends[:q2]))
-    return Axis(sp.expand(p), q, tuple(starts), tuple(ends))
-
-
-def compose(a: Axis, w: Window, at: Callable[[sp.Expr], int]) -> Axis:
-    """The regions of an op's output units, from its input's regions and the op's window."""
-    starts, ends = [], []
-    for phi in range(w.n * a.q):
-        base = w.d * (phi // w.n)
-        starts.append(a.unit(sp.expand(base + w.lo[phi % w.n]), at, False))
-        ends.append(a.unit(sp.expand(base + w.hi[phi % w.n]), at, True))
-    return _reduce(w.d * a.p, w.n * a.q, starts, ends)
-
-
-def _period(a: Axis, q: int) -> Axis:
-    k = q // a.q
-    return Axis(sp.expand(a.p * k), q, tuple(sp.expand(a.starts[i % a.q] + (i // a.q) * a.p) for i in range(q)),
-                tuple(sp.expand(a.ends[i % a.q] + (i // a.q) * a.p) for i in range(q)))
-
-
-def union(axes: list[Axis], at: Callable[[sp.Expr], int]) -> tuple[Axis, str]:
-    """The union of several inputs' regions along one axis, and what is not aligned ("" if all are)."""
-    if len(axes) == 1:
-        return axes[0], ""
-    q = lcm(*(a.q for a in axes))
-    same = [_period(a, q) for a in axes]
-    if any(sp.expand(b.p - same[0].p) != 0 for b in same[1:]):
-        jumps = ", ".join(dict.fromkeys(str(a.jump) for a in axes))
-        return max(axes, key=lambda a: at(a.size)), f"jumps {jumps}"
-    starts = [sp.Min(*(b.starts[k] for b in same)) for k in range(q)]
-    ends = [sp.Max(*(b.ends[k] for b in same)) for k in range(q)]
-    centres = {sp.expand(b.starts[0] + b.ends[0]) for b in same}
-    return _reduce(same[0].p, q, starts, ends), ("" if len(centres) == 1 else "centres differ")
 
 
 class _Walk:
@@ -157,6 +106,7 @@ class _Walk:
         self.misaligned: list[str] = []  # merges whose inputs' jumps differ
         self.offcentre: list[str] = []   # merges whose inputs' regions are not centred alike
         self.pinned: list[str] = []  # layers whose regions hold at the values in use
+        self.bounded: list[str] = []  # sequence layers whose tokens do not line up: a bound
         self.here = ""
 
     def at(self, x: sp.Expr) -> int:
@@ -179,12 +129,17 @@ class _Walk:
         return [(num(h), num(w)) for h, w in ws]
 
     def apply(self, op: OpDef, args: tuple[Args, Args], ins: list[Shape], out: Shape,
-              fields: list[Field | None], where: tuple[str, Span]) -> Field | None:
+              fields: list[Region], where: tuple[str, Span]) -> Region:
         path, span = where
         self.here = path
         ws = self.numeric(self.windows(op, args, ins, out, span))
+        if len(out) == 2 or any(len(s) == 2 for s in ins):
+            got, exact = receptive_seq.apply(ins, out, ws, fields, self.at, self.phase_of)
+            if not exact:
+                self.bounded.append(path)
+            return got
         made = [(compose(f[0], w[0], self.phase_of), compose(f[1], w[1], self.phase_of))
-                for f, w in zip(fields, ws) if f is not None]
+                for f, w in zip(fields, ws) if f is not None and not isinstance(f, Seq)]
         if not made:
             return None
         (h, why_h), (w, why_w) = (union([m[k] for m in made], self.at) for k in (0, 1))
@@ -208,9 +163,9 @@ class _Walk:
             raise NetdslError(f"receptive fields: {e}", span,
                               "every op must say which units it reads (OpDef.windows)") from None
 
-    def statements(self, stmts: list[Statement], fields: dict[str, Field | None], shapes: dict[str, Shape]) -> None:
+    def statements(self, stmts: list[Statement], fields: dict[str, Region], shapes: dict[str, Shape]) -> None:
         for st in stmts:
-            cur: Field | None = None
+            cur: Region = None
             shape = st.shape
             if st.merge is not None:
                 m = st.merge
@@ -220,7 +175,7 @@ class _Walk:
                     cur = self.levels(st, ins, got)
                 else:
                     cur = self.apply(m.op, (m.args, m.args), ins, m.out_shape, got, (m.path, m.span))
-                self.layers.append(None if cur is None else _rf(cur))
+                self.layers.append(_report(cur, self.at))
                 shape = m.out_shape
             else:
                 cur, shape = fields[st.inputs[0]], shapes[st.inputs[0]]
@@ -234,12 +189,12 @@ class _Walk:
                     shape = it.out_shape
             fields[st.name], shapes[st.name] = cur, shape
 
-    def layer(self, it: Layer, cur: Field | None, shape: Shape) -> Field | None:
+    def layer(self, it: Layer, cur: Region, shape: Shape) -> Region:
         made = self.apply(it.op, (it.sym, it.args), [shape], it.out_shape, [cur], (it.path, it.span))
-        self.layers.append(None if made is None else _rf(made))
+        self.layers.append(_report(made, self.at))
         return made
 
-    def levels(self, st: Statement, ins: list[Shape], got: list[Field | None]) -> Field | None:
+    def levels(self, st: Statement, ins: list[Shape], got: list[Region]) -> Region:
         """A final head over several maps (detect): one receptive field per level."""
         m = st.merge
         assert m is not None
@@ -247,7 +202,7 @@ class _Walk:
         ws = self.numeric(self.windows(m.op, (m.args, m.args), ins, m.out_shape, m.span))
         made: list[Field] = []
         for k, (f, w) in enumerate(zip(got, ws)):
-            if f is not None:
+            if f is not None and not isinstance(f, Seq):
                 made.append((compose(f[0], w[0], self.phase_of), compose(f[1], w[1], self.phase_of)))
                 self.outputs[f"{st.name}[{k}]"] = _rf(made[-1])
         if not made:
@@ -267,13 +222,14 @@ def receptive_fields(cg: ConcreteGraph) -> RFResult:
     image = next((t for t in cg.inputs if len(t.shape) == 3), None)
     if image is None:
         return RFResult([None] * sum(1 for _ in cg.walk()), {}, ["no image input: no receptive fields"])
-    fields: dict[str, Field | None] = {t.name: None for t in cg.inputs}
+    fields: dict[str, Region] = {t.name: None for t in cg.inputs}
     fields[image.name] = (IMAGE, IMAGE)
     walk.statements(cg.statements, fields, {t.name: t.shape for t in cg.inputs})
     for t in cg.outputs:
         f = fields.get(t.name)
-        if f is not None and t.name not in {k.split("[")[0] for k in walk.outputs}:
-            walk.outputs[t.name] = _rf(f)
+        rf = _report(f, walk.at)
+        if rf is not None and t.name not in {k.split("[")[0] for k in walk.outputs}:
+            walk.outputs[t.name] = rf
     notes = walk.notes
     if len(cg.inputs) > 1:
         notes.insert(0, f"regions are of the input {image.name}")
@@ -287,6 +243,13 @@ def receptive_fields(cg: ConcreteGraph) -> RFResult:
     if walk.offcentre:
         notes.append(f"at {_some(walk.offcentre)} the inputs' regions are not centred alike: the union is "
                      "exact, but not centred on the unit")
+    if any(r is not None and r.tokens is not None for r in walk.layers):
+        notes.append("a sequence's tokens lie on the grid of the image they came from (token t: row t // w, "
+                     "column t % w): a sequence layer's field is that grid's; a learned token reads nothing "
+                     "until attention, after which every token reads what all of them read")
+    if walk.bounded:
+        notes.append(f"at {_some(walk.bounded)} the tokens do not lie on one grid: what they all read bounds "
+                     "what each reads")
     if walk.pinned:
         at = ", ".join(f"{k}={v}" for k, v in cg.env.values.items())
         shown = ", ".join(dict.fromkeys(walk.pinned))

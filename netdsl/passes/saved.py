@@ -23,7 +23,7 @@ import sympy as sp
 
 from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Statement
 from netdsl.errors import NetdslError
-from netdsl.ops.base import Args, Counts, Shape
+from netdsl.ops.base import Args, Counts, Shape, Unmodelled
 from netdsl.ops.learned import PARAM
 from netdsl.ops.saves import PARAM_WIDTH, Need, Saves
 from netdsl.passes.memory_model import DTYPES, MemoryOptions
@@ -129,10 +129,18 @@ class _Tracker:
     def rule(self, item: Layer | Merge, a: Args, ins: list[_Tensor], out: Shape, need: Need) -> Saves:
         try:
             return item.op.saved(a, [t.shape for t in ins], out, need)
+        except Unmodelled as e:
+            raise MemoryGap(f"{e.message}: the memory a training step keeps is not computed for this network",
+                            item.span, e.hint).with_source(*self.source) from None
         except NotImplementedError as e:
             raise NetdslError(f"{e}: the memory a training step keeps cannot be computed for this network",
                               item.span, "every op must state what autograd saves (OpDef.saved)"
                               ).with_source(*self.source) from None
+
+
+class MemoryGap(NetdslError):
+    """An op in a case the memory rules do not model (`netdsl.ops.base.Unmodelled`): the metrics
+    that need it are left out of a report, with this message, rather than the report failing."""
 
 
 def saved_bytes(cg: ConcreteGraph, batch: sp.Symbol, options: MemoryOptions = DEFAULT) -> list[sp.Expr]:

@@ -22,7 +22,8 @@ from netdsl.passes.names import check_header
 from netdsl.passes.symbols import MAX_VALUE, SymEnv, make_env, safe_str
 from netdsl.symbolic import always_equal
 
-AXES = {1: ("features",), 3: ("channels", "height", "width")}
+AXES = {1: ("features",), 2: ("tokens", "features"), 3: ("channels", "height", "width")}
+_COUNT_OF = {"channels": "channel count", "tokens": "token count", "features": "feature count"}
 MAX_SIZE_DEPTH = 60
 DEPTH_HINT = ("declare how the input sizes divide (e.g. `where H % 64 == 0`) so strides divide exactly and "
               "sizes stay simple, or use fewer size-changing layers in a row")
@@ -43,7 +44,21 @@ def axis_names(rank: int) -> tuple[str, ...]:
 
 
 def rank_text(rank: int) -> str:
-    return {1: "features [F]", 3: "an image [C, H, W]"}.get(rank, f"a rank-{rank} tensor")
+    return {1: "features [F]", 2: "a sequence [T, D]", 3: "an image [C, H, W]"}.get(rank, f"a rank-{rank} tensor")
+
+
+def rank_hint(have: int, want: tuple[int, ...]) -> str:
+    """How to bring an op's input to a rank it takes."""
+    if have == 3:
+        if 1 in want:
+            return "flatten it first: `-> flatten -> linear(...)`" + \
+                (" (or `-> tokens` for a sequence [H*W, C])" if 2 in want else "")
+        return "make the image a sequence first: `-> tokens` ([C, H, W] -> [H*W, C])"
+    if have == 2:
+        return "turn it back into an image first: `-> image(h, w)`, h*w its tokens" if 3 in want else \
+            "pick one token first: `-> token(0)`"
+    return "this op works on images; features come from flatten or linear" if 3 in want else \
+        "a sequence comes from `-> tokens` on an image or from an input `[T, D]`"
 
 
 def _fmt(xs: Any) -> str:
@@ -132,8 +147,7 @@ class ShapeInference:
             raise NetdslError(f"no op '{op.op}' in the registry", op.span, "this netdsl does not know the op")
         if spec.ranks is not None and len(s) not in spec.ranks:
             want = " or ".join(rank_text(r) for r in spec.ranks)
-            hint = "flatten it first: `-> flatten -> linear(...)`" if 1 in spec.ranks else \
-                "this op works on images; features come from flatten or linear"
+            hint = spec.rank_hint or rank_hint(len(s), spec.ranks)
             raise NetdslError(f"'{op.op}' takes {want}, but its input is {rank_text(len(s)).split(' [')[0]}: "
                               f"{_fmt(self.show(s))} = {_fmt(self.at(s))}", op.span, hint)
         sym, val = self.args(op, spec)
@@ -145,6 +159,10 @@ class ShapeInference:
             raise NetdslError(e.message, where, e.hint) from None
         try:
             out = tuple(spec.shape(sym, [s]))
+            for x, y, what in spec.same_sizes(sym, [s]):
+                if self.equal(x, y) == "here":
+                    self.notes.append(f"line {op.span.line}: {op.op}: {what} could not be shown equal for all "
+                                      "parameter values; they are equal at the values in use")
             self.check_depth(op, out)
             self.check_sizes(tnode, op, s, out)
         except RecursionError:
@@ -202,27 +220,29 @@ class ShapeInference:
             return tensors[node.inputs[0].name], None
         if node.merge == PARAM:
             return self.learned(node, prefix)
-        m = REGISTRY[node.merge]
         shapes = [tensors[i.name] for i in node.inputs]
+        sym, val = self.args(node, REGISTRY[node.merge])
+        m = REGISTRY[node.merge].bind(val, shapes)
         first = node.inputs[0]
         for other, s in zip(node.inputs[1:], shapes[1:]):
             a = shapes[0]
             if len(s) != len(a):
                 raise NetdslError(f"{m.name}() of tensors of different ranks: '{first.name}' is {rank_text(len(a))}, "
                                   f"'{other.name}' is {rank_text(len(s))}", node.source_span,
-                                  "merge tensors of one kind: images with images, features with features")
+                                  "merge tensors of one kind: images with images, sequences with sequences, features with "
+                                  "features (`-> tokens` makes an image a sequence, `-> image(h, w)` the reverse)")
             verdicts = [self.equal(a[i], s[i]) for i in m.match_axes(len(a)) if not m.stretches(a[i], s[i])]
             if "no" in verdicts:
                 what, why = m.mismatch_text
                 raise NetdslError(
-                    f"{m.name}() of tensors whose {what} differ: '{first.name}' is {_fmt(self.show(a))} = "
+                    f"{m.name}() of {'sequences' if len(a) == 2 else 'tensors'} whose {what} differ: "
+                    f"'{first.name}' is {_fmt(self.show(a))} = "
                     f"{_fmt(self.at(a))} (from line {self.origin[first.name].line}), '{other.name}' is "
                     f"{_fmt(self.show(s))} = {_fmt(self.at(s))} (from line {self.origin[other.name].line})",
                     node.source_span, why)
             if "here" in verdicts:
                 self.notes.append(f"line {node.span.line}: {m.name}({first.name}, {other.name}): sizes could not be "
                                   f"shown equal for all parameter values; they are equal at the values in use")
-        sym, val = self.args(node, m)
         try:
             m.check(val, [tuple(self.at(x)) for x in shapes], self.image)
         except RuleError as e:
@@ -285,11 +305,19 @@ class ShapeInference:
 
     # --- the whole graph ---------------------------------------------------------------------
     def input_shape(self, inp: ir.InputDecl) -> Shape:
-        env = self.env
-        cin = env.sym(inp.channels)
-        env.check_size(cin, f"the channel count of input '{inp.name}'", inp.channels.span, "it must be a positive integer")
-        sizes = [self.dim_scale * env.fwd.get(env.symbols[d.name], env.symbols[d.name]) for d in inp.dims]
-        return (cin, *sizes)
+        """Its axes: a size's symbol (as the symbols pass rewrote it) or a fixed size, checked. Only an
+        image's height and width follow `dim_scale`: a sequence's tokens and features stay as declared."""
+        env, out = self.env, []
+        for j, (axis, a) in enumerate(zip(axis_names(inp.rank), inp.axes)):
+            if a.dim is not None:
+                x = env.fwd.get(env.symbols[a.dim.name], env.symbols[a.dim.name])
+            else:
+                assert a.size is not None
+                x = env.sym(a.size)
+                env.check_size(x, f"the {_COUNT_OF.get(axis, axis)} of input '{inp.name}'", a.span,
+                               "a fixed size is a positive integer: a number, a parameter or an expression of them")
+            out.append(self.dim_scale * x if inp.rank == 3 and j > 0 else x)
+        return tuple(out)
 
     def run(self) -> ConcreteGraph:
         tensors: dict[str, Shape] = {}

@@ -61,10 +61,7 @@ def _held(cg: ConcreteGraph) -> list[_Held]:
         values = sp.expand(c.weights + c.biases + c.norm_params)
         if values == 0:
             continue
-        # one tensor per kind a layer holds: weight, bias, and a normalisation's weight and bias;
-        # a head over several maps (detect) holds a weight and a bias per map
-        levels = len(it.inputs) if isinstance(it, Merge) and it.inputs else 1
-        tensors = levels * ((c.weights != 0) + (c.biases != 0)) + 2 * (c.norm_params != 0)
+        tensors = it.op.param_tensors(it.args, len(it.inputs) if isinstance(it, Merge) else 1, c)
         held = it.attrs if isinstance(it, Layer) else attrs.get(id(it), frozenset())
         out.append(_Held(values, int(tensors), "freeze" not in held))
     return out

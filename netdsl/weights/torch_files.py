@@ -15,6 +15,7 @@ from torch import nn
 
 from netdsl.errors import NetdslError
 from netdsl.files import CHECKPOINT_FORMATS
+from netdsl.weights.sized import input_sized_misfit
 from netdsl.weights_match import pair_keys
 
 # Buffers ultralytics' Detect keeps in its state_dict; here the anchors are in the spec instead.
@@ -143,7 +144,9 @@ def map_in_order(model: nn.Module, state_dict: dict[str, torch.Tensor],
     for pairs in (matched, flat):
         if pairs is not None and len(source) == len(target) and all(fits(i, j) for i, j in pairs):
             return [(target[j][1], source[i][1].to(target[j][1].dtype)) for i, j in pairs]
-    raise _misfit(source, target, matched if matched is not None else flat, path)
+    tried = matched if matched is not None else flat
+    # a learned tensor sized by the input (a position embedding): the input size is what differs
+    raise input_sized_misfit(model, source, target, tried, path) or _misfit(source, target, tried, path)
 
 
 def _misfit(source: list[tuple[str, torch.Tensor]], target: list[tuple[str, torch.Tensor]],

@@ -158,6 +158,7 @@ def _one_thread() -> Iterator[None]:
 
 
 ZOO = sorted(p.stem for p in (ROOT / "specs" / "zoo").glob("*.net"))
+NO_PADDING = {"vit_b_16"}
 SEEDS = sorted(p.name for p in (ROOT / "specs").glob("*.net") if "open" not in p.name)  # open: `?` arguments
 
 
@@ -166,7 +167,9 @@ SEEDS = sorted(p.name for p in (ROOT / "specs").glob("*.net") if "open" not in p
 def test_every_zoo_spec_reads_exactly_its_receptive_field(name: str) -> None:
     size = 64 if name == "alexnet" else 32  # the smallest inputs they take
     exact, bounded = check(build(f"specs/zoo/{name}.net", H=size, W=size))
-    assert exact >= 1 and bounded >= 1
+    # ViT reads no padding (16x16 patches, then attention over every token): every probe's region
+    # lies inside the image, so every one is exact
+    assert exact >= 1 and bounded >= (0 if name in NO_PADDING else 1)
 
 
 @pytest.mark.parametrize("name", SEEDS)

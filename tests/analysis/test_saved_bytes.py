@@ -76,17 +76,24 @@ HEAD = "net T(C = 4)\ninput x: [4, H = 8, W = 8]\n"
 CHAINS: dict[str, list[str]] = {
     "conv": ["conv(4, 3, stride=2, padding=1, bias=false)"], "convT": ["convT(4, 2, stride=2)"],
     "batchnorm": ["batchnorm", "batchnorm(affine=false)", "flatten -> batchnorm"],
-    "layernorm": ["layernorm", "flatten -> layernorm", "layernorm -> flatten -> linear(3)"],
+    "layernorm": ["layernorm", "flatten -> layernorm", "layernorm -> flatten -> linear(3)", "tokens -> layernorm"],
     "maxpool": ["maxpool(2)", "maxpool(3, stride=2, padding=1, ceil_mode=true)"], "avgpool": ["avgpool(2)"],
     "adaptive_avgpool": ["adaptive_avgpool", "adaptive_avgpool(2)"],
     "adaptive_maxpool": ["adaptive_maxpool", "adaptive_maxpool(2, 3)"],
     "upsample": ["upsample(2)", 'upsample(2, mode="bilinear")'], "pad": ["pad(1)", "pad(1, value=-1.0)"],
     "flatten": ["flatten -> linear(3)", "channel_slice(1, 3) -> flatten -> linear(3)"],
-    "linear": ["flatten -> linear(3, bias=false)"],
+    "linear": ["flatten -> linear(3, bias=false)", "tokens -> linear(3)", "relu -> tokens -> linear(3, bias=false)",
+               "tokens -> layernorm -> linear(3)"],
+    "tokens": ["tokens -> layernorm", "layernorm -> tokens -> linear(3)"],
+    "image": ["tokens -> image(8, 8) -> conv(4, 1)", "tokens -> layernorm -> image(4, 16) -> channel_linear(5)",
+              "tokens -> gelu -> image(8, 8) -> flatten -> linear(3)"],
+    "token": ["tokens -> token(3) -> linear(3)", "tokens -> layernorm -> token(-1) -> layernorm"],
     "channel_linear": ["channel_linear(5)", "layernorm -> channel_linear(5) -> gelu -> channel_linear(4)"],
     "layer_scale": ["layer_scale"], "channel_shuffle": ["channel_shuffle(2) -> conv(4, 1)"],
     "channel_slice": ["channel_slice(1, 3) -> conv(2, 1)"], "channel_chunk": ["channel_chunk(1, 2) -> conv(2, 1)"],
     "reorg": ["reorg(2) -> conv(4, 1)"],
+    "attention": ["tokens -> attention(2)", "tokens -> layernorm -> attention(4, bias=false) -> linear(3)",
+                  "relu -> tokens -> attention(1)"],
     "dropout": ["dropout(0.1)", "dropout(0) -> relu", "dropout(1.0)"],
     "stochastic_depth": ["stochastic_depth(0.2)", 'stochastic_depth(0.2, mode="batch")', "stochastic_depth(0.0)"],
     "identity": ["identity -> relu"], "softmax": ["softmax"], "log_softmax": ["log_softmax(dim=2)"],
@@ -95,15 +102,19 @@ CHAINS: dict[str, list[str]] = {
 }
 MERGES: dict[str, str] = {
     "cat": "a = x |> conv(4, 1)\noutput y = cat(a, x, a) |> conv(4, 1)\n",
+    "cat-sequences": "a = x |> conv(4, 1) -> tokens\nb = x |> tokens -> layernorm\nc = cat(a, b, dim=-1) |> linear(4)\n"
+                     "output y = cat(a, c) |> linear(2)\n",
     "add": "a = x |> conv(4, 1)\noutput y = add(x, a) |> relu\n",
     "mul": "a = x |> conv(4, 1)\nb = x |> conv(4, 1) -> adaptive_avgpool\nc = mul(x, a)\nd = mul(a, b, x, a)\n"
            "output y = add(c, d)\n",
     "darknet_shortcut": "a = x |> conv(4, 1)\nb = x |> conv(8, 1)\noutput y = darknet_shortcut(a, b) |> relu\n",
+    "attention_qkv": "a = x |> conv(4, 1) -> tokens\nb = x |> maxpool(2) -> tokens -> layernorm\n"
+                     "m = attention_qkv(a, b, b, heads=2)\noutput y = m |> linear(3)\n",
     "detect": "a = x |> conv(4, 1)\nb = a |> conv(4, 3, stride=2, padding=1)\n"
               "output boxes = detect(a, b, classes=2, strides=[1, 2], anchors=[[4, 5], [8, 9]])\n",
 }
 CASES = [(op, HEAD + f"output y = x |> conv(4, 1) -> {chain}\n") for op, chains in CHAINS.items() for chain in chains]
-CASES += [(op, HEAD + body) for op, body in MERGES.items()]
+CASES += [(op.split("-")[0], HEAD + body) for op, body in MERGES.items()]
 
 
 def test_every_registered_op_has_a_rule_and_a_measured_case() -> None:

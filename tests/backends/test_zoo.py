@@ -17,6 +17,7 @@ import netdsl
 from netdsl.weights import load_in_order
 from torch_oracle import check_against_torch
 from zoo_reference import PUBLISHED, make
+from zoo_reference_vit import REFERENCE_SIZE
 
 pytestmark = pytest.mark.slow
 ZOO = Path(__file__).resolve().parents[2] / "specs" / "zoo"
@@ -38,10 +39,11 @@ def test_counts_equal_torchvisions_figures(name: str) -> None:
 def test_state_dict_loads_in_order_and_outputs_match(name: str) -> None:
     torch.manual_seed(0)
     ref = make(name).eval()
-    ours = netdsl.build(ZOO / f"{name}.net", H=64, W=64).eval()
+    side = REFERENCE_SIZE.get(name, 64)  # ViT's position embedding holds it to its size
+    ours = netdsl.build(ZOO / f"{name}.net", H=side, W=side).eval()
     assert sum(p.numel() for p in ours.parameters()) == PUBLISHED[name][0]
     load_in_order(ours, ref.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, side, side)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x), rtol=1e-4, atol=1e-5)
 

@@ -70,7 +70,7 @@ def test_softmax_dim_counts_the_batch_and_is_checked() -> None:
 
 
 @pytest.mark.parametrize(("body", "words", "col"), [
-    ("output = x |> linear(3)", "'linear' takes features [F], but its input is an image", 15),
+    ("output = x |> linear(3)", "'linear' takes features [F] or a sequence [T, D], but its input is an image", 15),
     ("output = x |> flatten -> conv(3, 1)", "'conv' takes an image [C, H, W], but its input is features", 26),
     ("output = x |> flatten -> maxpool(2)", "'maxpool' takes an image", 26),
 ])

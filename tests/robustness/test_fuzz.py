@@ -8,7 +8,8 @@ The corpus: the seed specs (specs/*.net), the zoo (specs/zoo/*.net, large: a few
 small specs written here for every construct of the core v2 language (several inputs and outputs,
 graph blocks, `* N as i`, conditionals, @freeze, pairs, -inf, every new op) and of v3 (`mul` with
 broadcasting, `split` into several names and `_`, nested merges, `param`, float expressions, the
-gating, normalisation and shuffling ops). The mutators damage
+gating, normalisation and shuffling ops) and for sequences (inputs [T, D], `@batch_axis param`,
+tokens/image/token, cat on an axis, attention). The mutators damage
 tokens, plant the new constructs anywhere, rename things to nn.Module attributes, and generate
 structures (deep block chains, floor-form annotations, huge repetition counts).
 """
@@ -119,7 +120,38 @@ s = x |> conv(C, 4, stride=4) -> layernorm(eps=1e-6)
 output = s |> cn(C, 0.2 * i / N) * N as i -> sh(C) -> layernorm(affine=false)
 """,
 ]
-CORPUS = SEEDS + V2 + V3
+# Sequences: inputs [T, D] with fixed and parameter axes, learned tensors with a batch axis,
+# tokens/image/token, cat on tokens and features, linear/layernorm on sequences, attention.
+V4 = [
+    """net TinyViT(D = 16, NCLS = 5)
+input x: [3, H = 16, W = 16] where H % 8 == 0, W % 8 == 0
+@batch_axis param cls: [1, D] = 0
+@batch_axis param pos: [H * W // 64 + 1, D] = normal(0.02)
+p = x |> conv(D, 8, stride=8) -> tokens
+s = add(cat(cls, p, dim=1), pos) |> dropout(0.1)
+a = s |> layernorm(eps=1e-6) -> attention(2)
+b = add(s, a)
+m = b |> layernorm(eps=1e-6) -> linear(2 * D) -> gelu -> linear(D)
+output = add(b, m) |> layernorm(eps=1e-6) -> token(0) -> linear(NCLS)
+""",
+    """net SeqMix(D = 8, HEADS = 2)
+input t: [T = 16, D] where T % 4 == 0
+input m: [T, 4]
+@freeze @batch_axis param bias: [1, D] = 1e-6
+block layer(h) {
+  input s
+  q = s |> linear(D, bias=false)
+  k = s |> linear(D, bias=false)
+  v = s |> linear(D, bias=false)
+  ma = attention_qkv(q, k, v, heads=h)
+  output = add(ma, s)
+}
+a = add(t, bias) |> layer(HEADS) * 2 -> layernorm
+b = cat(a, m, dim=2) |> linear(D) -> gelu
+output = b |> image(4, T // 4) -> conv(D, 3, padding=1) -> tokens -> token(-1)
+""",
+]
+CORPUS = SEEDS + V2 + V3 + V4
 
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?|\|>|->|//|\*\*|==|<=|>=|!=|\s+|.", re.S)
 # Attribute names a compiled module (or the nn.Sequential of a statement) already has.
@@ -139,7 +171,11 @@ _NOISE = ["(", ")", "[", "]", ",", "->", "|>", "=", ":", "?", "*", "**", "//", "
           "mul(", "split(2)", "split([1, 2])", "-> split(2)", "_", ", _", "a, b = ", "param", "param ", "normal(0.02)",
           "1e-6", "0.2 * i / 16", "0.5", "/", "layernorm", "layernorm(eps=1e-6, affine=false)", "channel_linear(",
           "channel_shuffle(2)", "stochastic_depth(0.1)", 'mode="batch"', "hardsigmoid", "layer_scale(init=1e-6)",
-          "channel_slice(0, 1)", "channel_chunk(0, 2)", "add(x, cat(x, x))", "mul(x, add(x, x))"]
+          "channel_slice(0, 1)", "channel_chunk(0, 2)", "add(x, cat(x, x))", "mul(x, add(x, x))",
+          # sequences
+          "@batch_axis", "@batch_axis ", "tokens", "-> tokens", "image(", "image(4, 4)", "token(", "token(-1)",
+          "token(99)", "dim=", "dim=2", "dim=-1", "attention(", "attention(3)", "attention_qkv(", "heads=", "T", "D",
+          "T = 16", "D = 8", "[T, D]", "[T = 4, D = 6]", "[197, D]", "[1, 1, D]"]
 
 _KEYWORDS = {"net", "input", "output", "block", "where", "claim", "cat", "add", "min", "max", "true", "false",
              "if", "else", "as", "inf", "param", "mul", "split", "_", "normal"}
@@ -164,6 +200,12 @@ _LINES = [
     "z = x |> stochastic_depth(0.2 * 3 / 16)\n", "z = x |> stochastic_depth(1.5)\n",
     "z = x |> layernorm -> channel_linear(4) -> layer_scale\n", "z = x |> channel_shuffle(3) -> channel_chunk(1, 3)\n",
     "z = x |> channel_slice(2, 1)\n", "z = x |> hardsigmoid -> dropout(1 / 3)\n",
+    # sequences
+    "input t: [T = 8, D = 6]\n", "input t: [T, 4]\n", "input t: [NF, 3]\n", "input t: [T = 4, T]\n",
+    "input t: [8, 3, 4, 5]\n", "@batch_axis param q: [1, C] = 0\n", "@batch_axis param q: [C, 1, 1] = normal(0.02)\n",
+    "@batch_axis z = x |> relu\n", "z = x |> tokens -> layernorm -> attention(1) -> image(H, W)\n",
+    "z = x |> tokens -> linear(4) -> token(0)\n", "z = x |> tokens\nzz = cat(z, z, dim=1)\n",
+    "z = x |> tokens -> image(1, 1)\n", "z = x |> attention(2)\n",
 ]
 # Suffixes after a layer call: repetition, attributes.
 _SUFFIXES = [" * 10**9", " * N as i", " * 0 as i", " * 2 as forward", " * 3 as i", " * (1 if H == 32 else 0)",
@@ -344,7 +386,7 @@ def fuzz_case(rng: random.Random) -> str:
     if r < 0.22:
         return mutate(rng.choice(ZOO), rng, rng.randrange(1, 5))
     if r < 0.55:
-        return mutate(rng.choice(V2 + V3), rng, rng.randrange(1, 5))
+        return mutate(rng.choice(V2 + V3 + V4), rng, rng.randrange(1, 5))
     return mutate(rng.choice(CORPUS), rng, rng.randrange(1, 5))
 
 

@@ -34,7 +34,7 @@ from netdsl.backends.python_source.model import (
 from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError
 from netdsl.ops import Args
-from netdsl.ops.learned import PARAM
+from netdsl.ops.learned import BATCH_AXIS, PARAM
 from netdsl.passes.lower import Lowerer
 from netdsl.passes.shapes import ShapeInference
 from netdsl.passes.shapes import analyse as analyse_spec
@@ -232,7 +232,8 @@ class Analysis:
         assert st.merge is not None
         dims = tuple(self.value(scg, x, v, f"dim {i + 1} of the learned tensor '{st.name}'", owner)
                      for i, (x, v) in enumerate(zip(st.shape, cst.at)))
-        init = LearnedInit(dims, st.merge.args["init"], st.merge.args["value"], frozen="freeze" in cst.attrs)
+        init = LearnedInit(dims, st.merge.args["init"], st.merge.args["value"], frozen="freeze" in cst.attrs,
+                           batch_axis=BATCH_AXIS in cst.attrs)
         return Stmt(st.name, (st.span.line, st.span.end_line), None, st.source, (), learned=init)
 
     def value(self, scg: ConcreteGraph, expr: sp.Expr, want: int, what: str, owner: ClassModel) -> IntVal:
@@ -324,7 +325,8 @@ class Analysis:
         assert bdef.input is not None
         own = [p.name for p in bdef.params]
         sizes = ["in_channels", "in_height", "in_width"] if len(at) == 3 else \
-            ["in_features"] if len(at) == 1 else ["in_channels", *(f"in_size{i}" for i in range(1, len(at)))]
+            ["in_features"] if len(at) == 1 else ["in_tokens", "in_features"] if len(at) == 2 else \
+            ["in_channels", *(f"in_size{i}" for i in range(1, len(at)))]
         fresh = [self.fresh(n) for n in sizes]
         outer = [n for n in self.net_names if n not in own]
         span = bdef.span
@@ -335,7 +337,8 @@ class Analysis:
         spec = ir.Spec(span=span, name=bdef.name, params=params, blocks=_reachable(self.spec.blocks, bdef),
                        assigns=bdef.assigns, learned=bdef.learned,
                        inputs=[ir.InputDecl(span=bdef.input.span, name=bdef.input.name,
-                                            channels=ir.Name(span=span, id=fresh[0]), dims=dims)])
+                                            axes=[ir.InputAxis(span=span, size=ir.Name(span=span, id=fresh[0])),
+                                                  *(ir.InputAxis(span=span, dim=d) for d in dims)])])
         # A class made for an earlier call with the same structure serves this one too where its
         # formulas give this call's layers (checked); else the call is analysed (SymPy: slower).
         with _cannot("block", bdef.name):

@@ -18,7 +18,7 @@ import sympy as sp
 
 from netdsl.concrete import Block, Statement
 from netdsl.ops import OpDef
-from netdsl.ops.learned import PARAM
+from netdsl.ops.learned import BATCH_AXIS, PARAM
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,18 @@ class LearnedInit:
     init: str                # "constant" or "normal"
     value: float             # the constant, or the standard deviation
     frozen: bool = False
+    batch_axis: bool = False  # stored as [1, *dims]
 
     def key(self) -> str:
         dims = ", ".join(d.key() for d in self.dims)
-        return f"param[{dims}] {self.init}={self.value!r}{' frozen' if self.frozen else ''}"
+        return f"param[{'1; ' if self.batch_axis else ''}{dims}] {self.init}={self.value!r}" \
+            f"{' frozen' if self.frozen else ''}"
 
     def fits(self, scope: dict[str, int], st: Statement) -> bool:
         """Whether, given these constructor arguments, it makes `st`'s learned tensor."""
         return st.source == PARAM and st.merge is not None and [evaluate(d, scope) for d in self.dims] == list(st.at) \
             and st.merge.args["init"] == self.init and st.merge.args["value"] == self.value \
-            and self.frozen == ("freeze" in st.attrs)
+            and self.frozen == ("freeze" in st.attrs) and self.batch_axis == (BATCH_AXIS in st.attrs)
 
 
 # One module, a Sequential's (name, module) pairs, or nothing (a bare merge or reference).

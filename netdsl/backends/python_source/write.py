@@ -219,7 +219,7 @@ class _Writer:
 
     def learned(self, name: str, p: LearnedInit, c: ClassModel) -> list[str]:
         """A learned tensor as the class's parameter of that name."""
-        dims = self.val(tuple(p.dims), c)
+        dims = self.val((1, *p.dims) if p.batch_axis else tuple(p.dims), c)
         data = f"torch.full({dims}, {self.val(p.value, c)})" if p.init == "constant" else \
             f"nn.init.normal_(torch.empty({dims}), std={self.val(p.value, c)})"
         param = f"nn.Parameter({data}" + (", requires_grad=False)" if p.frozen else ")")
