@@ -27,7 +27,24 @@ def _view(layout: Layout) -> Alloc:
     return Alloc(alias=True, layout=layout)
 
 
-class Tokens(OpDef):
+class _Relaid(OpDef):
+    """A view whose result lies differently in memory: `_layout` says how, from the input's layout."""
+
+    @staticmethod
+    def _layout(layouts: tuple[str, ...]) -> Layout:
+        raise NotImplementedError
+
+    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
+        return Saves(alias=0, layout=self._layout(need.layouts))
+
+    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
+        return pointwise(1)
+
+    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
+        return _view(self._layout(m.layouts))
+
+
+class Tokens(_Relaid):
     name = "tokens"
     doc = "tokens: an image [C, H, W] as a sequence [H*W, C] (token t is row t // W, column t % W)"
     category = Category.SHAPE
@@ -47,17 +64,8 @@ class Tokens(OpDef):
         # contiguous image's [N, C, H*W] is no longer contiguous, of a channels-last one it is
         return "nchw" if layouts[:1] == ("nhwc",) else "ndt"
 
-    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
-        return Saves(alias=0, layout=self._layout(need.layouts))
 
-    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
-        return pointwise(1)
-
-    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
-        return _view(self._layout(m.layouts))
-
-
-class ToImage(OpDef):
+class ToImage(_Relaid):
     name = "image"
     args = (ArgSpec("h", "int", minimum=1), ArgSpec("w", "int", minimum=1))
     doc = "image(h, w): a sequence [T, D] as an image [D, h, w], T == h*w (token t to row t // w, column t % w)"
@@ -87,15 +95,6 @@ class ToImage(OpDef):
         # transpose(1, 2) then split the tokens (a view in every layout): a transposed ("ndt")
         # sequence comes back contiguous, a contiguous one channels-last
         return "nchw" if layouts[:1] == ("ndt",) else "nhwc"
-
-    def saved(self, a: Args, ins: list[Shape], out: Shape, need: Need) -> Saves:
-        return Saves(alias=0, layout=self._layout(need.layouts))
-
-    def windows(self, a: Args, ins: list[Shape], out: Shape) -> list[Windows]:
-        return pointwise(1)
-
-    def allocates(self, a: Args, ins: list[Shape], out: Shape, m: Mem) -> Alloc:
-        return _view(self._layout(m.layouts))
 
 
 class Token(OpDef):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sympy as sp
@@ -92,8 +93,16 @@ def _probes(model: nn.Module) -> list[Probe]:
     return out
 
 
-def measure(model: nn.Module, probes: list[Probe]) -> list[torch.Tensor]:
-    """Each probe's gradient support on the input (rows x columns), one probe per sample."""
+def _unit(y: torch.Tensor, b: int, probe: Probe) -> torch.Tensor:
+    # A unit is a position: every channel there (a cat's channels come from different paths).
+    i, j = probe[2]
+    return y[b, :, i, j].sum() if y.dim() == 4 else y[b].sum()
+
+
+def measure(model: nn.Module, probes: list[Any], select: Callable[[torch.Tensor, int, Any], torch.Tensor] = _unit
+            ) -> list[torch.Tensor]:
+    """Each probe's gradient support on the input (rows x columns), one probe per sample; `select`
+    picks what of the probed output sample b is differentiated (a position by default)."""
     model = _probe_model(model)
     modules = dict(model.named_modules())
     seen: dict[str, torch.Tensor] = {}
@@ -104,9 +113,7 @@ def measure(model: nn.Module, probes: list[Probe]) -> list[torch.Tensor]:
     for h in hooks:
         h.remove()
     seen[""] = y
-    # A unit is a position: every channel there (a cat's channels come from different paths).
-    loss = sum(seen[p][b, :, i, j].sum() if seen[p].dim() == 4 else seen[p][b].sum()
-               for b, (p, _, (i, j)) in enumerate(probes))
+    loss = sum(select(seen[probe[0]], b, probe) for b, probe in enumerate(probes))
     (grad,) = torch.autograd.grad(loss, x)
     return [g.abs().sum(0) != 0 for g in grad]
 

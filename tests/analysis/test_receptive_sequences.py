@@ -16,7 +16,7 @@ from torch import nn
 
 import netdsl
 from netdsl.passes.receptive import RF, receptive_fields
-from test_receptive_field import _at, _probe_model
+from test_receptive_field import _at, measure
 
 # A tiny ViT: 8x8 patches of a 32x32 image (a 4x4 grid: 16 tokens and the class token), D = 32,
 # two heads, two encoder layers; the class token and the position embedding are learned tensors.
@@ -83,22 +83,14 @@ def _build(text: str) -> nn.Module:
         torch.set_default_dtype(before)
 
 
+def _select(y: torch.Tensor, b: int, probe: Probe) -> torch.Tensor:
+    _, kind, t = probe
+    return y[b, t[0]].sum() if kind == "token" else y[b, :, t[0], t[1]].sum() if kind == "unit" else y[b].sum()
+
+
 def _supports(model: nn.Module, probes: list[Probe]) -> list[torch.Tensor]:
     """Each probe's gradient support on the input (rows x columns), one probe per sample."""
-    model = _probe_model(model)
-    modules = dict(model.named_modules())
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.__setitem__(p, o))
-             for p in {p for p, _, _ in probes if p}]
-    x = torch.ones(len(probes), *model.input_shape, dtype=torch.float64, requires_grad=True)
-    seen[""] = model(x)
-    for h in hooks:
-        h.remove()
-    loss = sum(seen[p][b, t[0]].sum() if kind == "token" else
-               seen[p][b, :, t[0], t[1]].sum() if kind == "unit" else seen[p][b].sum()
-               for b, (p, kind, t) in enumerate(probes))
-    (grad,) = torch.autograd.grad(loss, x)
-    return [g.abs().sum(0) != 0 for g in grad]
+    return measure(model, probes, _select)
 
 
 def _mask(region: tuple[tuple[int, int], tuple[int, int]] | None, size: tuple[int, int]) -> torch.Tensor:
