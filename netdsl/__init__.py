@@ -1,7 +1,7 @@
 """netdsl: a declarative language and compiler for convolutional networks.
 
 `parse`, `shapes`, `count`, `solve`, `fit` and `diff` need no torch; `build` imports it when called, and
-`yolo_loss` (netdsl.tasks.detect.loss) when first used.
+`yolo_loss` (netdsl.tasks.detect.loss) and `yolo_v8_loss` (netdsl.tasks.detect.loss_v8) when first used.
 """
 from typing import Any
 
@@ -10,7 +10,7 @@ from netdsl.errors import NetdslError, Span
 from netdsl.weights import load_weights, save_weights
 
 __all__ = ["parse", "shapes", "count", "solve", "fit", "diff", "build", "load_weights", "save_weights", "yolo_loss",
-           "NetdslError", "Span"]
+           "yolo_v8_loss", "NetdslError", "Span"]
 __version__ = "0.1.0"
 
 
@@ -19,4 +19,8 @@ def __getattr__(name: str) -> Any:  # lazy re-exports, so `import netdsl` does n
         from netdsl.tasks.detect.loss import yolo_loss
 
         return yolo_loss
+    if name == "yolo_v8_loss":
+        from netdsl.tasks.detect.loss_v8 import yolo_v8_loss
+
+        return yolo_v8_loss
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")

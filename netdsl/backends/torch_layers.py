@@ -15,6 +15,7 @@ from torch import nn
 
 from netdsl.backends.torch_attention import QKVAttention, SelfAttention  # attention, attention_qkv
 from netdsl.backends.torch_darknet import Reorg  # darknet's [reorg]
+from netdsl.backends.torch_detect_v8 import DFL, DetectV8, dist2bbox, make_anchors  # detect_v8
 from netdsl.backends.torch_extra_layers import (
     ChannelChunk,
     ChannelLayerNorm,
@@ -24,6 +25,7 @@ from netdsl.backends.torch_extra_layers import (
     LayerScale,
     StochasticDepth,
 )
+from netdsl.backends.torch_psa import PSAttention, PSValues  # psa_attention, psa_values
 from netdsl.backends.torch_sequence_layers import ToImage, Token, Tokens  # the sequence ops
 
 
@@ -114,3 +116,7 @@ STANDALONE.update({cls.__name__: (cls,) for cls in (ChannelSlice, ChannelChunk, 
 STANDALONE.update({cls.__name__: (cls,) for cls in (SelfAttention, QKVAttention)})
 # The sequence ops (netdsl/backends/torch_sequence_layers.py).
 STANDALONE.update({cls.__name__: (cls,) for cls in (Tokens, ToImage, Token)})
+# The anchor-free head (netdsl/backends/torch_detect_v8.py): its helpers, the DFL, then the head.
+STANDALONE["DetectV8"] = (make_anchors, dist2bbox, DFL, DetectV8)
+# YOLO11's position-sensitive attention (netdsl/backends/torch_psa.py).
+STANDALONE.update({cls.__name__: (cls,) for cls in (PSAttention, PSValues)})

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from netdsl.backends import torch_layers
+from netdsl.backends.torch_head_init import init_heads
 from netdsl.concrete import Block, ConcreteGraph, Layer, Statement
 from netdsl.errors import NetdslError, Span
 from netdsl.ops import OpDef
@@ -181,6 +182,7 @@ class CompiledNet(_GraphModule):
         self._netdsl_inputs = tuple(self.inputs)
         self._netdsl_outputs = tuple(self.outputs)
         self._add_statements(cg.statements, self._netdsl_outputs)
+        init_heads(self, cg.statements)  # a fresh anchor-free head's branch biases, as ultralytics sets them
         # `--freeze-bn eval`: frozen BatchNorm layers stay in eval mode whatever train() is asked.
         frozen_bn = cg.graph is not None and cg.graph.freeze_bn == "eval"
         modules = dict(self.named_modules())

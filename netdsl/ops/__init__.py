@@ -16,10 +16,12 @@ from netdsl.ops import (
     conv,
     darknet,
     detect,
+    detect_v8,
     linear,
     merge,
     norm,
     pool,
+    psa,
     reshape,
     sequence,
     upsample,
@@ -27,7 +29,7 @@ from netdsl.ops import (
 from netdsl.ops.base import Args, ArgSpec, Category, Counts, OpDef, RuleError, build_registry
 
 _FAMILIES = (conv, pool, norm, activation, upsample, linear, reshape, sequence, channels, merge, detect, darknet,
-             attention)
+             attention, detect_v8, psa)
 
 REGISTRY: dict[str, OpDef] = build_registry(op for mod in _FAMILIES for op in mod.OPS)
 

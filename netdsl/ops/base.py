@@ -148,6 +148,9 @@ class OpDef:
     # or a detect head's per-level convolutions; None: darknet's format has no place for it.
     darknet_role: DarknetRole | None = None
     running_stats = False  # keeps running statistics in training mode (`--freeze-bn eval` stops that)
+    # Its parameters never train (its module makes them with requires_grad False: detect_v8's DFL
+    # bins): no gradient, no optimizer state, whatever `@freeze` says.
+    fixed_params = False
     task: str | None = None  # the training task a network with this op as an output is trained as
     # (what, hint) for the error when a merge's inputs differ in the axes it matches (the whole hint)
     mismatch_text: tuple[str, str] = ("shapes", STRIDES_HINT)

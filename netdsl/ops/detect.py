@@ -23,6 +23,21 @@ from netdsl.ops.saves import Need, Saves, low_precision
 from netdsl.ops.window import Windows, pointwise
 
 
+def stride_rule(strides: tuple[int, ...], ins: list[tuple[int, ...]], image: tuple[int, ...] | None) -> None:
+    """A head's `strides`: one per feature map, positive, each mapping its map onto the input
+    (`image`, the network's first image input at the values in use) exactly."""
+    n = len(ins)
+    if len(strides) != n:
+        raise RuleError("strides", f"{len(strides)} strides for {n} feature maps", "give one stride per feature map")
+    if any(st <= 0 for st in strides):
+        raise RuleError("strides", "strides must be positive", "a level's stride is input size / its size")
+    for i, (s, st) in enumerate(zip(ins, strides)):
+        if image is not None and (s[1] * st, s[2] * st) != tuple(image[1:]):
+            raise RuleError("strides", f"feature map {i + 1} is {s[1]}x{s[2]}; with stride {st} it covers "
+                            f"{s[1] * st}x{s[2] * st}, but the input is {image[1]}x{image[2]}",
+                            "each stride must be the input size divided by that map's size")
+
+
 class Detect(OpDef):
     name = "detect"
     doc = ("detect(p3, p4, ..., classes=NCLS, anchors=[[w, h, w, h, ...], ...], strides=[8, 16, ...], "
@@ -64,16 +79,8 @@ class Detect(OpDef):
         if any(v <= 0 for level in a.anchors for v in level):
             raise RuleError("anchors", "anchors must be positive (widths and heights in input pixels)",
                             "write the anchors in pixels of the input image")
-        if len(a.strides) != n:
-            raise RuleError("strides", f"{len(a.strides)} strides for {n} feature maps", "give one stride per feature map")
-        if any(st <= 0 for st in a.strides):
-            raise RuleError("strides", "strides must be positive", "a level's stride is input size / its size")
         self.check_scales(a, n)
-        for i, (s, st) in enumerate(zip(ins, a.strides)):
-            if image is not None and (s[1] * st, s[2] * st) != tuple(image[1:]):
-                raise RuleError("strides", f"feature map {i + 1} is {s[1]}x{s[2]}; with stride {st} it covers "
-                                f"{s[1] * st}x{s[2] * st}, but the input is {image[1]}x{image[2]}",
-                                "each stride must be the input size divided by that map's size")
+        stride_rule(a.strides, ins, image)
 
     def check_scales(self, a: Args, n: int) -> None:
         scales = self.scales(a)

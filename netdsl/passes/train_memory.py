@@ -63,7 +63,7 @@ def _held(cg: ConcreteGraph) -> list[_Held]:
             continue
         tensors = it.op.param_tensors(it.args, len(it.inputs) if isinstance(it, Merge) else 1, c)
         held = it.attrs if isinstance(it, Layer) else attrs.get(id(it), frozenset())
-        out.append(_Held(values, int(tensors), "freeze" not in held))
+        out.append(_Held(values, int(tensors), "freeze" not in held and not it.op.fixed_params))
     return out
 
 

@@ -125,7 +125,34 @@ CHAIN = "net Chain()\ninput x: [3, H = 16, W = 16]\n" + "".join(
     "output y = t5 |> conv(2, 1)\n"
 
 
-@pytest.mark.parametrize("text", [MIX, CHAIN], ids=["mix", "chain"])
+# The anchor-free head (detect_v8) after its levels' branches: its decoding's live set.
+V8 = """
+net V8(NC = 3)
+input x: [3, H = 16, W = 16] where H % 8 == 0, W % 8 == 0
+p = x |> conv(8, 3, stride=4, padding=1)
+q = p |> conv(8, 3, stride=2, padding=1)
+b = p |> conv(8, 1)
+c = p |> conv(NC, 1)
+r = q |> conv(8 + NC, 1)
+output boxes = detect_v8(cat(b, c), r, classes=NC, strides=[4, 8], reg_max=2)
+"""
+
+# YOLO11's position-sensitive attention (psa_attention, psa_values): on a float32 input (under
+# autocast the products cast copies), after a conv, with one head (the values are a view).
+PSA = """
+net Psa(C = 8)
+input x: [12, H = 6, W = 8]
+a = x |> psa_attention(2, 2)
+q = x |> conv(C + 4, 1) -> batchnorm
+b = q |> psa_attention(2, 1)
+v = q |> psa_values(2, 1) -> conv(C, 3, padding=1, groups=C)
+o = q |> conv(2 * C, 1) -> psa_values(1, 4)
+output y = add(b, v, o) |> conv(4, 1)
+output z = a |> relu
+"""
+
+
+@pytest.mark.parametrize("text", [MIX, CHAIN, V8, PSA], ids=["mix", "chain", "detect_v8", "psa"])
 def test_rules_no_shipped_spec_reaches(text: str) -> None:
     _agree(netdsl.build(text))
 
@@ -187,6 +214,8 @@ def test_the_formula_is_the_peak_under_autocast(path: Path, built: dict[Path, to
 
 def test_rules_no_shipped_spec_reaches_under_autocast() -> None:
     _agree_autocast(netdsl.build(MIX))
+    _agree_autocast(netdsl.build(V8))
+    _agree_autocast(netdsl.build(PSA))
 
 
 def _agree_autocast(net: torch.nn.Module) -> None:

@@ -283,7 +283,7 @@ def test_every_op_gives_its_rule_and_one_without_is_an_error(monkeypatch: pytest
     assert all(type(op).windows is not OpDef.windows for op in REGISTRY.values())
     cg = netdsl.shapes(EVERY_OP)
     res = receptive_fields(cg)
-    assert len(res.layers) == len(list(cg.walk())) and set(res.outputs) == {"boxes[0]", "boxes[1]", "f"}
+    assert len(res.layers) == len(list(cg.walk())) and set(res.outputs) == {"boxes[0]", "boxes[1]", "f", "v8[0]", "v8[1]"}
     relu = next(op for op in ACTIVATIONS if op.name == "relu")
     monkeypatch.setattr(type(relu), "windows", OpDef.windows)
     with pytest.raises(netdsl.NetdslError, match="'relu' has no receptive-field rule"):

@@ -94,6 +94,8 @@ CHAINS: dict[str, list[str]] = {
     "reorg": ["reorg(2) -> conv(4, 1)"],
     "attention": ["tokens -> attention(2)", "tokens -> layernorm -> attention(4, bias=false) -> linear(3)",
                   "relu -> tokens -> attention(1)"],
+    "psa_attention": ["conv(12, 1) -> psa_attention(2, 2)", "psa_attention(1, 1) -> conv(4, 1)"],
+    "psa_values": ["conv(12, 1) -> psa_values(2, 2) -> conv(4, 3, padding=1, groups=4)", "psa_values(1, 1) -> conv(2, 1)"],
     "dropout": ["dropout(0.1)", "dropout(0) -> relu", "dropout(1.0)"],
     "stochastic_depth": ["stochastic_depth(0.2)", 'stochastic_depth(0.2, mode="batch")', "stochastic_depth(0.0)"],
     "identity": ["identity -> relu"], "softmax": ["softmax"], "log_softmax": ["log_softmax(dim=2)"],
@@ -112,6 +114,8 @@ MERGES: dict[str, str] = {
                      "m = attention_qkv(a, b, b, heads=2)\noutput y = m |> linear(3)\n",
     "detect": "a = x |> conv(4, 1)\nb = a |> conv(4, 3, stride=2, padding=1)\n"
               "output boxes = detect(a, b, classes=2, strides=[1, 2], anchors=[[4, 5], [8, 9]])\n",
+    "detect_v8": "a = x |> conv(10, 1)\nb = a |> conv(10, 3, stride=2, padding=1)\n"
+                 "output boxes = detect_v8(a, b, classes=2, strides=[1, 2], reg_max=2)\n",
 }
 CASES = [(op, HEAD + f"output y = x |> conv(4, 1) -> {chain}\n") for op, chains in CHAINS.items() for chain in chains]
 CASES += [(op.split("-")[0], HEAD + body) for op, body in MERGES.items()]

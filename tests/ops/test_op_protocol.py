@@ -34,6 +34,10 @@ s = g |> tokens -> attention(2)
 w = attention_qkv(s, s, s, heads=2)
 v = w |> token(-1) -> linear(NC)
 output f = add(u, v)
+psa = e |> conv(3*C, 1) -> psa_attention(2, 2) -> conv(3*C, 1) -> psa_values(2, 2)
+p8 = d |> conv(2*4 + NC, 1)
+q8 = add(e, psa) |> conv(2*4 + NC, 1)
+output v8 = detect_v8(p8, q8, classes=NC, strides=[2, 4], reg_max=2)
 """
 
 
@@ -172,8 +176,8 @@ def test_every_op_computes_its_shape_counts_and_module_in_a_network() -> None:
     assert seen == set(REGISTRY), f"EVERY_OP misses {sorted(set(REGISTRY) - seen)}"
     m = netdsl.build(EVERY_OP).eval()
     with torch.no_grad():
-        boxes, f = m(torch.randn(1, 3, 32, 32))
-    assert tuple(f.shape) == (1, 2) and boxes[0].shape[-1] == 7
+        boxes, f, v8 = m(torch.randn(1, 3, 32, 32))
+    assert tuple(f.shape) == (1, 2) and boxes[0].shape[-1] == 7 and tuple(v8[0].shape) == (1, 6, 16 * 16 + 8 * 8)
 
 
 def test_what_an_op_does_is_the_ops_answer() -> None:

@@ -151,7 +151,38 @@ b = cat(a, m, dim=2) |> linear(D) -> gelu
 output = b |> image(4, T // 4) -> conv(D, 3, padding=1) -> tokens -> token(-1)
 """,
 ]
-CORPUS = SEEDS + V2 + V3 + V4
+# The anchor-free head (detect_v8): levels as cat(box branch, class branch), strides, reg_max.
+V8 = [
+    """net TinyV8(NC = 2, R = 4)
+input x: [3, H = 32, W = 32] where H % 16 == 0, W % 16 == 0
+p3 = x |> conv(8, 3, stride=8, padding=1) -> silu
+p4 = p3 |> conv(8, 3, stride=2, padding=1) -> silu
+b3 = p3 |> conv(4*R, 1)
+c3 = p3 |> conv(NC, 1)
+l4 = p4 |> conv(4*R + NC, 1)
+output boxes = detect_v8(cat(b3, c3), l4, classes=NC, strides=[8, 16], reg_max=R)
+""",
+]
+# YOLO11's position-sensitive attention (psa_attention, psa_values) on a qkv map, in a PSABlock.
+PSA = [
+    """net TinyPsa(C = 16, HEADS = 2)
+input x: [C, H = 8, W = 8]
+block cb(c, k = 1, g = 1) = conv(c, k, padding=k // 2, groups=g, bias=false) -> batchnorm(eps=0.001, momentum=0.03)
+block psablock(c, heads, kd = c // heads // 2) {
+  input x
+  qkv = x |> cb(c + 2 * heads * kd)
+  a = qkv |> psa_attention(heads, kd)
+  v = qkv |> psa_values(heads, kd)
+  pe = v |> cb(c, 3, g=c)
+  proj = add(a, pe) |> cb(c)
+  y = add(x, proj)
+  ffn = y |> cb(2 * c) -> silu -> cb(c)
+  output = add(y, ffn)
+}
+output = x |> psablock(C, HEADS) * 2
+""",
+]
+CORPUS = SEEDS + V2 + V3 + V4 + V8 + PSA
 
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+(?:\.[0-9]*)?|\|>|->|//|\*\*|==|<=|>=|!=|\s+|.", re.S)
 # Attribute names a compiled module (or the nn.Sequential of a statement) already has.
@@ -175,7 +206,11 @@ _NOISE = ["(", ")", "[", "]", ",", "->", "|>", "=", ":", "?", "*", "**", "//", "
           # sequences
           "@batch_axis", "@batch_axis ", "tokens", "-> tokens", "image(", "image(4, 4)", "token(", "token(-1)",
           "token(99)", "dim=", "dim=2", "dim=-1", "attention(", "attention(3)", "attention_qkv(", "heads=", "T", "D",
-          "T = 16", "D = 8", "[T, D]", "[T = 4, D = 6]", "[197, D]", "[1, 1, D]"]
+          "T = 16", "D = 8", "[T, D]", "[T = 4, D = 6]", "[197, D]", "[1, 1, D]",
+          # the anchor-free head
+          "detect_v8(", "reg_max=", "reg_max=1", "reg_max=3", "strides=[8]", "classes=0",
+          # YOLO11's attention
+          "psa_attention(", "psa_values(", "psa_attention(2, 2)", "psa_values(1, 1)", "key_dim=", "heads=0"]
 
 _KEYWORDS = {"net", "input", "output", "block", "where", "claim", "cat", "add", "min", "max", "true", "false",
              "if", "else", "as", "inf", "param", "mul", "split", "_", "normal"}
@@ -206,6 +241,7 @@ _LINES = [
     "@batch_axis z = x |> relu\n", "z = x |> tokens -> layernorm -> attention(1) -> image(H, W)\n",
     "z = x |> tokens -> linear(4) -> token(0)\n", "z = x |> tokens\nzz = cat(z, z, dim=1)\n",
     "z = x |> tokens -> image(1, 1)\n", "z = x |> attention(2)\n",
+    "z = x |> psa_attention(1, 1)\n", "z = x |> psa_values(2, 1)\n", "z = x |> tokens -> psa_attention(1, 1)\n",
 ]
 # Suffixes after a layer call: repetition, attributes.
 _SUFFIXES = [" * 10**9", " * N as i", " * 0 as i", " * 2 as forward", " * 3 as i", " * (1 if H == 32 else 0)",
@@ -386,7 +422,7 @@ def fuzz_case(rng: random.Random) -> str:
     if r < 0.22:
         return mutate(rng.choice(ZOO), rng, rng.randrange(1, 5))
     if r < 0.55:
-        return mutate(rng.choice(V2 + V3 + V4), rng, rng.randrange(1, 5))
+        return mutate(rng.choice(V2 + V3 + V4 + V8), rng, rng.randrange(1, 5))
     return mutate(rng.choice(CORPUS), rng, rng.randrange(1, 5))
 
 

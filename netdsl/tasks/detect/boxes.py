@@ -1,4 +1,4 @@
-"""Box helpers shared by the loss and NMS: format conversion, pairwise IoU, complete IoU."""
+"""Box helpers shared by the losses and NMS: format conversion, pairwise IoU, complete IoU."""
 from __future__ import annotations
 
 import math
@@ -37,15 +37,24 @@ def complete_iou(p: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) -> torch.T
     >>> round(complete_iou(torch.tensor([[0.5, 0.5, 1.0, 1.0]]), torch.tensor([[0.5, 0.5, 1.0, 1.0]])).item(), 5)
     1.0
     """
-    p1, p2 = p[:, :2] - p[:, 2:] / 2, p[:, :2] + p[:, 2:] / 2
-    t1, t2 = t[:, :2] - t[:, 2:] / 2, t[:, :2] + t[:, 2:] / 2
-    inter = (torch.min(p2, t2) - torch.max(p1, t1)).clamp(min=0).prod(1)
-    pw, ph = p2[:, 0] - p1[:, 0], p2[:, 1] - p1[:, 1] + eps
-    tw, th = t2[:, 0] - t1[:, 0], t2[:, 1] - t1[:, 1] + eps
+    return corner_complete_iou(xywh_to_xyxy(p), xywh_to_xyxy(t), eps)
+
+
+def corner_complete_iou(p: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """`complete_iou` of matching corner boxes `p`, `t` `[..., 4]` (x1, y1, x2, y2) -> `[...]`.
+
+    >>> round(corner_complete_iou(torch.tensor([[0.0, 0, 3, 3]]), torch.tensor([[1.0, 1, 2, 2]])).item(), 5)
+    0.11111
+    """
+    p1, p2, t1, t2 = p[..., :2], p[..., 2:4], t[..., :2], t[..., 2:4]
+    inter = (torch.min(p2, t2) - torch.max(p1, t1)).clamp(min=0).prod(-1)
+    # eps on the heights only (as ultralytics' bbox_iou), so a degenerate box divides safely
+    pw, ph = p2[..., 0] - p1[..., 0], p2[..., 1] - p1[..., 1] + eps
+    tw, th = t2[..., 0] - t1[..., 0], t2[..., 1] - t1[..., 1] + eps
     iou = inter / (pw * ph + tw * th - inter + eps)
     enclosing = torch.max(p2, t2) - torch.min(p1, t1)
-    diagonal2 = enclosing.pow(2).sum(1) + eps
-    centre2 = ((t1 + t2) - (p1 + p2)).pow(2).sum(1) / 4
+    diagonal2 = enclosing.pow(2).sum(-1) + eps
+    centre2 = ((t1 + t2) - (p1 + p2)).pow(2).sum(-1) / 4
     v = (4 / math.pi**2) * (torch.atan(tw / th) - torch.atan(pw / ph)).pow(2)
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
