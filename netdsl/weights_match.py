@@ -8,7 +8,9 @@ statements as ultralytics names its children, and the keys are compared as modul
 module of the file and the model's module in its place have children of the same names, those
 pair by name; elsewhere children pair in order, a module wrapping one module (ultralytics'
 `model`, an nn.Sequential of one, which netdsl registers as its layer) is looked through, and a
-subtree whose structure differs pairs its tensors in order. Where no names agree this is exactly
+subtree whose structure differs pairs its tensors in order. Where the two have different numbers
+of children, consecutive runs of them with equal numbers of tensors pair as units (a YOLOv8
+import's head is seven statements where ultralytics has one module, `model.23`). Where no names agree this is exactly
 the order of the two state_dicts.
 """
 from __future__ import annotations
@@ -44,6 +46,37 @@ def _leaves(t: Node) -> list[int]:
     return [t] if isinstance(t, int) else [i for v in t.values() for i in _leaves(v)]
 
 
+def _run(g: list[Node]) -> Node:
+    """A run of children as one subtree; its made-up names match nothing, so its parts pair in order."""
+    return g[0] if len(g) == 1 else {f"#{k}": v for k, v in enumerate(g)}
+
+
+def _runs(a: Tree, b: Tree) -> list[tuple[Node, Node]] | None:
+    """Different numbers of children: consecutive runs of them holding equal numbers of tensors on
+    both sides, each run paired as one subtree (a YOLOv8 import's head is several statements where
+    ultralytics' is one module, `model.23`: the rows before it still pair one to one, by their
+    children's names). None where the runs do not line up."""
+    xs, ys = list(a.values()), list(b.values())
+    out: list[tuple[Node, Node]] = []
+    i = j = 0
+    while i < len(xs) and j < len(ys):
+        gx, gy = [xs[i]], [ys[j]]
+        nx, ny = len(_leaves(xs[i])), len(_leaves(ys[j]))
+        i, j = i + 1, j + 1
+        while nx != ny:
+            if nx < ny and i < len(xs):
+                gx.append(xs[i])
+                nx, i = nx + len(_leaves(xs[i])), i + 1
+            elif ny < nx and j < len(ys):
+                gy.append(ys[j])
+                ny, j = ny + len(_leaves(ys[j])), j + 1
+            else:
+                return None
+        out.append((_run(gx), _run(gy)))
+    # one run of everything says nothing new (and would recurse for ever): the caller pairs in order
+    return out if len(out) > 1 and i == len(xs) and j == len(ys) else None
+
+
 def _children(a: Tree, b: Tree) -> list[tuple[int, int]] | None:
     if a.keys() == b.keys():  # the same names, in whatever order each registered them
         pairs = [(a[k], b[k]) for k in b]
@@ -52,8 +85,12 @@ def _children(a: Tree, b: Tree) -> list[tuple[int, int]] | None:
     else:  # one side wraps a single module: look inside it
         inner = [next(iter(t.values())) if len(t) == 1 else t for t in (a, b)]
         if (inner[0] is a and inner[1] is b) or not all(isinstance(x, dict) for x in inner):
-            return None
-        return pair(inner[0], inner[1])
+            runs = _runs(a, b)
+            if runs is None:
+                return None
+            pairs = runs
+        else:
+            return pair(inner[0], inner[1])
     out: list[tuple[int, int]] = []
     for x, y in pairs:
         got = pair(x, y)

@@ -16,11 +16,13 @@ from netdsl.errors import NetdslError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Read a darknet .cfg or an Ultralytics model YAML (YOLOv3/v5 family) and print, or write with "
-                     "-o, the same network as a readable netdsl spec.")
+    p.description = ("Read a darknet .cfg or an Ultralytics model YAML (YOLOv3/v5 family, YOLOv8, YOLO11) and "
+                     "print, or write with -o, the same network as a readable netdsl spec.")
     p.add_argument("file", help="a darknet .cfg, or an Ultralytics model .yaml/.yml")
     p.add_argument("-o", "--output", metavar="SPEC", help="write the spec to this file (default: print it)")
     p.add_argument("--format", choices=("cfg", "yaml"), help="the input's format (default: from its suffix)")
+    p.add_argument("--scale", metavar="NAME", help="which of an ultralytics 8.x YAML's scales: to build (n, s, m, l, "
+                   "x); default: the file name's (yolov8n.yaml reads scale n of its scales:), else the first")
 
 
 def output_path(given: str, source: str) -> Path:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from netdsl.importers import import_file
 
     out = output_path(args.output, args.file) if args.output else None
-    text = import_file(args.file, args.format)
+    text = import_file(args.file, args.format, args.scale)
     if out is None:
         sys.stdout.write(text)
         return 0

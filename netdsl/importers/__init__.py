@@ -25,15 +25,19 @@ def format_of(path: str) -> str:
     return fmt
 
 
-def import_text(text: str, path: str, fmt: str) -> str:
-    """The spec for `text` in format `fmt` ("cfg" or "yaml"); `path` names the file in messages."""
+def import_text(text: str, path: str, fmt: str, scale: str | None = None) -> str:
+    """The spec for `text` in format `fmt` ("cfg" or "yaml"); `path` names the file in messages;
+    `scale` one of an ultralytics 8.x YAML's `scales:` (default: the file name's, `yolov8n.yaml`)."""
     text = text[1:] if text.startswith("\ufeff") else text
     if fmt == "cfg":
+        if scale:
+            raise NetdslError(f"--scale {scale}: a darknet .cfg has no scales", path=path,
+                              hint="--scale picks one of an ultralytics 8.x YAML's scales: (n, s, m, l, x)")
         return import_cfg(text, path)
-    return import_yaml(text, path)
+    return import_yaml(text, path, scale)
 
 
-def import_file(path: str, fmt: str | None = None) -> str:
+def import_file(path: str, fmt: str | None = None, scale: str | None = None) -> str:
     fmt = fmt or format_of(path)
     what = "darknet .cfg" if fmt == "cfg" else "Ultralytics model YAML"
-    return import_text(read_source(path, what), path, fmt)
+    return import_text(read_source(path, what), path, fmt, scale)

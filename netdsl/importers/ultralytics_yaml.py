@@ -1,4 +1,5 @@
-"""Ultralytics model YAML (the YOLOv3 v9.6.0 / YOLOv5 family) -> netdsl spec.
+"""Ultralytics model YAML (the YOLOv3 v9.6.0 / YOLOv5 family; ultralytics 8.x's YOLOv8 and YOLO11,
+with `scales:`, as `yaml_v8` says) -> netdsl spec.
 
 Read with safe_load's semantics (`yaml_nodes`), never evaluated: where ultralytics `eval`s a
 string, netdsl knows the few names those files use (`nc`, `anchors`, `None`, `True`, `False`) and
@@ -23,6 +24,11 @@ models/common.py), written anew:
   C3Ghost (YOLOv5's ghost YAMLs), MP and SP (YOLOv7's) as `yaml_more` says; C3TR and TransformerBlock
   (yolov5s-transformer.yaml) as `yaml_transformer` says.
 
+Ultralytics 8.x's YAMLs (8.4's `parse_model`): `scales:` maps a name to [depth, width,
+max_channels], one of them chosen by `--scale`, else by the file name as `guess_model_scale` reads
+it (`yolov8n.yaml` -> n), else the first; channels are `ceil(min(c, max_channels) * width / 8) * 8`;
+Detect is the anchor-free head (`detect_v8`, its branches as statements before it).
+
 The spec has one top-level statement per row, in order (so `--freeze N` freezes rows 0 to N-1, as
 ultralytics' `--freeze N` does), named b<row> in the backbone and n<row> in the head, the last
 one `output`; Bottleneck, C3, SPP, SPPF and the transformer modules are graph blocks.
@@ -30,6 +36,7 @@ one `output`; Bottleneck, C3, SPP, SPPF and the transformer modules are graph bl
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from netdsl.importers.spec_writer import INPUT_SIZE, Shape, Sizes, Source, Tensor, Writer, check_text, net_name
@@ -37,9 +44,12 @@ from netdsl.importers.yaml_acts import activation
 from netdsl.importers.yaml_blocks import MODULES, Modules
 from netdsl.importers.yaml_call import RowCall
 from netdsl.importers.yaml_nodes import Values, Y, read_yaml
+from netdsl.limits import MAX_INT32
 
-TOP_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch")
+TOP_KEYS = ("nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch", "scales",
+            "reg_max")
 REQUIRED = TOP_KEYS[:6]
+REQUIRED_V8 = ("nc", "backbone", "head")  # an ultralytics 8.x YAML: `scales:` instead of the multiples and anchors
 # Why some modules of the YAMLs people use are not imported (yet).
 UNSUPPORTED = {"IDetect": ": YOLOv7's training head adds and multiplies learned implicit tensors (ImplicitA, "
                "ImplicitM) around its convolutions; the deploy YAML (cfg/deploy), with Detect, imports",
@@ -52,26 +62,36 @@ class YamlImporter:
     """One model YAML's import: its top-level keys read, then one statement per row, written in
     order by `modules`; `out` holds each row's output."""
 
-    def __init__(self, src: Source) -> None:
+    def __init__(self, src: Source, scale: str | None = None) -> None:
         self.src = src
         check_text(src)
         root = read_yaml(src)
+        # ultralytics 8.x's format: `scales:`, or neither anchors nor depth_multiple (anchor-free Detect)
+        keys = root.value if root.kind == "map" else {}
+        self.v8 = "scales" in keys or ("anchors" not in keys and "depth_multiple" not in keys)
         self.top = self._top(root)
         self.values = v = Values(src)
         nc = v.whole(self.top["nc"], 1, 100_000, "nc")
-        self.gd = v.number(self.top["depth_multiple"], "depth_multiple")
-        gw = v.number(self.top["width_multiple"], "width_multiple")
+        one = Y("scalar", 1.0, root.loc)  # ultralytics 8.x: a multiple not given is 1.0
+        self.gd = v.number(self.top.get("depth_multiple", one), "depth_multiple")
+        gw = v.number(self.top.get("width_multiple", one), "width_multiple")
+        self.scale, maxc = self._scale(root, scale)
+        if self.scale:
+            self.gd, gw, maxc = self._scales()[self.scale]
         self.channels = v.whole(self.top["ch"], 1, 100_000, "ch") if "ch" in self.top else 3
-        v.names.update(nc=nc, anchors=self.top["anchors"])
-        no = self._anchor_count() * (nc + 5)  # Detect's output channels
+        reg_max = v.whole(self.top["reg_max"], 2, 1024, "reg_max") if "reg_max" in self.top else 16
+        v.names.update(nc=nc, anchors=self.top.get("anchors"))
+        no = -1 if self.v8 else self._anchor_count() * (nc + 5)  # Detect's output channels
         self.rows = self._rows(root)
         self.sizes = Sizes()
         self.w = Writer(src, net_name(Path(src.path).stem), [
             f"# Imported from {Path(src.path).name} (Ultralytics model YAML) by `netdsl import`: one statement per",
-            "# row, in order; each comment gives the row's line in the YAML and its number."])
+            "# row, in order; each comment gives the row's line in the YAML and its number."] +
+            ([f"# Scale {self.scale} of its scales: depth {self.gd}, width {gw}, max_channels {maxc:.0f}."]
+             if self.scale else []))
         # YOLOv5's `activation` (its Conv.default_act): every Conv's activation unless a row gives its own
         act = activation(src, self.top["activation"]) if "activation" in self.top else "silu"
-        self.modules = Modules(v, self.w, nc, no, gw, act)
+        self.modules = Modules(v, self.w, nc, no, gw, act, maxc, self.scale, self.v8, reg_max)
         self.out: list[Tensor] = []
 
     def _top(self, root: Y) -> dict[str, Y]:
@@ -84,10 +104,45 @@ class YamlImporter:
             if key not in TOP_KEYS:
                 raise src.error(knode.loc, f"key '{key}' is not supported", f"the keys are {', '.join(TOP_KEYS)}")
             top[key] = v
-        for key in REQUIRED:
+        for key in REQUIRED_V8 if self.v8 else REQUIRED:
             if key not in top:
                 raise src.error(root.loc, f"'{key}' is missing", f"add {key}: ... (ultralytics requires it)")
         return top
+
+    def _scales(self) -> dict[str, tuple[float, float, float]]:
+        """`scales:`, each name's [depth, width, max_channels] checked at its place."""
+        node, v = self.top["scales"], self.values
+        if node.kind != "map" or not node.value:
+            raise self.src.error(node.loc, "scales must map scale names to [depth, width, max_channels]",
+                                 "write e.g. scales:\n  n: [0.33, 0.25, 1024]")
+        out = {}
+        for name, (_, y) in node.value.items():
+            if y.kind != "seq" or len(y.value) != 3:
+                raise self.src.error(y.loc, f"scale {name} is {y.show()}; expected [depth, width, max_channels]",
+                                     "write e.g. [0.33, 0.25, 1024]")
+            d, w, m = y.value
+            out[str(name)] = (v.number(d, "depth"), v.number(w, "width"), float(v.whole(m, 1, MAX_INT32, "max_channels")))
+        return out
+
+    def _scale(self, root: Y, given: str | None) -> tuple[str, float]:
+        """The scale to build (`--scale`, else the file name's as ultralytics' guess_model_scale reads
+        it, else the first) and "" where the YAML has no `scales:`; and max_channels without one."""
+        path = Path(self.src.path)
+        # guess_model_scale's pattern, but any letter: `yolov8q.yaml` names a scale (and is refused),
+        # where ultralytics would quietly build the first one
+        guess = re.search(r"yolo(e-)?v?\d+([a-z])(?![a-z])", path.stem)
+        if "scales" not in self.top:
+            if given:
+                raise self.src.error(root.loc, f"--scale {given}: this YAML has no scales:",
+                                     "leave --scale out; its depth_multiple and width_multiple set the size")
+            return "", float("inf")
+        names = self._scales()
+        where = "--scale" if given else f"the file name {path.name!r}" if guess else ""
+        scale = given or (guess.group(2) if guess else next(iter(names)))
+        if scale not in names:
+            raise self.src.error(self.top["scales"].loc, f"{where} asks for scale {scale!r}, which scales: does not "
+                                 "list", f"the scales here are {', '.join(names)}")
+        return scale, float("inf")
 
     def _anchor_count(self) -> int:
         """Anchors per level: `anchors: 3`, or the length of the first level's list over 2."""
@@ -179,6 +234,14 @@ class YamlImporter:
         return self.w.finish()
 
 
-def import_yaml(text: str, path: str) -> str:
-    """The netdsl spec for an Ultralytics model YAML (a NetdslError at the YAML's line for anything unsupported)."""
-    return YamlImporter(Source(path, text, "yaml")).run()
+def import_yaml(text: str, path: str, scale: str | None = None) -> str:
+    """The netdsl spec for an Ultralytics model YAML (a NetdslError at the YAML's line for anything
+    unsupported); `scale` picks one of an ultralytics 8.x YAML's `scales:` (default: the file name's,
+    `yolov8n.yaml` -> n, else the first).
+
+    >>> spec = import_yaml("nc: 2\\nscales:\\n  n: [0.33, 0.25, 1024]\\nbackbone:\\n  - [-1, 1, Conv, [64, 3, 2]]\\n"
+    ...                    "head:\\n  - [-1, 1, Conv, [64, 3, 2]]\\n", "yolov8n.yaml")
+    >>> "cba(16, 3, 2)" in spec
+    True
+    """
+    return YamlImporter(Source(path, text, "yaml"), scale).run()

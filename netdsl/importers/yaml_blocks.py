@@ -11,6 +11,7 @@ from netdsl.importers.yaml_call import Emitted, RowCall
 from netdsl.importers.yaml_more import MORE_ARITY, MORE_SIGNATURES, MORE_SIZED, MoreModules
 from netdsl.importers.yaml_nodes import Values, Y
 from netdsl.importers.yaml_transformer import TR_ARITY, TR_SIGNATURES, TR_SIZED, TransformerModules
+from netdsl.importers.yaml_v8 import V8_ARITY, V8_SIGNATURES, V8_SIZED, V8Modules
 from netdsl.limits import MAX_INT32
 
 BN = "batchnorm(eps=0.001, momentum=0.03)"
@@ -18,26 +19,32 @@ SIGNATURES = {"Conv": "Conv(c, k=1, s=1, p=None, g=1, act=True)", "Bottleneck": 
               "e=0.5)", "C3": "C3(c, shortcut=True, g=1, e=0.5)", "SPP": "SPP(c, k=(5, 9, 13))",
               "SPPF": "SPPF(c, k=5)", "Concat": "Concat(dimension=1)", "nn.Upsample": "nn.Upsample(None, scale, mode)",
               "nn.MaxPool2d": "nn.MaxPool2d(k, s=k, p=0)", "nn.ZeroPad2d": "nn.ZeroPad2d(p)",
-              "Detect": "Detect(nc, anchors)", **MORE_SIGNATURES, **TR_SIGNATURES}
+              "Detect": "Detect(nc, anchors)", **MORE_SIGNATURES, **TR_SIGNATURES,
+              **V8_SIGNATURES}
 MODULES = tuple(SIGNATURES)
 ARITY = {"Conv": 6, "Bottleneck": 4, "C3": 4, "SPP": 2, "SPPF": 2, "Concat": 1, "nn.Upsample": 3,
-         "nn.MaxPool2d": 3, "nn.ZeroPad2d": 1, "Detect": 2, **MORE_ARITY, **TR_ARITY}
+         "nn.MaxPool2d": 3, "nn.ZeroPad2d": 1, "Detect": 2, **MORE_ARITY, **TR_ARITY, **V8_ARITY}
 # Modules whose first argument is their output channels (scaled by width_multiple).
-SIZED = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", *MORE_SIZED, *TR_SIZED)
+SIZED = ("Conv", "Bottleneck", "C3", "SPP", "SPPF", *MORE_SIZED, *TR_SIZED, *V8_SIZED)
+# Modules that take the row's copies inside them (parse_model inserts n into their arguments).
+REPEATS = ("C3", "C3Ghost", "C3TR", "C2f", "C3k2", "C2PSA")
 
 
 def _scalar(t: tuple[int, ...]) -> str:
     return str(t[0]) if len(set(t)) == 1 else f"({', '.join(map(str, t))})"
 
 
-class Modules(MoreModules, TransformerModules):
+class Modules(MoreModules, TransformerModules, V8Modules):
     """Writes each row's module call, and at the end the graph blocks the calls used (`define`).
     `no` is Detect's output channels (a width equal to it is not scaled), `gw` width_multiple, `act`
-    the layer of a Conv's default activation (the YAML's `activation`, else silu)."""
+    the layer of a Conv's default activation (the YAML's `activation`, else silu). An ultralytics
+    8.x YAML (`scales:`) gives `maxc` (its max_channels), `scale` and an anchor-free Detect (`v8`)."""
 
-    def __init__(self, values: Values, w: Writer, nc: int, no: int, gw: float, act: str = "silu") -> None:
+    def __init__(self, values: Values, w: Writer, nc: int, no: int, gw: float, act: str = "silu",
+                 maxc: float = float("inf"), scale: str = "", v8: bool = False, reg_max: int = 16) -> None:
         self.values, self.src, self.w = values, values.src, w
         self.nc, self.no, self.gw, self.act = nc, no, gw, act
+        self.maxc, self.scale, self.v8, self.reg_max, self.legacy = maxc, scale, v8, reg_max, True
         self.used: dict[str, Any] = {}   # block name -> its extra (SPP's k list), in first-use order
         self.acts: dict[str, str] = {}   # Conv block name (cba_...) -> its activation layer
         self.grouped = self.padded = False
@@ -45,7 +52,7 @@ class Modules(MoreModules, TransformerModules):
             "Conv": self._conv, "Bottleneck": self._bottleneck, "C3": self._bottleneck, "SPP": self._spp,
             "SPPF": self._spp, "Concat": self._concat, "nn.Upsample": self._upsample, "nn.MaxPool2d": self._maxpool,
             "nn.ZeroPad2d": self._zeropad, "Detect": self._detect, **self.more_handlers(),
-            **self.transformer_handlers()}
+            **self.transformer_handlers(), **self.v8_handlers()}
 
     def emit(self, call: RowCall) -> Emitted:
         """The row's statement (named by the caller) and its output shape."""
@@ -57,7 +64,7 @@ class Modules(MoreModules, TransformerModules):
             if not a:
                 raise self.src.error(call.args.loc, f"{mod} needs its output channels", f"write {SIGNATURES[mod]}")
             call.c2 = self.width(a[0])
-            if mod not in ("C3", "C3Ghost", "C3TR"):  # their copies are inside them
+            if mod not in REPEATS:  # their copies are inside them
                 self._same(call)
         return self.handlers[mod](call)
 
@@ -65,6 +72,8 @@ class Modules(MoreModules, TransformerModules):
 
     def width(self, y: Y) -> int:
         c = self.values.whole(y, 1, MAX_INT32, "the output channels")
+        if self.v8:  # ultralytics 8.x: make_divisible(min(c, max_channels) * width, 8)
+            return math.ceil(min(c, self.maxc) * self.gw / 8) * 8
         return c if c == self.no else math.ceil(c * self.gw / 8) * 8
 
     def _act(self, y: Y | None) -> str:
@@ -233,6 +242,8 @@ class Modules(MoreModules, TransformerModules):
         return call.chain([f"pad({left}, {right}, {top}, {bottom}){call.rep}"], shape)
 
     def _detect(self, call: RowCall) -> Emitted:
+        if self.v8:
+            return self.detect_v8(call)
         a, ins = call.a, call.ins
         if len(a) < 2:
             raise self.src.error(call.args.loc, "Detect needs [nc, anchors]", "write [nc, anchors]")
@@ -317,7 +328,9 @@ class Modules(MoreModules, TransformerModules):
                       for n, a in self.acts.items()})
         texts.update(self.more_texts())
         texts.update(self.transformer_texts())
-        order = ["cba", "cb", *self.acts, "res", "pair", "c3", "c3_plain", "sppf"]
+        texts.update(self.v8_texts())
+        order = ["cba", "cb", *self.acts, "res", "pair", "c3", "c3_plain", "sppf", "res33", "pair33", "step",
+                 "step_plain", "step_c3k", "step_c3k_plain"]
         for name in order + [k for k in self.used if k not in order]:
             if name not in self.used:
                 continue
