@@ -34,6 +34,7 @@ from netdsl.ops import REGISTRY, Category
 from netdsl.ops.base import units
 from netdsl.passes.count_memory import MEMORY_METRICS, MemoryCounts, memory_counts
 from netdsl.passes.memory_model import MemoryOptions, batch_symbol
+from netdsl.passes.minmax import evaluated_max
 from netdsl.passes.shapes import ShapeInference
 from netdsl.passes.symbols import conditions_of
 from netdsl.symbolic import always_equal
@@ -179,8 +180,14 @@ class CountResult:
         tensors live at a layer) share most of their terms with their neighbours'."""
         key = ("show", x)
         if key not in self._cache:
-            self._cache[key] = sp.Add(*[self.show(t) for t in x.args]) if x.is_Add and self.env.back \
-                else self.env.show(x)
+            if x.is_Add and self.env.back:
+                self._cache[key] = sp.Add(*[self.show(t) for t in x.args])
+            elif isinstance(x, sp.Max) and self.env.back:
+                # a Max of memory candidates (peak_bytes' total): shown argument by argument, then
+                # evaluated as SymPy would, without its slow comparisons (`minmax`)
+                self._cache[key] = evaluated_max([self.show(t) for t in x.args])
+            else:
+                self._cache[key] = self.env.show(x)
         return self._cache[key]
 
     def total(self, metric: str, convention: Convention = Convention(), doubled: bool = False,

@@ -18,6 +18,8 @@ by a float32 tensor give float32; every other op keeps its widest input's), a 16
 16-bit copy of a float32 input while it runs, and autocast caches the 16-bit copies of its weight
 and bias (parameters are leaves that require grad, no_grad or not) until the forward ends
 (`Alloc.cached`, alive from that op on); cat copies its narrower inputs to the widest width.
+Autocast caches only the casts of leaf tensors that require grad: a frozen layer's (`@freeze`,
+`--freeze`: requires_grad=False) copies are alive while it runs and not after.
 
 >>> import netdsl
 >>> from netdsl.passes.memory_model import batch_symbol
@@ -31,6 +33,7 @@ and bias (parameters are leaves that require grad, no_grad or not) until the for
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +108,7 @@ def _bounds(hi: sp.Expr, lo: sp.Expr, lowest: Mapping[sp.Symbol, int] | None = N
     if d.is_number:
         return bool(d >= 0)
     # outermost floors first: a floor inside a floor disappears with it
-    d = d.xreplace({f: sp.Dummy(nonnegative=True) for f in d.atoms(sp.floor)})
+    d = d.xreplace(_without_floors(d))
     syms = sorted(d.free_symbols, key=str)
     if not all(x.is_nonnegative for x in syms):
         return False
@@ -121,6 +124,27 @@ def _bounds(hi: sp.Expr, lo: sp.Expr, lowest: Mapping[sp.Symbol, int] | None = N
         return True
     moved = [(g, g + lowest[x]) for g, x in zip(gens, syms) if lowest and lowest.get(x)]
     return bool(moved) and all(c >= 0 for c in poly.compose(moved).coeffs())
+
+
+@functools.lru_cache(maxsize=4096)
+def _floor_symbol(f: sp.floor) -> sp.Dummy:
+    """One nonnegative stand-in per floor, the same at every call (a floor in a shape is >= 0)."""
+    return sp.Dummy(nonnegative=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _opened(x: sp.Expr) -> sp.Expr:
+    """A Max, Min or Piecewise with its floors replaced, built once: rebuilding it compares its
+    arguments again (a YOLOv8 head's width, Max(64, floor(P3/4)), in every candidate)."""
+    return x.xreplace({f: _floor_symbol(f) for f in x.atoms(sp.floor)})
+
+
+def _without_floors(d: sp.Expr) -> dict[sp.Expr, sp.Expr]:
+    """The replacements that take every floor out of `d`: the floors' stand-ins, and the functions
+    that hold floors already rebuilt with theirs (`xreplace` replaces the outermost match)."""
+    rule: dict[sp.Expr, sp.Expr] = {f: _floor_symbol(f) for f in d.atoms(sp.floor)}
+    rule.update({m: _opened(m) for m in d.atoms(sp.Max, sp.Min, sp.Piecewise) if m.has(sp.floor)})
+    return rule
 
 
 def _covered(terms: dict[tuple[int, ...], Any], at_least_one: tuple[bool, ...]) -> bool:
@@ -199,9 +223,9 @@ class _Tracker:
             for i in drop:
                 del env[i]
             outer = held | {t.storage for t in env.values()}
-            if st.merge is not None:
+            if st.merge is not None:  # a merge's `@freeze` is its statement's
                 t = self.apply(st.merge, st.merge.args, xs, st.merge.out_shape, st.merge.out_at,
-                               outer | {x.storage for x in xs})
+                               outer | {x.storage for x in xs}, "freeze" in st.attrs)
             else:
                 t = xs[0]
             held_by_call = outer | {t.storage}  # the statement's module holds its input until it returns
@@ -211,11 +235,12 @@ class _Tracker:
                     self.statements(it.statements, inner, held_by_call | {t.storage}, ("output",))
                     t = inner["output"]
                 else:
-                    t = self.apply(it, it.sym, [t], it.out_shape, it.out_at, held_by_call | {t.storage})
+                    t = self.apply(it, it.sym, [t], it.out_shape, it.out_at, held_by_call | {t.storage},
+                                   "freeze" in it.attrs)
             env[st.name] = t
 
     def apply(self, item: Layer | Merge, a: Args, ins: list[_Tensor], out: Shape, out_at: tuple[int, ...],
-              around: set[int | None]) -> _Tensor:
+              around: set[int | None], frozen: bool = False) -> _Tensor:
         shapes = [t.shape for t in ins]
         widths = tuple(t.width for t in ins)
         layouts = tuple(t.layout for t in ins)
@@ -228,7 +253,8 @@ class _Tracker:
         m = Mem(batch=self.batch, width=width, layouts=layouts, at=at, autocast=self.autocast, widths=widths)
         al = self.rule(item.op, item, a, shapes, out, m)
         self.record(around, al.peak)
-        self.cached = sp.expand(self.cached + al.cached)
+        if not frozen:  # a frozen layer's 16-bit copies are made while it runs and freed with it
+            self.cached = sp.expand(self.cached + al.cached)
         layout = ins[0].layout if al.layout == "same" else al.layout
         if al.alias:
             return _Tensor(ins[0].storage, out, out_at, layout, ins[0].width)

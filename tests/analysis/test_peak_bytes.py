@@ -26,6 +26,8 @@ BIG_STEM = {"alexnet", "googlenet", "squeezenet1_1"}  # their stems need more th
 # YOLO's head copies each level's map to a contiguous layout, except a 1x1 map (already
 # contiguous): measured where every level is larger than 1x1, as the formula assumes.
 BIG_STEM |= {"yolov3", "yolov3-tiny"}
+# YOLOv8 and YOLO11 take multiples of 32 only (`where H % 32 == 0`): the zoo's sizes.
+STRIDE_32 = {"yolov8", "yolo11"}
 
 
 # The position embedding fixes the input size a ViT's module runs at: measured at the size it is
@@ -38,7 +40,7 @@ def _sizes(path: Path) -> tuple[int, ...]:
         return (32,)
     if path.stem in BIG_STEM:
         return (64, 96)
-    if path.parent.name == "zoo":
+    if path.parent.name == "zoo" or path.stem in STRIDE_32:
         return (32, 64)
     return (16, 24)
 
@@ -249,3 +251,30 @@ def test_autocast_caches_the_16_bit_weights_for_the_whole_forward() -> None:
     assert (fp32, bf16) == (measured_peak(net, x), measured_peak(net, x, autocast=torch.bfloat16))
     # the input (float32), both weight caches, the first conv's output and the second's (bf16)
     assert bf16 == 3 * 64 * 4 + (4 * 27 + 4 + 4 * 4 + 4) * 2 + 2 * 4 * 64 * 2
+
+
+# A frozen layer's parameters do not require grad, and autocast caches only the 16-bit casts of
+# leaf tensors that do: the frozen conv's bf16 weight and bias are made while it runs, then freed.
+FROZEN = """
+net Frozen()
+input x: [3, H = 8, W = 8]
+a = x |> conv(4, 3, padding=1) @freeze
+output y = a |> conv(4, 1) -> relu
+"""
+
+
+def test_autocast_does_not_cache_a_frozen_layers_16_bit_weights() -> None:
+    frozen = netdsl.build(FROZEN).eval()
+    trained = netdsl.build(FROZEN.replace(" @freeze", "")).eval()
+    assert not any(p.requires_grad for p in frozen.a.parameters())
+    _agree_autocast(frozen)  # the formula, in total and layer by layer, is what torch measures
+    x = torch.randn(1, 3, 8, 8)
+    cg = frozen.concrete
+    n_sym = batch_symbol(cg.env)
+    values = {**cg.env.internal_values, n_sym: 1}
+    formula = {name: peak_bytes(net.concrete, n_sym, MemoryOptions(dtype="bf16")).at(values)
+               for name, net in (("frozen", frozen), ("trained", trained))}
+    measured = {name: measured_peak(net, x, autocast=torch.bfloat16) for name, net in (("frozen", frozen), ("trained", trained))}
+    assert formula == measured
+    # the trained network holds the first conv's cached weight and bias (bf16) to the end; the frozen one does not
+    assert measured["trained"] - measured["frozen"] == (4 * 3 * 3 * 3 + 4) * 2

@@ -81,22 +81,39 @@ def _probes(model: nn.Module) -> list[Probe]:
         out.append((path, rf, (i, j)))
         if any(a.q > 1 for a in rf.axes) and min(i, j) > 0:
             out.append((path, rf, (i - 1, j - 1)))
+    modules = dict(model.named_modules())
     for name, rf in res.outputs.items():
-        if "[" in name:  # a detect level: its 1x1 convolution's output
+        if "[" in name:  # a detect level
             stem, k = name[:-1].split("[")
             st = next(s for s in cg.statements if s.name == stem)
             _, h, w = (at(x) for x in cg.tensors[st.inputs[int(k)]])
-            out.append((f"{st.path}.m.{k}", rf, (h // 2, w // 2)))
+            # YOLOv3's Detect: the level's 1x1 convolution's output. A head without one per level
+            # (detect_v8 decodes the maps it is given): the head itself, `path[k]`, probed in its
+            # decoded output at the level's centre cell (`_unit`).
+            conv = f"{st.path}.m.{k}"
+            out.append((conv if conv in modules else f"{st.path}[{k}]", rf, (h // 2, w // 2)))
         else:
             shape = next(t.at for t in cg.outputs if t.name == name)
             out.append(("", rf, (shape[1] // 2, shape[2] // 2) if len(shape) == 3 else (0, 0)))
     return out
 
 
-def _unit(y: torch.Tensor, b: int, probe: Probe) -> torch.Tensor:
+def _unit(y: Any, b: int, probe: Probe) -> torch.Tensor:
     # A unit is a position: every channel there (a cat's channels come from different paths).
     i, j = probe[2]
+    if "[" in probe[0]:
+        return _level_cell(y, b, int(probe[0][:-1].split("[")[1]), i, j)
     return y[b, :, i, j].sum() if y.dim() == 4 else y[b].sum()
+
+
+def _level_cell(y: tuple[torch.Tensor, tuple[torch.Tensor, ...]], b: int, k: int, i: int, j: int) -> torch.Tensor:
+    """Cell (i, j) of level k in an anchor-free head's eval output `(decoded, raw maps)`: decoded
+    holds the levels' cells one after another, row by row. Its class scores only: the box rows
+    are the DFL's softmax expectation over its bins, which the probe's equal weights (1/reg_max
+    each) make a constant, with no gradient."""
+    decoded, raw = y
+    cell = sum(r.shape[2] * r.shape[3] for r in raw[:k]) + i * raw[k].shape[3] + j
+    return decoded[b, 4:, cell].sum()
 
 
 def measure(model: nn.Module, probes: list[Any], select: Callable[[torch.Tensor, int, Any], torch.Tensor] = _unit
@@ -106,7 +123,8 @@ def measure(model: nn.Module, probes: list[Any], select: Callable[[torch.Tensor,
     model = _probe_model(model)
     modules = dict(model.named_modules())
     seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[p].register_forward_hook(lambda m, i, o, p=p: seen.__setitem__(p, o))
+    # a detect level's probe `path[k]` reads its head's output
+    hooks = [modules[p.split("[")[0]].register_forward_hook(lambda m, i, o, p=p: seen.__setitem__(p, o))
              for p in {p for p, _, _ in probes if p}]
     x = torch.ones(len(probes), *model.input_shape, dtype=next(model.parameters()).dtype, requires_grad=True)
     y = model(x)

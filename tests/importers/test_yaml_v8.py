@@ -371,7 +371,7 @@ def test_rows_pair_by_name_where_the_head_is_several_statements() -> None:
                                                                                           (3, 3)]
 
 
-# -- the hand-written specs (specs/yolo/): the scale as parameters -------------------------------------
+# -- the hand-written specs (specs/yolov8.net, specs/yolo11.net): the scale as parameters -----------------------
 
 SPEC_SETS: dict[str, dict[str, dict[str, Any]]] = {
              "yolov8": {"n": {}, "s": {"WIDTH": 50}, "m": {"DEPTH": 67, "WIDTH": 75, "MAXC": 768},
@@ -379,7 +379,7 @@ SPEC_SETS: dict[str, dict[str, dict[str, Any]]] = {
              "yolo11": {"n": {}, "s": {"WIDTH": 50}, "m": {"WIDTH": 100, "MAXC": 512, "C3K": 1},
                         "l": {"DEPTH": 100, "WIDTH": 100, "MAXC": 512, "C3K": 1},
                         "x": {"DEPTH": 100, "WIDTH": 150, "MAXC": 512, "C3K": 1}}}
-SPEC_DIR = Path(__file__).resolve().parents[2] / "specs" / "yolo"
+SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
 
 
 def spec_count(name: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, int]:
