@@ -1,6 +1,6 @@
 """`netdsl detect SPEC --weights FILE --source IMAGE|DIR`: run a detection network on images.
 
-Builds the spec (its last layer a `detect` head), loads the weights, letterboxes each image as
+Builds the spec (its last layer a `detect` or `detect_v8` head), loads the weights, letterboxes each image as
 ultralytics v9.6.0's detect.py does (scaled so its long side is `--img`, padded with grey only up
 to multiples of the largest stride), keeps the boxes NMS keeps and writes into `--out` each image
 with its boxes and labels (same file name, PNG for other formats, a distinct name for each input
@@ -131,7 +131,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
     if args.img <= 0:
         raise NetdslError(f"--img {args.img}: give a positive size in pixels", hint="e.g. --img 640")
     for flag, v in (("--conf", args.conf), ("--iou", args.iou)):
-        if not (math.isfinite(v) and 0 <= v <= 1):
+        if v is not None and not (math.isfinite(v) and 0 <= v <= 1):  # --iou None: the head's own
             raise NetdslError(f"{flag} {v}: give a number between 0 and 1", hint=f"e.g. {flag} 0.25")
     if args.max_det <= 0:
         raise NetdslError(f"--max-det {args.max_det}: give a positive number", hint="e.g. --max-det 300")
@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
                           path=weights, hint="check the path given to --weights")
     for f in files:
         check_image(f)
-    model, classes = _model(args, text, spec_path, overrides, max_bytes, names)
+    model, classes, iou = _model(args, text, spec_path, overrides, max_bytes, names)
+    args = argparse.Namespace(**{**vars(args), "iou": iou})  # the threshold used, not None
     entries, encoded, lines = _results(model, files, names, args)
     report = {"format": FORMAT, "spec": spec_path, "sets": overrides, "weights": weights, "img": args.img,
               "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "classes": classes,
@@ -239,10 +240,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace, text: str, spec_path: str | None, overrides: dict[str, int], max_bytes: int,
-           names: list[str] | None) -> tuple[nn.Module, int]:
-    """The network with its weights, and its class count; refused before the weights are read when
-    its head, its stride or its memory at `--img` does not fit the request."""
-    from netdsl.tasks.detect.predict import detect_head  # torch: the first heavy import
+           names: list[str] | None) -> tuple[nn.Module, int, float]:
+    """The network with its weights, its class count and the NMS IoU threshold (`--iou`, else its
+    head's: 0.45 for `detect`, 0.7 for `detect_v8`); refused before the weights are read when its
+    head, its stride or its memory at `--img` does not fit the request."""
+    from netdsl.tasks.detect.predict import detect_head, protocol  # torch: the first heavy import
     from netdsl.weights import load_weights  # torch
 
     cg, model = compile_spec(text, spec_path, overrides, max_bytes)
@@ -250,7 +252,8 @@ def _model(args: argparse.Namespace, text: str, spec_path: str | None, overrides
         head = detect_head(model)
     except ValueError:
         raise NetdslError("the spec's output is not a detect head", path=spec_path,
-                          hint="netdsl detect runs specs whose last layer is `detect(...)`") from None
+                          hint="netdsl detect runs specs whose last layer is `detect(...)` or "
+                               "`detect_v8(...)`") from None
     stride = max(head.strides)
     if args.img % stride:
         lower, upper = args.img // stride * stride, -(-args.img // stride) * stride
@@ -263,7 +266,7 @@ def _model(args: argparse.Namespace, text: str, spec_path: str | None, overrides
                           path=args.names, hint=f"fix the names file (one name per class), or give the network "
                                                 f"{len(names)} classes: {fix}")
     load_weights(model, args.weights)  # a file for another class count is refused here, naming the tensor
-    return model, int(head.classes)
+    return model, int(head.classes), protocol(model).iou if args.iou is None else args.iou
 
 
 def _results(model: nn.Module, files: list[Path], names: list[str] | None, args: argparse.Namespace

@@ -12,7 +12,7 @@ from netdsl.commands.common import add_set_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Run a detection spec (one ending in `detect`) with trained weights on an image or a "
+    p.description = ("Run a detection spec (one ending in `detect` or `detect_v8`) with trained weights on an image or a "
                      "directory of images; write the images with boxes and labels and detections.json.")
     p.add_argument("spec", help="path to a .net spec whose output is a detect head")
     p.add_argument("--weights", required=True, metavar="FILE",
@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img", type=int, default=640, metavar="N",
                    help="inference size: the long side in pixels, a multiple of the largest stride (default 640)")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    p.add_argument("--iou", type=float, default=None,
+                   help="NMS IoU threshold (default: the head's, 0.45 for detect as YOLOv3's detect.py, "
+                        "0.7 for detect_v8 as ultralytics 8.x)")
     p.add_argument("--max-det", type=int, default=300, metavar="N", help="detections per image at most (default 300)")
     p.add_argument("--names", metavar="FILE",
                    help="class names: a YAML file with `names:` (a list, or a mapping from index), "

@@ -34,6 +34,8 @@ SHIPPED = {
 SLOW = {
     "specs/yolov3-tiny.net": ({"H": 64, "W": 64}, {"H", "W"}),
     "specs/yolov3.net": ({"H": 64, "W": 64}, {"H", "W"}),
+    "specs/yolov8.net": ({"H": 64, "W": 64}, {"H", "W"}),  # yolov8n: about 70 s of CPU to export
+    "specs/yolo11.net": ({"H": 64, "W": 64}, {"H", "W"}),  # yolo11n (C2PSA's attention): about 130 s
     "specs/zoo/alexnet.net": ({"H": 64, "W": 64}, set()),        # adaptive_avgpool(6)
     "specs/zoo/densenet121.net": ({"H": 64, "W": 64}, {"H", "W"}),
     "specs/zoo/googlenet.net": ({"H": 64, "W": 64}, {"H", "W"}),

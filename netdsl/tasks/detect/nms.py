@@ -5,16 +5,25 @@ with a kept box is > the threshold; indices returned by decreasing score). `non_
 post-processes the decoded `[N, n, 5+nc]` output (xywh pixels, sigmoid scores) per image: one
 detection per box (its best class) by default, as `detect` runs it, or with `multi_label` one per
 class scoring above the threshold, as v9.6.0's val.py runs it for mAP.
+
+The anchor-free head (`detect_v8`, ultralytics 8.x) decodes to `[N, 4 + nc, A]` without
+objectness; `non_max_suppression_v8` gives it ultralytics 8.4's NMS (`utils/nms.py`) by one
+adapter, `v8_rows`: its rows in this module's layout with objectness 1, so a box's confidence
+is its class score exactly and every filter above is ultralytics 8.x's (a candidate's best class
+score > conf; with `multi_label` every class over conf). Its class offset is ultralytics 8.x's
+7680 pixels. `V3` and `V8` (`Protocol`) hold each head's NMS and its default thresholds.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
 from netdsl.tasks.detect.boxes import box_iou, xywh_to_xyxy
 
 MAX_WH = 4096       # class offset (pixels) that keeps boxes of different classes apart
+MAX_WH_V8 = 7680    # ultralytics 8.x's class offset (utils/nms.py `max_wh`)
 MAX_NMS = 30000     # boxes per image passed to NMS at most (the highest scores)
 
 
@@ -82,11 +91,12 @@ def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None
 
 def non_max_suppression(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.45,
                         classes: Sequence[int] | None = None, agnostic: bool = False,
-                        max_det: int = 300, multi_label: bool = False) -> list[torch.Tensor]:
+                        max_det: int = 300, multi_label: bool = False,
+                        max_wh: int = MAX_WH) -> list[torch.Tensor]:
     """Per image `[k, 6]` detections (x1, y1, x2, y2, conf, class), by decreasing conf.
 
     `decoded`: the head's eval output `[N, n, 5+nc]` (cx, cy, w, h in pixels, objectness and
-    class scores in [0, 1]). NMS runs per class (boxes are offset by class * 4096 pixels) unless
+    class scores in [0, 1]). NMS runs per class (boxes are offset by class * `max_wh` pixels) unless
     `agnostic`; at most 30000 candidates enter it and `max_det` detections leave it.
     `multi_label`: a box may give one detection per class (see `candidates`).
 
@@ -100,6 +110,60 @@ def non_max_suppression(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thr
         x = candidates(x, conf_thres, classes, multi_label)
         if len(x) > MAX_NMS:
             x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
-        offset = x[:, 5:6] * (0 if agnostic else MAX_WH)
+        offset = x[:, 5:6] * (0 if agnostic else max_wh)
         output.append(x[nms(x[:, :4] + offset, x[:, 4], iou_thres, limit=max_det)])
     return output
+
+
+def v8_rows(decoded: torch.Tensor) -> torch.Tensor:
+    """The anchor-free head's decoded `[N, 4 + nc, A]` (xywh pixels, class probabilities) as rows
+    `[N, A, 5 + nc]` of the YOLOv3 layout with objectness exactly 1: `candidates` then keeps what
+    ultralytics 8.x keeps (1 > conf for any conf < 1, and 1 * score is the score, bit for bit).
+
+    >>> v8_rows(torch.tensor([[[10.0, 20.0], [10, 20], [4, 4], [4, 4], [0.25, 0.75]]])).tolist()
+    [[[10.0, 10.0, 4.0, 4.0, 1.0, 0.25], [20.0, 20.0, 4.0, 4.0, 1.0, 0.75]]]
+    """
+    rows = decoded.transpose(1, 2)
+    return torch.cat((rows[..., :4], rows.new_ones(*rows.shape[:2], 1), rows[..., 4:]), 2)
+
+
+def non_max_suppression_v8(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thres: float = 0.7,
+                           classes: Sequence[int] | None = None, agnostic: bool = False,
+                           max_det: int = 300, multi_label: bool = False) -> list[torch.Tensor]:
+    """Ultralytics 8.4's NMS of the anchor-free head's decoded `[N, 4 + nc, A]`: per image `[k, 6]`
+    (x1, y1, x2, y2, conf, class) by decreasing conf, conf = the class score.
+
+    The defaults are ultralytics 8.x's predict defaults (conf 0.25, IoU 0.7: its default.yaml has
+    one `iou` for predict and val, 0.7, where YOLOv3's detect.py used 0.45); its validation runs
+    conf 0.001, IoU 0.7, `multi_label` (`V8`). With one class `multi_label` changes nothing.
+
+    >>> d = torch.tensor([[[50.0, 51, 51], [50, 51, 51], [20, 20, 20], [20, 20, 20],
+    ...                    [0.1, 0.2, 0.9], [0.9, 0.8, 0.1]]])
+    >>> [[round(v, 2) for v in row] for row in non_max_suppression_v8(d)[0].tolist()]
+    [[40.0, 40.0, 60.0, 60.0, 0.9, 1.0], [41.0, 41.0, 61.0, 61.0, 0.9, 0.0]]
+    """
+    return non_max_suppression(v8_rows(decoded), conf_thres, iou_thres, classes, agnostic, max_det,
+                               multi_label, max_wh=MAX_WH_V8)
+
+
+Suppress = Callable[..., list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One head's post-processing: its NMS (`decoded, conf, iou, *, max_det, multi_label`) and the
+    thresholds its reference uses to predict (`conf`, `iou`) and to validate (`val_conf`,
+    `val_iou`, multi-label, at most 300 detections an image)."""
+
+    name: str
+    suppress: Suppress
+    conf: float
+    iou: float
+    val_conf: float
+    val_iou: float
+
+
+# YOLOv3: ultralytics v9.6.0's detect.py (0.25, 0.45) and val.py during training (0.001, 0.6).
+V3 = Protocol("yolov3", non_max_suppression, 0.25, 0.45, 0.001, 0.6)
+# detect_v8: ultralytics 8.4's default.yaml: iou 0.7 for both; conf 0.25 predicting, 0.001 validating.
+V8 = Protocol("yolov8", non_max_suppression_v8, 0.25, 0.7, 0.001, 0.7)

@@ -5,8 +5,9 @@
 class) in the original image's pixels, by decreasing confidence, as ultralytics v9.6.0's detect.py:
 letterbox (scale by min(img/h, img/w), bilinear resize, pad with grey 114 split evenly, the odd
 pixel after: to `img` x `img`, or with `auto` (detect.py's default) only to the next multiple of
-the head's largest stride, so a 1080x810 photo runs at 640x480), pixels / 255, `non_max_suppression(conf, iou)`, then subtract the
-padding, divide by the scale and clip to the image.
+the head's largest stride, so a 1080x810 photo runs at 640x480), pixels / 255, the head's NMS
+(`netdsl.tasks.detect.nms`: `V3` for `detect`, `V8` for `detect_v8`, ultralytics 8.4's, whose
+IoU is 0.7 by default), then subtract the padding, divide by the scale and clip to the image.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netdsl.backends.torch_detect_v8 import DetectV8
 from netdsl.backends.torch_layers import Detect
 from netdsl.tasks.detect import augment
 from netdsl.tasks.detect import images as image_io
-from netdsl.tasks.detect.nms import non_max_suppression
+from netdsl.tasks.detect.nms import V3, V8, Protocol
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,18 @@ class Letterbox:
     top: int
 
 
-def detect_head(model: nn.Module) -> Any:
-    """The model's `Detect` module, or ValueError."""
-    head = next((m for m in model.modules() if isinstance(m, Detect)), None)
+def detect_head(model: nn.Module) -> Detect | DetectV8:
+    """The model's detect head: `Detect` (YOLOv3's `detect`) or `DetectV8` (`detect_v8`), or ValueError."""
+    head = next((m for m in model.modules() if isinstance(m, (Detect, DetectV8))), None)
     if head is None:
-        raise ValueError("the model has no detect head (the spec must end in `detect(...)`)")
+        raise ValueError("the model has no detect head (the spec must end in `detect(...)` or `detect_v8(...)`)")
     return head
+
+
+def protocol(model: nn.Module) -> Protocol:
+    """How the model's head output is post-processed: `V8` for `detect_v8` (ultralytics 8.4's NMS,
+    IoU 0.7), else `V3` (ultralytics v9.6.0's, IoU 0.45 predicting, 0.6 validating)."""
+    return V8 if isinstance(detect_head(model), DetectV8) else V3
 
 
 def max_stride(model: nn.Module) -> int:
@@ -90,7 +98,8 @@ def unletterbox(det: torch.Tensor, lb: Letterbox, shape: tuple[int, int]) -> tor
 
 
 def decoded_output(out: Any) -> torch.Tensor:
-    """The decoded `[N, n, 5+nc]` tensor of an eval-mode forward (`(decoded, raw)`)."""
+    """The decoded tensor of an eval-mode forward (`(decoded, raw)`): `detect`'s `[N, n, 5+nc]` or
+    `detect_v8`'s `[N, 4+nc, A]`."""
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor) and isinstance(out[1], tuple):
         return out[0]
     if isinstance(out, tuple):  # several outputs: the detect head's is the one shaped (decoded, raw)
@@ -100,18 +109,22 @@ def decoded_output(out: Any) -> torch.Tensor:
     raise ValueError("the model's output is not a detect head's (decoded, raw) pair")
 
 
-def predict(model: nn.Module, images: Sequence[Any], img: int = 640, conf: float = 0.25, iou: float = 0.45,
+def predict(model: nn.Module, images: Sequence[Any], img: int = 640, conf: float = 0.25, iou: float | None = None,
             max_det: int = 300, auto: bool = False, batch: int = 8,
             shapes: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
     """Per image `[k, 6]` detections (x1, y1, x2, y2, confidence, class) in its own pixels.
 
-    `model`: a CompiledNet whose spec ends in `detect`; run in eval mode without gradients (its
-    training mode is restored afterwards). `img` must be a multiple of the head's largest stride.
+    `model`: a CompiledNet whose spec ends in `detect` or `detect_v8`; run in eval mode without
+    gradients (its training mode is restored afterwards). `img` must be a multiple of the head's
+    largest stride. `iou`: the NMS IoU threshold; None takes the head's default (`protocol`: 0.45
+    for `detect`, as v9.6.0's detect.py; 0.7 for `detect_v8`, as ultralytics 8.x's default.yaml).
     `auto`: pad each image only to multiples of that stride (ultralytics detect.py) instead of to
     `img` x `img`; consecutive images of the same letterboxed size share a batch of at most
     `batch`. A list given as `shapes` receives each image's letterboxed (height, width).
     """
     stride = max_stride(model)
+    post = protocol(model)
+    iou = post.iou if iou is None else iou
     if img <= 0 or img % stride:
         raise ValueError(f"img {img} is not a positive multiple of the model's largest stride {stride}")
     rgb = [as_rgb(im) for im in images]
@@ -127,7 +140,7 @@ def predict(model: nn.Module, images: Sequence[Any], img: int = 640, conf: float
 
             def flush() -> None:
                 x = torch.stack([p[1] for p in pending]).to(device=device, dtype=dtype)
-                dets = non_max_suppression(decoded_output(model(x)).float(), conf, iou, max_det=max_det)
+                dets = post.suppress(decoded_output(model(x)).float(), conf, iou, max_det=max_det)
                 for (im, _, lb), det in zip(pending, dets):
                     results.append(unletterbox(det.cpu(), lb, im.shape[:2]))
                 pending.clear()

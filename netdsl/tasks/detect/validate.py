@@ -11,7 +11,9 @@ Written from val.py's documented behaviour (not its GPL code):
   resize (long side to `img`) and is centred on grey 114; its labels move by half the padding
   (a float, as val.py's: the image itself sits at the rounded offset);
 - the validation loss on those batches (means over batches), then multi-label NMS at confidence
-  0.001 and IoU 0.6, at most 300 detections an image;
+  0.001 and IoU 0.6, at most 300 detections an image; a `detect_v8` network's NMS is ultralytics
+  8.4's (`netdsl.tasks.detect.nms.V8`: confidence 0.001, IoU 0.7, its validator's settings; the
+  loss callback gets its raw per-level maps as they come);
 - detections and ground truth back to the original image's pixels (minus the padding, divided by
   the resized-to-original height ratio, clipped to the image), scored by
   `netdsl.tasks.detect.metrics.val_scores` (val.py's matching, AP and best-F1 precision/recall);
@@ -31,9 +33,11 @@ from netdsl.tasks.detect.augment import PAD_VALUE
 from netdsl.tasks.detect.boxes import xywh_to_xyxy
 from netdsl.tasks.detect.data import DetectionSet, collate
 from netdsl.tasks.detect.metrics import evaluate, match_detections, val_scores
-from netdsl.tasks.detect.nms import non_max_suppression
+from netdsl.tasks.detect.nms import V3
+from netdsl.tasks.detect.predict import protocol
 
-VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.6, 300  # val.py's defaults during training
+# val.py's defaults during training; a detect_v8 network's are `nms.V8`'s (IoU 0.7)
+VAL_CONF, VAL_IOU, VAL_MAX_DET = V3.val_conf, V3.val_iou, 300
 RECT_PAD = 0.5  # train.py's validation loader: pad 0.5 strides
 MIN_STRIDE = 32  # train.py: gs = max(largest stride, 32)
 
@@ -151,9 +155,12 @@ def image_truth(targets: torch.Tensor, j: int, hw: tuple[int, int], where: Place
 @torch.no_grad()
 def validate(model: nn.Module, loader: RectLoader, nc: int, loss: LossFn | None = None,
              device: torch.device | str = "cpu") -> tuple[list[float], dict[str, Any]]:
-    """(validation [box, obj, cls] means over batches (zeros without `loss`), metrics): val.py's
-    `precision`, `recall`, `map50`, `map50_95`, COCOeval's `coco_map50`, `coco_map50_95`, and
-    `images`, `instances`, `detections`. `model` is put in eval mode and back."""
+    """(validation loss means over batches of the three items `loss` returns (zeros without
+    `loss`), metrics): val.py's `precision`, `recall`, `map50`, `map50_95`, COCOeval's
+    `coco_map50`, `coco_map50_95`, and `images`, `instances`, `detections`. `model` is put in
+    eval mode and back. Its head decides the NMS (`predict.protocol`): `detect`'s at IoU 0.6,
+    `detect_v8`'s (ultralytics 8.4) at 0.7; both at confidence 0.001, multi-label, 300 at most."""
+    post = protocol(model)
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64)
@@ -167,7 +174,7 @@ def validate(model: nn.Module, loader: RectLoader, nc: int, loss: LossFn | None 
             if loss is not None:
                 sums += loss(list(raw), targets.to(device)).double().cpu()
             nb += 1
-            dets = non_max_suppression(decoded.float(), VAL_CONF, VAL_IOU, max_det=VAL_MAX_DET, multi_label=True)
+            dets = post.suppress(decoded.float(), post.val_conf, post.val_iou, max_det=VAL_MAX_DET, multi_label=True)
             for j, (det, where) in enumerate(zip(dets, placed)):
                 det = det.cpu()
                 det[:, :4] = where.to_original(det[:, :4])
