@@ -71,10 +71,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     det = p.add_argument_group("detection (a spec ending in detect; see netdsl/tasks/detect/)")
     det.add_argument("--img", type=int, metavar="N", help="training and validation image size, a multiple of "
                      "the largest stride (default: 640)")
-    det.add_argument("--hyp", metavar="FILE.yaml", help="hyperparameters over hyp.scratch.yaml's (lr0, momentum, ...)")
+    det.add_argument("--hyp", metavar="FILE.yaml", help="hyperparameters over hyp.scratch.yaml's (lr0, momentum, ...; "
+                     "detect_v8 networks: over ultralytics 8's default.yaml's)")
     det.add_argument("--cache", action="store_true", help="keep decoded, letterboxed images in memory")
     det.add_argument("--linear-lr", action="store_true",
                      help="decay the learning rate linearly (ultralytics' --linear-lr; default: cosine, as v9.6.0)")
+    det.add_argument("--optimizer", choices=("auto", "SGD", "AdamW"),
+                     help="detect_v8 networks (ultralytics 8's recipe): auto (the default) picks SGD for runs of "
+                          "over 10,000 iterations, else AdamW with an lr fitted to the classes")
+    det.add_argument("--close-mosaic", type=int, metavar="N",
+                     help="detect_v8 networks: train the last N epochs without mosaic (default: 10; 0: never)")
     det.add_argument("--skip-bad", action="store_true", help="skip (and report) bad images and label files")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="run directory (default: runs/<spec>-<timestamp>)")

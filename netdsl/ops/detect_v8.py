@@ -36,6 +36,7 @@ class DetectV8(OpDef):
     args = (ArgSpec("classes", "int", minimum=1), ArgSpec("strides", "ints"), ArgSpec("reg_max", "int", 16, minimum=2))
     min_inputs, max_inputs = 1, None
     final = True
+    task = "detect"  # trained by netdsl.tasks.detect with ultralytics 8.x's recipe (trainer_v8)
     # Its one weight is the DFL's 1x1 convolution: the conv totals (weights, MACs) include it, as
     # ultralytics' parameter count and FlopCounterMode's conv figure do; connections are its MACs.
     category = Category.CONV

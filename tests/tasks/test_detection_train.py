@@ -218,6 +218,11 @@ def test_detection_flags_refused_for_colourization(capsys) -> None:
     root = Path(__file__).resolve().parents[2]
     assert main(["train", str(root / "specs" / "unet.net"), "--img", "64"]) == 2
     assert "--img applies to detection specs" in capsys.readouterr().err
+    # the v8 recipe's flags too: before, a colourization run ignored them without a word
+    assert main(["train", str(root / "specs" / "unet.net"), "--optimizer", "SGD"]) == 2
+    assert "--optimizer applies to detection specs" in capsys.readouterr().err
+    assert main(["train", str(root / "specs" / "unet.net"), "--close-mosaic", "0"]) == 2
+    assert "--close-mosaic applies to detection specs" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------- EMA

@@ -28,7 +28,7 @@ from netdsl.tasks.rundir import GROUP_FORMAT, ensure_fresh, read_json, resume_di
 from netdsl.weights import load_weights
 
 # The detection task's flags: given for a colourization run, they are a mistake to report.
-DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad", "linear_lr")
+DETECTION_FLAGS = ("img", "hyp", "cache", "skip_bad", "linear_lr", "optimizer", "close_mosaic")
 
 
 @dataclass
@@ -55,7 +55,8 @@ def identity(model: nn.Module, name: str, params: dict[str, int]) -> tuple[str, 
 
 
 def refuse_detection_flags(args: argparse.Namespace) -> None:
-    given = [f for f in DETECTION_FLAGS if getattr(args, f, None) not in (None, False)]
+    # `is`, not `in`: --close-mosaic 0 is given, though 0 == False
+    given = [f for f in DETECTION_FLAGS if getattr(args, f, None) is not None and getattr(args, f) is not False]
     if given:
         raise NetdslError(f"--{given[0].replace('_', '-')} applies to detection specs (a spec ending in detect)",
                           hint="drop it for colourization training")

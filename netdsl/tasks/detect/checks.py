@@ -48,6 +48,9 @@ HYP_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "flipud": (0, 1, True, True), "fliplr": (0, 1, True, True), "mosaic": (0, 1, True, True),
     "mixup": (0, 1, True, True), "copy_paste": (0, 1, True, True), "label_smoothing": (0, 1, True, True),
 }
+# The v8 recipe's keys that hyp.scratch.yaml lacks (ultralytics 8's default.yaml): the DFL loss gain.
+HYP_V8_RANGES: dict[str, tuple[float, float, bool, bool]] = {"dfl": (0, 1e3, True, True)}
+_RANGES = {**HYP_RANGES, **HYP_V8_RANGES}
 FLOAT32_MAX = 3.4028234663852886e38  # a key without a range still has to fit the tensors it ends up in
 REPAIR = "restore run.json as the run wrote it, or start a new run"
 _MISSING = object()
@@ -70,22 +73,22 @@ def hyp_problem(key: str, value: Any) -> str | None:
     """What is wrong with `value` for hyperparameter `key` (`must be ...`), or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "must be a finite number"
-    if key not in HYP_RANGES:
+    if key not in _RANGES:
         return None if abs(value) <= FLOAT32_MAX else f"must be at most {FLOAT32_MAX:.3g} in size"
-    lo, hi, lo_in, hi_in = HYP_RANGES[key]
+    lo, hi, lo_in, hi_in = _RANGES[key]
     inside = (lo <= value if lo_in else lo < value) and (value <= hi if hi_in else value < hi)
     return None if inside else f"must be {_interval(lo, hi, lo_in, hi_in)}"
 
 
 def check_hyp_file(hyp: Mapping[str, float], path: str | None, given: set[str],
-                   defaults: Mapping[str, float]) -> None:
+                   defaults: Mapping[str, float], source: str = "hyp.scratch.yaml") -> None:
     """Every value of `hyp` in range; one the `--hyp` file at `path` sets (`given`: its keys) is
-    located at its line there. `defaults`: hyp.scratch.yaml's values, for the hint."""
+    located at its line there. `defaults`: `source`'s values (hyp.scratch.yaml's), for the hint."""
     for key, value in hyp.items():
         problem = hyp_problem(key, value)
         if problem is None:
             continue
-        hint = f"hyp.scratch.yaml has {key}: {defaults[key]:g}" if key in defaults else None
+        hint = f"{source} has {key}: {defaults[key]:g}" if key in defaults else None
         if path is None or key not in given:
             raise NetdslError(f"hyperparameter {key!r} is {value!r}; it {problem}", hint=hint)
         text = Path(path).read_text(encoding="utf-8")
@@ -166,8 +169,11 @@ def _hyper(rj: Mapping[str, Any], path: Path, hyper_type: type, legacy: Mapping[
         if isinstance(default, bool):
             if not isinstance(v, bool):
                 raise _bad(path, key, "true or false", v)
+        elif isinstance(default, str):  # a choice (the v8 recipe's optimizer): the hyper type checks which
+            if not isinstance(v, str):
+                raise _bad(path, key, "a string", v)
         elif isinstance(default, int):
-            _checked_int(v, key, path, 0 if name == "seed" else 1)
+            _checked_int(v, key, path, 0 if name in ("seed", "close_mosaic") else 1)
         elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise _bad(path, key, "a finite number", v)
     return hyper_type(**values)

@@ -93,18 +93,20 @@ class DetectionSet:
         boxed, pad = aug.letterbox(resized, self.img)
         return boxed, aug.letterbox_labels(labels, resized.shape[:2], pad, self.img)
 
-    def item(self, i: int, seed: int = 0, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def item(self, i: int, seed: int = 0, epoch: int = 0, mosaic: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Image i as training sees it: validation sets `load(i)`; training sets, drawn from
         `(seed, epoch, i)` only: with probability `mosaic` a mosaic of image i and three others
         (drawn with replacement), else `load(i)` under the random affine transform (ultralytics
         applies it to non-mosaic images too), then HSV jitter and flips. Geometry draws from
         `default_rng([seed, epoch, i, 1])`, colour and flips from `default_rng([seed, epoch, i])`,
-        so turning geometry off leaves the colour and flip draws as they were."""
+        so turning geometry off leaves the colour and flip draws as they were. `mosaic=False`
+        (ultralytics' close_mosaic epochs) never makes a mosaic; the mosaic's draw is still taken,
+        so the rest of the image's draws are those of a non-mosaic image of the same epoch."""
         if not self.augment:
             return self.load(i)
         h = {**aug.DEFAULT_AUGMENT, **self.hyp}
         geo = np.random.default_rng([seed, epoch, i, 1])
-        if geo.random() < h["mosaic"]:
+        if geo.random() < h["mosaic"] and mosaic:
             others = geo.integers(0, len(self), 3)
             picks = [i, *(int(k) for k in others)]
             geo.shuffle(picks)
@@ -120,8 +122,9 @@ class DetectionSet:
             im, lb = aug.flip_lr(im, lb)
         return im, lb
 
-    def batch(self, indices: Sequence[int] | np.ndarray, seed: int = 0, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        return collate([self.item(int(i), seed, epoch) for i in indices])
+    def batch(self, indices: Sequence[int] | np.ndarray, seed: int = 0, epoch: int = 0,
+              mosaic: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        return collate([self.item(int(i), seed, epoch, mosaic) for i in indices])
 
     def order(self, seed: int = 0, epoch: int = 0, shuffle: bool | None = None) -> np.ndarray:
         """The epoch's image order: shuffled (by default for training sets) with

@@ -1,5 +1,7 @@
 """The detection task: a network ending in `detect` trains as YOLO (yolo_loss, ultralytics v9.6.0's
-recipe: SGD with warmup, cosine or linear decay, EMA weights, mosaic and affine augmentation).
+recipe: SGD with warmup, cosine or linear decay, EMA weights, mosaic and affine augmentation); one
+ending in `detect_v8` (YOLOv8, YOLO11) with ultralytics 8.4's (`trainer_v8`: yolo_v8_loss, auto
+SGD/AdamW, linear decay, gradient clipping, close_mosaic), run.json's "recipe": "v8".
 
 The run directory (as colourization's): run.json, spec.net, metrics.csv, curves.png, samples.png,
 last.pt and best.pt (best mAP@0.5:0.95); after every epoch best.pt (if improved), last.pt, then
@@ -11,16 +13,20 @@ records `world_size`. Checkpoints are the same as one process's, so either may r
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from netdsl.errors import NetdslError
 from netdsl.files import atomic_write_json, atomic_write_text
 from netdsl.tasks.checkpoint import NonFiniteLoss
-from netdsl.tasks.detect.outputs import Progress, curves, samples, write_metrics
+from netdsl.tasks.detect.outputs import Progress, V8Progress, curves, samples, write_metrics
 from netdsl.tasks.detect.prepare import Prepared, prepare_fresh, prepare_resume
-from netdsl.tasks.detect.trainer import TASK, DetRow, DetTrainer
+from netdsl.tasks.detect.trainer import TASK, DetTrainer
+from netdsl.tasks.detect.trainer_v8 import RECIPE, V8Hyper, V8Trainer
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.engine import Job, save_epoch, train_epochs
+from netdsl.tasks.report import EpochProgress
 from netdsl.tasks.rundir import RUN_FORMAT
 
 
@@ -34,21 +40,22 @@ class Detect:
     def train(self, job: Job, dist: Dist, device: torch.device) -> int:
         p = prepare_resume(job) if job.args.resume else prepare_fresh(job)
         dist.barrier()  # every rank has checked the run directory before rank 0 creates it
-        trainer = DetTrainer(p.model, p.data, p.hyper, p.hyp, device, dist)
+        trainer = _trainer(p, device, dist)
         main = dist.is_main
         if main:
             _open(p, dist, device)
         if p.ckpt is not None:
             trainer.restore(p.ckpt, str(p.dir / "last.pt"))
             if main:
-                write_metrics(p.dir, trainer.history.rows)
-        rep = Progress.choose(job.args.quiet, main)
+                write_metrics(p.dir, trainer.history.rows, trainer.row_type)
+        rep: EpochProgress[Any] = (V8Progress.choose(job.args.quiet, main) if p.recipe == RECIPE
+                                   else Progress.choose(job.args.quiet, main))
         _intro(rep, p, trainer, dist)
         rep.start(p.dir.name, p.hyper.epochs, trainer.epoch, len(p.data.train))
 
         def save() -> None:
             if main:
-                save_epoch(p.dir, trainer, {"fingerprint": p.fingerprint}, DetRow)
+                save_epoch(p.dir, trainer, {"fingerprint": p.fingerprint}, trainer.row_type)
 
         failure: NonFiniteLoss | None = train_epochs(trainer, p.hyper.epochs, rep, save, lambda: after_epoch(trainer))
         if failure is not None:
@@ -61,6 +68,13 @@ class Detect:
 
 
 DETECT = Detect()
+
+
+def _trainer(p: Prepared, device: torch.device, dist: Dist) -> DetTrainer:
+    """The recipe's trainer: ultralytics 8's for a detect_v8 network (run.json's "recipe": "v8"), else YOLOv3's."""
+    if isinstance(p.hyper, V8Hyper):
+        return V8Trainer(p.model, p.data, p.hyper, p.hyp, device, dist)
+    return DetTrainer(p.model, p.data, p.hyper, p.hyp, device, dist)
 
 
 def _open(p: Prepared, dist: Dist, device: torch.device) -> None:
@@ -80,7 +94,7 @@ def _open(p: Prepared, dist: Dist, device: torch.device) -> None:
                           hint="choose another --out") from None
 
 
-def _intro(rep: Progress, p: Prepared, trainer: DetTrainer, dist: Dist) -> None:
+def _intro(rep: EpochProgress[Any], p: Prepared, trainer: DetTrainer, dist: Dist) -> None:
     for note in p.notes:
         rep.message(f"note: {note}")
     if p.warnings:
@@ -89,12 +103,19 @@ def _intro(rep: Progress, p: Prepared, trainer: DetTrainer, dist: Dist) -> None:
     rep.message(f"{p.dir.name}: {trainer.model.spec_name if hasattr(trainer.model, 'spec_name') else 'model'}, "
                 f"{data.description}, {data.nc} classes, img {h.img}, batch {h.batch_size} "
                 f"(accumulate {trainer.base_accumulate}), {h.epochs} epochs"
-                f"{', EMA weights' if h.ema else ''}"
+                f"{', EMA weights' if h.ema else ''}{_optimizer_note(trainer)}"
                 f"{f', {dist.world} processes' if dist.world > 1 else ''} -> {p.dir}"
                 + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
 
 
-def _finish(rep: Progress, p: Prepared, trainer: DetTrainer) -> None:
+def _optimizer_note(trainer: DetTrainer) -> str:
+    if not isinstance(trainer, V8Trainer):
+        return ""
+    c = trainer.choice
+    return f", {c.name}(lr={c.lr:g}, momentum={c.momentum:g}){' chosen by --optimizer auto' if c.auto else ''}"
+
+
+def _finish(rep: EpochProgress[Any], p: Prepared, trainer: DetTrainer) -> None:
     """The figures and the last line."""
     rows, label, out = trainer.history.rows, p.dir.name, p.dir
     curves(rows, out / "curves.png", label)

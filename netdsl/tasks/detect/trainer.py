@@ -128,7 +128,7 @@ class DetRow:
 
 @dataclass
 class DetHistory:
-    rows: list[DetRow] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)  # DetRow (trainer_v8: V8Row)
     best_map: float = -1.0
     best_epoch: int = 0
 
@@ -146,6 +146,8 @@ def truth(targets: torch.Tensor, n: int, img: int) -> list[dict[str, Any]]:
 
 
 class DetTrainer:
+    row_type: type = DetRow  # metrics.csv's row (trainer_v8.V8Trainer: V8Row)
+
     def __init__(self, model: nn.Module, data: DetectionData, hyper: DetHyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:
         self.device = torch.device(device)
@@ -172,7 +174,8 @@ class DetTrainer:
             raise NetdslError("every parameter of the network is frozen: nothing to train",
                               hint="freeze fewer statements (--freeze)")
         self.params = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.SGD(groups, lr=self.hyp["lr0"], momentum=self.hyp["momentum"], nesterov=True)
+        self.optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=self.hyp["lr0"], momentum=self.hyp["momentum"],
+                                                                nesterov=True)
         for g in self.optimizer.param_groups:
             g["initial_lr"] = self.hyp["lr0"]
         self.history = DetHistory()
@@ -255,10 +258,9 @@ class DetTrainer:
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         start = time.perf_counter()
         done = 0
-        train = self.data.train
         self.optimizer.zero_grad(set_to_none=True)  # v9.6.0 drops the last epoch's unstepped gradients
         for i, (idx, size) in enumerate(self.global_batches(e)):
-            images, targets = train.batch(idx, self.hyper.seed, e)
+            images, targets = self.train_batch(idx, e)
             ni = i + nb * e
             self.warmup(ni, e)
             items = self.step(images.to(self.device, non_blocking=True), targets.to(self.device), ni)
@@ -269,6 +271,10 @@ class DetTrainer:
         sums = self.dist.sum(sums) / self.dist.world
         elapsed = time.perf_counter() - start
         return (sums / nb).tolist(), done / max(elapsed, 1e-9)
+
+    def train_batch(self, idx: np.ndarray, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's images and targets of a global batch (trainer_v8 turns mosaic off in some epochs)."""
+        return self.data.train.batch(idx, self.hyper.seed, epoch)
 
     def validate(self, batch: int | None = None) -> tuple[list[float], dict[str, Any]]:
         """(val [box, obj, cls] means, `netdsl.tasks.detect.validate.validate`'s metrics): val.py's
@@ -362,7 +368,7 @@ class DetTrainer:
             # absent from older checkpoints: v9.6.0's own start value, a step at the first iteration
             self.last_step = int(ckpt.get("last_step", -1))
             restore_torch_rng(ckpt["rng"]["torch"], ckpt["rng"].get("cuda"))
-            rows = [DetRow(**r) for r in ckpt["history"]]
+            rows = [self.row_type(**r) for r in ckpt["history"]]
         if len(rows) != ckpt.get("epoch"):
             raise NetdslError("checkpoint is inconsistent (history and epoch disagree)", path=path)
         self.history = DetHistory(rows, float(ckpt["best_map"]), int(ckpt["best_epoch"]))
