@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, 
 from netdsl.tasks.detect.data import DetectionData, DetectionSet, collate
 from netdsl.tasks.detect.hyp import loss_gains
 from netdsl.tasks.detect.loss import head_geometry, yolo_loss
-from netdsl.tasks.detect.nms import non_max_suppression
+from netdsl.tasks.detect.nms import V3, Protocol
 from netdsl.tasks.detect.validate import RectLoader, eval_parts, validate
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
@@ -107,6 +107,7 @@ class DetHyper:
 
 @dataclass
 class DetRow:
+    LOSSES: ClassVar[tuple[str, str, str]] = ("box", "obj", "cls")
     epoch: int
     box: float
     obj: float
@@ -146,7 +147,11 @@ def truth(targets: torch.Tensor, n: int, img: int) -> list[dict[str, Any]]:
 
 
 class DetTrainer:
-    row_type: type = DetRow  # metrics.csv's row (trainer_v8.V8Trainer: V8Row)
+    # What the v8 recipe (trainer_v8.V8Trainer) sets otherwise: metrics.csv's row, the gradient-norm
+    # clip before each step (none here, as v9.6.0), and the head's NMS and thresholds.
+    row_type: Any = DetRow
+    max_grad_norm: float | None = None
+    protocol: Protocol = V3
 
     def __init__(self, model: nn.Module, data: DetectionData, hyper: DetHyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:
@@ -223,12 +228,15 @@ class DetTrainer:
 
     # --- one step and one epoch ----------------------------------------------------------------
     def step(self, images: torch.Tensor, targets: torch.Tensor, ni: int) -> torch.Tensor:
-        """Forward, loss, backward and (every `accumulate` iterations) an SGD step; the detached
-        weighted (box, obj, cls) loss items."""
-        preds = self.net(images)
-        loss, items = yolo_loss(preds, targets, self.anchors, self.strides, self.nc, self.loss_hyp)
+        """Forward, loss (times the world under DDP), backward and, every `accumulate` iterations, an
+        optimizer step (after clipping the gradients' norm where `max_grad_norm` says); the detached
+        weighted loss items (`row_type.LOSSES`)."""
+        loss, items = self.loss(self.net(images), targets)
+        loss = loss.sum()
         (loss * self.dist.world if self.dist.world > 1 else loss).backward()
         if ni - self.last_step >= self.accumulate:
+            if self.max_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.max_grad_norm)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
@@ -276,17 +284,17 @@ class DetTrainer:
         """This rank's images and targets of a global batch (trainer_v8 turns mosaic off in some epochs)."""
         return self.data.train.batch(idx, self.hyper.seed, epoch)
 
+    def loss(self, raw: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss to differentiate, the detached weighted items) of the head's training output."""
+        return yolo_loss(raw, targets, self.anchors, self.strides, self.nc, self.loss_hyp)
+
     def validate(self, batch: int | None = None) -> tuple[list[float], dict[str, Any]]:
-        """(val [box, obj, cls] means, `netdsl.tasks.detect.validate.validate`'s metrics): val.py's
+        """(val loss items' means, `netdsl.tasks.detect.validate.validate`'s metrics): val.py's
         protocol, in batches of `batch` (default twice the training batch, as train.py)."""
         batch = batch or 2 * self.hyper.batch_size
         if self._val_loader is None or self._val_loader.batch != batch:
             self._val_loader = RectLoader.of(self.data.val, batch, self.hyper.img, int(self.strides.max()))
-
-        def loss(raw: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-            return yolo_loss(raw, targets, self.anchors, self.strides, self.nc, self.loss_hyp)[1]
-
-        return validate(self.eval_model, self._val_loader, self.nc, loss, self.device)
+        return validate(self.eval_model, self._val_loader, self.nc, lambda raw, t: self.loss(raw, t)[1], self.device)
 
     def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> DetRow:
         t0 = time.perf_counter()
@@ -295,29 +303,33 @@ class DetTrainer:
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.scheduler_step(e)
         if not all(math.isfinite(v) for v in losses):
-            raise NonFiniteLoss(f"the loss became {losses} (box, obj, cls) in epoch {e + 1}; training stopped",
+            raise NonFiniteLoss(f"the loss became {losses} ({', '.join(self.row_type.LOSSES)}) in epoch {e + 1}; "
+                                "training stopped",
                                 hint="the last good checkpoint is kept; try a lower lr0 (--hyp)")
         if self.dist.is_main:
             val, m = self.validate()
         else:  # rank 0 validates and writes; the others only count the epoch
             val, m = [0.0, 0.0, 0.0], dict.fromkeys(("precision", "recall", "map50", "map50_95", "coco_map50",
                                                       "coco_map50_95"), 0.0)
-        (box, obj, cls), (val_box, val_obj, val_cls) = losses, val
-        row = DetRow(e + 1, box, obj, cls, val_box, val_obj, val_cls, m["precision"], m["recall"], m["map50"], m["map50_95"], lr,
-                     time.perf_counter() - t0, rate, m["coco_map50"], m["coco_map50_95"])
+        row = self.row_type(e + 1, *losses, *val, m["precision"], m["recall"], m["map50"], m["map50_95"], lr,
+                            time.perf_counter() - t0, rate, m["coco_map50"], m["coco_map50_95"])
         self.history.rows.append(row)
         if row.map50_95 > self.history.best_map:
             self.history.best_map, self.history.best_epoch = row.map50_95, row.epoch
         return row
 
     @torch.no_grad()
-    def predict_letterboxed(self, images: torch.Tensor, conf: float = 0.25, iou: float = 0.45) -> list[torch.Tensor]:
+    def predict_letterboxed(self, images: torch.Tensor, conf: float | None = None,
+                            iou: float | None = None) -> list[torch.Tensor]:
+        """Detections on letterboxed images with the head's NMS (its reference's thresholds by default)."""
+        p = self.protocol
         model = self.eval_model
         was_training = model.training
         model.eval()
         try:
             decoded, _ = eval_parts(model(images.to(self.device)))
-            return [d.cpu() for d in non_max_suppression(decoded.float(), conf, iou)]
+            return [d.cpu() for d in p.suppress(decoded.float(), p.conf if conf is None else conf,
+                                                p.iou if iou is None else iou)]
         finally:
             model.train(was_training)
 

@@ -30,8 +30,7 @@ conf 0.25 and IoU 0.7.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,12 +40,10 @@ from torch import nn
 
 from netdsl.backends.torch_detect_v8 import DetectV8
 from netdsl.errors import NetdslError
-from netdsl.tasks.checkpoint import NonFiniteLoss
 from netdsl.tasks.detect.data import DetectionData
 from netdsl.tasks.detect.loss_v8 import yolo_v8_loss
 from netdsl.tasks.detect.nms import V8
 from netdsl.tasks.detect.trainer import EMA_DECAY, EMA_TAU, NOMINAL_BATCH, DetHistory, DetTrainer
-from netdsl.tasks.detect.validate import RectLoader, eval_parts, validate
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
 
@@ -143,6 +140,8 @@ class V8Trainer(DetTrainer):
     """The v8 recipe (module doc) on DetTrainer's loop: its own optimizer, schedule, step and loss."""
 
     row_type = V8Row
+    max_grad_norm = MAX_GRAD_NORM
+    protocol = V8
 
     def __init__(self, model: nn.Module, data: DetectionData, hyper: V8Hyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:
@@ -230,62 +229,6 @@ class V8Trainer(DetTrainer):
 
     def loss(self, raw: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return yolo_v8_loss(list(raw), targets, self.level_strides, self.nc, self.reg_max, self.gains)
-
-    def step(self, images: torch.Tensor, targets: torch.Tensor, ni: int) -> torch.Tensor:
-        """Forward, loss (times the batch, times the world under DDP), backward and, every
-        `accumulate` iterations, a clipped optimizer step; the detached gained (box, cls, dfl)."""
-        loss, items = self.loss(self.net(images), targets)
-        (loss.sum() * self.dist.world if self.dist.world > 1 else loss.sum()).backward()
-        if ni - self.last_step >= self.accumulate:
-            nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=MAX_GRAD_NORM)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.ema is not None:
-                self.ema.update(self.model)
-            self.last_step = ni
-        return items
-
-    def validate(self, batch: int | None = None) -> tuple[list[float], dict[str, Any]]:
-        """(val [box, cls, dfl] means, validate.validate's metrics) on the EMA's weights."""
-        batch = batch or 2 * self.hyper.batch_size
-        if self._val_loader is None or self._val_loader.batch != batch:
-            self._val_loader = RectLoader.of(self.data.val, batch, self.hyper.img, max(self.level_strides))
-        return validate(self.eval_model, self._val_loader, self.nc,
-                        lambda raw, t: self.loss(raw, t)[1], self.device)
-
-    def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> Any:
-        """One epoch and its validation; the V8Row appended to the history."""
-        t0 = time.perf_counter()
-        losses, rate = self.train_epoch(on_batch)
-        e = self.epoch
-        lr = float(self.optimizer.param_groups[0]["lr"])
-        self.scheduler_step(e)
-        if not all(math.isfinite(v) for v in losses):
-            raise NonFiniteLoss(f"the loss became {losses} (box, cls, dfl) in epoch {e + 1}; training stopped",
-                                hint="the last good checkpoint is kept; try a lower lr0 (--hyp)")
-        if self.dist.is_main:
-            val, m = self.validate()
-        else:
-            val, m = [0.0, 0.0, 0.0], dict.fromkeys(("precision", "recall", "map50", "map50_95", "coco_map50",
-                                                      "coco_map50_95"), 0.0)
-        row = V8Row(e + 1, losses[0], losses[1], losses[2], val[0], val[1], val[2], m["precision"], m["recall"],
-                    m["map50"], m["map50_95"], lr,
-                    time.perf_counter() - t0, rate, m["coco_map50"], m["coco_map50_95"])
-        self.history.rows.append(row)
-        if row.map50_95 > self.history.best_map:
-            self.history.best_map, self.history.best_epoch = row.map50_95, row.epoch
-        return row
-
-    @torch.no_grad()
-    def predict_letterboxed(self, images: torch.Tensor, conf: float = V8.conf, iou: float = V8.iou) -> list[torch.Tensor]:
-        model = self.eval_model
-        was_training = model.training
-        model.eval()
-        try:
-            decoded, _ = eval_parts(model(images.to(self.device)))
-            return [d.cpu() for d in V8.suppress(decoded.float(), conf, iou)]
-        finally:
-            model.train(was_training)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def state(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
