@@ -5,7 +5,8 @@ its AGPL code. What differs from the YOLOv3 recipe (`trainer.DetTrainer`, whose 
 split, EMA, validation and checkpoints this one shares by inheritance):
 
 - the optimizer (`--optimizer`, `choose_optimizer`): `auto` takes SGD (lr 0.01, momentum 0.9)
-  when the run's iterations `ceil(n / max(batch, 64)) * epochs` exceed 10,000, else AdamW with lr
+  when the run's iterations `ceil(n / max(batch, 64)) * epochs` exceed 10,000 (ultralytics 8.4.190
+  takes its MuSGD there, which netdsl does not have: SGD is what 8.x took before it), else AdamW with lr
   `round(0.002 * 5 / (4 + nc), 6)` and betas (0.9, 0.999), ignoring lr0 and momentum, and sets
   `warmup_bias_lr` to 0; `SGD` (Nesterov) and `AdamW` take lr0 and momentum (AdamW's beta1).
   Three parameter groups (`param_groups_v8`): every parameter whose dotted name contains "bias"
@@ -175,9 +176,9 @@ class V8Trainer(DetTrainer):
 
     def _optimizer(self, model: nn.Module, decay: float) -> torch.optim.Optimizer:
         biases, norms, weights = param_groups_v8(model)
-        # ultralytics' order: biases first (the group warmup_bias_lr applies to), then decayed weights
+        # ultralytics 8.4's order (decayed weights, norms, biases), so metrics.csv's lr is its lr/pg0
         groups: list[dict[str, Any]] = [{"params": ps, "kind": kind, "weight_decay": wd} for ps, kind, wd in
-                                        ((biases, "bias", 0.0), (weights, "weight", decay), (norms, "bn", 0.0)) if ps]
+                                        ((weights, "weight", decay), (norms, "bn", 0.0), (biases, "bias", 0.0)) if ps]
         if not groups:
             raise NetdslError("every parameter of the network is frozen: nothing to train",
                               hint="freeze fewer statements (--freeze)")
