@@ -15,6 +15,7 @@ the import and the raw per-level maps are equal.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -414,3 +415,22 @@ def test_an_ultralytics_state_dict_loads_into_the_specs(family: str, tmp_path: P
         _, raw = ours(x)
     for a, b in zip(raw, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolov8s", "yolo11n", "yolo11s"])
+def test_build_json_reports_ultralytics_parameters_for_the_spec_and_the_import(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's four rows from `netdsl build --json` too (the command people script against),
+    for the hand-written spec at the row's --set values and for the YAML imported at its scale."""
+    family, scale = name[:-1], name[-1]
+    sets = [a for k, v in SPEC_SETS[family][scale].items() for a in ("--set", f"{k}={v}")]
+    yml = tmp_path / f"{family}.yaml"
+    yml.write_text(yaml_text(family))
+    imported = tmp_path / f"{name}.net"
+    assert cli_main(["import", str(yml), "--scale", scale, "-o", str(imported)]) == 0
+    capsys.readouterr()
+    for spec, extra in ((SPEC_DIR / f"{family}.net", sets), (imported, [])):
+        assert cli_main(["build", str(spec), *extra, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["total_params"] == COUNTS[name][0], spec
+        assert report["frozen_params"] == 16  # the DFL's fixed bins, counted as ultralytics counts them
