@@ -207,7 +207,7 @@ def test_the_channel_errors_say_what_to_do() -> None:
 
 def test_the_op_rules() -> None:
     op = REGISTRY["detect_v8"]
-    assert op.final and op.category == "conv" and op.task is None and op.node_path("b") == "b"
+    assert op.final and op.category == "conv" and op.task == "detect" and op.node_path("b") == "b"
     cg = netdsl.shapes(SPEC)
     assert receptive_fields(cg).outputs.keys() == {"boxes[0]", "boxes[1]"}
     st = next(s for s in cg.statements if s.name == "boxes")
