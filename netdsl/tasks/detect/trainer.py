@@ -65,7 +65,7 @@ from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, 
 from netdsl.tasks.detect.data import DetectionData, DetectionSet, collate
 from netdsl.tasks.detect.hyp import loss_gains
 from netdsl.tasks.detect.loss import head_geometry, yolo_loss
-from netdsl.tasks.detect.nms import V3, Protocol
+from netdsl.tasks.detect.predict import protocol
 from netdsl.tasks.detect.validate import RectLoader, eval_parts, validate
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
@@ -148,10 +148,9 @@ def truth(targets: torch.Tensor, n: int, img: int) -> list[dict[str, Any]]:
 
 class DetTrainer:
     # What the v8 recipe (trainer_v8.V8Trainer) sets otherwise: metrics.csv's row, the gradient-norm
-    # clip before each step (none here, as v9.6.0), and the head's NMS and thresholds.
+    # clip before each step (none here, as v9.6.0). The NMS follows the head (predict.protocol).
     row_type: Any = DetRow
     max_grad_norm: float | None = None
-    protocol: Protocol = V3
 
     def __init__(self, model: nn.Module, data: DetectionData, hyper: DetHyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:
@@ -322,8 +321,8 @@ class DetTrainer:
     def predict_letterboxed(self, images: torch.Tensor, conf: float | None = None,
                             iou: float | None = None) -> list[torch.Tensor]:
         """Detections on letterboxed images with the head's NMS (its reference's thresholds by default)."""
-        p = self.protocol
         model = self.eval_model
+        p = protocol(model)
         was_training = model.training
         model.eval()
         try:

@@ -43,7 +43,6 @@ from netdsl.backends.torch_detect_v8 import DetectV8
 from netdsl.errors import NetdslError
 from netdsl.tasks.detect.data import DetectionData
 from netdsl.tasks.detect.loss_v8 import yolo_v8_loss
-from netdsl.tasks.detect.nms import V8
 from netdsl.tasks.detect.trainer import EMA_DECAY, EMA_TAU, NOMINAL_BATCH, DetHistory, DetTrainer
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
@@ -142,7 +141,6 @@ class V8Trainer(DetTrainer):
 
     row_type = V8Row
     max_grad_norm = MAX_GRAD_NORM
-    protocol = V8
 
     def __init__(self, model: nn.Module, data: DetectionData, hyper: V8Hyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:

@@ -33,11 +33,9 @@ from netdsl.tasks.detect.augment import PAD_VALUE
 from netdsl.tasks.detect.boxes import xywh_to_xyxy
 from netdsl.tasks.detect.data import DetectionSet, collate
 from netdsl.tasks.detect.metrics import evaluate, match_detections, val_scores
-from netdsl.tasks.detect.nms import V3
 from netdsl.tasks.detect.predict import protocol
 
-# val.py's defaults during training; a detect_v8 network's are `nms.V8`'s (IoU 0.7)
-VAL_CONF, VAL_IOU, VAL_MAX_DET = V3.val_conf, V3.val_iou, 300
+VAL_MAX_DET = 300  # val.py's and ultralytics 8's; confidence and IoU are the head's (`nms.V3`, `nms.V8`)
 RECT_PAD = 0.5  # train.py's validation loader: pad 0.5 strides
 MIN_STRIDE = 32  # train.py: gs = max(largest stride, 32)
 
