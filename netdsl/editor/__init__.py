@@ -1,0 +1,1 @@
+"""The editor's tools: the document analysis behind `netdsl lsp`, the formatter and the lexer; no torch."""
