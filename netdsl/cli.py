@@ -57,6 +57,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_plugin(sub, "detect", "netdsl.commands.detect_args", "run a detection spec with weights on images; draw boxes")
     _add_plugin(sub, "export", "netdsl.commands.export", "write a spec as PyTorch source, ONNX, or a picture")
     _add_plugin(sub, "import", "netdsl.commands.import_spec", "read a darknet .cfg or Ultralytics YAML into a spec")
+    _add_plugin(sub, "fmt", "netdsl.commands.fmt", "rewrite specs in the canonical layout; --check for CI")
+    _add_plugin(sub, "lsp", "netdsl.commands.lsp", "a language server for editors: diagnostics, hover, completion, rename")
     return parser
 
 

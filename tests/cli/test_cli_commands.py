@@ -25,7 +25,7 @@ def test_every_command_loads() -> None:
     parser = cli.make_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     assert commands is not None
-    assert sorted(commands) == ["build", "count", "detect", "diff", "export", "fit", "import", "solve", "train"]
+    assert sorted(commands) == ["build", "count", "detect", "diff", "export", "fit", "fmt", "import", "lsp", "solve", "train"]
 
 
 def test_a_broken_command_module_is_an_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

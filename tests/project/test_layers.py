@@ -5,9 +5,10 @@ The layers, lowest first (a module belongs to the longest prefix that names it):
     1 lang      errors, symbolic, values, limits, intexpr, parsing, parse_tree, parse_tables, ir, files
     2 ops       ops.*
     3 compiler  passes.*, concrete, freeze
-    4 backends  backends.*, weights, weights_match, importers.*
-    5 tasks     tasks.*
-    6 top       netdsl (the package), api, commands.*, cli
+    4 editor    editor.* (the language server's analysis, the formatter, the lexer: no torch)
+    5 backends  backends.*, weights, weights_match, importers.*
+    6 tasks     tasks.*
+    7 top       netdsl (the package), api, commands.*, cli
 Every import counts: top level, inside a function, and under TYPE_CHECKING (a type-only import
 of a higher layer is still a dependency on it, and a cycle hidden there is still a cycle).
 """
@@ -26,6 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "netdsl.files"),
     "ops": ("netdsl.ops",),
     "compiler": ("netdsl.passes", "netdsl.concrete", "netdsl.freeze"),
+    "editor": ("netdsl.editor",),
     "backends": ("netdsl.backends", "netdsl.weights", "netdsl.weights_match", "netdsl.importers"),
     "tasks": ("netdsl.tasks",),
     "top": ("netdsl", "netdsl.api", "netdsl.commands", "netdsl.cli"),
@@ -113,6 +115,7 @@ NO_TORCH_COMMANDS = [
     ["detect", "--help"], ["export", "--help"], ["import", "--help"],
     ["count", "specs/unet.net"], ["count", "specs/unet.net", "--json"],
     ["solve", "specs/conv_transpose_open.net", "--set", "k=5"],
+    ["fmt", "--help"], ["lsp", "--help"],
 ]
 
 
