@@ -59,6 +59,9 @@ class DocumentAnalysis:
     partial: bool = False
     definitions: list[Definition] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
+    # what a feature computes from this analysis once, lazily (hover's memory and receptive fields):
+    # it lives and dies with this version of the text
+    extras: dict[str, object] = field(default_factory=dict)
 
     def name_at(self, line: int, column: int) -> Definition | Reference | None:
         """The definition or use of a name under a 1-based position; a position just after a name

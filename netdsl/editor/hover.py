@@ -1,6 +1,7 @@
 """Hover text (Markdown): a statement's or tensor's shape as a formula in the user's symbols and at
-the values in use, with its parameters and MACs; a layer's or block call's output; an op's signature
-from the registry; a header parameter's or input size's value in use."""
+the values in use, with its parameters and MACs, its memory and receptive field (`hover_analysis`);
+a layer's or block call's output; an op's signature from the registry; a header parameter's or input
+size's value in use."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -9,6 +10,7 @@ import sympy as sp
 
 from netdsl.concrete import Block, ConcreteGraph, Layer, Merge, Statement, walk_statements
 from netdsl.editor.document import Definition, DocumentAnalysis, Reference, contains
+from netdsl.editor.hover_analysis import analysis_text
 from netdsl.errors import source_lines, source_text
 from netdsl.ops import REGISTRY, OpDef
 
@@ -91,24 +93,33 @@ def statement_hover(cg: ConcreteGraph, st: Statement, where: str = "") -> str:
     return _code(shape_text(cg, st.name, st.shape)) + where + "\n\n" + counts_text(cg, walk_statements([st]))
 
 
-def _layer_hover(cg: ConcreteGraph, st: Statement, line: int, column: int, word: str) -> str | None:
+def _statement_hover(an: DocumentAnalysis, cg: ConcreteGraph, st: Statement, where: str = "") -> str:
+    """`statement_hover` and the statement's memory and receptive field (a top-level one's per output level)."""
+    top = any(s is st for s in cg.statements)
+    return statement_hover(cg, st, where) + analysis_text(an, list(walk_statements([st])), st.name if top else None)
+
+
+def _layer_hover(an: DocumentAnalysis, cg: ConcreteGraph, st: Statement, line: int, column: int, word: str) -> str | None:
     """The layer or block call under the position inside statement `st` (`word` names it): the
-    output of the last one (a repetition makes several) and the counts of all of them."""
+    output of the last one (a repetition makes several), the counts and memory of all of them and
+    the receptive field of the last."""
     calls = [it for it in st.items if isinstance(it, Block) and contains(it.span, line, column)]
     layers = [x for x in walk_statements([st]) if isinstance(x, Layer) and contains(x.node.origin, line, column)]
     if calls:
         call = calls[-1]
         head = _code(shape_text(cg, f"{call.block}(...)", call.out_shape))
-        return head + f"\n\n{len(calls)} call(s) of block `{call.block}`\n\n" + \
-            counts_text(cg, walk_statements([s for c in calls for s in c.statements]))
+        items = list(walk_statements([s for c in calls for s in c.statements]))
+        return head + f"\n\n{len(calls)} call(s) of block `{call.block}`\n\n" + counts_text(cg, items) + \
+            analysis_text(an, items)
     if not layers:
         return None
     last = layers[-1]
     if last.node.via:  # a linear block's call: its layers
         head = _code(shape_text(cg, f"{word}(...)", last.out_shape))
-        return head + f"\n\nblock `{word}`: {len(layers)} layer(s)\n\n" + counts_text(cg, layers)
+        return head + f"\n\nblock `{word}`: {len(layers)} layer(s)\n\n" + counts_text(cg, layers) + analysis_text(an, layers)
     args = ", ".join(f"{k}={_literal(v)}" for k, v in last.args.items())
-    return _code(f"{last.op.name}({args})\n{shape_text(cg, last.path, last.out_shape)}") + "\n\n" + counts_text(cg, layers)
+    return _code(f"{last.op.name}({args})\n{shape_text(cg, last.path, last.out_shape)}") + "\n\n" + \
+        counts_text(cg, layers) + analysis_text(an, layers)
 
 
 def _definition_hover(an: DocumentAnalysis, d: Definition) -> str:
@@ -117,11 +128,11 @@ def _definition_hover(an: DocumentAnalysis, d: Definition) -> str:
         if d.kind in ("tensor", "learned") and d.scope is None:
             st = next((s for s in cg.statements if s.name == d.name), None)
             if st is not None:
-                return statement_hover(cg, st)
+                return _statement_hover(an, cg, st)
         if d.kind == "tensor" and d.scope is not None:
             st = _block_statement(cg, d.scope, d.name)
             if st is not None:
-                return statement_hover(cg, st, f"\n\nin the first call of `{d.scope}`")
+                return _statement_hover(an, cg, st, f"\n\nin the first call of `{d.scope}`")
         if d.kind == "input":
             t = next((t for t in cg.inputs if t.name == d.name), None)
             if t is not None:
@@ -161,15 +172,15 @@ def hover(an: DocumentAnalysis, line: int, column: int) -> str | None:
     cg = an.graph
     st = find_statement(cg, line, column) if cg is not None else None
     if isinstance(name, Reference) and name.target.kind == "block" and cg is not None and st is not None:
-        found = _layer_hover(cg, st, line, column, name.target.name)
+        found = _layer_hover(an, cg, st, line, column, name.target.name)
         if found:
             return found
     if name is not None:
         return _definition_hover(an, name.target if isinstance(name, Reference) else name)
     word = word_at(an.text, line, column)
     if word in REGISTRY:
-        layer = _layer_hover(cg, st, line, column, word) if cg is not None and st is not None else None
+        layer = _layer_hover(an, cg, st, line, column, word) if cg is not None and st is not None else None
         return op_hover(REGISTRY[word]) + ("\n\n---\n\n" + layer if layer else "")
     if cg is not None and st is not None:
-        return statement_hover(cg, st)
+        return _statement_hover(an, cg, st)
     return None

@@ -1,10 +1,14 @@
 """Hover, completion, outline, navigation and positions on a DocumentAnalysis directly (no server)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest import run_cli
+from netdsl.editor import hover_analysis
 from netdsl.editor.checked import check
 from netdsl.editor.complete import complete, partial_word
 from netdsl.editor.document import DocumentAnalysis
@@ -131,3 +135,107 @@ def test_utf16_positions_round_trip() -> None:
     assert to_utf16(line, 5) == 4 and from_utf16(line, 4) == 5
     assert span_range([line], Span(1, 5, 1, 6)) == ((0, 4), (0, 6))
     assert lsp_position([line], 0, 100) == (1, len(line) + 1)
+
+
+# --- memory and receptive fields ---------------------------------------------------------------
+
+def _cell(formula: str, value: object) -> str:
+    """A number as hover shows it: the formula in backticks and its value, or the bare number."""
+    return formula if formula == str(value) else f"`{formula}` = {value}"
+
+
+def _rf(formulas: dict[str, list[str]], values: dict[str, list[Any]]) -> str:
+    """A receptive field as count's table prints it (size / jump / start, one entry when the axes agree)."""
+    parts = []
+    for part in ("size", "jump", "start"):
+        cells = [_cell(f, v) for f, v in zip(formulas[part], values[part])]
+        parts.append(cells[0] if cells[0] == cells[1] else "×".join(cells))
+    return " / ".join(parts)
+
+
+@pytest.fixture(scope="module")
+def unet_count() -> dict[str, Any]:
+    done = run_cli("count", "specs/unet.net", "--memory", "--rf", "--json")
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_hover_shows_memory_and_receptive_field_as_count_does(unet: DocumentAnalysis, unet_count: dict[str, Any]) -> None:
+    text = hover(unet, 11, 3)                                     # the statement `sequence2`
+    assert text is not None
+    rows = [(f, v) for f, v in zip(unet_count["layers"], unet_count["values"]["layers"])
+            if f["name"].startswith("sequence2.")]
+    assert [f["name"] for f, _ in rows] == ["sequence2.0", "sequence2.1", "sequence2.2"]
+    (last, last_value) = rows[-1]
+    saved = sum(v["saved_bytes"] for _, v in rows)                 # each layer's saved bytes are its own: they add up
+    # count's per-layer formulas (the conv keeps sequence1's output, charged to sequence1), summed by hand
+    assert [f["saved_bytes"] for f, _ in rows] == ["0", "H*N*NF*W/2 + 16*NF", "H*N*NF*W/2"]
+    assert f"(its 3 layers, summed): `H*N*NF*W + 16*NF` = {saved:,} bytes" in text
+    # the peak is the statement's largest layer's; in sequence2 that is the last (ties with the batchnorm's)
+    assert last_value["peak_bytes"] == max(v["peak_bytes"] for _, v in rows)
+    assert f"`{last['peak_bytes']}` = {last_value['peak_bytes']:,} bytes" in text and "while `sequence2.2` runs" in text
+    assert f"of its output (size / jump / start in input pixels): {_rf(last['rf'], last_value['rf'])}" in text
+    assert "batch of N = 1, fp32" in text and unet_count["memory"] == {"batch": "N", "dtype": "fp32", "optimizer": "adam"}
+
+
+def test_the_passes_run_once_per_analysis(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netdsl.passes.receptive
+    import netdsl.passes.saved
+
+    calls: dict[str, int] = {}
+
+    def counted(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(netdsl.passes.saved, "saved_bytes", counted("saved", netdsl.passes.saved.saved_bytes))
+    monkeypatch.setattr(hover_analysis, "peak_layers", counted("peak", hover_analysis.peak_layers))
+    monkeypatch.setattr(netdsl.passes.receptive, "receptive_fields",
+                        counted("rf", netdsl.passes.receptive.receptive_fields))
+    an = check((ROOT / "specs/unet.net").read_text(), "specs/unet.net").analysis   # a fresh analysis: nothing cached
+    assert calls == {}                                             # the analysis itself does not run them
+    first = hover(an, 11, 3)
+    assert calls == {"saved": 1, "peak": 1, "rf": 1}
+    again, other = hover(an, 11, 3), hover(an, 14, 1)
+    assert again == first and other is not None and "receptive field" in other and other != first
+    assert calls == {"saved": 1, "peak": 1, "rf": 1}
+    new = check(an.text + "\n", "specs/unet.net").analysis           # another version of the text: run again
+    assert hover(new, 11, 3) == first and calls == {"saved": 2, "peak": 2, "rf": 2}
+
+
+def test_a_partial_graph_or_a_failing_pass_leaves_the_lines_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = (ROOT / "specs/unet.net").read_text().replace("sequence1) |> up(NC)", "sequence1) |> upp(NC)")  # line 13
+    an = check(broken, "specs/unet.net").analysis
+    assert an.partial and an.graph is not None
+    text = hover(an, 11, 3)
+    assert text is not None and "sequence2: [2*NF, H/4, W/4]" in text
+    assert "memory" not in text and "receptive field" not in text
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a rule this network needs is missing")
+
+    monkeypatch.setattr("netdsl.passes.saved.saved_bytes", fails)
+    an = check((ROOT / "specs/unet.net").read_text(), "specs/unet.net").analysis
+    text = hover(an, 11, 3)
+    assert text is not None and "saved for backward" not in text
+    assert "peak in an eval forward" in text and "receptive field" in text
+    whole = hover_analysis.whole_network(an)
+    assert whole is not None and whole.failed == {"saved": "ValueError: a rule this network needs is missing"}
+
+
+def test_hover_on_a_sequence_and_on_a_detect_head() -> None:
+    vit = check((ROOT / "specs/zoo/vit_b_16.net").read_text(), "specs/zoo/vit_b_16.net").analysis
+    line = next(i for i, s in enumerate(vit.text.split("\n"), 1) if s.startswith("patches"))
+    text = hover(vit, line, 1)
+    # hand-checked: 16x16 patches at stride 16 without padding; each token lies on that grid
+    assert text is not None and "in input pixels): 16 / 16 / 0 (a sequence" in text
+    yolo = check((ROOT / "specs/yolov8.net").read_text(), "specs/yolov8.net").analysis
+    line = next(i for i, s in enumerate(yolo.text.split("\n"), 1) if s.startswith("output"))
+    text = hover(yolo, line, 1)
+    assert text is not None and "(the largest level's)" in text
+    # hand-checked: the three levels' strides are the spec's `strides=[8, 16, 32]`
+    jumps = [part.split(" / ")[1] for part in text.split("\n- `output[")[1:]]
+    assert jumps == ["8", "16", "32"] and "peak in an eval forward" in text
