@@ -19,18 +19,6 @@ RF_PARTS = ("size", "jump", "start")
 RF_FORMULA_WIDTH = 24  # longer receptive-field formulas (phases after upsampling) only in --json
 
 
-def human_bytes(n: int) -> str:
-    """`73,355,264 (69.96 MiB)`: the exact count and a binary-prefixed size.
-
-    >>> human_bytes(73_355_264), human_bytes(512)
-    ('73,355,264 (69.96 MiB)', '512')
-    """
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n:,} ({n / size:,.2f} {unit})"
-    return f"{n:,}"
-
-
 def print_report(report: dict[str, Any], doubled: bool, memory: bool = False, rf: bool = False) -> None:
     """Print the report; `memory`: per-layer saved and peak bytes; `rf`: a receptive-field column."""
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
@@ -135,6 +123,8 @@ def _totals_table(report: dict[str, Any], doubled: bool) -> Table:
 
 
 def _memory_table(report: dict[str, Any], doubled: bool) -> Table:
+    from netdsl.passes.memory_model import human_bytes  # SymPy's: count has it loaded by now
+
     m = report["memory"]
     table = Table(title=f"memory in bytes, for a batch of {m['batch']} ({m['dtype']}; train_bytes with "
                         f"{m['optimizer']})", title_justify="left")

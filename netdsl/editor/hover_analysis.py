@@ -24,6 +24,7 @@ import sympy as sp
 from netdsl.concrete import ConcreteGraph, Layer, Merge
 from netdsl.editor.document import DocumentAnalysis
 from netdsl.passes.counts import CountResult
+from netdsl.passes.memory_model import human_bytes
 from netdsl.passes.receptive import RF, RFResult
 
 KEY = "hover_analysis"
@@ -118,15 +119,8 @@ def _number(formula: str, value: str) -> str:
 
 
 def size_text(n: int) -> str:
-    """Bytes, exact, with a binary-prefixed size past a KiB.
-
-    >>> size_text(69_632), size_text(512)
-    ('69,632 bytes (68.00 KiB)', '512 bytes')
-    """
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n:,} bytes ({n / size:,.2f} {unit})"
-    return f"{n:,} bytes"
+    """Bytes, exact, with a binary-prefixed size past a KiB (`69,632 bytes (68.00 KiB)`)."""
+    return human_bytes(n, " bytes")
 
 
 def _bytes(c: CountResult, x: sp.Expr) -> str:

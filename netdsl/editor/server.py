@@ -23,7 +23,7 @@ from netdsl.editor import complete as completion
 from netdsl.editor import hover as hovering
 from netdsl.editor import navigate, outline
 from netdsl.editor.checked import Checked, check
-from netdsl.editor.document import Diagnostic, DocumentAnalysis
+from netdsl.editor.document import Definition, Diagnostic, DocumentAnalysis
 from netdsl.editor.positions import lsp_position, span_range, text_lines
 from netdsl.errors import NetdslError, Span
 
@@ -220,21 +220,24 @@ async def hover(ls: NetdslServer, params: t.HoverParams) -> t.Hover | None:
     return None if text is None else t.Hover(t.MarkupContent(t.MarkupKind.Markdown, text))
 
 
+async def _target(ls: NetdslServer, uri: str, pos: t.Position) -> tuple[DocumentAnalysis, list[str], Definition | None]:
+    """The analysis, the text's lines and the definition of the name under the cursor (if any)."""
+    an = await ls.analysis(uri)
+    lines, line, column = _where(ls, uri, pos)
+    return an, lines, navigate.definition_at(an, line, column)
+
+
 @server.feature(t.TEXT_DOCUMENT_DEFINITION)
 @guarded
 async def definition(ls: NetdslServer, params: t.DefinitionParams) -> t.Location | None:
-    an = await ls.analysis(params.text_document.uri)
-    lines, line, column = _where(ls, params.text_document.uri, params.position)
-    d = navigate.definition_at(an, line, column)
+    _, lines, d = await _target(ls, params.text_document.uri, params.position)
     return None if d is None else t.Location(params.text_document.uri, to_range(lines, d.span))
 
 
 @server.feature(t.TEXT_DOCUMENT_REFERENCES)
 @guarded
 async def references(ls: NetdslServer, params: t.ReferenceParams) -> list[t.Location] | None:
-    an = await ls.analysis(params.text_document.uri)
-    lines, line, column = _where(ls, params.text_document.uri, params.position)
-    d = navigate.definition_at(an, line, column)
+    an, lines, d = await _target(ls, params.text_document.uri, params.position)
     if d is None:
         return None
     spans = navigate.references(an, d, params.context.include_declaration)
@@ -244,9 +247,7 @@ async def references(ls: NetdslServer, params: t.ReferenceParams) -> list[t.Loca
 @server.feature(t.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
 @guarded
 async def highlight(ls: NetdslServer, params: t.DocumentHighlightParams) -> list[t.DocumentHighlight] | None:
-    an = await ls.analysis(params.text_document.uri)
-    lines, line, column = _where(ls, params.text_document.uri, params.position)
-    d = navigate.definition_at(an, line, column)
+    an, lines, d = await _target(ls, params.text_document.uri, params.position)
     if d is None:
         return None
     return [t.DocumentHighlight(to_range(lines, d.span), t.DocumentHighlightKind.Write)] + \

@@ -45,3 +45,16 @@ class MemoryOptions:
 
     dtype: Dtype = "fp32"
     optimizer: Optimizer = "adam"
+
+
+def human_bytes(n: int, unit: str = "") -> str:
+    """`73,355,264 (69.96 MiB)`: the exact count and a binary-prefixed size past a KiB; `unit` follows
+    the count (`count`'s table has a bytes column; the editor's hover says " bytes").
+
+    >>> human_bytes(73_355_264), human_bytes(512), human_bytes(69_632, " bytes")
+    ('73,355,264 (69.96 MiB)', '512', '69,632 bytes (68.00 KiB)')
+    """
+    for prefix, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n:,}{unit} ({n / size:,.2f} {prefix})"
+    return f"{n:,}{unit}"
