@@ -33,12 +33,43 @@ def _stand_in(x: sp.Expr) -> sp.Dummy:
 
 def _points(symbols: Iterable[sp.Symbol]) -> list[dict[sp.Symbol, sp.Integer]]:
     """Points where every symbol is a positive integer: only where each symbol allows one (a
-    symbol that may be negative or must be 0 gets none, and no point is made)."""
+    symbol that may be negative or must be 0 gets none, and no point is made). Random ones, and
+    corners (every symbol 1 but one large, or the reverse; random mixes of small and large): a
+    pair that SymPy cannot order often changes sign only where one symbol is far from the rest."""
     syms = sorted(symbols, key=str)
     if not all(s.is_positive is not False and s.is_zero is not True and s.is_finite is not False for s in syms):
         return []
     rng = random.Random(0)  # the same points every run: the result never depends on them anyway
-    return [{s: sp.Integer(rng.randint(1, 64)) for s in syms} for _ in range(_POINTS)]
+    points = [{s: rng.randint(1, 64) for s in syms} for _ in range(_POINTS)]
+    for big in (64, 4096):
+        points += [{s: big if s == x else 1 for s in syms} for x in syms]
+        points += [{s: 1 if s == x else big for s in syms} for x in syms]
+    points += [{s: rng.choice((1, 2, 3, 64, 4096)) for s in syms} for _ in range(_POINTS)]
+    return [{s: sp.Integer(v) for s, v in p.items()} for p in points]
+
+
+def _at_points(v: sp.Expr, points: list[dict[sp.Symbol, sp.Integer]]) -> list[sp.Expr]:
+    """`v` at each point: through its polynomial (a long sum of products, fast to evaluate in
+    exact rationals) where it is one, else through `xreplace`."""
+    syms = sorted(v.free_symbols, key=str)
+    if not syms or not points:
+        return [v.xreplace(p) for p in points]
+    try:
+        poly = sp.ring(syms, sp.QQ)[0].from_expr(v)
+    except ValueError:
+        return [v.xreplace(p) for p in points]
+    terms = [(sp.Rational(int(c.numerator), int(c.denominator)), m) for m, c in poly.terms()]
+    out = []
+    for p in points:
+        xs = [int(p[s]) for s in syms]
+        total = sp.Integer(0)
+        for c, m in terms:
+            prod = 1
+            for x, e in zip(xs, m):
+                prod *= x ** e
+            total += c * prod
+        out.append(total)
+    return out
 
 
 def _unordered(values: list[list[sp.Expr]], i: int, j: int) -> bool:
@@ -67,7 +98,7 @@ def _localzeros(args: list[sp.Expr]) -> list[sp.Expr]:
     if len(values) < 2:
         raise ValueError("nothing to compare")
     points = _points(set().union(*(v.free_symbols for v in values)))
-    at = [[v.xreplace(p) for p in points] for v in values]
+    at = [_at_points(v, points) for v in values]
     index = {id(v): k for k, v in enumerate(values)}
     zeros: set[sp.Expr] = set()
     for k, v in enumerate(values):  # MinMaxBase._find_localzeros

@@ -50,6 +50,7 @@ from netdsl.ops.saves import PARAM_WIDTH, Need
 from netdsl.passes.memory_model import DTYPES, MemoryOptions
 
 ZERO = sp.Integer(0)
+_NOT_POLYNOMIAL = (sp.Max, sp.Min, sp.Piecewise)  # no polynomial ring takes them: `_bounds` proves nothing
 FP32 = MemoryOptions()  # the default: float32 (the optimizer plays no part in an eval forward)
 
 
@@ -104,18 +105,21 @@ def _bounds(hi: sp.Expr, lo: sp.Expr, lowest: Mapping[sp.Symbol, int] | None = N
     in a shape is its size less one (or the size), so it is >= 0 wherever the network is defined.
     False where that cannot be seen (Max, Min, Piecewise, a symbol that may be negative, a
     negative coefficient)."""
-    d = hi - lo  # both are expanded sums: their difference collects like terms itself
+    # Each side with its floors taken out (once per expression: a candidate meets many others),
+    # then the difference: the same as taking them out of `hi - lo`, as the stand-ins are the
+    # same at every call and a replacement maps each side's terms as it would the difference's.
+    d = _floorless(hi) - _floorless(lo)  # both are expanded sums: their difference collects like terms itself
     if d.is_number:
         return bool(d >= 0)
-    # outermost floors first: a floor inside a floor disappears with it
-    d = d.xreplace(_without_floors(d))
     syms = sorted(d.free_symbols, key=str)
     if not all(x.is_nonnegative for x in syms):
+        return False
+    if d.has(*_NOT_POLYNOMIAL):  # `from_expr` would fail too, after printing `d` into its message (slow)
         return False
     ring, *gens = sp.ring(syms, sp.QQ)
     try:
         poly = ring.from_expr(d)
-    except ValueError:  # not a polynomial: Max, Min, Piecewise
+    except ValueError:  # not a polynomial: anything else a shape may hold
         return False
     if all(c >= 0 for c in poly.coeffs()):
         return True
@@ -126,7 +130,7 @@ def _bounds(hi: sp.Expr, lo: sp.Expr, lowest: Mapping[sp.Symbol, int] | None = N
     return bool(moved) and all(c >= 0 for c in poly.compose(moved).coeffs())
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.cache  # never evicted within a pass (`_floorless` keeps results that must agree); `peak_bytes` clears it
 def _floor_symbol(f: sp.floor) -> sp.Dummy:
     """One nonnegative stand-in per floor, the same at every call (a floor in a shape is >= 0)."""
     return sp.Dummy(nonnegative=True)
@@ -139,11 +143,19 @@ def _opened(x: sp.Expr) -> sp.Expr:
     return x.xreplace({f: _floor_symbol(f) for f in x.atoms(sp.floor)})
 
 
+@functools.lru_cache(maxsize=4096)
+def _floorless(e: sp.Expr) -> sp.Expr:
+    """`e` with every floor replaced by its stand-in (outermost floors first: a floor inside a
+    floor disappears with it)."""
+    return e.xreplace(_without_floors(e))
+
+
 def _without_floors(d: sp.Expr) -> dict[sp.Expr, sp.Expr]:
     """The replacements that take every floor out of `d`: the floors' stand-ins, and the functions
     that hold floors already rebuilt with theirs (`xreplace` replaces the outermost match)."""
-    rule: dict[sp.Expr, sp.Expr] = {f: _floor_symbol(f) for f in d.atoms(sp.floor)}
-    rule.update({m: _opened(m) for m in d.atoms(sp.Max, sp.Min, sp.Piecewise) if m.has(sp.floor)})
+    parts = d.atoms(sp.floor, *_NOT_POLYNOMIAL)  # one walk over `d` (a long sum) for both kinds
+    rule: dict[sp.Expr, sp.Expr] = {f: _floor_symbol(f) for f in parts if isinstance(f, sp.floor)}
+    rule.update({m: _opened(m) for m in parts if not isinstance(m, sp.floor) and m.has(sp.floor)})
     return rule
 
 
@@ -273,6 +285,8 @@ def peak_bytes(cg: ConcreteGraph, batch: sp.Symbol, options: MemoryOptions = FP3
     """The bytes of live activation storages while each walk item runs in an eval forward of a
     batch of `batch` under no_grad (the inputs included, parameters excluded; under a 16-bit
     `options.dtype`, autocast's cached 16-bit weight copies included), and their Max."""
+    for cache in (_floor_symbol, _opened, _floorless):  # one pass's stand-ins: a long-running server does not pile them up
+        cache.cache_clear()
     one = {batch: sp.Integer(1)}
     autocast = DTYPES[options.dtype] if options.dtype != "fp32" else None
     tracker = _Tracker(batch, autocast, value=lambda e: int(cg.env.at(e).xreplace(one)),

@@ -211,10 +211,11 @@ def test_text_report_memory_table_and_columns(capsys: pytest.CaptureFixture[str]
 def test_docstring_examples() -> None:
     import doctest
 
-    import netdsl.commands.count_print
     import netdsl.passes.count_memory
+    import netdsl.passes.memory_model
 
-    for module in (netdsl.passes.count_memory, netdsl.commands.count_print):
+    # human_bytes and its example moved from commands.count_print to passes.memory_model
+    for module in (netdsl.passes.count_memory, netdsl.passes.memory_model):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted >= 1 and result.failed == 0, module
 

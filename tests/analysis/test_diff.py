@@ -137,7 +137,7 @@ def test_a_spec_against_itself_differs_nowhere() -> None:
 
 def test_one_changed_argument_changes_that_layer_only(tmp_path: Path) -> None:
     text = (SPECS / "unet.net").read_text()
-    changed = text.replace("conv(NC, k, padding=k//2)", "conv(NC, k, padding=k//2, bias=false)")
+    changed = text.replace("conv(NC, k, padding=k // 2)", "conv(NC, k, padding=k // 2, bias=false)")
     assert changed != text
     (tmp_path / "unet_nobias.net").write_text(changed)
     d = _diff(SPECS / "unet.net", tmp_path / "unet_nobias.net")
