@@ -32,6 +32,9 @@ def check_new_name(an: DocumentAnalysis, d: Definition, new: str) -> None:
     netdsl.errors.NetdslError: <input>:3:1: error: 'x' is already defined at line 2
       hint: pick a name not in use here
     """
+    if d.name == "output" and d.kind == "tensor":
+        raise NetdslError("`output` names the result (of the network or of a graph block): it cannot be renamed", d.span,
+                          "to keep this tensor under another name, write `output NAME = ...`")
     if not _NAME.fullmatch(new):
         raise NetdslError(f"'{new}' is not a name", d.span, "a name is a letter or _, then letters, digits or _")
     if new in RESERVED or new in REGISTRY:

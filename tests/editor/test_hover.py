@@ -106,6 +106,8 @@ def test_definition_references_and_rename(unet: DocumentAnalysis) -> None:
         rename_spans(unet, 10, 2, "2x")
     with pytest.raises(NetdslError, match="only a name"):
         rename_spans(unet, 7, col(unet, 7, "conv"), "c2")  # the op `conv`
+    with pytest.raises(NetdslError, match="cannot be renamed"):
+        rename_spans(unet, 14, 1, "result")  # `output` is what makes it the network's result
 
 
 def test_outline_and_inlay_hints(unet: DocumentAnalysis, resnet: DocumentAnalysis) -> None:
