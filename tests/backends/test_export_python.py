@@ -2,11 +2,11 @@
 
 For every shipped spec (and a few made-up ones for what they do not show: several inputs and
 outputs, sizes as constructor arguments, Python keywords as names, `@freeze`, nested blocks,
-`--freeze-bn eval`), the file is generated here and then, in ONE fresh process that cannot
-import netdsl (`python -I -S`, torch's site-packages put on the path by hand, `netdsl` blocked),
-each class is built, the compiled module's state_dict loads into it with `strict=True`, its
-outputs equal the compiled module's in train and eval mode, and `torch.fx.symbolic_trace`
-traces it (the traced module gives the same outputs). Changing constructor arguments gives the
+`--freeze-bn eval`), the file is generated here and then, in a fresh process (one per group of
+four cases, see `Exports`) that cannot import netdsl (`python -I -S`, torch's site-packages put
+on the path by hand, `netdsl` blocked), each class is built, the compiled module's state_dict
+loads into it with `strict=True`, its outputs equal the compiled module's in train and eval
+mode, and `torch.fx.symbolic_trace` traces it (the traced module gives the same outputs). Changing constructor arguments gives the
 module netdsl compiles with `--set` of the same values.
 
 To keep this fast, both sides are built on the meta device and given the same made-up weights
@@ -18,8 +18,10 @@ import ast
 import doctest
 import inspect
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -295,15 +297,13 @@ def _variants(case: str, text: str, path: str | None, sets: dict[str, int], free
     return out
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Every case generated and checked here, then run in one fresh process without netdsl."""
-    folder = tmp_path_factory.mktemp("export_python")
+def _build(folder: Path, names: list[str]) -> dict[str, dict]:
+    """The cases `names` generated and checked here, then run in one fresh process without netdsl."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cases: dict[str, dict] = {}
     try:
-        for case in CASES:
+        for case in names:
             text, path = _source(case)
             freeze = FREEZE.get(case, Freeze())
             sets, cg = _small(text, path, freeze) if case not in EXTRA else ({}, None)
@@ -338,8 +338,81 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return cases
 
 
+# Cases are built in groups, each on first use and once for all of xdist's workers: a worker runs
+# only a share of this file's tests, and building every case (the net's modules in this process,
+# then a fresh process per group) took each worker two minutes. Four cases a group: the fresh
+# process's start (importing torch) stays small beside the cases it runs.
+GROUPS = [CASES[i:i + 4] for i in range(0, len(CASES), 4)]
+
+
+class Exports:
+    """`exported[case]`: the case's source, record and fresh-process result, its group built by the
+    first worker that needs it (claimed by creating a folder, which only one process can do, and
+    published by renaming a finished file); the others wait for the file, building unclaimed groups
+    meanwhile."""
+
+    def __init__(self, shared: Path, factory: pytest.TempPathFactory) -> None:
+        self.shared, self.factory = shared, factory
+        self.cases: dict[str, dict] = {}
+
+    def __getitem__(self, case: str) -> dict:
+        if case not in self.cases:
+            k = next(k for k, group in enumerate(GROUPS) if case in group)
+            self.cases.update(self._group(k))
+        return self.cases[case]
+
+    def _group(self, k: int) -> dict[str, dict]:
+        if not self._claim(k):
+            return self._wait(self.shared / f"group{k}.pt")
+        return self._group_claimed(k)
+
+    def _group_claimed(self, k: int) -> dict[str, dict]:
+        try:
+            cases: dict[str, Any] = _build(self.factory.mktemp(f"export_python{k}"), GROUPS[k])
+        except BaseException as e:  # the waiting workers fail with it too, rather than time out
+            cases = {"error": f"building {GROUPS[k]} failed: {e!r}"}
+            raise
+        finally:
+            torch.save(cases, self.shared / f"group{k}.tmp")
+            os.replace(self.shared / f"group{k}.tmp", self.shared / f"group{k}.pt")
+        return cases
+
+    def _claim(self, k: int) -> bool:
+        try:
+            (self.shared / f"group{k}.claim").mkdir()
+        except FileExistsError:
+            return False
+        return True
+
+    def _wait(self, done: Path) -> dict[str, dict]:
+        deadline = time.monotonic() + 900
+        while not done.exists():
+            # rather than wait idle, build a group no worker has claimed yet (this one may need it
+            # later, or the other worker will find it ready)
+            k = next((k for k in range(len(GROUPS)) if not (self.shared / f"group{k}.claim").exists()), None)
+            if k is not None and self._claim(k):
+                self.cases.update(self._group_claimed(k))
+                continue
+            assert time.monotonic() < deadline, f"{done} was never written"
+            time.sleep(0.5)
+        cases = torch.load(done, weights_only=False)  # written by this test run
+        assert "error" not in cases, cases.get("error")
+        return cases
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    """Every case, built when a test first reads it (see `Exports`)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' temporary folders share this run's parent
+        shared = tmp_path_factory.getbasetemp().parent / "export_python_shared"
+        shared.mkdir(exist_ok=True)
+    else:
+        shared = tmp_path_factory.mktemp("export_python_shared")
+    return Exports(shared, tmp_path_factory)
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_the_file_is_plain_python_that_imports_only_torch(case: str, exported: dict[str, dict]) -> None:
+def test_the_file_is_plain_python_that_imports_only_torch(case: str, exported: Exports) -> None:
     c = exported[case]
     src = c["src"]
     compile(src, f"{c['module']}.py", "exec")  # the test compiles it; the package never does
@@ -358,7 +431,7 @@ def test_the_file_is_plain_python_that_imports_only_torch(case: str, exported: d
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_imports_without_netdsl_and_the_state_dict_loads_strictly(case: str, exported: dict[str, dict]) -> None:
+def test_imports_without_netdsl_and_the_state_dict_loads_strictly(case: str, exported: Exports) -> None:
     c = exported[case]
     res = c["result"]
     assert "error" not in res, res["error"]
@@ -367,21 +440,21 @@ def test_imports_without_netdsl_and_the_state_dict_loads_strictly(case: str, exp
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_outputs_are_identical_in_train_and_eval_mode(case: str, exported: dict[str, dict]) -> None:
+def test_outputs_are_identical_in_train_and_eval_mode(case: str, exported: Exports) -> None:
     res = exported[case]["result"]
     assert "error" not in res, res["error"]
     assert res["train"] and res["eval"]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_torch_fx_traces_it(case: str, exported: dict[str, dict]) -> None:
+def test_torch_fx_traces_it(case: str, exported: Exports) -> None:
     res = exported[case]["result"]
     assert "error" not in res, res["error"]
     assert res["fx_train"] and res["fx_eval"]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_frozen_parameters_and_training_modes_are_the_compiled_modules(case: str, exported: dict[str, dict]) -> None:
+def test_frozen_parameters_and_training_modes_are_the_compiled_modules(case: str, exported: Exports) -> None:
     c = exported[case]
     res, rec = c["result"], c["record"]
     assert "error" not in res, res["error"]
@@ -390,7 +463,7 @@ def test_frozen_parameters_and_training_modes_are_the_compiled_modules(case: str
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_constructor_arguments_give_the_module_of_set(case: str, exported: dict[str, dict]) -> None:
+def test_constructor_arguments_give_the_module_of_set(case: str, exported: Exports) -> None:
     c = exported[case]
     res = c["result"]
     assert "error" not in res, res["error"]
@@ -408,7 +481,7 @@ def test_every_shipped_spec_but_the_open_one_is_a_case() -> None:
     assert {"unet", "residual", "yolov3", "yolov3-tiny", "resnet18"} <= set(CASES)
 
 
-def test_the_seed_unet_reads_like_the_seed(exported: dict[str, dict]) -> None:
+def test_the_seed_unet_reads_like_the_seed(exported: Exports) -> None:
     src = exported["unet"]["src"]
     assert "def __init__(self, NIC: int = 1, NF: int = 32, NC: int = 24, k: int = 3) -> None:" in src
     assert "nn.Conv2d(NIC, NF, k, stride=2, padding=k // 2)," in src
@@ -419,14 +492,14 @@ def test_the_seed_unet_reads_like_the_seed(exported: dict[str, dict]) -> None:
     assert {"NF": 8} in [v["kwargs"] for v in variants]  # UNet(NF=8) is --set NF=8 (checked above)
 
 
-def test_structure_is_written_at_its_values_and_said_so(exported: dict[str, dict]) -> None:
+def test_structure_is_written_at_its_values_and_said_so(exported: Exports) -> None:
     src = exported["yolov3-tiny"]["src"]
     assert "def __init__(self, NCLS: int = 80) -> None:" in src  # LEAKY, DARKNET_POOL decide the structure
     assert "Written at their values, since they decide the structure: LEAKY = 1, DARKNET_POOL = 1." in src
     assert "class Detect(nn.Module):" in src and "Detect(\n" in src
 
 
-def test_graph_blocks_become_classes(exported: dict[str, dict]) -> None:
+def test_graph_blocks_become_classes(exported: Exports) -> None:
     resnet = ast.parse(exported["resnet18"]["src"])
     assert [n.name for n in resnet.body if isinstance(n, ast.ClassDef)] == ["basic_down0", "basic_down1", "ResNet18"]
     yolo = exported["yolov3"]["src"]
@@ -438,7 +511,7 @@ def test_graph_blocks_become_classes(exported: dict[str, dict]) -> None:
     assert "frozen(nn.Conv2d(C, C, 1))" in multi
 
 
-def test_names_are_renamed_where_python_needs_it(exported: dict[str, dict]) -> None:
+def test_names_are_renamed_where_python_needs_it(exported: Exports) -> None:
     src = exported["keywords"]["src"]
     assert "def __init__(self, lambda_: int = 4, nn_: int = 2, frozen_: int = 5) -> None:" in src
     assert "self.torch = nn.Sequential(" in src and "torch_ = self.torch(self_)" in src
