@@ -40,13 +40,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from pygments.lexer import RegexLexer, bygroups, include
+from pygments.lexer import RegexLexer, RegexLexerMeta, bygroups, include
 from pygments.token import Comment, Error, Keyword, Name, Number, Operator, Punctuation, String, Whitespace
-
-from netdsl.ops import layers, merges
-from netdsl.ops.learned import INITS
-from netdsl.passes.desugar import SPLIT
-from netdsl.passes.names import ANNOTATIONS
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # parse_tree.py accepts exactly these two functions in an expression (`max(8, c // 4)`).
@@ -58,14 +53,23 @@ def _alt(words: Iterable[str]) -> str:
     return "(?:" + "|".join(sorted((re.escape(w) for w in words), key=lambda w: (-len(w), w))) + r")\b"
 
 
-_LAYERS = _alt(layers())
-_MERGES = _alt(merges())
-_FUNCS = _alt((*_EXPR_FUNCTIONS, *INITS))
 _ARROW = r"(->|\|>)(\s*)"
 _EQ = r"(?<![=!<>])(=)(\s*)"
+Rules = dict[str, list[Any]]
 
 
-class NetdslLexer(RegexLexer):
+class _OnFirstUse(RegexLexerMeta):
+    """Builds the lexer's rules when the first lexer is made, not at import: Pygments imports every
+    plugin lexer whenever it looks one up by a name it does not know, and the op names come from the
+    registry (SymPy, over a second), which that lookup should not pay for."""
+
+    def __call__(cls, *args: Any, **kwds: Any) -> Any:
+        if not cls.__dict__.get("tokens"):
+            cls.tokens = _rules()
+        return super().__call__(*args, **kwds)
+
+
+class NetdslLexer(RegexLexer, metaclass=_OnFirstUse):
     """Tokens of a netdsl spec (or a claims file); an `Error` token marks text no spec can hold."""
 
     name = "netdsl"
@@ -74,7 +78,19 @@ class NetdslLexer(RegexLexer):
     mimetypes: ClassVar[list[str]] = ["text/x-netdsl"]
     url = "https://github.com/netdsl/netdsl"
 
-    tokens: ClassVar[dict[str, list[Any]]] = {
+    tokens: ClassVar[Rules] = {}  # filled by _OnFirstUse
+
+
+def _rules() -> Rules:
+    from netdsl.ops import layers, merges
+    from netdsl.ops.learned import INITS
+    from netdsl.passes.desugar import SPLIT
+    from netdsl.passes.names import ANNOTATIONS
+
+    _LAYERS = _alt(layers())
+    _MERGES = _alt(merges())
+    _FUNCS = _alt((*_EXPR_FUNCTIONS, *INITS))
+    return {
         # Outside brackets `NAME =` defines a statement's name; inside them it is a keyword argument.
         "root": [
             include("space"),
