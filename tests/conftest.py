@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -78,3 +79,18 @@ def error_at(run: Callable[[str], object], text: str, line: int, col: int, words
     assert err.span is not None and (err.span.line, err.span.column) == (line, col), err.render()
     assert words in err.message, err.render()
     return err
+
+
+def one_then_torchrun(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`netdsl ARGS` in this process with `--out tmp_path/one` (the single-process reference), then the
+    same under `torchrun --standalone --nproc_per_node=2` with `--out tmp_path/two`, which must succeed.
+    The caller clears WORLD_SIZE first (monkeypatch), so the reference is one process."""
+    from netdsl.cli import main
+
+    assert main([*args, "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    env = env or {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "netdsl.cli", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    return ddp

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import netdsl
+from conftest import one_then_torchrun
 from netdsl.cli import main
 from netdsl.tasks.detect import task as train_command
 
@@ -412,20 +413,11 @@ def test_two_processes_under_torchrun(spec: Path, folder: Path, tmp_path: Path, 
     initial weights, order and augmentation as one process: only BatchNorm's per-rank statistics
     (2 images each) differ, so the losses are close, not equal."""
     import json
-    import os
-    import subprocess
-    import sys
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    root = Path(__file__).resolve().parents[2]
     args = ["train", str(spec), "--data", str(folder), "--epochs", "2", "--img", "64", "--batch-size", "4",
             "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path / "one"), "--quiet"]) == 0
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "netdsl.cli", *args, "--out", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    ddp = one_then_torchrun(args, tmp_path)
     run = tmp_path / "two"
     assert json.loads((run / "run.json").read_text())["world_size"] == 2
     assert ddp.stdout.count("epoch 2/2") == 1 and "2 processes" in ddp.stdout  # rank 1 prints nothing

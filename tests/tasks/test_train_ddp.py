@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import one_then_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,6 @@ def losses(run: Path) -> list[float]:
 
 def test_two_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("netdsl.api")
-    from netdsl.cli import main
 
     data = photos(tmp_path / "photos")
     env = {**os.environ, "NETDSL_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
@@ -41,11 +40,7 @@ def test_two_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     args = ["train", str(ROOT / "specs" / "unet.net"), "--data", str(data), "--epochs", "2",
             "--max-train", "150", "--max-val", "40", "--batch-size", "50", "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path / "one"), "--quiet"]) == 0  # the single-process reference
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "netdsl.cli", *args, "--out", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    ddp = one_then_torchrun(args, tmp_path, env)
     run = tmp_path / "two"
     meta = json.loads((run / "run.json").read_text())
     assert meta["world_size"] == 2 and meta["device"] == "cpu"

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import netdsl
+from conftest import one_then_torchrun
 from netdsl.cli import main
 from netdsl.tasks.detect import task as train_command
 from netdsl.tasks.detect.data import load_detection_data
@@ -301,20 +302,11 @@ def test_default_yaml_values_have_ranges_and_pass_them() -> None:
 def test_two_processes_under_torchrun(spec: Path, folder: Path, tmp_path: Path, monkeypatch) -> None:
     """test_detection_train's torchrun test on the v8 recipe: two gloo ranks split each global batch
     of 4; only BatchNorm's per-rank statistics differ from one process, so the losses are close."""
-    import os
-    import subprocess
-    import sys
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    root = Path(__file__).resolve().parents[2]
     args = ["train", str(spec), "--data", str(folder), "--epochs", "1", "--img", "64", "--batch-size", "4",
             "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path / "one"), "--quiet"]) == 0
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "netdsl.cli", *args, "--out", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    ddp = one_then_torchrun(args, tmp_path)
     run = tmp_path / "two"
     rj = json.loads((run / "run.json").read_text())
     assert rj["world_size"] == 2 and rj["recipe"] == "v8" and ddp.stdout.count("epoch 1/1") == 1
