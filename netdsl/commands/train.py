@@ -55,9 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="evaluate and checkpoint a moving average of the weights (default: on; "
                         "--no-ema trains as the course did)")
-    t.add_argument("--precision", choices=("fp32", "bf16"),
-                   help="colourization: bf16 autocasts the forward pass (faster on CPUs with AVX-512 BF16 "
-                        "or AMX, and on recent GPUs; default: fp32)")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="auto (the default): mixed precision where the hardware runs it natively (bf16 "
+                        "autocast on CPUs with AVX-512 BF16 or AMX and on bf16 GPUs, fp16 with a gradient "
+                        "scaler on other GPUs), else fp32; fp32 opts out; recorded in run.json")
     t.add_argument("--compile", action="store_true",
                    help="colourization: torch.compile the model (needs a C++ compiler on the CPU; "
                         "the first steps pay for the compile)")
@@ -73,7 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "the largest stride (default: 640)")
     det.add_argument("--hyp", metavar="FILE.yaml", help="hyperparameters over hyp.scratch.yaml's (lr0, momentum, ...; "
                      "detect_v8 networks: over ultralytics 8's default.yaml's)")
-    det.add_argument("--cache", action="store_true", help="keep decoded, letterboxed images in memory")
+    det.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                     help="keep decoded, resized images in memory (default: when they fit in 2 GiB and a "
+                          "quarter of the memory available; --no-cache never)")
     det.add_argument("--linear-lr", action="store_true",
                      help="decay the learning rate linearly (ultralytics' --linear-lr; default: cosine, as v9.6.0)")
     det.add_argument("--optimizer", choices=("auto", "SGD", "AdamW"),

@@ -51,6 +51,27 @@ def make_set(root: Path, split: bool = True) -> None:
 
 # --- sources -----------------------------------------------------------------------------------
 
+def test_cache_by_default_when_the_resized_images_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache=None caches small sets (each image then decoded once), not what exceeds the budget; the
+    sizes loading found are the images' own, so validation's plan needs no second decoding."""
+    import netdsl.tasks.detect.data as ddata
+
+    make_set(tmp_path / "a")
+    d = load_detection_data(tmp_path / "a", img=64)
+    # three 20 x 40 images per split, long side to 64: 32 x 64 x 3 bytes each
+    assert d.train.resized_bytes() == d.val.resized_bytes() == 3 * 32 * 64 * 3
+    assert d.train.cache and d.val.cache
+    assert [d.train.size(i) for i in range(3)] == [d.train.read(i).shape[:2] for i in range(3)] == [(20, 40)] * 3
+    reads = []
+    monkeypatch.setattr(ddata, "read_image", lambda path, hint: reads.append(path) or np.zeros((20, 40, 3), np.uint8))
+    for _ in range(3):
+        d.train.batch([0, 1, 2], epoch=0)
+    assert len(reads) == 3  # once each, however often the mosaics take them
+    monkeypatch.setattr(ddata, "CACHE_BUDGET", 2 * 32 * 64 * 3 * 2)  # less than both splits' six images
+    assert not load_detection_data(tmp_path / "a", img=64).train.cache
+    assert not load_detection_data(tmp_path / "a", img=64, cache=False).val.cache
+    assert load_detection_data(tmp_path / "a", img=64, cache=True).val.cache
+
 def test_folder_sources(tmp_path: Path) -> None:
     make_set(tmp_path / "a")
     d = load_detection_data(tmp_path / "a", img=64)
@@ -315,3 +336,19 @@ def test_docstring_examples() -> None:
     for module in (aug, dlabels):  # label_path's example lives in labels
         result = doctest.testmod(module)
         assert result.attempted >= 1 and result.failed == 0
+
+
+def test_hsv_to_rgb_is_the_formula_bit_for_bit() -> None:
+    """The in-place conversion gives the bits of the formula written out (as it was before)."""
+    rng = np.random.default_rng(0)
+    hsv = aug._rgb_to_hsv(rng.integers(0, 256, (37, 53, 3)).astype(np.float32) / 255.0)
+    hsv[..., 0] = (hsv[..., 0] * 1.013) % 1.0
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+
+    def channel(n: int) -> np.ndarray:
+        k = (n + h * 6) % 6
+        return v - v * s * np.clip(np.minimum(k, 4 - k), 0, 1)
+
+    want = np.stack([channel(5), channel(3), channel(1)], -1)
+    got = aug._hsv_to_rgb(hsv)
+    assert got.dtype == want.dtype == np.float32 and np.array_equal(got, want)

@@ -1,8 +1,11 @@
 """netdsl.tasks.detect.metrics.evaluate: pycocotools' COCOeval on in-memory data, hand-derived values."""
 from __future__ import annotations
 
+import contextlib
 import doctest
+import io
 
+import numpy as np
 import pytest
 
 import netdsl.tasks.detect.metrics
@@ -117,3 +120,58 @@ def test_bad_inputs(preds, truth, match):
 def test_docstring_example():
     result = doctest.testmod(netdsl.tasks.detect.metrics)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def _random_case(seed: int, images: int = 12, nc: int = 3):
+    rng = np.random.default_rng(seed)
+    gts, preds = [], []
+    for _ in range(images):
+        n = int(rng.integers(0, 6))
+        xy, wh = rng.uniform(0, 300, (n, 2)), rng.uniform(2, 150, (n, 2))
+        boxes = np.c_[xy, xy + wh]
+        if n >= 2 and rng.random() < 0.5:
+            boxes[1] = boxes[0]  # two identical ground truths: equal IoUs, COCOeval takes the last
+        cls = rng.integers(0, nc, n)
+        gts.append({"height": 480, "width": 480, "boxes": boxes, "classes": cls})
+        near = boxes + rng.normal(0, 8, boxes.shape)
+        k = int(rng.integers(0, 60))
+        far_xy = rng.uniform(0, 300, (k, 2))
+        b = np.r_[near, near[::-1], np.c_[far_xy, far_xy + rng.uniform(2, 150, (k, 2))]]
+        c = np.r_[cls, cls[::-1], rng.integers(0, nc, k)]
+        scores = rng.choice([0.2, 0.5, 0.9], len(b)) if seed % 2 else rng.uniform(0, 1, len(b))  # ties too
+        preds.append(np.c_[b, scores, c])
+    return preds, gts, nc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_matching_is_cocoevals_own(seed: int) -> None:
+    """The per-threshold numpy matching gives COCOeval's records and precision array exactly,
+    and a crowd ground truth falls back to COCOeval's own loops."""
+    from pycocotools.cocoeval import COCOeval
+
+    from netdsl.tasks.detect.metrics import _coco, _fast_cocoeval, coco_datasets
+
+    preds, gts, nc = _random_case(seed)
+    dataset, results = coco_datasets(preds, gts, nc)
+    if seed == 5:
+        dataset["annotations"][0]["iscrowd"] = 1
+    runs = []
+    for kind in (COCOeval, _fast_cocoeval(COCOeval)):
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = kind(_coco(dataset), _coco({**dataset, "annotations": results}), "bbox")
+            ev.params.maxDets = [1, 10, 300]
+            ev.evaluate()
+            ev.accumulate()
+        runs.append(ev)
+    slow, fast = runs
+    assert len(slow.evalImgs) == len(fast.evalImgs)
+    for a, b in zip(slow.evalImgs, fast.evalImgs):
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        assert a.keys() == b.keys()
+        for k in a:
+            va, vb = np.asarray(a[k]), np.asarray(b[k])
+            assert va.dtype == vb.dtype and va.shape == vb.shape and np.array_equal(va, vb), k
+    assert np.array_equal(slow.eval["precision"], fast.eval["precision"])
+    assert np.array_equal(slow.eval["recall"], fast.eval["recall"])

@@ -287,7 +287,7 @@ def test_no_ema_flag(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_colourization_only_flags_refused(spec: Path, folder: Path, tmp_path: Path, capsys) -> None:
-    for flag in (["--precision", "bf16"], ["--compile"]):
+    for flag in (["--compile"], ["--colours", "8"]):
         assert main(["train", str(spec), "--data", str(folder), "--out", str(tmp_path / "r"), *flag, *FAST]) == 2
         assert f"{flag[0]} applies to colourization training" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -8,8 +8,10 @@ from a checkpoint continues exactly as if it had never stopped.
 Speed (`bench/bench_course.py` measures each lever): the tensors are prepared once and
 sliced on the device; the model and its input are channels_last; Adam takes its fused step (one
 kernel over all parameters); the loss is summed on the device with no per-step host sync;
-validation runs under `torch.inference_mode`. `precision="bf16"` (autocast) and `compile=True`
-(`torch.compile`) are opt-in: the first changes the numbers, the second costs a compile.
+validation runs under `torch.inference_mode`. `precision` is resolved before the trainer is made
+(`netdsl.tasks.precision`: `netdsl train` takes bf16 autocast by default where the hardware runs it
+natively, fp16 with a gradient scaler on GPUs without bf16); `Hyper()`'s own default is fp32.
+`compile=True` (`torch.compile`) is opt-in: it costs a compile.
 """
 from __future__ import annotations
 
@@ -31,12 +33,10 @@ from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, 
 from netdsl.tasks.colourize.data import Tensors
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
+from netdsl.tasks.precision import of_run
 
 TASK = "colourize"
 EVAL_BATCH = 500
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Hyper:
     seed: int = 0
     # Evaluate and checkpoint an exponential moving average of the weights (see `ema_settings`).
     ema: bool = True
-    precision: str = "fp32"  # "bf16": autocast the forward pass (and so the backward) to bfloat16
+    precision: str = "fp32"  # "bf16"/"fp16": autocast the forward pass (and so the backward); as resolved
     compile: bool = False  # torch.compile the training model (the first steps pay for the compile)
     # Levers that change speed, not results (beyond float rounding); False gives the loop as it was.
     channels_last: bool = True
@@ -129,8 +129,8 @@ class Trainer:
         self.dist = dist or Dist()
         self.module = model.to(self.device)  # the bare module: what checkpoints hold
         self.hyper = hyper
-        if hyper.precision not in PRECISIONS:
-            raise NetdslError(f"unknown precision {hyper.precision!r}", hint="fp32 or bf16")
+        self.precision = of_run(hyper.precision, self.device)
+        self.scaler = self.precision.scaler()
         self.memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
         if hyper.channels_last:
             self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format; in place: `model` is `module`
@@ -157,9 +157,7 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.module
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.hyper.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
 
     @property
     def epoch(self) -> int:
@@ -191,8 +189,13 @@ class Trainer:
                 out = model(x)
             loss = F.cross_entropy(out.float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if self.scaler is not None:  # fp16: a scaled loss; a step that overflowed is skipped
+                self.scaler.scale(loss).backward()
+                self.scaler.step(opt)
+                self.scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             if t_step:
                 self.compile_seconds = time.perf_counter() - t_step
             if ema is not None:
@@ -298,6 +301,7 @@ class Trainer:
             **ema,
             "optimizer": self.optimizer.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "history": [asdict(r) for r in self.history.rows],
@@ -319,6 +323,8 @@ class Trainer:
                 self.module.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.shuffle.set_state(ckpt["shuffle_rng"])
+            if self.scaler is not None and "scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["scaler"])
             restore_torch_rng(ckpt["torch_rng"], ckpt.get("cuda_rng"))
             rows = [EpochRow(**r) for r in ckpt["history"]]
         if len(rows) != ckpt.get("epoch"):

@@ -24,6 +24,7 @@ from netdsl.tasks.colourize.options import Plan, Sweep
 from netdsl.tasks.colourize.palette import load_palette
 from netdsl.tasks.colourize.rundir import RunDir
 from netdsl.tasks.engine import Job
+from netdsl.tasks.precision import Precision, of_run, resolve
 from netdsl.tasks.rundir import GROUP_FORMAT, ensure_fresh, read_json, resume_dir
 from netdsl.weights import load_weights
 
@@ -44,6 +45,7 @@ class Prepared:
     tensors_key: str
     ckpt: dict[str, Any] | None = None
     create: tuple[dict[str, Any], str] | None = None  # (run.json, spec text) for a fresh run
+    precision: Precision | None = None  # how a fresh run's precision was chosen (None: resumed)
 
 
 def identity(model: nn.Module, name: str, params: dict[str, int]) -> tuple[str, dict[str, int]]:
@@ -62,10 +64,11 @@ def refuse_detection_flags(args: argparse.Namespace) -> None:
                           hint="drop it for colourization training")
 
 
-def _hyper_from_args(args: argparse.Namespace) -> Hyper:
+def _hyper_from_args(args: argparse.Namespace, precision: Precision) -> Hyper:
     h = Hyper()
-    over = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "ema", "precision")
+    over = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "ema")
             if getattr(args, k, None) is not None}
+    over["precision"] = precision.used
     if getattr(args, "compile", False):
         over["compile"] = True
     return Hyper(**{**h.__dict__, **over})
@@ -118,12 +121,13 @@ def _run_json(plan: Plan, name: str, params: dict[str, int], dspec: D.DataSpec, 
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def prepare_fresh(job: Job) -> tuple[list[Prepared], Path | None]:
+def prepare_fresh(job: Job, device: torch.device | str = "cpu") -> tuple[list[Prepared], Path | None]:
     args = job.args
     if not args.specs:
         raise NetdslError("no spec to train", hint="netdsl train specs/unet.net")
     sweeps = options.parse_sweeps(args.sweep)
-    plans = options.plan_runs(args.specs, job.sets, sweeps, _hyper_from_args(args))
+    precision = resolve(getattr(args, "precision", None), device)
+    plans = options.plan_runs(args.specs, job.sets, sweeps, _hyper_from_args(args, precision))
     for plan in plans:
         options.check_hyper(plan.hyper)
     dspec = _data_spec(args)
@@ -146,8 +150,8 @@ def prepare_fresh(job: Job) -> tuple[list[Prepared], Path | None]:
         name, params = identity(model, type(model).__name__, plan.sets)
         check_model(model, len(data.palette), name, path=str(plan.spec))
         out.append(Prepared(plan.label, RunDir(d, plan.label), model, name, plan.hyper, data, "0",
-                            create=(_run_json(plan, name, params, dspec, data, fp, freeze, args.weights),
-                                    texts[plan.spec])))
+                            create=({**_run_json(plan, name, params, dspec, data, fp, freeze, args.weights),
+                                     "precision": precision.to_json()}, texts[plan.spec]), precision=precision))
     return out, group
 
 
@@ -198,12 +202,13 @@ def _last_checkpoint(d: Path, fingerprint: Any, epochs: int) -> dict[str, Any] |
     return ckpt
 
 
-def prepare_resume(job: Job) -> tuple[list[Prepared], Path | None]:
+def prepare_resume(job: Job, device: torch.device | str = "cpu") -> tuple[list[Prepared], Path | None]:
     members, group = _members(resume_dir(job.args))
     datas: dict[str, D.ColourData] = {}
     out: list[Prepared] = []
     for d in members:
         label, spec_info, hyper, dspec, sets, freeze, rj = _settings(d, job.args)
+        of_run(hyper.precision, device, str(d / "run.json"))
         palette = load_palette(d / "palette.npy")
         key = f"{dspec.to_json()}|{palette.tobytes().hex()}"
         if key not in datas:

@@ -28,8 +28,10 @@ class Colourize:
 
     def train(self, job: Job, dist: Dist, device: torch.device) -> int:
         refuse_detection_flags(job.args)
-        prepared, group = prepare_resume(job) if job.args.resume else prepare_fresh(job)
+        prepared, group = prepare_resume(job, device) if job.args.resume else prepare_fresh(job, device)
         reporter = Reporter.choose(job.args.quiet, dist.is_main)
+        if prepared and prepared[0].precision is not None:
+            reporter.message(prepared[0].precision.describe())
         _create(prepared, group, dist, device)
         tensors: dict[str, Tensors] = {}
         summaries: list[Summary] = []
@@ -75,7 +77,7 @@ def _create(prepared: list[Prepared], group: Path | None, dist: Dist, device: to
 
 def _intro(p: Prepared, trainer: Trainer) -> str:
     how = ", ".join(x for x in ("EMA weights" if trainer.ema is not None else "",
-                                "bf16" if p.hyper.precision == "bf16" else "",
+                                p.hyper.precision if p.hyper.precision != "fp32" else "",
                                 "compiled" if p.hyper.compile else "") if x)
     pool = len(p.data.train_rgb)
     drawn = f" drawn each epoch from {pool}" if p.data.per_epoch < pool else ""

@@ -108,10 +108,24 @@ def _rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
 
 
 def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """HSV (hue in [0, 1)) back to RGB: channel n of (5, 3, 1) is v - v s clip(min(k, 4 - k), 0, 1)
+    with k = (n + 6 h) mod 6. `h * 6` and `v * s` are made once and the temporaries reused: the
+    same operations on the same values as the formula written out, so the same bits, in half the
+    time (tested against it)."""
     h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    k = lambda n: (n + h * 6) % 6  # noqa: E731
-    f = lambda n: v - v * s * np.clip(np.minimum(k(n), 4 - k(n)), 0, 1)  # noqa: E731
-    return np.stack([f(5), f(3), f(1)], -1)
+    h6, vs = h * 6, v * s
+    out = np.empty(hsv.shape, np.result_type(hsv, h6))
+    k = np.empty_like(h6)
+    t = np.empty_like(h6)
+    for c, n in enumerate((5, 3, 1)):
+        np.add(n, h6, out=k)
+        np.remainder(k, 6, out=k)
+        np.subtract(4, k, out=t)
+        np.minimum(k, t, out=t)
+        np.clip(t, 0, 1, out=t)
+        np.multiply(vs, t, out=t)
+        np.subtract(v, t, out=out[..., c])
+    return out
 
 
 def augment_hsv(img: np.ndarray, rng: np.random.Generator, hgain: float = 0.015, sgain: float = 0.7,

@@ -62,6 +62,7 @@ class DetectionSet:
     augment: bool = False
     hyp: dict[str, float] = field(default_factory=lambda: dict(aug.DEFAULT_AUGMENT))
     cache: bool = False
+    sizes: list[tuple[int, int]] | None = None  # each image's upright (h, w) where loading found it
     _store: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -70,6 +71,23 @@ class DetectionSet:
     @property
     def boxes(self) -> int:
         return sum(len(lb) for lb in self.labels)
+
+    def size(self, i: int) -> tuple[int, int]:
+        """Image i's upright `(h, w)`, without decoding it again where loading recorded it."""
+        if self.sizes is not None:
+            return self.sizes[i]
+        im = self.read(i)
+        return int(im.shape[0]), int(im.shape[1])
+
+    def resized_bytes(self) -> int:
+        """What caching every image resized to `img` (long side) takes in memory."""
+        total = 0
+        for i in range(len(self)):
+            im = self.images[i]
+            h, w = (im.shape[0], im.shape[1]) if isinstance(im, np.ndarray) else self.size(i)
+            r = self.img / max(h, w)
+            total += max(1, round(h * r)) * max(1, round(w * r)) * 3
+        return total
 
     def read(self, i: int) -> np.ndarray:
         """The original image i, uint8 `[h, w, 3]` RGB."""
@@ -178,6 +196,30 @@ def _check_request(nc: int | None, img: int, stride: int) -> None:
                           hint=f"use {up}")
 
 
+# `cache=None` (the default): cache when every resized image of both splits fits in this many bytes,
+# and in a quarter of the memory available now.
+CACHE_BUDGET = 2 << 30
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: the budget alone decides
+        return 4 * CACHE_BUDGET
+
+
+def choose_cache(data: DetectionData, cache: bool | None) -> DetectionData:
+    """Both splits with `cache` set: as asked, or (None) when their resized images fit the budget.
+
+    Augmentation reads four images per mosaic, each decoded and resized again without a cache:
+    `bench/bench_vs_peer.py` measured that as a quarter of a training epoch at --img 128."""
+    if cache is None:
+        need = data.train.resized_bytes() + (data.val.resized_bytes() if data.val is not data.train else 0)
+        cache = need <= min(CACHE_BUDGET, _available_memory() // 4)
+    data.train.cache = data.val.cache = cache
+    return data
+
+
 def _embedded(img: int, nc: int | None, hyp: dict[str, float], cache: bool) -> DetectionData:
     e = embedded.load_embedded()
     if nc is not None and nc != len(embedded.CLASSES):
@@ -213,26 +255,27 @@ def _files(path: Path, nc: int | None, names: Sequence[str] | None
 
 def load_detection_data(source: str | os.PathLike | None = None, img: int = 640, *, stride: int = 32,
                         nc: int | None = None, names: Sequence[str] | None = None, skip_bad: bool = False,
-                        cache: bool = False, hyp: dict[str, float] | None = None) -> DetectionData:
+                        cache: bool | None = None, hyp: dict[str, float] | None = None) -> DetectionData:
     """Resolve a data source into a training and a validation `DetectionSet` (see the module doc).
 
     `img`: the letterboxed size, a multiple of `stride` (the network's largest); `nc`/`names`:
     for a bare folder (with a YAML, `nc` must agree); `skip_bad`: skip and report bad images
-    instead of failing; `cache`: keep decoded, resized images in memory; `hyp`: overrides of
+    instead of failing; `cache`: keep decoded, resized images in memory (None: when they fit in
+    `CACHE_BUDGET` and a quarter of the available memory; the splits' `cache` says which); `hyp`: overrides of
     `DEFAULT_AUGMENT` (`hsv_h`, `hsv_s`, `hsv_v`, `fliplr`, `flipud`, `degrees`, `translate`,
     `scale`, `shear`, `perspective`, `mosaic`).
     """
     _check_request(nc, img, stride)
     hyp = {**aug.DEFAULT_AUGMENT, **(hyp or {})}
     if source is None or str(source) == "embedded":
-        return _embedded(img, nc, hyp, cache)
+        return choose_cache(_embedded(img, nc, hyp, False), cache)
     path = Path(os.path.expanduser(str(source)))
     train_files, val_files, nc, class_names, notes = _files(path, nc, names)
-    tr, tr_labels, warnings = read_split(train_files, nc, skip_bad)
+    tr, tr_labels, warnings, tr_sizes = read_split(train_files, nc, skip_bad)
     if val_files == train_files:
-        va, va_labels = tr, tr_labels
+        va, va_labels, va_sizes = tr, tr_labels, tr_sizes
     else:
-        va, va_labels, w = read_split(val_files, nc, skip_bad)
+        va, va_labels, w, va_sizes = read_split(val_files, nc, skip_bad)
         warnings += w
     for split, kept in (("training", tr), ("validation", va)):
         if not kept:
@@ -245,6 +288,6 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
     elif len(class_names) != nc:
         raise NetdslError(f"{len(class_names)} names given for {nc} classes", path=str(path))
     desc = f"{len(tr)} training and {len(va)} validation images from {path}"
-    return DetectionData(DetectionSet(tr, tr_labels, img, True, dict(hyp), cache),
-                         DetectionSet(va, va_labels, img, False, dict(hyp), cache),
-                         nc, class_names, desc, warnings, notes)
+    return choose_cache(DetectionData(DetectionSet(tr, tr_labels, img, True, dict(hyp), False, tr_sizes),
+                                      DetectionSet(va, va_labels, img, False, dict(hyp), False, va_sizes),
+                                      nc, class_names, desc, warnings, notes), cache)

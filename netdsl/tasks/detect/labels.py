@@ -136,22 +136,25 @@ def _where(err: NetdslError) -> str:
     return f"{err.path}:{err.span.line}" if err.span is not None else str(err.path)
 
 
-def _check(f: Path, nc: int | None) -> tuple[np.ndarray, list[str]] | NetdslError:
+def _check(f: Path, nc: int | None) -> tuple[np.ndarray, list[str], tuple[int, int]] | NetdslError:
     try:
-        check_image(f)
-        return parse_labels(label_path(f), nc)
+        hw = check_image(f)
+        return (*parse_labels(label_path(f), nc), hw)
     except NetdslError as err:
         return err
 
 
-def read_split(files: list[Path], nc: int | None, skip_bad: bool) -> tuple[list[Path], list[np.ndarray], list[str]]:
-    """Decode every image and parse its labels: `(images kept, labels, warnings)`, in file order.
+def read_split(files: list[Path], nc: int | None, skip_bad: bool
+               ) -> tuple[list[Path], list[np.ndarray], list[str], list[tuple[int, int]]]:
+    """Decode every image and parse its labels: `(images kept, labels, warnings, upright (h, w)
+    of each image kept)`, in file order.
 
     Threads share the decoding (Pillow releases the GIL while it decodes); the first bad file in
     order is the one reported, and the files after it are not checked."""
     kept: list[Path] = []
     labels: list[np.ndarray] = []
     warnings: list[str] = []
+    sizes: list[tuple[int, int]] = []
     pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1))
     try:
         for f, got in zip(files, pool.map(lambda f: _check(f, nc), files)):
@@ -163,9 +166,10 @@ def read_split(files: list[Path], nc: int | None, skip_bad: bool) -> tuple[list[
             kept.append(f)
             labels.append(got[0])
             warnings += got[1]
+            sizes.append(got[2])
     finally:
         pool.shutdown(cancel_futures=True)
-    return kept, labels, warnings
+    return kept, labels, warnings, sizes
 
 
 # --- sources -----------------------------------------------------------------------------------

@@ -153,9 +153,12 @@ def evaluate(predictions: Sequence[Any] | Mapping[Any, Any],
     with contextlib.redirect_stdout(io.StringIO()):
         gt = _coco(gt_dataset)
         dt = _coco({**gt_dataset, "annotations": results})
-        ev = COCOeval(gt, dt, "bbox")
+        ev = _fast_cocoeval(COCOeval)(gt, dt, "bbox")
         per_image = max(np.bincount([r["image_id"] for r in results]).max(), 100)
         ev.params.maxDets = [1, 10, int(per_image)]
+        # Only the "all" area range is read: COCOeval scores each range on its own, so the small,
+        # medium and large ones (three quarters of its time) are left out, with the same figures.
+        ev.params.areaRng, ev.params.areaRngLbl = [ev.params.areaRng[0]], [ev.params.areaRngLbl[0]]
         ev.evaluate()
         ev.accumulate()
     prec = ev.eval["precision"][:, :, :, 0, -1]  # [iou, recall, class] at area "all", every detection
@@ -168,6 +171,69 @@ def evaluate(predictions: Sequence[Any] | Mapping[Any, Any],
     out["map50"] = float(np.mean(np.where(p[t50] > -1, p[t50], 0.0)))
     out["precision"], out["recall"] = _precision_recall(ev, has_gt, t50)
     return out
+
+
+def _fast_cocoeval(base: type) -> type:
+    """COCOeval with its per-image matching (`evaluateImg`, three nested Python loops: thresholds,
+    detections, ground truths) done per threshold in numpy where no ground truth is a crowd or
+    ignored (netdsl's never are): the greedy rule unchanged, one step per ground truth matched
+    instead of one per (detection, ground truth). Every other case is COCOeval's own code. The
+    returned record is COCOeval's, value for value (tested against it)."""
+
+    class FastEval(base):
+        def evaluateImg(self, imgId: Any, catId: Any, aRng: Any, maxDet: int) -> Any:  # noqa: N802, N803 - COCOeval's names
+            gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
+            if not self.params.useCats or any(g["ignore"] or g["iscrowd"] or not aRng[0] <= g["area"] <= aRng[1]
+                                              for g in gt):
+                return super().evaluateImg(imgId, catId, aRng, maxDet)
+            if not gt and not dt:
+                return None
+            for g in gt:
+                g["_ignore"] = 0
+            dt = [dt[i] for i in np.argsort([-d["score"] for d in dt], kind="mergesort")[:maxDet]]
+            thresholds = self.params.iouThrs
+            ious = np.asarray(self.ious[imgId, catId], dtype=np.float64)
+            dtm, gtm = _greedy_matches(ious, thresholds, [d["id"] for d in dt], [g["id"] for g in gt])
+            outside = np.array([d["area"] < aRng[0] or d["area"] > aRng[1] for d in dt]).reshape(1, len(dt))
+            dt_ignore = np.logical_or(np.zeros((len(thresholds), len(dt))),
+                                      np.logical_and(dtm == 0, np.repeat(outside, len(thresholds), 0)))
+            return {"image_id": imgId, "category_id": catId, "aRng": aRng, "maxDet": maxDet,
+                    "dtIds": [d["id"] for d in dt], "gtIds": [g["id"] for g in gt], "dtMatches": dtm,
+                    "gtMatches": gtm, "dtScores": [d["score"] for d in dt], "gtIgnore": np.array([g["_ignore"] for g in gt]),
+                    "dtIgnore": dt_ignore}
+
+    return FastEval
+
+
+def _greedy_matches(ious: np.ndarray, thresholds: np.ndarray, dt_ids: list[int],
+                    gt_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """COCOeval's greedy matching with no crowd or ignored ground truth: at each threshold t, each
+    detection in score order takes the unmatched ground truth of highest IoU >= min(t, 1 - 1e-10)
+    (of equal ones, the last). `(dtMatches [T, D], gtMatches [T, G])`: the partner's id, or 0.
+
+    >>> _greedy_matches(np.array([[0.6, 0.7], [0.9, 0.2]]), np.array([0.5, 0.65]), [1, 2], [7, 8])[0].tolist()
+    [[8.0, 7.0], [8.0, 7.0]]
+    """
+    t_n, d_n, g_n = len(thresholds), len(dt_ids), len(gt_ids)
+    dtm, gtm = np.zeros((t_n, d_n)), np.zeros((t_n, g_n))
+    if ious.size == 0:
+        return dtm, gtm
+    for ti, t in enumerate(thresholds):
+        floor = min(t, 1 - 1e-10)
+        free = np.ones(g_n, dtype=bool)
+        start = 0
+        while start < d_n and free.any():
+            rows = np.where(free, ious[start:], -np.inf)
+            best = rows.max(1)
+            hits = np.flatnonzero(best >= floor)
+            if not len(hits):
+                break
+            d = start + int(hits[0])
+            m = g_n - 1 - int(np.argmax(rows[hits[0]][::-1] == best[hits[0]]))  # the last of the best
+            dtm[ti, d], gtm[ti, m] = gt_ids[m], dt_ids[d]
+            free[m] = False
+            start = d + 1
+    return dtm, gtm
 
 
 def _precision_recall(ev: Any, cats: list[int], t: int) -> tuple[float, float]:

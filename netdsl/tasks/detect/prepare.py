@@ -27,14 +27,14 @@ from netdsl.tasks.detect.predict import detect_head, max_stride
 from netdsl.tasks.detect.trainer import TASK, DetHyper, data_fingerprint
 from netdsl.tasks.detect.trainer_v8 import OPTIMIZERS, RECIPE, V8Hyper, v8_head
 from netdsl.tasks.engine import Job, task_head
+from netdsl.tasks.precision import USED, Precision, of_run, resolve
 from netdsl.tasks.rundir import ensure_fresh, read_json, resume_dir
 from netdsl.weights import load_weights
 
 # Flags of the v8 recipe (a network ending in detect_v8) that the YOLOv3 one does not take.
 V8_FLAGS = ("optimizer", "close_mosaic")
 # Colourization flags that mean nothing for detection.
-COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "fresh_patches", "precision",
-                "compile")
+COLOUR_FLAGS = ("sweep", "category", "palette", "colours", "max_train", "max_val", "fresh_patches", "compile")
 DEFAULT_IMG = 640
 # run.json's "augment": runs without it were made before mosaic and affine augmentation existed and
 # resume without them (so they still repeat exactly).
@@ -57,6 +57,7 @@ class Prepared:
     create: tuple[dict[str, Any], str] | None = None
     ckpt: dict[str, Any] | None = None
     recipe: str = "v3"  # "v8": trainer_v8.V8Trainer
+    precision: Precision | None = None  # how a fresh run's precision was chosen (None: resumed)
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
@@ -167,7 +168,7 @@ def _run_json(spec: Path, model: Any, sets: dict[str, int], hyper: DetHyper | V8
             "spec": {"path": str(spec), "name": model.spec_name, "sets": sets, "params": dict(model.params)},
             "train": hyper.__dict__, "hyp": hyp, "hyp_file": args.hyp,
             "data": {"source": str(Path(args.data).expanduser().resolve()) if args.data else None,
-                     "skip_bad": bool(args.skip_bad), "cache": bool(args.cache)},
+                     "skip_bad": bool(args.skip_bad), "cache": data.train.cache},
             "data_description": data.description, "data_fingerprint": data_fingerprint(data),
             "nc": data.nc, "names": data.names, "train_images": len(data.train), "val_images": len(data.val),
             "torch": torch.__version__, "freeze": {"first": freeze.first, "names": list(freeze.names),
@@ -176,7 +177,7 @@ def _run_json(spec: Path, model: Any, sets: dict[str, int], hyper: DetHyper | V8
             "recipe": RECIPE if isinstance(hyper, V8Hyper) else "v3"}
 
 
-def prepare_fresh(job: Job) -> Prepared:
+def prepare_fresh(job: Job, device: torch.device | str = "cpu") -> Prepared:
     args = job.args
     if len(args.specs) != 1:
         raise NetdslError("detection training takes one spec at a time", hint="run netdsl train once per spec")
@@ -197,12 +198,13 @@ def prepare_fresh(job: Job) -> Prepared:
     hyper, hyp, notes = _options_v8(args) if v8 else _options(args)
     stride = max(int(s) for s in (head.args.get("strides") or [32]))
     img = _image_size(args, sets, stride)
-    hyper = dataclasses.replace(hyper, img=img)
+    precision = resolve(getattr(args, "precision", None), device)
+    hyper = dataclasses.replace(hyper, img=img, precision=precision.used)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     ensure_fresh(out)  # before the data is read: both checks are cheap, reading a large set is not
     nc_arg = sets.get("NCLS")
     data = load_detection_data(args.data, img, stride=stride, nc=nc_arg, skip_bad=bool(args.skip_bad),
-                               cache=bool(args.cache), hyp=augment_hyp(hyp))
+                               cache=args.cache, hyp=augment_hyp(hyp))
     if "NCLS" in cg.values and nc_arg is None:
         sets["NCLS"] = data.nc
     for k in ("H", "W"):
@@ -218,9 +220,9 @@ def prepare_fresh(job: Job) -> Prepared:
         raise class_count_error(text, str(spec), classes, data.nc)
     if args.weights is not None:
         load_weights(model, args.weights)
-    run_json = _run_json(spec, model, sets, hyper, hyp, args, data, freeze)
+    run_json = {**_run_json(spec, model, sets, hyper, hyp, args, data, freeze), "precision": precision.to_json()}
     return Prepared(out, model, data, hyper, hyp, run_json["data_fingerprint"], notes + data.notes, data.warnings,
-                    create=(run_json, text), recipe=RECIPE if v8 else "v3")
+                    create=(run_json, text), recipe=RECIPE if v8 else "v3", precision=precision)
 
 
 def _head_module(model: nn.Module, v8: bool) -> Any:
@@ -242,7 +244,7 @@ def _last_checkpoint(d: Path, fingerprint: str, epochs: int) -> dict[str, Any] |
     return ckpt
 
 
-def prepare_resume(job: Job) -> Prepared:
+def prepare_resume(job: Job, device: torch.device | str = "cpu") -> Prepared:
     args = job.args
     d = resume_dir(args)
     bad = _given(args, COLOUR_FLAGS)
@@ -251,17 +253,23 @@ def prepare_resume(job: Job) -> Prepared:
     rj = read_json(d / "run.json", "run")
     v8 = rj.get("recipe") == RECIPE
     if v8:
-        st = resume_settings(rj, d / "run.json", V8Hyper, {}, set(HYP_V8), set(HYP_V8))
+        st = resume_settings(rj, d / "run.json", V8Hyper, {"channels_last": False}, set(HYP_V8), set(HYP_V8))
         if st.hyper.optimizer not in OPTIMIZERS:
             raise NetdslError(f'"train.optimizer" must be one of {", ".join(OPTIMIZERS)}, not {st.hyper.optimizer!r}',
                               path=str(d / "run.json"), hint=REPAIR)
     else:
-        # runs written before EMA existed trained without one, before --linear-lr linearly
-        st = resume_settings(rj, d / "run.json", DetHyper, {"ema": False, "linear_lr": True}, set(read_hyp(None)[0]),
+        # runs written before EMA existed trained without one, before --linear-lr linearly, before
+        # channels_last in the standard layout
+        st = resume_settings(rj, d / "run.json", DetHyper, {"ema": False, "linear_lr": True, "channels_last": False},
+                             set(read_hyp(None)[0]),
                              set(HYP_SCRATCH) | {"label_smoothing"})
     hyper, hyp = st.hyper, dict(st.hyp)
     if not v8 and rj.get("augment") != AUGMENT_VERSION:
         hyp.update(mosaic=0.0, degrees=0.0, translate=0.0, scale=0.0, shear=0.0, perspective=0.0)
+    if hyper.precision not in USED:
+        raise NetdslError(f'"train.precision" must be one of {", ".join(USED)}, not {hyper.precision!r}',
+                          path=str(d / "run.json"), hint=REPAIR)
+    of_run(hyper.precision, device, str(d / "run.json"))
     if getattr(args, "ema", None) is not None and bool(args.ema) != hyper.ema:
         raise NetdslError(f"this run was started {'with' if hyper.ema else 'without'} EMA weights; "
                           f"--resume keeps that", path=str(d), hint="drop --ema / --no-ema")

@@ -38,7 +38,7 @@ class Detect:
     name = TASK
 
     def train(self, job: Job, dist: Dist, device: torch.device) -> int:
-        p = prepare_resume(job) if job.args.resume else prepare_fresh(job)
+        p = prepare_resume(job, device) if job.args.resume else prepare_fresh(job, device)
         dist.barrier()  # every rank has checked the run directory before rank 0 creates it
         trainer = _trainer(p, device, dist)
         main = dist.is_main
@@ -97,13 +97,15 @@ def _open(p: Prepared, dist: Dist, device: torch.device) -> None:
 def _intro(rep: EpochProgress[Any], p: Prepared, trainer: DetTrainer, dist: Dist) -> None:
     for note in p.notes:
         rep.message(f"note: {note}")
+    if p.precision is not None:
+        rep.message(p.precision.describe())
     if p.warnings:
         rep.message(f"warning: {len(p.warnings)} data problems skipped, e.g. {p.warnings[0]}")
     h, data = p.hyper, p.data
     rep.message(f"{p.dir.name}: {trainer.model.spec_name if hasattr(trainer.model, 'spec_name') else 'model'}, "
                 f"{data.description}, {data.nc} classes, img {h.img}, batch {h.batch_size} "
                 f"(accumulate {trainer.base_accumulate}), {h.epochs} epochs"
-                f"{', EMA weights' if h.ema else ''}{_optimizer_note(trainer)}"
+                f"{', EMA weights' if h.ema else ''}{_optimizer_note(trainer)}, {h.precision}"
                 f"{f', {dist.world} processes' if dist.world > 1 else ''} -> {p.dir}"
                 + (f" (resuming after epoch {trainer.epoch})" if trainer.epoch else ""))
 

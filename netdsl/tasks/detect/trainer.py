@@ -37,7 +37,15 @@ rectangular letterboxed batches of twice the training batch, multi-label NMS at 
 IoU 0.6, val.py's matching and AP; COCOeval's figures are kept beside them (`coco_map50`,
 `coco_map50_95`).
 
-Not done (as of this module): AMP, multi-scale, SyncBatchNorm.
+Mixed precision (`DetHyper.precision`, resolved by `netdsl.tasks.precision`: bf16 on CPUs with
+AVX-512 BF16 or AMX and on bf16 GPUs, fp16 with a gradient scaler on other GPUs, else fp32): the
+training's forward pass runs under autocast, the loss on the head's outputs cast to float32
+(ultralytics runs its loss under autocast too; box and IoU arithmetic in 16 bits is what the cast
+avoids). Validation and `predict_letterboxed` run in float32: the heads decode boxes in their
+input's type, and bf16's 8-bit mantissa would move a box edge at x = 500 px by up to 2 px, which
+mAP@0.5:0.95 sees.
+
+Not done (as of this module): multi-scale, SyncBatchNorm.
 
 `DetTrainer.state()` holds everything that decides the next epoch (live and averaged weights,
 optimizer, `accumulate` and the last step's iteration, the EMA's update count, torch's RNG (and
@@ -52,6 +60,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -69,6 +78,7 @@ from netdsl.tasks.detect.predict import protocol
 from netdsl.tasks.detect.validate import RectLoader, eval_parts, validate
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
+from netdsl.tasks.precision import of_run
 
 TASK = "detect"
 NOMINAL_BATCH = 64
@@ -103,6 +113,8 @@ class DetHyper:
     seed: int = 0
     ema: bool = True
     linear_lr: bool = False  # v9.6.0's --linear-lr; cosine (its default) otherwise
+    precision: str = "fp32"  # as resolved (netdsl.tasks.precision); runs from before it trained in fp32
+    channels_last: bool = True  # the model and its input in NHWC (oneDNN's faster layout); runs from before: False
 
 
 @dataclass
@@ -154,10 +166,7 @@ class DetTrainer:
 
     def __init__(self, model: nn.Module, data: DetectionData, hyper: DetHyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:
-        self.device = torch.device(device)
-        self.dist = dist or Dist()
-        self.model = model.to(self.device)  # the bare module: what checkpoints and the EMA hold
-        self.net = self.dist.wrap(self.model, self.device)  # what trains (DDP under torchrun)
+        self.place(model, hyper, device, dist)
         self.data, self.hyper, self.hyp = data, hyper, dict(hyp)
         anchors, strides, nc = head_geometry(model)
         if nc != data.nc:
@@ -184,6 +193,18 @@ class DetTrainer:
             g["initial_lr"] = self.hyp["lr0"]
         self.history = DetHistory()
         self.ema = ModelEMA(self.model, EMA_DECAY, EMA_TAU) if hyper.ema else None
+
+    def place(self, model: nn.Module, hyper: Any, device: torch.device | str, dist: Any) -> None:
+        """The model on its device in its layout, wrapped for the processes (DDP under torchrun),
+        and the run's arithmetic (`precision`, fp16's gradient `scaler`)."""
+        self.device = torch.device(device)
+        self.dist = dist or Dist()
+        self.precision = of_run(hyper.precision, self.device)
+        self.scaler = self.precision.scaler()
+        self.memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
+        # the bare module: what checkpoints (in the standard layout, `state`) and the EMA hold
+        self.model = model.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+        self.net = self.dist.wrap(self.model, self.device)  # what trains
 
     @property
     def eval_model(self) -> nn.Module:
@@ -230,13 +251,22 @@ class DetTrainer:
         """Forward, loss (times the world under DDP), backward and, every `accumulate` iterations, an
         optimizer step (after clipping the gradients' norm where `max_grad_norm` says); the detached
         weighted loss items (`row_type.LOSSES`)."""
-        loss, items = self.loss(self.net(images), targets)
+        with self.precision.autocast():
+            raw = self.net(images)
+        loss, items = self.loss(as_float(raw), targets)
         loss = loss.sum()
-        (loss * self.dist.world if self.dist.world > 1 else loss).backward()
+        loss = loss * self.dist.world if self.dist.world > 1 else loss
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if ni - self.last_step >= self.accumulate:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
             if self.max_grad_norm is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=self.max_grad_norm)
-            self.optimizer.step()
+            if self.scaler is not None:  # skips the step when fp16 overflowed, and adapts the scale
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self.ema.update(self.model)
@@ -266,11 +296,11 @@ class DetTrainer:
         start = time.perf_counter()
         done = 0
         self.optimizer.zero_grad(set_to_none=True)  # v9.6.0 drops the last epoch's unstepped gradients
-        for i, (idx, size) in enumerate(self.global_batches(e)):
-            images, targets = self.train_batch(idx, e)
+        for i, (size, (images, targets)) in enumerate(self.prefetched(e)):
             ni = i + nb * e
             self.warmup(ni, e)
-            items = self.step(images.to(self.device, non_blocking=True), targets.to(self.device), ni)
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            items = self.step(images, targets.to(self.device), ni)
             sums += items.double()
             done += size
             if on_batch is not None:
@@ -278,6 +308,29 @@ class DetTrainer:
         sums = self.dist.sum(sums) / self.dist.world
         elapsed = time.perf_counter() - start
         return (sums / nb).tolist(), done / max(elapsed, 1e-9)
+
+    def prefetched(self, epoch: int) -> Iterator[tuple[int, tuple[torch.Tensor, torch.Tensor]]]:
+        """(global batch size, this rank's batch) for each batch of the epoch, the next one made in a
+        thread while the caller trains on this one. A batch is a function of (seed, epoch, indices)
+        alone, so making it elsewhere changes nothing; decoding, resizing and numpy's array work
+        release the GIL. An error in the thread is raised here, at its batch. (At the lowest
+        priority it was slower: torch's idle threads spin and starved it.)"""
+        batches = iter(self.global_batches(epoch))
+        pool = ThreadPoolExecutor(1, thread_name_prefix="netdsl-batches")
+        try:
+            ahead: Future | None = None
+            first = next(batches, None)
+            if first is not None:
+                ahead = pool.submit(self.train_batch, first[0], epoch)
+            size = first[1] if first is not None else 0
+            while ahead is not None:
+                following = next(batches, None)
+                batch = ahead.result()
+                ahead = pool.submit(self.train_batch, following[0], epoch) if following is not None else None
+                yield size, batch
+                size = following[1] if following is not None else 0
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def train_batch(self, idx: np.ndarray, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's images and targets of a global batch (trainer_v8 turns mosaic off in some epochs)."""
@@ -293,7 +346,8 @@ class DetTrainer:
         batch = batch or 2 * self.hyper.batch_size
         if self._val_loader is None or self._val_loader.batch != batch:
             self._val_loader = RectLoader.of(self.data.val, batch, self.hyper.img, int(self.strides.max()))
-        return validate(self.eval_model, self._val_loader, self.nc, lambda raw, t: self.loss(raw, t)[1], self.device)
+        return validate(self.eval_model, self._val_loader, self.nc, lambda raw, t: self.loss(raw, t)[1], self.device,
+                        self.memory_format)
 
     def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> DetRow:
         t0 = time.perf_counter()
@@ -326,7 +380,7 @@ class DetTrainer:
         was_training = model.training
         model.eval()
         try:
-            decoded, _ = eval_parts(model(images.to(self.device)))
+            decoded, _ = eval_parts(model(images.to(self.device).contiguous(memory_format=self.memory_format)))
             return [d.cpu() for d in p.suppress(decoded.float(), p.conf if conf is None else conf,
                                                 p.iou if iou is None else iou)]
         finally:
@@ -339,17 +393,18 @@ class DetTrainer:
         training keeps one (the live ones are then `live_model`), as ultralytics saves its EMA."""
         ema = {}
         if self.ema is not None:
-            ema = {"live_model": self.model.state_dict(),
+            ema = {"live_model": standard(self.model.state_dict()),
                    "ema": {"updates": self.ema.updates, "decay": self.ema.decay, "tau": self.ema.tau}}
         return {
             **header(TASK),
             "epoch": self.epoch,
-            "model": self.eval_model.state_dict(),
+            "model": standard(self.eval_model.state_dict()),
             **ema,
             "optimizer": self.optimizer.state_dict(),
-            "grads": [p.grad.detach().cpu().clone() if p.grad is not None else None for p in self.params],
+            "grads": [p.grad.detach().cpu().contiguous().clone() if p.grad is not None else None for p in self.params],
             "accumulate": self.accumulate,
             "last_step": self.last_step,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "history": [asdict(r) for r in self.history.rows],
@@ -378,11 +433,28 @@ class DetTrainer:
             self.accumulate = int(ckpt["accumulate"])
             # absent from older checkpoints: v9.6.0's own start value, a step at the first iteration
             self.last_step = int(ckpt.get("last_step", -1))
+            if self.scaler is not None and "scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["scaler"])
             restore_torch_rng(ckpt["rng"]["torch"], ckpt["rng"].get("cuda"))
             rows = [self.row_type(**r) for r in ckpt["history"]]
         if len(rows) != ckpt.get("epoch"):
             raise NetdslError("checkpoint is inconsistent (history and epoch disagree)", path=path)
         self.history = DetHistory(rows, float(ckpt["best_map"]), int(ckpt["best_epoch"]))
+
+
+def standard(state: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict in the standard (contiguous) layout: checkpoints do not depend on channels_last."""
+    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+def as_float(raw: Any) -> Any:
+    """The head's outputs (a tensor, or a list or tuple of them, nested) in float32: the loss
+    and NMS run in float32 whatever autocast computed them in."""
+    if isinstance(raw, torch.Tensor):
+        return raw.float()
+    if isinstance(raw, (list, tuple)):
+        return type(raw)(as_float(r) for r in raw)
+    return raw
 
 
 def data_fingerprint(data: DetectionData, legacy: bool = False) -> str:

@@ -44,7 +44,6 @@ from netdsl.errors import NetdslError
 from netdsl.tasks.detect.data import DetectionData
 from netdsl.tasks.detect.loss_v8 import yolo_v8_loss
 from netdsl.tasks.detect.trainer import EMA_DECAY, EMA_TAU, NOMINAL_BATCH, DetHistory, DetTrainer
-from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
 
 RECIPE = "v8"
@@ -64,6 +63,8 @@ class V8Hyper:
     ema: bool = True
     optimizer: str = "auto"
     close_mosaic: int = 10
+    precision: str = "fp32"  # as resolved (netdsl.tasks.precision); runs from before it trained in fp32
+    channels_last: bool = True  # NHWC model and input; runs from before: False
 
 
 @dataclass
@@ -145,10 +146,7 @@ class V8Trainer(DetTrainer):
     def __init__(self, model: nn.Module, data: DetectionData, hyper: V8Hyper, hyp: Mapping[str, float],
                  device: torch.device | str = "cpu", dist: Any = None) -> None:
         # DetTrainer.__init__ reads the YOLOv3 head's anchors; everything it sets is set here instead.
-        self.device = torch.device(device)
-        self.dist = dist or Dist()
-        self.model = model.to(self.device)
-        self.net = self.dist.wrap(self.model, self.device)
+        self.place(model, hyper, device, dist)
         # DetTrainer's loop reads hyper's epochs, batch_size, img, seed and ema, which V8Hyper has too
         self.data, self.hyper, self.hyp = data, hyper, dict(hyp)  # type: ignore[assignment]
         self.settings = hyper

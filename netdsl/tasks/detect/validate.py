@@ -126,7 +126,7 @@ class RectLoader:
 
     @classmethod
     def of(cls, split: DetectionSet, batch: int, img: int, stride: int) -> RectLoader:
-        sizes = [_hw(split.read(i).shape) for i in range(len(split))]
+        sizes = [split.size(i) for i in range(len(split))]
         order, shapes = rect_plan(sizes, batch, img, max(stride, MIN_STRIDE))
         return cls(split, order, shapes, sizes, batch)
 
@@ -152,7 +152,8 @@ def image_truth(targets: torch.Tensor, j: int, hw: tuple[int, int], where: Place
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: RectLoader, nc: int, loss: LossFn | None = None,
-             device: torch.device | str = "cpu") -> tuple[list[float], dict[str, Any]]:
+             device: torch.device | str = "cpu", memory_format: torch.memory_format = torch.contiguous_format,
+             ) -> tuple[list[float], dict[str, Any]]:
     """(validation loss means over batches of the three items `loss` returns (zeros without
     `loss`), metrics): val.py's `precision`, `recall`, `map50`, `map50_95`, COCOeval's
     `coco_map50`, `coco_map50_95`, and `images`, `instances`, `detections`. `model` is put in
@@ -168,7 +169,7 @@ def validate(model: nn.Module, loader: RectLoader, nc: int, loss: LossFn | None 
     nb = 0
     try:
         for images, targets, placed in loader:
-            decoded, raw = eval_parts(model(images.to(device)))
+            decoded, raw = eval_parts(model(images.to(device).contiguous(memory_format=memory_format)))
             if loss is not None:
                 sums += loss(list(raw), targets.to(device)).double().cpu()
             nb += 1
