@@ -11,7 +11,8 @@ eval mode, batches of the training batch size, loss and accuracy read back per b
 netdsl's side is its real code path: `netdsl.tasks.colourize.loop.Trainer` (what `netdsl train` runs), in
 several configurations (`Hyper` fields): `pre-issue` (the loop before its speed levers: contiguous
 layout, Adam's for-loop step), `default` (channels_last, fused Adam, inference-mode
-validation), `bf16` (`--precision bf16`), `compile` (`--compile`) and `bf16+compile`. All train
+validation, and `--precision auto`'s choice for this CPU: bf16 with AVX-512 BF16 or AMX, else
+fp32), `bf16` (`--precision bf16`), `compile` (`--compile`) and `bf16+compile`. All train
 the same compiled model from the same initial weights on the same data and batch size, one
 epoch each in turn (the order rotates every round), so machine noise hits all alike.
 
@@ -62,13 +63,15 @@ from netdsl import api  # noqa: E402
 from netdsl.tasks.colourize import palette as pal  # noqa: E402
 from netdsl.tasks.colourize.data import DataSpec, Tensors, load_data, to_tensors  # noqa: E402
 from netdsl.tasks.colourize.loop import Hyper, Trainer  # noqa: E402
+from netdsl.tasks.precision import resolve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {"pool_upsample": ("specs/pool_upsample.net", {}), "conv_transpose": ("specs/conv_transpose.net", {}),
          "unet": ("specs/unet.net", {}), "resnet18": ("specs/zoo/resnet18.net", {"H": 32, "W": 32, "NCLS": 24})}
 CONFIGS = {
     "pre-issue": dict(channels_last=False, fused=False),
-    "default": dict(),
+    # what `netdsl train` does by default here: --precision auto (bf16 only where the CPU runs it natively)
+    "default": dict(precision=resolve("auto", "cpu").used),
     "bf16": dict(precision="bf16"),
     "compile": dict(compile=True),
     "bf16+compile": dict(precision="bf16", compile=True),

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from netdsl.tasks.detect.boxes import box_iou, xywh_to_xyxy
+from netdsl.tasks.detect.boxes import xywh_to_xyxy
 
 MAX_WH = 4096       # class offset (pixels) that keeps boxes of different classes apart
 MAX_WH_V8 = 7680    # ultralytics 8.x's class offset (utils/nms.py `max_wh`)
@@ -33,40 +34,61 @@ def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *,
 
     Works through the boxes by score in blocks: a block's boxes overlapping a box kept before
     it go, then the block is resolved within itself (`resolve_block`). `limit` stops once that
-    many boxes are kept (the same first indices, found sooner).
+    many boxes are kept (the same first indices, found sooner). The work is numpy's on the CPU,
+    one thread: the same IEEE operations as `box_iou` on the same values, so the same boxes
+    kept, without torch's per-operation overhead on many small arrays (the indices come back on
+    the boxes' device).
 
     >>> b = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
     >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
     [0, 2]
     """
-    order = scores.argsort(descending=True, stable=True)
-    boxes = boxes_xyxy[order]
-    kept = torch.zeros(0, dtype=torch.long, device=boxes.device)
+    sc = scores.detach().cpu().numpy()
+    order = np.argsort(-sc, kind="stable")  # descending, ties in their given order
+    boxes = boxes_xyxy.detach().cpu().numpy()[order]
+    kept = np.zeros(0, dtype=np.int64)
     for start in range(0, len(order), block):
         if limit is not None and len(kept) >= limit:
             break
-        cand = torch.arange(start, min(start + block, len(order)), device=boxes.device)
+        cand = np.arange(start, min(start + block, len(order)))
         if len(kept):
-            cand = cand[~(box_iou(boxes[kept], boxes[cand]) > iou_threshold).any(0)]
-        kept = torch.cat((kept, cand[resolve_block(boxes[cand], iou_threshold)]))
-    return order[kept[:limit]]
+            cand = cand[~(_iou(boxes[kept], boxes[cand]) > iou_threshold).any(0)]
+        kept = np.concatenate((kept, cand[_resolve(boxes[cand], iou_threshold)]))
+    return torch.from_numpy(order[kept[:limit]]).to(boxes_xyxy.device)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`box_iou` in numpy: the same operations in the same order (so the same bits)."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def _resolve(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS of boxes already in score order, as a mask: box i is kept when no kept box
+    before it overlaps it by more than the threshold. The overlaps are one matrix; the greedy
+    pass then visits only the boxes that overlap a later one, in order (solving the rule for all
+    boxes at once needed a round per link of a chain of overlaps, and early in training
+    low-confidence boxes form long ones)."""
+    over = np.triu(_iou(boxes, boxes) > iou_threshold, 1)  # [earlier, later]
+    keep = np.ones(len(over), dtype=bool)
+    for i in np.flatnonzero(over.any(1)).tolist():
+        if keep[i]:
+            keep &= ~over[i]
+    return keep
 
 
 def resolve_block(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS of boxes already in score order, as a mask: box i is kept when no kept box
-    before it overlaps it by more than the threshold. Iterating that rule from "all kept" fixes
-    one more leading box per round, so it reaches the greedy answer (usually in a few rounds).
+    """`_resolve` on torch boxes.
 
     >>> resolve_block(torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [2, 2, 11, 11]]), 0.6).tolist()
     [True, False, True]
     """
-    over = torch.triu(box_iou(boxes, boxes) > iou_threshold, diagonal=1)  # [earlier, later]
-    keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
-    while True:
-        new = ~(over & keep[:, None]).any(0)
-        if torch.equal(new, keep):
-            return keep
-        keep = new
+    return torch.from_numpy(_resolve(boxes.detach().cpu().numpy(), iou_threshold)).to(boxes.device)
 
 
 def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None,
