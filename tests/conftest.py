@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,19 @@ for _folder in sorted(Path(__file__).resolve().parent.iterdir()):
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite the golden files under tests/golden/ from the current output")
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test: small convolutions run fastest (and reproducibly) so.
+    Modules that train small networks take it for every test:
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch  # only when used: the compiler's tests run without importing torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -31,12 +31,7 @@ from spec_fixtures import SDET
 FAST = ["--img", "64", "--batch-size", "4", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks on one thread
 
 
 def make_good(root: Path, classes: int = 1) -> Path:

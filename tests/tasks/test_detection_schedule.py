@@ -31,12 +31,7 @@ output = detect(b2, b4, classes=NCLS, strides=[8, 32], anchors=[[8, 8, 16, 16], 
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks on one thread
 
 
 def make_folder(root: Path, n_train: int, n_val: int, shape: tuple[int, int] = (64, 64)) -> Path:

@@ -16,13 +16,7 @@ from netdsl.tasks.detect.hyp import read_hyp
 from netdsl.tasks.detect.trainer import DetHyper, DetTrainer
 from test_detection_train import TINY, make_folder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks on one thread
 
 
 @pytest.fixture

@@ -29,13 +29,7 @@ output = detect(b2, b4, classes=NCLS, strides=[8, 32], anchors=[[8, 8, 16, 16, 2
 FAST = ["--img", "64", "--batch-size", "4", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run fastest (and reproducibly) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks on one thread
 
 
 def make_folder(root: Path, n: int = 8, seed: int = 0) -> Path:

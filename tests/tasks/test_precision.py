@@ -14,13 +14,7 @@ from netdsl.errors import NetdslError
 from netdsl.tasks import precision as P
 from test_detection_train import FAST, TINY, make_folder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks on one thread
 
 
 # --- resolution -------------------------------------------------------------------------------

@@ -42,12 +42,7 @@ output = detect_v8(cat(box0, cls0), cat(box1, cls1), classes=NCLS, strides=[8, 3
 FAST = ["--img", "64", "--batch-size", "4", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks on one thread
 
 
 @pytest.fixture
