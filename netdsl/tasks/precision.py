@@ -3,8 +3,8 @@
 `auto` (the default) takes mixed precision where the hardware runs it natively, as ultralytics
 takes AMP by default on CUDA:
 - a CPU with AVX-512 BF16 or AMX: bf16 autocast (oneDNN's bf16 kernels);
-- a CPU without them: fp32. bf16 there is emulated: measured slower than fp32, not faster
-  (docs/speed.md);
+- a CPU without them: fp32. bf16 there is emulated: UNet trained 5x slower in bf16 than in fp32
+  on an AVX2-only CPU (docs/results.md, "Speed against the course's detector");
 - CUDA: bf16 autocast where the GPU has bf16 (compute capability 8.0 and up), else fp16 with a
   gradient scaler.
 An explicit choice is taken as given (bf16 on any CPU, for the tests and for checking quality),
