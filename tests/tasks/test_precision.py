@@ -169,3 +169,9 @@ def test_colourization_records_auto_and_refuses_fp16_on_a_cpu(tmp_path: Path, ca
     other = "bf16" if want.used == "fp32" else "fp32"
     assert main(["train", "--resume", str(out), "--epochs", "2", "--precision", other, "--quiet"]) == 2
     assert "drop --precision" in capsys.readouterr().err
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    assert doctest.testmod(P).failed == 0
