@@ -140,7 +140,8 @@ def of_run(used: str, device: torch.device | str, path: str | None = None) -> Pr
     torch.bfloat16
     """
     if used not in USED:
-        raise NetdslError(f"unknown precision {used!r}", path=path, hint="fp32, bf16 or fp16")
+        raise NetdslError(f'"train.precision" must be one of {", ".join(USED)}, not {used!r}', path=path,
+                          hint="the precision the run was started with")
     kind = torch.device(device).type
     if used == "fp16" and kind != "cuda":
         raise NetdslError("this run trains in fp16, which needs a CUDA device", path=path,

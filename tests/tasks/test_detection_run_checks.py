@@ -311,7 +311,7 @@ def _set(obj: dict[str, Any], key: str, value: Any) -> None:
     ("hyp.lr0", "0.01"), ("hyp.box", DELETE), ("hyp.lr00", 0.01), ("spec.sets.NCLS", 1.5), ("data.source", 7), ("data.cache", 1),
     ("freeze.bn", "sometimes"), ("freeze.first", -2), ("freeze.names", "a"), ("names", ["one", "two", "three"]),
     ("data_fingerprint", None), ("nc", True), ("nc", DELETE), ("train.img_size", 64),
-    ("train.img", 40),
+    ("train.img", 40), ("train.precision", "fp8"), ("train.precision", 16), ("train.channels_last", "yes"),
 ])
 def test_edited_run_json_is_a_clean_error_naming_the_key(key: str, value: Any, finished: Path, tmp_path: Path,
                                                          capsys) -> None:

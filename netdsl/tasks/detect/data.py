@@ -83,8 +83,7 @@ class DetectionSet:
         """What caching every image resized to `img` (long side) takes in memory."""
         total = 0
         for i in range(len(self)):
-            im = self.images[i]
-            h, w = (im.shape[0], im.shape[1]) if isinstance(im, np.ndarray) else self.size(i)
+            h, w = self.size(i)  # an in-memory image's own shape; a file's as loading found it
             r = self.img / max(h, w)
             total += max(1, round(h * r)) * max(1, round(w * r)) * 3
         return total
@@ -220,13 +219,13 @@ def choose_cache(data: DetectionData, cache: bool | None) -> DetectionData:
     return data
 
 
-def _embedded(img: int, nc: int | None, hyp: dict[str, float], cache: bool) -> DetectionData:
+def _embedded(img: int, nc: int | None, hyp: dict[str, float]) -> DetectionData:
     e = embedded.load_embedded()
     if nc is not None and nc != len(embedded.CLASSES):
         raise NetdslError(f"the embedded coins set has {len(embedded.CLASSES)} classes, not {nc}",
                           hint=f"build the network with NCLS={len(embedded.CLASSES)}")
-    train = DetectionSet(list(e.train_images), e.train_labels, img, True, dict(hyp), cache)
-    val = DetectionSet(list(e.val_images), e.val_labels, img, False, dict(hyp), cache)
+    train = DetectionSet(list(e.train_images), e.train_labels, img, True, dict(hyp))
+    val = DetectionSet(list(e.val_images), e.val_labels, img, False, dict(hyp))
     return DetectionData(train, val, len(embedded.CLASSES), list(embedded.CLASSES), embedded.DESCRIPTION)
 
 
@@ -268,7 +267,7 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
     _check_request(nc, img, stride)
     hyp = {**aug.DEFAULT_AUGMENT, **(hyp or {})}
     if source is None or str(source) == "embedded":
-        return choose_cache(_embedded(img, nc, hyp, False), cache)
+        return choose_cache(_embedded(img, nc, hyp), cache)
     path = Path(os.path.expanduser(str(source)))
     train_files, val_files, nc, class_names, notes = _files(path, nc, names)
     tr, tr_labels, warnings, tr_sizes = read_split(train_files, nc, skip_bad)
@@ -288,6 +287,6 @@ def load_detection_data(source: str | os.PathLike | None = None, img: int = 640,
     elif len(class_names) != nc:
         raise NetdslError(f"{len(class_names)} names given for {nc} classes", path=str(path))
     desc = f"{len(tr)} training and {len(va)} validation images from {path}"
-    return choose_cache(DetectionData(DetectionSet(tr, tr_labels, img, True, dict(hyp), False, tr_sizes),
-                                      DetectionSet(va, va_labels, img, False, dict(hyp), False, va_sizes),
+    return choose_cache(DetectionData(DetectionSet(tr, tr_labels, img, True, dict(hyp), sizes=tr_sizes),
+                                      DetectionSet(va, va_labels, img, False, dict(hyp), sizes=va_sizes),
                                       nc, class_names, desc, warnings, notes), cache)

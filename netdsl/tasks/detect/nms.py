@@ -33,7 +33,7 @@ def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *,
     """Indices (int64, by decreasing score) of the boxes `[n, 4]` that greedy NMS keeps.
 
     Works through the boxes by score in blocks: a block's boxes overlapping a box kept before
-    it go, then the block is resolved within itself (`resolve_block`). `limit` stops once that
+    it go, then the block is resolved within itself (`_resolve`). `limit` stops once that
     many boxes are kept (the same first indices, found sooner). The work is numpy's on the CPU,
     one thread: the same IEEE operations as `box_iou` on the same values, so the same boxes
     kept, without torch's per-operation overhead on many small arrays (the indices come back on
@@ -73,22 +73,17 @@ def _resolve(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
     before it overlaps it by more than the threshold. The overlaps are one matrix; the greedy
     pass then visits only the boxes that overlap a later one, in order (solving the rule for all
     boxes at once needed a round per link of a chain of overlaps, and early in training
-    low-confidence boxes form long ones)."""
+    low-confidence boxes form long ones).
+
+    >>> _resolve(np.array([[0.0, 0, 10, 10], [1, 1, 10, 10], [2, 2, 11, 11]], np.float32), 0.6).tolist()
+    [True, False, True]
+    """
     over = np.triu(_iou(boxes, boxes) > iou_threshold, 1)  # [earlier, later]
     keep = np.ones(len(over), dtype=bool)
     for i in np.flatnonzero(over.any(1)).tolist():
         if keep[i]:
             keep &= ~over[i]
     return keep
-
-
-def resolve_block(boxes: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """`_resolve` on torch boxes.
-
-    >>> resolve_block(torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [2, 2, 11, 11]]), 0.6).tolist()
-    [True, False, True]
-    """
-    return torch.from_numpy(_resolve(boxes.detach().cpu().numpy(), iou_threshold)).to(boxes.device)
 
 
 def candidates(x: torch.Tensor, conf_thres: float, classes: Sequence[int] | None,

@@ -27,7 +27,7 @@ from netdsl.tasks.detect.predict import detect_head, max_stride
 from netdsl.tasks.detect.trainer import TASK, DetHyper, data_fingerprint
 from netdsl.tasks.detect.trainer_v8 import OPTIMIZERS, RECIPE, V8Hyper, v8_head
 from netdsl.tasks.engine import Job, task_head
-from netdsl.tasks.precision import USED, Precision, of_run, resolve
+from netdsl.tasks.precision import Precision, of_run, resolve
 from netdsl.tasks.rundir import ensure_fresh, read_json, resume_dir
 from netdsl.weights import load_weights
 
@@ -266,10 +266,7 @@ def prepare_resume(job: Job, device: torch.device | str = "cpu") -> Prepared:
     hyper, hyp = st.hyper, dict(st.hyp)
     if not v8 and rj.get("augment") != AUGMENT_VERSION:
         hyp.update(mosaic=0.0, degrees=0.0, translate=0.0, scale=0.0, shear=0.0, perspective=0.0)
-    if hyper.precision not in USED:
-        raise NetdslError(f'"train.precision" must be one of {", ".join(USED)}, not {hyper.precision!r}',
-                          path=str(d / "run.json"), hint=REPAIR)
-    of_run(hyper.precision, device, str(d / "run.json"))
+    of_run(hyper.precision, device, str(d / "run.json"))  # a bad value or an fp16 run on a CPU: refused here
     if getattr(args, "ema", None) is not None and bool(args.ema) != hyper.ema:
         raise NetdslError(f"this run was started {'with' if hyper.ema else 'without'} EMA weights; "
                           f"--resume keeps that", path=str(d), hint="drop --ema / --no-ema")
