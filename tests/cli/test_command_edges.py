@@ -312,6 +312,7 @@ def test_train_reports_last_and_best_and_draws_best(toy_training: dict[str, list
     import csv
 
     from netdsl.cli import main
+    from netdsl.tasks.precision import of_run
     from test_train_resume import Toy
 
     assert main(["train", "toy.net", "--data", "photos", "--out", "run", "--set", "NF=4", "--epochs", "3",
@@ -332,11 +333,14 @@ def test_train_reports_last_and_best_and_draws_best(toy_training: dict[str, list
     assert title == f"toy: best.pt (epoch 1 of 3), val loss 0.500, pixel accuracy {acc[1]:.1f}%"
     x = torch.from_numpy(grey)[:, None]
 
+    # at the run's precision (bf16 autocast where this CPU runs it natively), as the run predicts
+    precision = of_run(json.loads((run / "run.json").read_text())["train"]["precision"], torch.device("cpu"))
+
     def predicted(state: dict) -> np.ndarray:
         model = Toy(NF=4)
         model.load_state_dict(state)
-        with torch.no_grad():
-            return model.eval()(x).argmax(1).numpy()
+        with torch.no_grad(), precision.autocast():
+            return model.eval()(x).float().argmax(1).numpy()
 
     assert (pred == predicted(best["model"])).mean() > 0.999
     assert any(not torch.equal(best["model"][k], last["model"][k]) for k in best["model"])

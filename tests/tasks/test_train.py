@@ -27,6 +27,7 @@ from netdsl.tasks.colourize.data import DataSpec, load_data, to_tensors
 from netdsl.tasks.colourize.loop import Hyper, fit
 from netdsl.tasks.colourize.model_check import check_model
 from netdsl.tasks.colourize.prepare import identity
+from netdsl.tasks.precision import resolve
 from netdsl.values import parse_sets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,8 +229,10 @@ def test_run_directory(photos: Path, tmp_path: Path) -> None:
     assert not [n for n in names if n.endswith(".tmp")]
     meta = json.loads((run / "run.json").read_text())
     assert meta["spec"]["params"]["NF"] == 4 and meta["spec"]["sets"] == {"NF": 4}
+    auto = resolve("auto", torch.device("cpu"))  # bf16 where this CPU has AVX-512 BF16 or AMX, else fp32
     assert meta["train"] == {"epochs": 2, "batch_size": 64, "lr": 0.001, "seed": 0, "ema": True,
-                             "precision": "fp32", "compile": False, "channels_last": True, "fused": True}
+                             "precision": auto.used, "compile": False, "channels_last": True, "fused": True}
+    assert meta["precision"] == {"requested": "auto", "used": auto.used, "why": auto.why}
     assert meta["train_patches"] == 160 and meta["val_patches"] == 40
     m = rows(run / "metrics.csv")
     assert [r["epoch"] for r in m] == ["1", "2"] and all(math.isfinite(float(r["val_loss"])) for r in m)
