@@ -5,12 +5,13 @@ from __future__ import annotations
 import doctest
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import netdsl
 import netdsl.tasks.detect.nms
-from netdsl.tasks.detect.nms import nms, non_max_suppression
+from netdsl.tasks.detect.nms import _apart, nms, nms_by_group, non_max_suppression
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +51,24 @@ def test_nms_matches_brute_force(seed: int, thr: float) -> None:
         assert nms(boxes, scores, thr, block=block, limit=5).tolist() == kept[:5].tolist()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_iou_is_box_iou_bit_for_bit(dtype: torch.dtype) -> None:
+    """nms's numpy IoU against `box_iou` (torch): every value equal, the degenerate (zero-area, 0/0)
+    pairs NaN in both, boxes far apart (class offsets) 0 in both."""
+    from netdsl.tasks.detect.boxes import box_iou
+    from netdsl.tasks.detect.nms import _iou
+
+    g = torch.Generator().manual_seed(0)
+    a = random_boxes(g, 70).to(dtype)
+    a[:4, 2:] = a[:4, :2]  # zero area
+    b = torch.cat((a.flip(0)[::2], random_boxes(g, 30).to(dtype) + 4096))
+    with np.errstate(invalid="ignore"):
+        ours = _iou(a.numpy(), b.numpy())
+    theirs = box_iou(a, b).numpy()
+    assert ours.dtype == theirs.dtype and np.isnan(ours).any()
+    assert np.array_equal(ours, theirs, equal_nan=True) and np.array_equal(np.signbit(ours), np.signbit(theirs))
+
+
 def test_nms_hand_made_and_empty() -> None:
     boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 10, 6], [50, 50, 60, 60], [0, 0, 10, 10]])
     scores = torch.tensor([0.9, 0.95, 0.3, 0.5, 0.1])
@@ -57,6 +76,25 @@ def test_nms_hand_made_and_empty() -> None:
     assert nms(boxes, scores, 0.5).tolist() == [1, 0, 3]
     assert nms(boxes, scores, 0.49).tolist() == [1, 3]
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_by_group_is_nms(seed: int) -> None:
+    """Group by group where the groups lie apart, one pass where they do not: the same indices as
+    `nms` over all the boxes, with and without a limit; ties in score keep the given order."""
+    g = torch.Generator().manual_seed(seed)
+    n = 400
+    boxes = random_boxes(g, n, size=300.0)
+    groups = torch.randint(0, 4, (n,), generator=g)
+    scores = torch.randint(0, 30, (n,), generator=g).double() / 30  # ties across and within groups
+    apart = boxes + groups[:, None] * 4096.0
+    touching = apart.clone()
+    i = int((groups < 3).nonzero()[0])
+    touching[i, 2] = 4096.0 * (int(groups[i]) + 1) + 50  # one box reaching into the next class's range
+    for b in (apart, touching, boxes):
+        for limit in (None, 7, 300):
+            assert nms_by_group(b, scores, groups, 0.45, limit=limit).tolist() == nms(b, scores, 0.45, limit=limit).tolist()
+    assert not _apart(touching.numpy(), groups.numpy(), 4) and _apart(apart.numpy(), groups.numpy(), 4)
 
 
 def reference_nms(decoded: torch.Tensor, conf: float, thr: float, classes: list[int] | None, agnostic: bool,

@@ -43,29 +43,76 @@ def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *,
     >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
     [0, 2]
     """
-    sc = scores.detach().cpu().numpy()
-    order = np.argsort(-sc, kind="stable")  # descending, ties in their given order
-    boxes = boxes_xyxy.detach().cpu().numpy()[order]
+    order = np.argsort(-scores.detach().cpu().numpy(), kind="stable")  # descending, ties in their given order
+    kept = _greedy(boxes_xyxy.detach().cpu().numpy()[order], iou_threshold, limit, block)
+    return torch.from_numpy(order[kept]).to(boxes_xyxy.device)
+
+
+def nms_by_group(boxes_xyxy: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float, *,
+                 limit: int | None = None) -> torch.Tensor:
+    """`nms(boxes_xyxy, scores, iou_threshold, limit=limit)`, the same indices, found group by
+    group where the groups lie apart: boxes already offset by class (`non_max_suppression`) whose
+    classes occupy disjoint x ranges overlap no box of another class (IoU 0), so greedy NMS of all
+    of them is each class's own, merged back in score order. The pairs compared shrink by the
+    number of classes. Where the ranges touch, or the threshold is negative, it is `nms` itself.
+
+    >>> b = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [100, 100, 110, 110], [101, 101, 110, 110]])
+    >>> nms_by_group(b, torch.tensor([0.9, 0.8, 0.95, 0.7]), torch.tensor([0, 0, 1, 1]), 0.5).tolist()
+    [2, 0]
+    """
+    boxes, g = boxes_xyxy.detach().cpu().numpy(), groups.detach().cpu().numpy()
+    labels, which = np.unique(g, return_inverse=True)
+    if len(labels) < 2 or iou_threshold < 0 or not _apart(boxes, which, len(labels)):
+        return nms(boxes_xyxy, scores, iou_threshold, limit=limit)
+    order = np.argsort(-scores.detach().cpu().numpy(), kind="stable")
+    kept = []
+    for label in range(len(labels)):
+        mine = order[which[order] == label]  # this group's boxes in the global order
+        kept.append(mine[_greedy(boxes[mine], iou_threshold, limit, 256)])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    every = np.concatenate(kept)
+    return torch.from_numpy(every[np.argsort(rank[every])][:limit]).to(boxes_xyxy.device)
+
+
+def _apart(boxes: np.ndarray, which: np.ndarray, n: int) -> bool:
+    """Whether groups 0..n-1 of `boxes` cover x ranges that do not overlap (one may end where the
+    next begins: a zero-width intersection is clipped to 0)."""
+    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(lo, which, np.minimum(boxes[:, 0], boxes[:, 2]))
+    np.maximum.at(hi, which, np.maximum(boxes[:, 0], boxes[:, 2]))
+    by_lo = np.argsort(lo)
+    return bool(np.all(hi[by_lo][:-1] <= lo[by_lo][1:]))
+
+
+def _greedy(boxes: np.ndarray, iou_threshold: float, limit: int | None, block: int) -> np.ndarray:
+    """Positions kept by greedy NMS of `boxes` already in score order (at most `limit`)."""
     kept = np.zeros(0, dtype=np.int64)
-    for start in range(0, len(order), block):
+    for start in range(0, len(boxes), block):
         if limit is not None and len(kept) >= limit:
             break
-        cand = np.arange(start, min(start + block, len(order)))
+        cand = np.arange(start, min(start + block, len(boxes)))
         if len(kept):
             cand = cand[~(_iou(boxes[kept], boxes[cand]) > iou_threshold).any(0)]
         kept = np.concatenate((kept, cand[_resolve(boxes[cand], iou_threshold)]))
-    return torch.from_numpy(order[kept[:limit]]).to(boxes_xyxy.device)
+    return kept[:limit]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`box_iou` in numpy: the same operations in the same order (so the same bits)."""
+    """`box_iou` in numpy: per pair the same operations in the same order (so the same bits), one
+    coordinate at a time and in place (five times fewer passes over memory than `[n, m, 2]` corners)."""
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    inter = np.minimum(a[:, 2, None], b[None, :, 2])
+    inter -= np.maximum(a[:, 0, None], b[None, :, 0])
+    np.maximum(inter, 0, out=inter)  # the width
+    h = np.minimum(a[:, 3, None], b[None, :, 3])
+    h -= np.maximum(a[:, 1, None], b[None, :, 1])
+    np.maximum(h, 0, out=h)
+    inter *= h
+    union = area_a[:, None] + area_b[None, :]
+    union -= inter
+    return np.divide(inter, union, out=inter)
 
 
 def _resolve(boxes: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -128,7 +175,7 @@ def non_max_suppression(decoded: torch.Tensor, conf_thres: float = 0.25, iou_thr
         if len(x) > MAX_NMS:
             x = x[x[:, 4].argsort(descending=True)[:MAX_NMS]]
         offset = x[:, 5:6] * (0 if agnostic else max_wh)
-        output.append(x[nms(x[:, :4] + offset, x[:, 4], iou_thres, limit=max_det)])
+        output.append(x[nms_by_group(x[:, :4] + offset, x[:, 4], x[:, 5], iou_thres, limit=max_det)])
     return output
 
 
