@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 
+import netdsl.tasks.detect.coco_fast
 import netdsl.tasks.detect.metrics
 from netdsl.tasks.detect.metrics import coco_datasets, evaluate
 
@@ -117,9 +118,10 @@ def test_bad_inputs(preds, truth, match):
         evaluate(preds, truth, nc=2)
 
 
-def test_docstring_example():
-    result = doctest.testmod(netdsl.tasks.detect.metrics)
-    assert result.attempted >= 2 and result.failed == 0
+def test_docstring_examples():
+    for module, examples in ((netdsl.tasks.detect.metrics, 6), (netdsl.tasks.detect.coco_fast, 4)):
+        result = doctest.testmod(module)
+        assert result.attempted >= examples and result.failed == 0, module.__name__
 
 
 def _random_case(seed: int, images: int = 12, nc: int = 3):
@@ -149,14 +151,15 @@ def test_fast_matching_is_cocoevals_own(seed: int) -> None:
     and a crowd ground truth falls back to COCOeval's own loops."""
     from pycocotools.cocoeval import COCOeval
 
-    from netdsl.tasks.detect.metrics import _coco, _fast_cocoeval, coco_datasets
+    from netdsl.tasks.detect.coco_fast import fast_cocoeval
+    from netdsl.tasks.detect.metrics import _coco, coco_datasets
 
     preds, gts, nc = _random_case(seed)
     dataset, results = coco_datasets(preds, gts, nc)
     if seed == 5:
         dataset["annotations"][0]["iscrowd"] = 1
     runs = []
-    for kind in (COCOeval, _fast_cocoeval(COCOeval)):
+    for kind in (COCOeval, fast_cocoeval(COCOeval)):
         with contextlib.redirect_stdout(io.StringIO()):
             ev = kind(_coco(dataset), _coco({**dataset, "annotations": results}), "bbox")
             ev.params.maxDets = [1, 10, 300]
@@ -173,5 +176,6 @@ def test_fast_matching_is_cocoevals_own(seed: int) -> None:
         for k in a:
             va, vb = np.asarray(a[k]), np.asarray(b[k])
             assert va.dtype == vb.dtype and va.shape == vb.shape and np.array_equal(va, vb), k
-    assert np.array_equal(slow.eval["precision"], fast.eval["precision"])
-    assert np.array_equal(slow.eval["recall"], fast.eval["recall"])
+    for k in ("precision", "recall", "scores"):
+        assert slow.eval[k].shape == fast.eval[k].shape and np.array_equal(slow.eval[k], fast.eval[k]), k
+    assert slow.eval["counts"] == fast.eval["counts"] and (slow.eval["precision"] > 0).any()

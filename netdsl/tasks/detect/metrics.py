@@ -43,14 +43,16 @@ ground truth and no predictions, every metric is 0.0 too.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from netdsl.tasks.detect.boxes import box_iou
+from netdsl.tasks.detect.coco_fast import fast_cocoeval
 
 # one image's ground truth: {"height": h, "width": w, "boxes": [m, 4] x1 y1 x2 y2 pixels, "classes": [m]}
 GroundTruth = Mapping[str, Any]
@@ -73,10 +75,28 @@ def _items(x: Sequence[Any] | Mapping[Any, Any]) -> list[tuple[Any, Any]]:
     return list(x.items()) if isinstance(x, Mapping) else list(enumerate(x))
 
 
-def _check_class(c: float, nc: int, what: str) -> int:
-    if c != int(c) or not 0 <= c < nc:
-        raise ValueError(f"{what}: class {c} is not an integer in [0, {nc})")
-    return int(c)
+def _category_ids(classes: np.ndarray, nc: int, what: str) -> list[int]:
+    """COCO's 1-based category ids of `classes` (floats), refusing the first that is not an
+    integer in [0, nc)."""
+    bad = (classes != np.trunc(classes)) | (classes < 0) | (classes >= nc)
+    if bad.any():
+        raise ValueError(f"{what}: class {float(classes[bad][0])} is not an integer in [0, {nc})")
+    return (classes.astype(np.int64) + 1).tolist()
+
+
+def _coco_rows(boxes: np.ndarray, image_id: int, first_id: int, categories: list[int],
+               scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """COCO annotations (or results, with `scores`) of `[m, 4]` x1, y1, x2, y2 pixels: bbox x, y,
+    w, h and area max(w, 0) * max(h, 0), the arithmetic done per column (a validation of an
+    untrained network gives ten thousand detections)."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    area = np.maximum(w, 0.0) * np.maximum(h, 0.0)
+    columns = [boxes[:, 0].tolist(), boxes[:, 1].tolist(), w.tolist(), h.tolist(), area.tolist(), categories]
+    if scores is None:
+        return [{"id": first_id + k, "image_id": image_id, "iscrowd": 0, "category_id": c, "bbox": [x, y, bw, bh],
+                 "area": a} for k, (x, y, bw, bh, a, c) in enumerate(zip(*columns))]
+    return [{"id": first_id + k, "image_id": image_id, "iscrowd": 0, "category_id": c, "bbox": [x, y, bw, bh],
+             "area": a, "score": sc} for k, (x, y, bw, bh, a, c, sc) in enumerate(zip(*columns, scores.tolist()))]
 
 
 def coco_datasets(predictions: Sequence[Any] | Mapping[Any, Any],
@@ -102,20 +122,15 @@ def coco_datasets(predictions: Sequence[Any] | Mapping[Any, Any],
         if len(classes) != len(boxes):
             raise ValueError(f"ground truth of image {key!r}: {len(boxes)} boxes but {len(classes)} classes")
         images.append({"id": ids[key], "height": h, "width": w})
-        for (x1, y1, x2, y2), c in zip(boxes.tolist(), classes.tolist()):
-            bw, bh = x2 - x1, y2 - y1
-            annotations.append({"id": len(annotations) + 1, "image_id": ids[key], "iscrowd": 0,
-                                "category_id": _check_class(c, nc, f"ground truth of image {key!r}") + 1,
-                                "bbox": [x1, y1, bw, bh], "area": max(bw, 0.0) * max(bh, 0.0)})
+        annotations += _coco_rows(boxes, ids[key], len(annotations) + 1,
+                                  _category_ids(classes, nc, f"ground truth of image {key!r}"))
     results: list[dict[str, Any]] = []
     for key, p in _items(predictions):
         if key not in ids:
             raise ValueError(f"predictions for image {key!r}, which has no ground-truth entry (give its size there)")
-        for x1, y1, x2, y2, score, c in _rows(p, 6, f"predictions of image {key!r}").tolist():
-            bw, bh = x2 - x1, y2 - y1
-            results.append({"id": len(results) + 1, "image_id": ids[key], "iscrowd": 0,
-                            "category_id": _check_class(c, nc, f"predictions of image {key!r}") + 1,
-                            "bbox": [x1, y1, bw, bh], "area": max(bw, 0.0) * max(bh, 0.0), "score": score})
+        rows = _rows(p, 6, f"predictions of image {key!r}")
+        results += _coco_rows(rows[:, :4], ids[key], len(results) + 1,
+                              _category_ids(rows[:, 5], nc, f"predictions of image {key!r}"), rows[:, 4])
     categories = [{"id": c + 1, "name": f"class{c}"} for c in range(nc)]
     return {"images": images, "annotations": annotations, "categories": categories}, results
 
@@ -142,6 +157,32 @@ def evaluate(predictions: Sequence[Any] | Mapping[Any, Any],
     """
     if nc < 1:
         raise ValueError(f"nc must be positive, got {nc}")
+    with collector_paused():
+        return _evaluate(predictions, ground_truth, nc)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off inside (and back as it was after): building tens of
+    thousands of small dicts (COCO's records) otherwise triggers a collection every 700 of them,
+    each walking the process's objects (torch's among them), four fifths of the time. The
+    records hold no cycles, so reference counting frees them all the same.
+
+    >>> with collector_paused():
+    ...     gc.isenabled()
+    False
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _evaluate(predictions: Sequence[Any] | Mapping[Any, Any],
+              ground_truth: Sequence[GroundTruth] | Mapping[Any, GroundTruth], nc: int) -> dict[str, Any]:
     gt_dataset, results = coco_datasets(predictions, ground_truth, nc)
     out: dict[str, Any] = {"precision": 0.0, "recall": 0.0, "map50": 0.0, "map50_95": 0.0,
                            "images": len(gt_dataset["images"]), "instances": len(gt_dataset["annotations"]),
@@ -153,9 +194,10 @@ def evaluate(predictions: Sequence[Any] | Mapping[Any, Any],
     with contextlib.redirect_stdout(io.StringIO()):
         gt = _coco(gt_dataset)
         dt = _coco({**gt_dataset, "annotations": results})
-        ev = _fast_cocoeval(COCOeval)(gt, dt, "bbox")
+        ev = fast_cocoeval(COCOeval)(gt, dt, "bbox")
         per_image = max(np.bincount([r["image_id"] for r in results]).max(), 100)
-        ev.params.maxDets = [1, 10, int(per_image)]
+        # Only the last cap is read (every detection): `accumulate` scores each cap on its own.
+        ev.params.maxDets = [int(per_image)]
         # Only the "all" area range is read: COCOeval scores each range on its own, so the small,
         # medium and large ones (three quarters of its time) are left out, with the same figures.
         ev.params.areaRng, ev.params.areaRngLbl = [ev.params.areaRng[0]], [ev.params.areaRngLbl[0]]
@@ -171,69 +213,6 @@ def evaluate(predictions: Sequence[Any] | Mapping[Any, Any],
     out["map50"] = float(np.mean(np.where(p[t50] > -1, p[t50], 0.0)))
     out["precision"], out["recall"] = _precision_recall(ev, has_gt, t50)
     return out
-
-
-def _fast_cocoeval(base: type) -> type:
-    """COCOeval with its per-image matching (`evaluateImg`, three nested Python loops: thresholds,
-    detections, ground truths) done per threshold in numpy where no ground truth is a crowd or
-    ignored (netdsl's never are): the greedy rule unchanged, one step per ground truth matched
-    instead of one per (detection, ground truth). Every other case is COCOeval's own code. The
-    returned record is COCOeval's, value for value (tested against it)."""
-
-    class FastEval(base):
-        def evaluateImg(self, imgId: Any, catId: Any, aRng: Any, maxDet: int) -> Any:  # noqa: N802, N803 - COCOeval's names
-            gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
-            if not self.params.useCats or any(g["ignore"] or g["iscrowd"] or not aRng[0] <= g["area"] <= aRng[1]
-                                              for g in gt):
-                return super().evaluateImg(imgId, catId, aRng, maxDet)
-            if not gt and not dt:
-                return None
-            for g in gt:
-                g["_ignore"] = 0
-            dt = [dt[i] for i in np.argsort([-d["score"] for d in dt], kind="mergesort")[:maxDet]]
-            thresholds = self.params.iouThrs
-            ious = np.asarray(self.ious[imgId, catId], dtype=np.float64)
-            dtm, gtm = _greedy_matches(ious, thresholds, [d["id"] for d in dt], [g["id"] for g in gt])
-            outside = np.array([d["area"] < aRng[0] or d["area"] > aRng[1] for d in dt]).reshape(1, len(dt))
-            dt_ignore = np.logical_or(np.zeros((len(thresholds), len(dt))),
-                                      np.logical_and(dtm == 0, np.repeat(outside, len(thresholds), 0)))
-            return {"image_id": imgId, "category_id": catId, "aRng": aRng, "maxDet": maxDet,
-                    "dtIds": [d["id"] for d in dt], "gtIds": [g["id"] for g in gt], "dtMatches": dtm,
-                    "gtMatches": gtm, "dtScores": [d["score"] for d in dt], "gtIgnore": np.array([g["_ignore"] for g in gt]),
-                    "dtIgnore": dt_ignore}
-
-    return FastEval
-
-
-def _greedy_matches(ious: np.ndarray, thresholds: np.ndarray, dt_ids: list[int],
-                    gt_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval's greedy matching with no crowd or ignored ground truth: at each threshold t, each
-    detection in score order takes the unmatched ground truth of highest IoU >= min(t, 1 - 1e-10)
-    (of equal ones, the last). `(dtMatches [T, D], gtMatches [T, G])`: the partner's id, or 0.
-
-    >>> _greedy_matches(np.array([[0.6, 0.7], [0.9, 0.2]]), np.array([0.5, 0.65]), [1, 2], [7, 8])[0].tolist()
-    [[8.0, 7.0], [8.0, 7.0]]
-    """
-    t_n, d_n, g_n = len(thresholds), len(dt_ids), len(gt_ids)
-    dtm, gtm = np.zeros((t_n, d_n)), np.zeros((t_n, g_n))
-    if ious.size == 0:
-        return dtm, gtm
-    for ti, t in enumerate(thresholds):
-        floor = min(t, 1 - 1e-10)
-        free = np.ones(g_n, dtype=bool)
-        start = 0
-        while start < d_n and free.any():
-            rows = np.where(free, ious[start:], -np.inf)
-            best = rows.max(1)
-            hits = np.flatnonzero(best >= floor)
-            if not len(hits):
-                break
-            d = start + int(hits[0])
-            m = g_n - 1 - int(np.argmax(rows[hits[0]][::-1] == best[hits[0]]))  # the last of the best
-            dtm[ti, d], gtm[ti, m] = gt_ids[m], dt_ids[d]
-            free[m] = False
-            start = d + 1
-    return dtm, gtm
 
 
 def _precision_recall(ev: Any, cats: list[int], t: int) -> tuple[float, float]:
