@@ -73,3 +73,31 @@ def test_channels_last_trains_the_standard_layouts_numbers(made) -> None:
         fresh = made(channels_last=not cl)
         fresh.restore(state, "last.pt")  # loads into the other layout
     assert rows[True] == pytest.approx(rows[False], rel=1e-4)
+
+
+def test_predict_follows_the_models_layout_with_the_same_detections(tmp_path: Path) -> None:
+    """`predict` in channels_last (as `netdsl detect` runs it) and one image a batch (its CPU
+    default) finds what the standard layout in batches of 8 finds, up to float rounding."""
+    import copy
+    import doctest
+
+    import numpy as np
+
+    import netdsl.tasks.detect.predict as predict_module
+    from netdsl.tasks.detect.predict import layout, predict
+
+    spec = tmp_path / "tiny.net"
+    spec.write_text(TINY)
+    torch.manual_seed(0)
+    model = netdsl.build(spec)
+    last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    assert (layout(model), layout(last)) == (torch.contiguous_format, torch.channels_last)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (48 + 8 * k, 64, 3), dtype=np.uint8) for k in range(5)]
+    standard = predict(model, images, img=64, conf=0.001, auto=True, batch=8)
+    for got in (predict(last, images, img=64, conf=0.001, auto=True), predict(model, images, img=64, conf=0.001, auto=True)):
+        assert [len(d) for d in got] == [len(d) for d in standard] and sum(map(len, standard)) > 0
+        for a, b in zip(got, standard):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
+    result = doctest.testmod(predict_module)
+    assert result.attempted >= 2 and result.failed == 0
