@@ -25,10 +25,11 @@ Reported per network and configuration:
   exact), as a fraction of the machine's fp32 (or bf16) `torch.mm` peak measured here;
 - for `--compile`: the compile time (first step) and after how many epochs it has paid for itself.
 
-`--quality E` then trains UNet (or `--quality-spec`) for E epochs per seed in `--quality-seeds`
-with the course loop, `pre-issue`, `default` and `bf16`, and prints each final validation loss:
-a configuration's results are unchanged when its mean lies within the seed-to-seed spread of
-plain fp32.
+`--quality E` then trains UNet (or each of `--quality-spec a,b,c`) for E epochs per seed in
+`--quality-seeds` with the course loop, `fp32` (`--precision fp32`) and `bf16` (and any
+`--quality-configs`), and prints each final validation loss and accuracy, their means and
+standard deviations over seeds, and each mean's distance from fp32's in fp32's standard
+deviations: a configuration's results are unchanged when that lies within about one.
 
 The ResNet-18 of the zoo cannot be trained on colourization (its head is a classifier: a vector
 of NCLS scores, not a score map): it runs as a 24-way classifier at 32x32 on the embedded
@@ -72,6 +73,7 @@ CONFIGS = {
     "pre-issue": dict(channels_last=False, fused=False),
     # what `netdsl train` does by default here: --precision auto (bf16 only where the CPU runs it natively)
     "default": dict(precision=resolve("auto", "cpu").used),
+    "fp32": dict(precision="fp32"),
     "bf16": dict(precision="bf16"),
     "compile": dict(compile=True),
     "bf16+compile": dict(precision="bf16", compile=True),
@@ -260,29 +262,43 @@ def bench_network(name: str, args: argparse.Namespace, peaks: dict[str, float], 
     return lines
 
 
+QUALITY_LOOPS = ("course", "fp32", "bf16")
+
+
 def quality(args: argparse.Namespace, colour: Tensors) -> None:
-    spec, params = SPECS[args.quality_spec]
-    print(f"\n## final validation loss after {args.quality} epochs: {spec}, seeds {args.quality_seeds}", flush=True)
-    kinds = ["course", "pre-issue", "default", "bf16"] + [c for c in args.quality_configs if c not in
-                                                          ("course", "pre-issue", "default", "bf16")]
-    finals: dict[str, list[float]] = {k: [] for k in kinds}
-    for seed in args.quality_seeds:
-        for k in kinds:
-            torch.manual_seed(seed)
-            model = netdsl.build(str(ROOT / spec), **params)
-            loop = CourseLoop(model, colour, args.batch_size, seed, False) if k == "course" else \
-                Ours(model, colour, args.batch_size, seed, CONFIGS[k])
-            t0 = time.perf_counter()
-            for _ in range(args.quality):
-                loop.train_epoch()
-            vl, va = loop.evaluate()
-            finals[k].append(vl)
-            print(f"  seed {seed} {k}: val loss {vl:.4f}, acc {100 * va:.2f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
-    print("\n| loop | " + " | ".join(f"seed {s}" for s in args.quality_seeds) + " | mean | std over seeds |")
-    print("|---|" + "---:|" * (len(args.quality_seeds) + 2))
-    for k, v in finals.items():
-        sd = statistics.stdev(v) if len(v) > 1 else float("nan")
-        print(f"| {k} | " + " | ".join(f"{x:.4f}" for x in v) + f" | {statistics.fmean(v):.4f} | {sd:.4f} |")
+    """Per network of `--quality-spec`: each loop's final validation loss and accuracy per seed,
+    the mean and standard deviation over seeds, and each loop's mean against fp32's as a
+    multiple of the seed-to-seed standard deviation."""
+    kinds = [*QUALITY_LOOPS, *(c for c in args.quality_configs if c not in QUALITY_LOOPS)]
+    for name in args.quality_spec.split(","):
+        spec, params = SPECS[name]
+        print(f"\n## after {args.quality} epochs: {spec}, seeds {args.quality_seeds}", flush=True)
+        finals: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        for seed in args.quality_seeds:
+            for k in kinds:
+                torch.manual_seed(seed)
+                model = netdsl.build(str(ROOT / spec), **params)
+                loop = CourseLoop(model, colour, args.batch_size, seed, False) if k == "course" else \
+                    Ours(model, colour, args.batch_size, seed, CONFIGS[k])
+                t0 = time.perf_counter()
+                for _ in range(args.quality):
+                    loop.train_epoch()
+                vl, va = loop.evaluate()
+                finals[k].append((vl, 100 * va))
+                print(f"  seed {seed} {k}: val loss {vl:.4f}, acc {100 * va:.2f}% ({time.perf_counter() - t0:.0f} s)",
+                      flush=True)
+        print(f"\n{name}, {args.quality} epochs: | loop | " + " | ".join(f"seed {s}" for s in args.quality_seeds)
+              + " | mean | std over seeds | mean - fp32's, in fp32's stds |")
+        print("|---|" + "---:|" * (len(args.quality_seeds) + 3))
+        for what, i, fmt in (("val loss", 0, ".4f"), ("val acc %", 1, ".2f")):
+            ref = [v[i] for v in finals["fp32"]]
+            ref_sd = statistics.stdev(ref) if len(ref) > 1 else float("nan")
+            for k, vs in finals.items():
+                v = [x[i] for x in vs]
+                sd = statistics.stdev(v) if len(v) > 1 else float("nan")
+                shift = (statistics.fmean(v) - statistics.fmean(ref)) / ref_sd if ref_sd else float("nan")
+                print(f"| {k} {what} | " + " | ".join(f"{x:{fmt}}" for x in v)
+                      + f" | {statistics.fmean(v):{fmt}} | {sd:{fmt}} | {shift:+.2f} |")
 
 
 def main() -> int:
@@ -294,7 +310,7 @@ def main() -> int:
     ap.add_argument("--max-train", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--quality", type=int, default=0, metavar="EPOCHS")
-    ap.add_argument("--quality-spec", default="unet")
+    ap.add_argument("--quality-spec", default="unet", help="networks for --quality, comma-separated")
     ap.add_argument("--quality-seeds", default="0,1,2")
     ap.add_argument("--quality-configs", default="", help="extra configurations for --quality (e.g. compile)")
     args = ap.parse_args()
