@@ -17,6 +17,9 @@ OMP_NUM_THREADS/MKL_NUM_THREADS, which each side's torch reports in the events):
   --epochs E --data DIR --device cpu`;
 - peer: `train.py --img I --batch B --epochs E --data DIR/data.yaml --cfg models/yolov3-tiny.yaml
   --weights '' --noautoanchor --device cpu` (YOLOV3_CONFIG_DIR=PEER/config, its default --workers).
+Each side at its defaults: netdsl's `--precision auto` is bf16 autocast on a CPU with AVX-512 BF16 or
+AMX and fp32 elsewhere (its first log line says which); the peer's AMP is CUDA's only, so it trains
+in fp32 on a CPU. Both validate and detect in fp32.
 How the times are taken: each program runs under a small runner (this file, `--runner`) that records
 wall-clock timestamps (`time.time()`) as JSON lines and then hands over to the program's own entry
 point with the same arguments. netdsl: `DetTrainer.train_epoch` wrapped (start, end) and
