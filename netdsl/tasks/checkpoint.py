@@ -26,6 +26,11 @@ class NonFiniteLoss(NetdslError):
     """Training diverged; the checkpoint on disk is the last good one."""
 
 
+def standard_layout(state: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict in the standard (contiguous) layout: checkpoints do not depend on channels_last."""
+    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
 def header(task: str) -> dict[str, str]:
     """The first entries of every checkpoint `task` writes."""
     return {"format": CHECKPOINT_FORMAT, "task": task}

@@ -19,6 +19,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small networks o
 
 # --- resolution -------------------------------------------------------------------------------
 
+def test_the_command_line_offers_precisions_choices() -> None:
+    """commands/train.py spells the choices out (its --help must not import torch): the same as
+    `precision.CHOICES`."""
+    import argparse
+
+    import netdsl.commands.train as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    (action,) = [a for a in parser._actions if "--precision" in a.option_strings]
+    assert tuple(action.choices) == P.CHOICES
+
+
 def test_auto_on_a_cpu_follows_its_bf16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(P, "cpu_bf16", lambda: "AMX")
     p = P.resolve(None, "cpu")

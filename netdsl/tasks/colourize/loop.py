@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from netdsl.errors import NetdslError
-from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, restore_torch_rng
+from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, restore_torch_rng, standard_layout
 from netdsl.tasks.colourize.data import Tensors
 from netdsl.tasks.distributed import Dist
 from netdsl.tasks.ema import ModelEMA
@@ -292,12 +292,12 @@ class Trainer:
         ema = {}
         if self.ema is not None:
             e = self.ema.state_dict()
-            ema = {"live": _contiguous(self.module.state_dict()),
+            ema = {"live": standard_layout(self.module.state_dict()),
                    "ema": {"updates": e["updates"], "decay": e["decay"], "tau": e["tau"]}}
         return {
             **header(TASK),
             "epoch": self.epoch,
-            "model": _contiguous(self.eval_module.state_dict()),
+            "model": standard_layout(self.eval_module.state_dict()),
             **ema,
             "optimizer": self.optimizer.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
@@ -334,11 +334,6 @@ class Trainer:
 
 def _layout(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
     return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
-
-
-def _contiguous(state: dict[str, Any]) -> dict[str, Any]:
-    """A state_dict in the standard layout, so checkpoints do not depend on channels_last."""
-    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def _adam(params: list[nn.Parameter], lr: float, fused: bool, device: torch.device) -> torch.optim.Optimizer:

@@ -26,10 +26,11 @@ from netdsl.tasks.detect.boxes import xywh_to_xyxy
 MAX_WH = 4096       # class offset (pixels) that keeps boxes of different classes apart
 MAX_WH_V8 = 7680    # ultralytics 8.x's class offset (utils/nms.py `max_wh`)
 MAX_NMS = 30000     # boxes per image passed to NMS at most (the highest scores)
+BLOCK = 256         # boxes NMS resolves at once (one [BLOCK, BLOCK] IoU matrix)
 
 
 def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float, *,
-        limit: int | None = None, block: int = 256) -> torch.Tensor:
+        limit: int | None = None, block: int = BLOCK) -> torch.Tensor:
     """Indices (int64, by decreasing score) of the boxes `[n, 4]` that greedy NMS keeps.
 
     Works through the boxes by score in blocks: a block's boxes overlapping a box kept before
@@ -68,7 +69,7 @@ def nms_by_group(boxes_xyxy: torch.Tensor, scores: torch.Tensor, groups: torch.T
     kept = []
     for label in range(len(labels)):
         mine = order[which[order] == label]  # this group's boxes in the global order
-        kept.append(mine[_greedy(boxes[mine], iou_threshold, limit, 256)])
+        kept.append(mine[_greedy(boxes[mine], iou_threshold, limit, BLOCK)])
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     every = np.concatenate(kept)

@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from netdsl.errors import NetdslError
-from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, restore_torch_rng
+from netdsl.tasks.checkpoint import NonFiniteLoss, checkpoint_mismatch, header, restore_torch_rng, standard_layout
 from netdsl.tasks.detect.data import DetectionData, DetectionSet, collate
 from netdsl.tasks.detect.hyp import loss_gains
 from netdsl.tasks.detect.loss import head_geometry, yolo_loss
@@ -346,8 +346,7 @@ class DetTrainer:
         batch = batch or 2 * self.hyper.batch_size
         if self._val_loader is None or self._val_loader.batch != batch:
             self._val_loader = RectLoader.of(self.data.val, batch, self.hyper.img, int(self.strides.max()))
-        return validate(self.eval_model, self._val_loader, self.nc, lambda raw, t: self.loss(raw, t)[1], self.device,
-                        self.memory_format)
+        return validate(self.eval_model, self._val_loader, self.nc, lambda raw, t: self.loss(raw, t)[1], self.device)
 
     def run_epoch(self, on_batch: Callable[[int, torch.Tensor], None] | None = None) -> DetRow:
         t0 = time.perf_counter()
@@ -393,12 +392,12 @@ class DetTrainer:
         training keeps one (the live ones are then `live_model`), as ultralytics saves its EMA."""
         ema = {}
         if self.ema is not None:
-            ema = {"live_model": standard(self.model.state_dict()),
+            ema = {"live_model": standard_layout(self.model.state_dict()),
                    "ema": {"updates": self.ema.updates, "decay": self.ema.decay, "tau": self.ema.tau}}
         return {
             **header(TASK),
             "epoch": self.epoch,
-            "model": standard(self.eval_model.state_dict()),
+            "model": standard_layout(self.eval_model.state_dict()),
             **ema,
             "optimizer": self.optimizer.state_dict(),
             "grads": [p.grad.detach().cpu().contiguous().clone() if p.grad is not None else None for p in self.params],
@@ -440,11 +439,6 @@ class DetTrainer:
         if len(rows) != ckpt.get("epoch"):
             raise NetdslError("checkpoint is inconsistent (history and epoch disagree)", path=path)
         self.history = DetHistory(rows, float(ckpt["best_map"]), int(ckpt["best_epoch"]))
-
-
-def standard(state: dict[str, Any]) -> dict[str, Any]:
-    """A state_dict in the standard (contiguous) layout: checkpoints do not depend on channels_last."""
-    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def as_float(raw: Any) -> Any:

@@ -33,7 +33,7 @@ from netdsl.tasks.detect.augment import PAD_VALUE
 from netdsl.tasks.detect.boxes import xywh_to_xyxy
 from netdsl.tasks.detect.data import DetectionSet, collate
 from netdsl.tasks.detect.metrics import evaluate, match_detections, val_scores
-from netdsl.tasks.detect.predict import protocol
+from netdsl.tasks.detect.predict import layout, protocol
 
 VAL_MAX_DET = 300  # val.py's and ultralytics 8's; confidence and IoU are the head's (`nms.V3`, `nms.V8`)
 RECT_PAD = 0.5  # train.py's validation loader: pad 0.5 strides
@@ -152,14 +152,14 @@ def image_truth(targets: torch.Tensor, j: int, hw: tuple[int, int], where: Place
 
 @torch.no_grad()
 def validate(model: nn.Module, loader: RectLoader, nc: int, loss: LossFn | None = None,
-             device: torch.device | str = "cpu", memory_format: torch.memory_format = torch.contiguous_format,
-             ) -> tuple[list[float], dict[str, Any]]:
+             device: torch.device | str = "cpu") -> tuple[list[float], dict[str, Any]]:
     """(validation loss means over batches of the three items `loss` returns (zeros without
     `loss`), metrics): val.py's `precision`, `recall`, `map50`, `map50_95`, COCOeval's
     `coco_map50`, `coco_map50_95`, and `images`, `instances`, `detections`. `model` is put in
     eval mode and back. Its head decides the NMS (`predict.protocol`): `detect`'s at IoU 0.6,
     `detect_v8`'s (ultralytics 8.4) at 0.7; both at confidence 0.001, multi-label, 300 at most."""
     post = protocol(model)
+    memory_format = layout(model)  # the batches in the model's layout (channels_last when training is)
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64)
